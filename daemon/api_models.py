@@ -1,0 +1,69 @@
+"""Pydantic models of the API's inputs: one definition shared by JSON-RPC, REST and OpenRPC."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+STATES = Literal["queued", "planning", "running", "reviewing", "merging", "input_required",
+                 "awaiting_approval", "completed", "failed", "canceled"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TaskOptions(Strict):
+    """Per-task settings; each one overrides the configuration for this task only."""
+
+    approval: Literal["none", "required"] | None = None
+    project_dir: str | None = Field(default=None, description="project root with .tierd.toml")
+    parallelize: Literal["when-possible", "always", "never"] | None = None
+    coupled: list[list[str]] | None = None
+    instructions: list[str] | None = None
+    max_streams: int | None = Field(default=None, ge=1, le=200)
+
+
+class SubmitParams(Strict):
+    goal: str = Field(min_length=1, description="what the task should achieve")
+    context: str = Field(default="", description="background the planner should know")
+    options: TaskOptions = Field(default_factory=TaskOptions)
+
+
+class TaskIdParams(Strict):
+    task_id: str = Field(min_length=1, max_length=64)
+
+
+class ListParams(Strict):
+    state: STATES | None = None
+    limit: int = Field(default=50, ge=1, le=500)
+    cursor: str | None = Field(default=None, max_length=64)
+
+
+class AnswerParams(Strict):
+    task_id: str = Field(min_length=1, max_length=64)
+    answers: dict[str, str] = Field(min_length=1, description="question id -> answer text")
+
+
+class ApproveParams(Strict):
+    task_id: str = Field(min_length=1, max_length=64)
+    decision: Literal["approve", "reject"]
+    comment: str | None = Field(default=None, max_length=20000)
+
+
+class ConfigGetParams(Strict):
+    key: str | None = None
+
+
+class ConfigSetParams(Strict):
+    key: str = Field(min_length=1)
+    value: Any
+
+
+class NoParams(Strict):
+    pass
+
+
+class CeilingParams(Strict):
+    ceiling: int = Field(ge=1, le=10000)

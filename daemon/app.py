@@ -1,0 +1,129 @@
+"""The FastAPI application factory and the daemon's parts wired together.
+
+`Daemon` owns the long-lived objects (store, event feed, governor, runner, service) and their
+start and stop order; `create_app` puts the HTTP adapters and the security guard around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from . import __version__
+from .config import Config
+from .errors import ServiceError
+from .events import EventFeed
+from .governor import ConcurrencySettings, Governor
+from .homes import Homes
+from .rest import router
+from .rpc import RpcDispatcher
+from .runner import Runner
+from .security import Guard
+from .service import Service
+from .store import Store
+
+
+def store_url(homes: Homes, config: Config) -> str:
+    return config.get("store.url") or f"sqlite:///{homes.database}"
+
+
+@dataclass
+class Daemon:
+    homes: Homes
+    config: Config
+    store: Store = field(init=False)
+    feed: EventFeed = field(init=False)
+    governor: Governor = field(init=False)
+    runner: Runner = field(init=False)
+    service: Service = field(init=False)
+    started: bool = False
+    _pending: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.store = Store(store_url(self.homes, self.config))
+        self.feed = EventFeed(self.store)
+        self.governor = Governor(ConcurrencySettings.from_config(self.config.get("concurrency")),
+                                 on_change=self._on_governor_change)
+        self.runner = Runner(self.store, self.governor, checkpoints=self.homes.checkpoints)
+        self.service = Service(self.store, self.homes, self.config, self.runner)
+
+    def _on_governor_change(self, change: dict[str, Any]) -> None:
+        # Called from the governor's loop; the event write must not block it. The task is
+        # kept until done so it is not garbage-collected mid-write.
+        task = asyncio.get_running_loop().create_task(
+            self.store.append_event(None, "governor.limit", change))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def start(self) -> None:
+        if self.started:
+            return
+        self.started = True
+        await self.store.open()
+        await self.feed.start()
+        await self.governor.start()
+        await self.runner.resume_all()
+
+    def begin_shutdown(self) -> None:
+        """First step of a stop: let long-lived responses (SSE) end so the server can close."""
+        self.feed.close()
+
+    async def stop(self) -> None:
+        self.feed.close()
+        await self.runner.stop()
+        await self.governor.stop()
+        # Closing the store waits for queued writes: nothing in flight is lost.
+        await self.store.close()
+
+
+def create_app(daemon: Daemon, token: str, *, allow_remote: bool = False) -> Any:
+    """The ASGI application: the guard around FastAPI around the daemon."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await daemon.start()
+        try:
+            yield
+        finally:
+            await daemon.stop()
+
+    app = FastAPI(title="tierd", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None,
+                  description="Local daemon running hierarchical teams of AI agents.")
+    app.state.daemon = daemon
+    dispatcher = RpcDispatcher(daemon.service)
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_req: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse({"error": {"code": exc.code, "message": exc.message,
+                                       "data": exc.data}}, status_code=exc.http_status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = []
+        for e in exc.errors():
+            loc = [str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path")]
+            fields.append({"field": ".".join(loc) or "body", "message": e.get("msg", "")})
+        message = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+        return JSONResponse({"error": {"code": -32602, "message": message, "data": fields}},
+                            status_code=422)
+
+    @app.post("/rpc", tags=["rpc"])
+    async def rpc(request: Request) -> Response:
+        reply = await dispatcher.handle_body(await request.body())
+        if reply is None:
+            return Response(status_code=204)
+        return JSONResponse(reply)
+
+    app.include_router(router)
+    return Guard(app, token=token,
+                 allowed_origins=list(daemon.config.get("server.allowed_origins")),
+                 max_body_bytes=int(daemon.config.get("server.max_body_bytes")),
+                 allow_remote=allow_remote)

@@ -1,0 +1,137 @@
+"""REST adapter under /v1 for scripts, plus Server-Sent Events for live progress.
+
+Thin: each route validates with the shared pydantic models and calls the service.
+Events are read from the store, so `Last-Event-ID` resumes exactly where a client left off,
+across reconnects and daemon restarts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+from sse_starlette import EventSourceResponse
+
+from .api_models import (
+    STATES,
+    ApproveParams,
+    ConfigGetParams,
+    ConfigSetParams,
+    ListParams,
+    SubmitParams,
+    TaskIdParams,
+)
+from .api_models import AnswerParams as _AnswerParams
+from .errors import InvalidParams
+from .events import EventFeed
+from .service import Service
+
+router = APIRouter()
+
+
+def _service(request: Request) -> Service:
+    return request.app.state.daemon.service
+
+
+def _feed(request: Request) -> EventFeed:
+    return request.app.state.daemon.feed
+
+
+class AnswerBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    answers: dict[str, str] = Field(min_length=1)
+
+
+class ApproveBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal["approve", "reject"]
+    comment: str | None = Field(default=None, max_length=20000)
+
+
+@router.get("/healthz", tags=["daemon"])
+async def healthz() -> dict[str, Any]:
+    return {"ok": True}
+
+
+@router.post("/v1/tasks", status_code=202, tags=["tasks"])
+async def submit_task(body: SubmitParams, request: Request) -> dict[str, Any]:
+    return await _service(request).submit(body)
+
+
+@router.get("/v1/tasks", tags=["tasks"])
+async def list_tasks(request: Request, state: STATES | None = None,
+                     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                     cursor: str | None = None) -> dict[str, Any]:
+    return await _service(request).list(ListParams(state=state, limit=limit, cursor=cursor))
+
+
+@router.get("/v1/tasks/{task_id}", tags=["tasks"])
+async def get_task(task_id: str, request: Request) -> dict[str, Any]:
+    return await _service(request).get(TaskIdParams(task_id=task_id))
+
+
+@router.post("/v1/tasks/{task_id}/cancel", tags=["tasks"])
+async def cancel_task(task_id: str, request: Request) -> dict[str, Any]:
+    return await _service(request).cancel(TaskIdParams(task_id=task_id))
+
+
+@router.post("/v1/tasks/{task_id}/answer", tags=["tasks"])
+async def answer_task(task_id: str, body: AnswerBody, request: Request) -> dict[str, Any]:
+    return await _service(request).answer(_AnswerParams(task_id=task_id, answers=body.answers))
+
+
+@router.post("/v1/tasks/{task_id}/approve", tags=["tasks"])
+async def approve_task(task_id: str, body: ApproveBody, request: Request) -> dict[str, Any]:
+    return await _service(request).approve(
+        ApproveParams(task_id=task_id, decision=body.decision, comment=body.comment))
+
+
+@router.get("/v1/status", tags=["daemon"])
+async def status(request: Request) -> dict[str, Any]:
+    return await _service(request).status()
+
+
+@router.get("/v1/config", tags=["config"])
+async def get_config(request: Request, key: str | None = None) -> dict[str, Any]:
+    return await _service(request).config_get(ConfigGetParams(key=key))
+
+
+@router.put("/v1/config", tags=["config"])
+async def put_config(body: ConfigSetParams, request: Request) -> dict[str, Any]:
+    return await _service(request).config_set(body)
+
+
+def _start_id(last_event_id: str | None, after: int | None) -> int:
+    if last_event_id is not None:
+        if not last_event_id.strip().isdigit():
+            raise InvalidParams("Last-Event-ID: must be an event id (a non-negative integer)",
+                                {"field": "Last-Event-ID"})
+        return int(last_event_id)
+    return after or 0
+
+
+async def _sse(feed: EventFeed, start: int, task_id: str | None) -> AsyncIterator[dict[str, Any]]:
+    async for ev in feed.follow(start, task_id):
+        if ev is None:
+            continue  # sse-starlette sends its own keep-alive pings
+        yield {"id": str(ev["id"]), "event": ev["type"], "data": json.dumps(ev)}
+
+
+@router.get("/v1/events", tags=["events"])
+async def all_events(request: Request,
+                     last_event_id: Annotated[str | None, Header()] = None,
+                     after: Annotated[int | None, Query(ge=0)] = None) -> EventSourceResponse:
+    start = _start_id(last_event_id, after)
+    return EventSourceResponse(_sse(_feed(request), start, None), ping=10)
+
+
+@router.get("/v1/tasks/{task_id}/events", tags=["events"])
+async def task_events(task_id: str, request: Request,
+                      last_event_id: Annotated[str | None, Header()] = None,
+                      after: Annotated[int | None, Query(ge=0)] = None) -> EventSourceResponse:
+    await _service(request).get(TaskIdParams(task_id=task_id))  # 404 for an unknown task
+    start = _start_id(last_event_id, after)
+    return EventSourceResponse(_sse(_feed(request), start, task_id), ping=10)

@@ -1,0 +1,173 @@
+"""`tierd serve`: bind, announce in daemon.json, serve until SIGTERM/SIGINT, clean up.
+
+The socket is bound before anything is announced, so daemon.json always holds the real port
+(port 0 picks a free one). On SIGTERM or SIGINT the server stops accepting, lets in-flight
+requests and store writes finish, removes daemon.json and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from types import FrameType
+
+import uvicorn
+
+from . import __version__
+from .app import Daemon, create_app
+from .config import ConfigError, load_config
+from .discovery import (
+    AlreadyRunning,
+    Discovery,
+    InstanceLock,
+    load_or_create_token,
+    remove_discovery,
+    write_discovery,
+)
+from .homes import Homes, resolve_homes
+from .security import is_loopback_name
+
+log = logging.getLogger("tierd")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, minus re-raising the captured signal after a graceful stop.
+
+    uvicorn re-raises SIGTERM/SIGINT once it has shut down, which would end the process with
+    the signal's status; a clean stop of the daemon is exit status 0.
+    """
+
+    def __init__(self, config: uvicorn.Config, daemon: Daemon,
+                 on_started: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._daemon = daemon
+        self._on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            # Announce only now: the socket accepts and the app is ready.
+            self._on_started()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Ending the event streams first lets the server's graceful stop complete quickly.
+        self._daemon.begin_shutdown()
+        super().handle_exit(sig, frame)
+
+
+@dataclass
+class ServeOptions:
+    host: str | None = None
+    port: int | None = None
+    allow_remote: bool = False
+    log_level: str = "warning"
+
+
+def _is_loopback_host(host: str) -> bool:
+    if is_loopback_name(host):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(opts: ServeOptions, homes: Homes | None = None) -> int:
+    """Run the daemon in the foreground; returns the process exit status."""
+    homes = homes or resolve_homes()
+    homes.ensure()
+    try:
+        config = load_config(homes.config_file)
+    except ConfigError as exc:
+        print(f"tierd: configuration error: {exc}", file=sys.stderr)
+        return 2
+    host = opts.host or config.get("server.host")
+    port = config.get("server.port") if opts.port is None else opts.port
+    if not _is_loopback_host(host) and not opts.allow_remote:
+        print(f"tierd: refusing to listen on non-loopback host {host!r}: the API would be "
+              "reachable from the network. Use --allow-remote if you really mean it.",
+              file=sys.stderr)
+        return 2
+    lock = InstanceLock(homes.lock_file, homes.discovery_file)
+    try:
+        lock.acquire()
+    except AlreadyRunning as exc:
+        print(f"tierd: {exc}", file=sys.stderr)
+        return 3
+    try:
+        try:
+            sock = _bind(host, port)
+        except OSError as exc:
+            print(f"tierd: cannot listen on {host}:{port}: {exc.strerror}. Choose another "
+                  "port with --port or server.port.", file=sys.stderr)
+            return 2
+        real_port = sock.getsockname()[1]
+        url_host = f"[{host}]" if ":" in host else host
+        url = f"http://{url_host}:{real_port}"
+        token = load_or_create_token(homes.token_file)
+        try:
+            daemon = Daemon(homes, config)
+        except ValueError as exc:  # e.g. concurrency.soft above concurrency.hard
+            print(f"tierd: configuration error: {exc}", file=sys.stderr)
+            return 2
+        app = create_app(daemon, token, allow_remote=opts.allow_remote)
+        uv_config = uvicorn.Config(app, log_level=opts.log_level, access_log=False,
+                                   timeout_graceful_shutdown=5, lifespan="on")
+        info = Discovery(url=url, token=token, pid=os.getpid(), version=__version__)
+
+        def announce() -> None:
+            write_discovery(homes.discovery_file, info)
+            print(f"tierd {__version__} listening on {url} (pid {os.getpid()}); "
+                  f"discovery file {homes.discovery_file}", file=sys.stderr, flush=True)
+
+        server = _Server(uv_config, daemon, announce)
+
+        async def _run() -> None:
+            # Start the parts here rather than in the ASGI lifespan, so a start-up failure
+            # (say, a database from a newer tierd) is one clear line, not a server traceback.
+            try:
+                await daemon.start()
+            except Exception as exc:
+                print(f"tierd: cannot start: {exc}", file=sys.stderr)
+                await daemon.stop()
+                raise SystemExit(1) from None
+            await server.serve(sockets=[sock])
+
+        try:
+            asyncio.run(_run())
+        except SystemExit as exc:
+            return int(exc.code or 1)
+        finally:
+            remove_discovery(homes.discovery_file, os.getpid())
+            sock.close()
+        return 0 if server.started else 1
+    finally:
+        lock.release()

@@ -1,0 +1,269 @@
+"""The service layer: every action a client can take, independent of how it arrived.
+
+JSON-RPC, REST and any later adapter call these methods and only translate. The service
+validates, persists and hands work to the runner; it never waits for a task's work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from . import __version__
+from .api_models import (
+    AnswerParams,
+    ApproveParams,
+    ConfigGetParams,
+    ConfigSetParams,
+    ListParams,
+    SubmitParams,
+    TaskIdParams,
+)
+from .config import (
+    Config,
+    ConfigError,
+    Layer,
+    check_value,
+    check_values,
+    project_layer,
+    set_user_value,
+)
+from .errors import InvalidParams, InvalidState, NotConfigured, TaskNotFound
+from .homes import Homes
+from .states import TERMINAL, TaskState
+from .store import Store, TaskRow, redact_url
+
+ROLES = ("orchestrator", "planner", "executor")
+
+
+class Engine(Protocol):
+    """What the service needs from the runner."""
+
+    def start(self, task_id: str) -> None: ...
+    async def cancel(self, task_id: str) -> None: ...
+    def wake(self, task_id: str) -> None: ...
+    def concurrency(self) -> dict[str, Any]: ...
+    def set_ceiling(self, ceiling: int) -> None: ...
+
+
+def new_task_id() -> str:
+    # Time-ordered ids: listing by id is listing by submission, and ids make stable cursors.
+    return f"t{int(time.time() * 1000):012x}{secrets.token_hex(4)}"
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+@dataclass
+class Service:
+    store: Store
+    homes: Homes
+    config: Config
+    engine: Engine
+    env: dict[str, str] = field(default_factory=lambda: os.environ)  # type: ignore[assignment]
+    started_at: float = field(default_factory=time.time)
+
+    # --- tasks -----------------------------------------------------------------------------
+
+    def effective_config(self, params: SubmitParams) -> Config:
+        """The configuration a task runs with: all layers, the task's own options last."""
+        config = self.config
+        opts = params.options
+        if opts.project_dir:
+            if not os.path.isdir(opts.project_dir):
+                raise InvalidParams(f"options.project_dir: no such directory: {opts.project_dir}",
+                                    {"field": "options.project_dir"})
+            try:
+                layer = project_layer(opts.project_dir, config.defaults)
+            except ConfigError as exc:
+                raise InvalidParams(f"options.project_dir: {exc}",
+                                    {"field": "options.project_dir", "key": exc.key}) from exc
+            if layer:
+                config = config.with_layer(layer)
+        overrides: dict[str, Any] = {}
+        mapping = {"approval": "review.approval", "parallelize": "rules.parallelize",
+                   "coupled": "rules.coupled", "instructions": "rules.instructions",
+                   "max_streams": "plan.max_streams"}
+        for name, key in mapping.items():
+            value = getattr(opts, name)
+            if value is not None:
+                overrides[key] = value
+        if overrides:
+            config = config.with_layer(Layer("task", None, check_values(overrides,
+                                                                         config.defaults)))
+        return config
+
+    def check_models(self, config: Config) -> None:
+        """Refuse a task that could never run: a role with no model or a missing key."""
+        for role in ROLES:
+            model = config.get(f"models.{role}.model")
+            if not model:
+                raise NotConfigured(
+                    f"no model configured for the {role}: set models.{role}.model "
+                    f"(e.g. `tierd config set models.{role}.model gpt-5`)",
+                    {"key": f"models.{role}.model"})
+            key_env = config.get(f"models.{role}.api_key_env")
+            if key_env and not self.env.get(key_env):
+                raise NotConfigured(
+                    f"the {role}'s model {model!r} needs an API key: set the environment "
+                    f"variable {key_env} for the daemon, or change models.{role}.api_key_env "
+                    f"(\"\" for a local server that needs no key)",
+                    {"key": f"models.{role}.api_key_env", "env": key_env})
+
+    async def submit(self, params: SubmitParams) -> dict[str, Any]:
+        limits = self.config
+        if len(params.goal) > limits.get("limits.max_goal_chars"):
+            raise InvalidParams(
+                f"goal: too long ({len(params.goal)} characters, at most "
+                f"{limits.get('limits.max_goal_chars')})", {"field": "goal"})
+        if len(params.context) > limits.get("limits.max_context_chars"):
+            raise InvalidParams(
+                f"context: too long ({len(params.context)} characters, at most "
+                f"{limits.get('limits.max_context_chars')})", {"field": "context"})
+        if not params.goal.strip():
+            raise InvalidParams("goal: must not be blank", {"field": "goal"})
+        config = self.effective_config(params)
+        self.check_models(config)
+        now = time.time()
+        settings = {k: v for k, v in config.values.items()
+                    if k.split(".")[0] in {"models", "plan", "review", "rules", "notify"}}
+        row = TaskRow(id=new_task_id(), state=TaskState.queued, goal=params.goal,
+                      context=params.context,
+                      options_json=params.options.model_dump_json(exclude_none=True),
+                      created_at=now, updated_at=now, settings_json=json.dumps(settings))
+        await self.store.create_task(row)
+        self.engine.start(row.id)
+        return {"task_id": row.id, "state": row.state}
+
+    async def _row(self, task_id: str) -> TaskRow:
+        row = await self.store.get_task(task_id)
+        if row is None:
+            raise TaskNotFound(f"no task with id {task_id!r}", {"task_id": task_id})
+        return row
+
+    async def task_view(self, row: TaskRow, *, full: bool = True) -> dict[str, Any]:
+        view: dict[str, Any] = {
+            "id": row.id, "state": row.state, "goal": row.goal,
+            "created_at": row.created_at, "updated_at": row.updated_at,
+            "error": row.error,
+        }
+        if not full:
+            return view
+        streams = await self.store.streams_of(row.id)
+        questions = await self.store.questions_of(row.id)
+        view.update({
+            "context": row.context,
+            "options": _loads(row.options_json) or {},
+            "plan": _loads(row.plan_json),
+            "streams": [{
+                "id": s.stream_id, "parent": s.parent_id, "title": s.title, "state": s.state,
+                "depends_on": (_loads(s.spec_json) or {}).get("depends_on", []),
+                "output": s.output, "verdict": s.verdict, "reason": s.reason,
+                "rounds": s.rounds, "depth": s.depth,
+                "started_at": s.started_at, "ended_at": s.ended_at,
+            } for s in streams],
+            "questions": [{"id": q.id, "stream_id": q.stream_id, "question": q.question,
+                           "answer": q.answer} for q in questions],
+            "result": row.result,
+            "report": _loads(row.report_json),
+        })
+        return view
+
+    async def get(self, params: TaskIdParams) -> dict[str, Any]:
+        return await self.task_view(await self._row(params.task_id))
+
+    async def list(self, params: ListParams) -> dict[str, Any]:
+        rows = await self.store.list_tasks(params.state, params.limit + 1, params.cursor)
+        page = rows[: params.limit]
+        return {
+            "tasks": [await self.task_view(r, full=False) for r in page],
+            "next_cursor": page[-1].id if len(rows) > params.limit else None,
+        }
+
+    async def cancel(self, params: TaskIdParams) -> dict[str, Any]:
+        row = await self._row(params.task_id)
+        if TaskState(row.state) in TERMINAL:
+            raise InvalidState(f"task {row.id} is already {row.state}; only a live task can "
+                               "be canceled", {"task_id": row.id, "state": row.state})
+        await self.engine.cancel(row.id)
+        row = await self._row(params.task_id)
+        if TaskState(row.state) not in TERMINAL:
+            await self.store.transition(row.id, TaskState.canceled, reason="canceled by client")
+        return {"task_id": row.id, "state": TaskState.canceled.value}
+
+    async def answer(self, params: AnswerParams) -> dict[str, Any]:
+        row = await self._row(params.task_id)
+        open_ids = {q.id for q in await self.store.questions_of(row.id) if q.answer is None}
+        if not open_ids:
+            raise InvalidState(f"task {row.id} has no open questions (state {row.state})",
+                               {"task_id": row.id, "state": row.state})
+        unknown = sorted(set(params.answers) - open_ids)
+        if unknown:
+            raise InvalidParams(f"answers: unknown or already answered question ids: "
+                                f"{', '.join(unknown)}; open: {', '.join(sorted(open_ids))}",
+                                {"field": "answers", "unknown": unknown})
+        done = await self.store.answer_questions(row.id, params.answers)
+        await self.store.append_event(row.id, "task.answered", {"questions": done})
+        self.engine.wake(row.id)
+        return {"task_id": row.id, "answered": done}
+
+    async def approve(self, params: ApproveParams) -> dict[str, Any]:
+        row = await self._row(params.task_id)
+        if row.state != TaskState.awaiting_approval:
+            raise InvalidState(f"task {row.id} is {row.state}, not awaiting_approval",
+                               {"task_id": row.id, "state": row.state})
+        await self.store.put_step(row.id, f"approval:{await self._approval_round(row.id)}",
+                                  {"decision": params.decision, "comment": params.comment})
+        await self.store.append_event(row.id, "task.decision",
+                                      {"decision": params.decision, "comment": params.comment})
+        self.engine.wake(row.id)
+        return {"task_id": row.id, "decision": params.decision}
+
+    async def _approval_round(self, task_id: str) -> int:
+        return int(await self.store.get_step(task_id, "approval_round") or 0)
+
+    # --- daemon and config -----------------------------------------------------------------
+
+    async def status(self) -> dict[str, Any]:
+        counts = await self.store.counts_by_state()
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "store": redact_url(self.store.url),
+            "tasks": {s.value: counts.get(s.value, 0) for s in TaskState},
+            "concurrency": self.engine.concurrency(),
+        }
+
+    async def config_get(self, params: ConfigGetParams) -> dict[str, Any]:
+        try:
+            if params.key is None:
+                return {"config": self.config.as_dict(),
+                        "sources": {k: self.config.source_of(k) for k in self.config.values}}
+            return {"key": params.key, "value": self.config.get(params.key),
+                    "source": self.config.source_of(params.key)}
+        except ConfigError as exc:
+            raise InvalidParams(str(exc), {"field": "key", "key": params.key}) from exc
+
+    async def config_set(self, params: ConfigSetParams) -> dict[str, Any]:
+        from .config import load_config  # local: reload after the write
+
+        try:
+            value = check_value(params.key, params.value, self.config.defaults)
+            if params.key == "concurrency.ceiling":
+                # Applied first: a ceiling the governor refuses is never written to the file.
+                self.engine.set_ceiling(int(value))
+            set_user_value(self.homes.config_file, params.key, value, self.config.defaults)
+            self.config = load_config(self.homes.config_file)
+        except ConfigError as exc:
+            raise InvalidParams(str(exc), {"field": "value" if exc.key else "key",
+                                           "key": params.key}) from exc
+        except ValueError as exc:
+            raise InvalidParams(f"{params.key}: {exc}", {"field": "value",
+                                                        "key": params.key}) from exc
+        return {"key": params.key, "value": value, "source": self.config.source_of(params.key)}

@@ -1,0 +1,589 @@
+"""The life of a task as a LangGraph program: plan -> streams as a DAG -> review -> merge.
+
+Definition only; `runner.py` decides when it runs. The program is a LangGraph functional-API
+`entrypoint` with a SQLite checkpointer in durable ("sync") mode; every model call is a
+LangGraph `task`. Streams are coroutines that start the moment their own dependencies are
+done (no waves, no barriers) and each passes the daemon-wide governor for every model call.
+
+Why a step memo beside the checkpointer: LangGraph identifies a task call by its position in
+the order of calls, and parallel streams finish in a different order on every run, so after a
+crash a saved result could not always be matched to its call. Every call therefore has a
+stable key (`exec:<stream>:r<round>:a<attempt>`, ...) and its finished answer is written to
+the store's `steps` table inside the task itself; a resumed task reads it back instead of
+calling the model again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from langgraph.func import entrypoint, task
+from pydantic import BaseModel
+from roles.models import CallRecord, ModelTier, call_model, premium_cost
+
+from roles import orchestrator
+from roles.calls import CallOutput
+from roles.executor import execute
+from roles.planner import make_plan
+from roles.prompts import PromptRules
+from roles.report import StreamFacts, UsageFacts, build_report
+from roles.schemas import Plan, StreamSpec
+from roles.validator import (
+    PlanRules,
+    is_code_shaped,
+    sequentialize,
+    topological_order,
+    validate_plan,
+)
+
+from .governor import Governor
+from .states import TERMINAL, TaskState, can_move
+from .store import QuestionRow, Store, TaskRow, UsageRow
+
+ROLE_OF_PURPOSE = {"plan": "planner", "execute": "executor", "review": "orchestrator",
+                   "conflicts": "orchestrator", "fix": "orchestrator", "merge": "orchestrator"}
+
+
+class StreamFailed(Exception):
+    """A stream could not produce an accepted output; dependants cannot run."""
+
+
+class TaskFailed(Exception):
+    pass
+
+
+def _nested(settings: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {k[len(prefix):]: v for k, v in settings.items() if k.startswith(prefix)}
+
+
+def _task_name(key: str) -> str:
+    return "call_" + re.sub(r"[^A-Za-z0-9_]", "_", key)
+
+
+async def fail_task(store: Store, task_id: str, reason: str) -> None:
+    """Mark a task failed with a partial report, whatever stage it was in."""
+    row = await store.get_task(task_id)
+    if row is None or TaskState(row.state) in TERMINAL:
+        return
+    report = await partial_report(store, row, TaskState.failed, reason)
+    await store.transition(task_id, TaskState.failed, reason=reason, error=reason,
+                           report_json=json.dumps(report))
+    await store.append_event(task_id, "attention", {"reason": f"task failed: {reason}"})
+
+
+async def partial_report(store: Store, row: TaskRow, state: str, error: str | None
+                         ) -> dict[str, Any]:
+    settings = json.loads(row.settings_json or "{}")
+    plan = Plan.model_validate_json(row.plan_json) if row.plan_json else None
+    streams = await store.streams_of(row.id)
+    usage = await store.usage_of(row.id)
+    return build_report(
+        state=state, plan=plan,
+        streams=[StreamFacts(s.stream_id, s.title, s.state, s.output, s.verdict, s.reason,
+                             s.rounds, s.started_at, s.ended_at, s.parent_id) for s in streams],
+        usage=[UsageFacts(u.role, u.purpose, u.stream_id, u.model, u.prompt_tokens,
+                          u.completion_tokens, u.cost_usd, u.latency_s, u.outcome)
+               for u in usage],
+        premium_model=settings.get("models.orchestrator.model", ""),
+        premium_cost=premium_cost, started_at=row.created_at, ended_at=time.time(),
+        settings=settings, error=error)
+
+
+class Workflow:
+    """Holds the compiled LangGraph program and its checkpointer."""
+
+    def __init__(self, store: Store, governor: Governor, runner: Any) -> None:
+        self.store = store
+        self.governor = governor
+        self.runner = runner
+        self._conn: aiosqlite.Connection | None = None
+        self._graph: Any = None
+
+    async def open(self, checkpoints: Path | None) -> None:
+        self._conn = await aiosqlite.connect(str(checkpoints) if checkpoints else ":memory:")
+        saver = AsyncSqliteSaver(self._conn)
+        await saver.setup()
+
+        @entrypoint(checkpointer=saver)
+        async def tierd_task(task_id: str) -> dict[str, Any]:
+            return await TaskRun(self, task_id).drive()
+
+        self._graph = tierd_task
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def run(self, task_id: str) -> None:
+        config = {"configurable": {"thread_id": task_id}}
+        state = await self._graph.aget_state(config)
+        # A run cut short by a crash has pending work in its checkpoint: continue that run.
+        # Otherwise start one; the step memo makes both paths skip finished calls.
+        payload = None if state.next else task_id
+        await self._graph.ainvoke(payload, config, durability="sync")
+
+    async def finalize(self, task_id: str, state: TaskState, reason: str) -> None:
+        row = await self.store.get_task(task_id)
+        if row is None or TaskState(row.state) in TERMINAL:
+            return
+        report = await partial_report(self.store, row, state, reason)
+        await self.store.transition(task_id, state, reason=reason,
+                                    report_json=json.dumps(report),
+                                    error=reason if state == TaskState.failed else None)
+
+
+@dataclass
+class StreamState:
+    spec: StreamSpec
+    depth: int
+    parent: str | None
+    status: str = "pending"  # pending | working | waiting | done | failed
+    # A sub-stream of a split also sees what its parent was given.
+    inherited: dict[str, str] = field(default_factory=dict)
+    future: asyncio.Future[str] = field(default_factory=lambda: asyncio.get_running_loop()
+                                        .create_future())
+
+
+class TaskRun:
+    """One execution of one task's workflow."""
+
+    def __init__(self, wf: Workflow, task_id: str) -> None:
+        self.wf = wf
+        self.store = wf.store
+        self.task_id = task_id
+        self.streams: dict[str, StreamState] = {}
+        self.phase = TaskState.running
+        self._usage_tasks: set[asyncio.Task[None]] = set()
+
+    # --- setup -----------------------------------------------------------------------------
+
+    async def _load(self) -> TaskRow:
+        row = await self.store.get_task(self.task_id)
+        if row is None:
+            raise TaskFailed(f"task {self.task_id} vanished from the store")
+        self.row = row
+        s = self.settings = json.loads(row.settings_json or "{}")
+        self.tiers = {role: ModelTier.from_config(_nested(s, f"models.{role}."))
+                      for role in ("orchestrator", "planner", "executor")}
+        code = is_code_shaped(row.goal)
+        self.never = s.get("rules.parallelize") == "never"
+        self.split_depth = 0 if self.never else int(s.get("plan.split_depth", 2))
+        self.prompt_rules = PromptRules(
+            instructions=list(s.get("rules.instructions", [])),
+            parallelize=s.get("rules.parallelize", "when-possible"),
+            coupled=[list(g) for g in s.get("rules.coupled", [])],
+            max_streams=int(s.get("plan.max_streams", 8)),
+            tests_first=code, split_depth_left=self.split_depth)
+        self.plan_rules = PlanRules(
+            max_streams=int(s.get("plan.max_streams", 8)),
+            coupled=[list(g) for g in s.get("rules.coupled", [])],
+            parallelize=s.get("rules.parallelize", "when-possible"),
+            require_tests_first=code)
+        self.goal_line = row.goal.strip().splitlines()[0][:300]
+        return row
+
+    async def _move(self, state: TaskState, reason: str | None = None, **fields: Any) -> None:
+        row = await self.store.get_task(self.task_id)
+        if row is None:
+            return
+        if row.state != state and can_move(TaskState(row.state), state):
+            await self.store.transition(self.task_id, state, reason=reason, **fields)
+        elif row.state == state or TaskState(row.state) not in TERMINAL:
+            # A resumed task replays its finished steps from the memo and passes phases it
+            # had already left (running while it was merging); it keeps its later state.
+            if fields:
+                await self.store.update_task(self.task_id, **fields)
+
+    # --- the one way a role reaches a model ------------------------------------------------
+
+    async def call(self, role: str, purpose: str, messages: list[dict[str, str]], *, key: str,
+                   stream_id: str | None = None, round: int = 0,
+                   response_model: type[BaseModel] | None = None) -> CallOutput:
+        cached = await self.store.get_step(self.task_id, key)
+        if cached is not None:
+            return CallOutput(cached["text"], cached.get("data"))
+
+        async def body(_key: str) -> dict[str, Any]:
+            again = await self.store.get_step(self.task_id, key)
+            if again is not None:
+                return again
+            async with self.wf.governor.slot(self.task_id):
+                result = await call_model(
+                    self.tiers[role], messages, role=role, purpose=purpose,
+                    task_id=self.task_id, stream_id=stream_id, round=round,
+                    response_model=response_model, on_record=self._record)
+            value = {"text": result.text,
+                     "data": result.parsed.model_dump() if result.parsed is not None else None}
+            # Written inside the task: once this commits, the call is never made again.
+            await self.store.put_step(self.task_id, key, value)
+            return value
+
+        value = await task(name=_task_name(key))(body)(key)
+        return CallOutput(value["text"], value.get("data"))
+
+    async def _record(self, rec: CallRecord) -> None:
+        await self.store.record_usage(UsageRow(
+            task_id=self.task_id, stream_id=rec.stream_id, role=rec.role, purpose=rec.purpose,
+            model=rec.model, prompt_tokens=rec.prompt_tokens,
+            completion_tokens=rec.completion_tokens, cost_usd=rec.cost_usd,
+            latency_s=rec.latency_s, outcome=rec.outcome, attempts=rec.attempts,
+            error=rec.error, started_at=rec.started_at))
+        await self.store.append_event(self.task_id, "model.call", {
+            "role": rec.role, "purpose": rec.purpose, "stream_id": rec.stream_id,
+            "model": rec.model, "prompt_tokens": rec.prompt_tokens,
+            "completion_tokens": rec.completion_tokens, "cost_usd": rec.cost_usd,
+            "latency_s": round(rec.latency_s, 4), "outcome": rec.outcome})
+
+    # --- the program -----------------------------------------------------------------------
+
+    async def drive(self) -> dict[str, Any]:
+        row = await self._load()
+        if TaskState(row.state) in TERMINAL:
+            return {"state": row.state}
+        try:
+            plan = await self._planning(row)
+            outputs = await self._execute(plan)
+            outputs = await self._conflict_review(plan, outputs)
+            result = await self._merge_and_approve(plan, outputs)
+        except TaskFailed as exc:
+            await self.wf.finalize(self.task_id, TaskState.failed, str(exc))
+            await self.store.append_event(self.task_id, "attention",
+                                          {"reason": f"task failed: {exc}"})
+            return {"state": "failed"}
+        fresh = await self.store.get_task(self.task_id)
+        assert fresh is not None
+        report = await partial_report(self.store, fresh, TaskState.completed, None)
+        await self._move(TaskState.completed, result=result, report_json=json.dumps(report))
+        return {"state": "completed"}
+
+    async def _planning(self, row: TaskRow) -> Plan:
+        if row.plan_json:
+            return Plan.model_validate_json(row.plan_json)
+        await self._move(TaskState.planning)
+        outcome = await make_plan(self.call, row.goal, row.context, self.prompt_rules,
+                                  self.plan_rules, int(self.settings.get("plan.max_attempts", 3)))
+        if outcome.plan is None:
+            raise TaskFailed(f"no valid plan after {outcome.attempts} attempts: "
+                             + "; ".join(outcome.problems))
+        plan = sequentialize(outcome.plan) if self.never else outcome.plan
+        await self.store.update_task(self.task_id, plan_json=plan.model_dump_json())
+        await self.store.append_event(self.task_id, "task.plan", {
+            "attempts": outcome.attempts, "summary": plan.summary,
+            "streams": [{"id": s.id, "title": s.title, "depends_on": s.depends_on}
+                        for s in plan.streams]})
+        return plan
+
+    # --- streams ---------------------------------------------------------------------------
+
+    async def _stream_update(self, st: StreamState, state: str, **fields: Any) -> None:
+        await self.store.upsert_stream(self.task_id, st.spec.id, state=state, **fields)
+        data = {"stream_id": st.spec.id, "state": state, "parent": st.parent}
+        data.update({k: v for k, v in fields.items() if k in {"verdict", "reason", "rounds"}})
+        if state == "running":
+            data["model"] = self.tiers["executor"].model
+        await self.store.append_event(self.task_id, "stream.state", data)
+
+    async def _register(self, specs: list[StreamSpec], depth: int, parent: str | None) -> None:
+        for spec in specs:
+            st = StreamState(spec, depth, parent)
+            self.streams[spec.id] = st
+            existing = {s.stream_id: s for s in await self.store.streams_of(self.task_id)}
+            if spec.id not in existing:
+                await self.store.upsert_stream(
+                    self.task_id, spec.id, title=spec.title, parent_id=parent, depth=depth,
+                    spec_json=spec.model_dump_json(), state="pending")
+
+    async def _execute(self, plan: Plan) -> dict[str, str]:
+        await self._move(TaskState.running)
+        await self._register(plan.streams, 0, None)
+        return await self._run_dag(plan.streams)
+
+    async def _run_dag(self, specs: list[StreamSpec]) -> dict[str, str]:
+        order = topological_order(Plan(streams=specs))
+        runners = {sid: asyncio.create_task(self._run_stream(self.streams[sid]))
+                   for sid in order}
+        try:
+            await asyncio.gather(*runners.values(), return_exceptions=True)
+        except asyncio.CancelledError:
+            for t in runners.values():
+                t.cancel()
+            raise
+        failed = [sid for sid, t in runners.items() if t.exception() is not None]
+        if failed:
+            reasons = "; ".join(f"{sid}: {runners[sid].exception()}" for sid in failed)
+            raise TaskFailed(f"{len(failed)} stream(s) failed: {reasons}")
+        return {sid: runners[sid].result() for sid in order}
+
+    async def _run_stream(self, st: StreamState) -> str:
+        try:
+            deps: dict[str, str] = dict(st.inherited)
+            for dep in st.spec.depends_on:
+                try:
+                    deps[dep] = await self.streams[dep].future
+                except Exception as exc:
+                    raise StreamFailed(f"dependency {dep!r} failed") from exc
+            output = await self._work(st, deps)
+            st.status = "done"
+            st.future.set_result(output)
+            await self._check_waiting()
+            return output
+        except asyncio.CancelledError:
+            st.future.cancel()
+            raise
+        except Exception as exc:
+            st.status = "failed"
+            st.future.set_exception(StreamFailed(str(exc)))
+            st.future.exception()  # mark retrieved: dependants report it themselves
+            with contextlib.suppress(Exception):
+                await self._stream_update(st, "failed", reason=str(exc)[:2000],
+                                          ended_at=time.time())
+            await self._check_waiting()
+            raise
+
+    async def _work(self, st: StreamState, deps: dict[str, str]) -> str:
+        spec = st.spec
+        done = await self.store.get_step(self.task_id, f"stream:{spec.id}")
+        if done is not None:
+            return str(done["output"])
+        st.status = "working"
+        saved = {s.stream_id: s for s in await self.store.streams_of(self.task_id)}
+        started = saved[spec.id].started_at if spec.id in saved and saved[spec.id].started_at \
+            else time.time()
+        await self._stream_update(st, "running", started_at=started)
+        max_rounds = int(self.settings.get("review.max_rounds", 2))
+        round_, attempt = 0, 0
+        feedback: str | None = None
+        answers: dict[str, str] = {}
+        may_split = st.depth < self.split_depth
+        while True:
+            reply = await execute(self.call, spec, self.goal_line, deps, self.prompt_rules,
+                                  round=round_, feedback=feedback, answers=answers or None,
+                                  may_split=may_split, attempt=attempt)
+            if reply.kind == "question" and reply.question:
+                answers[reply.question] = await self._ask(
+                    st, reply.question, f"q:{spec.id}:r{round_}:a{attempt}")
+                attempt += 1
+                continue
+            if reply.kind == "split" and reply.streams:
+                output = await self._split(st, reply.streams, deps)
+                if output is None:  # an invalid split: do the stream whole instead
+                    may_split = False
+                    attempt += 1
+                    continue
+                verdict_name, reason = "accept", "all sub-streams accepted"
+                break
+            output = reply.output or ""
+            await self._stream_update(st, "reviewing", rounds=round_ + 1)
+            verdict = await orchestrator.review(self.call, spec, output, self.prompt_rules,
+                                                round=round_)
+            await self.store.append_event(self.task_id, "review.verdict", {
+                "stream_id": spec.id, "verdict": verdict.verdict, "reason": verdict.reason,
+                "round": round_})
+            if verdict.verdict == "accept":
+                verdict_name, reason = "accept", verdict.reason
+                break
+            if verdict.verdict == "fix":
+                output = await orchestrator.fix(self.call, spec, output, verdict,
+                                                self.prompt_rules, round=round_)
+                verdict_name, reason = "fix", verdict.reason
+                break
+            if verdict.verdict == "redo" and round_ < max_rounds:
+                round_ += 1
+                attempt = 0
+                feedback = verdict.feedback or verdict.reason
+                await self._stream_update(st, "running", rounds=round_ + 1,
+                                          verdict="redo", reason=verdict.reason)
+                continue
+            # Escalate: an explicit escalation, or redo rounds used up.
+            question = verdict.question or (
+                f"Stream '{spec.id}' ({spec.title}) did not pass review after "
+                f"{round_ + 1} round(s): {verdict.reason}. How should it proceed?")
+            answer = await self._ask(st, question, f"esc:{spec.id}:r{round_}")
+            round_ += 1
+            attempt = 0
+            feedback = f"{verdict.feedback or verdict.reason}\nThe human says: {answer}"
+        await self.store.put_step(self.task_id, f"stream:{spec.id}", {"output": output})
+        await self._stream_update(st, "accepted" if verdict_name == "accept" else "fixed",
+                                  output=output, verdict=verdict_name, reason=reason,
+                                  rounds=round_ + 1, ended_at=time.time())
+        return output
+
+    async def _split(self, st: StreamState, subs: list[StreamSpec],
+                     deps: dict[str, str]) -> str | None:
+        prefix = st.spec.id
+        ids = {s.id for s in subs}
+        renamed = [s.model_copy(update={
+            "id": f"{prefix}.{s.id}"[:64],
+            "depends_on": [f"{prefix}.{d}"[:64] for d in s.depends_on if d in ids]})
+            for s in subs]
+        rules = PlanRules(max_streams=self.plan_rules.max_streams,
+                          coupled=self.plan_rules.coupled, parallelize="when-possible",
+                          require_tests_first=False)
+        problems = validate_plan(Plan(streams=renamed), rules)
+        await self.store.append_event(self.task_id, "stream.split", {
+            "stream_id": prefix, "into": [s.id for s in renamed], "accepted": not problems,
+            "problems": problems})
+        if problems:
+            return None
+        await self._register(renamed, st.depth + 1, prefix)
+        for sub in renamed:
+            self.streams[sub.id].inherited = deps
+        outputs = await self._run_dag(renamed)
+        return "\n\n".join(f"## {s.title}\n\n{outputs[s.id]}" for s in renamed)
+
+    # --- questions for the human -----------------------------------------------------------
+
+    async def _ask(self, st: StreamState, question: str, key: str) -> str:
+        qid = "q" + hashlib.sha256(f"{self.task_id}:{key}".encode()).hexdigest()[:10]
+        existing = {q.id: q for q in await self.store.questions_of(self.task_id)}
+        if qid in existing and existing[qid].answer is not None:
+            return str(existing[qid].answer)
+        if qid not in existing:
+            await self.store.add_question(QuestionRow(id=qid, task_id=self.task_id,
+                                                      stream_id=st.spec.id, question=question,
+                                                      created_at=time.time()))
+            await self.store.append_event(self.task_id, "question", {
+                "question_id": qid, "stream_id": st.spec.id, "question": question})
+        st.status = "waiting"
+        await self._stream_update(st, "waiting")
+        await self._check_waiting()
+        while True:
+            signal = self.wf.runner.human_signal(self.task_id)
+            row = next((q for q in await self.store.questions_of(self.task_id)
+                        if q.id == qid), None)
+            if row is not None and row.answer is not None:
+                break
+            await signal.wait()
+        st.status = "working"
+        await self._stream_update(st, "running")
+        current = await self.store.get_task(self.task_id)
+        if current is not None and current.state == TaskState.input_required:
+            await self._move(self.phase, reason="answer received")
+        return str(row.answer)
+
+    async def _check_waiting(self) -> None:
+        """Move to input_required only when no stream can progress without an answer."""
+        waiting = [s for s in self.streams.values() if s.status == "waiting"]
+        if not waiting:
+            return
+        for s in self.streams.values():
+            if s.status == "working":
+                return
+            if s.status == "pending" and all(
+                    self.streams[d].status == "done" for d in s.spec.depends_on
+                    if d in self.streams):
+                return
+        row = await self.store.get_task(self.task_id)
+        if row is None or row.state == TaskState.input_required:
+            return
+        open_q = [q for q in await self.store.questions_of(self.task_id) if q.answer is None]
+        await self._move(TaskState.input_required, reason=f"{len(open_q)} open question(s)")
+        await self.store.append_event(self.task_id, "attention", {
+            "reason": "questions need an answer",
+            "questions": [{"id": q.id, "stream_id": q.stream_id, "question": q.question}
+                          for q in open_q]})
+
+    # --- review of everything together, merge, approval ------------------------------------
+
+    async def _conflict_review(self, plan: Plan, outputs: dict[str, str]) -> dict[str, str]:
+        max_rounds = int(self.settings.get("review.max_rounds", 2))
+        top = {s.id: outputs[s.id] for s in plan.streams}
+        self.phase = TaskState.reviewing
+        await self._move(TaskState.reviewing)
+        for check in range(max_rounds + 1):
+            report = await orchestrator.check_conflicts(
+                self.call, self.row.goal, plan, top, self.prompt_rules, round=check,
+                context=self.row.context)
+            await self.store.append_event(self.task_id, "review.conflicts", {
+                "round": check, "conflicts": [c.model_dump() for c in report.conflicts]})
+            redo = sorted({sid for c in report.conflicts for sid in c.redo if sid in top})
+            if not redo or check == max_rounds:
+                break
+            self.phase = TaskState.running
+            await self._move(TaskState.running, reason=f"conflict: redo {', '.join(redo)}")
+            feedback = {sid: "; ".join(c.feedback or c.description for c in report.conflicts
+                                       if sid in c.redo) for sid in redo}
+            redone = await asyncio.gather(*(self._redo(self.streams[sid], feedback[sid], check)
+                                            for sid in redo))
+            top.update(dict(zip(redo, redone, strict=True)))
+            self.phase = TaskState.reviewing
+            await self._move(TaskState.reviewing)
+        return top
+
+    async def _redo(self, st: StreamState, feedback: str, check: int) -> str:
+        key = f"conflict-redo:{st.spec.id}:{check}"
+        done = await self.store.get_step(self.task_id, key)
+        if done is not None:
+            return str(done["output"])
+        deps = {d: await self.streams[d].future for d in st.spec.depends_on}
+        await self._stream_update(st, "running", verdict="redo", reason=feedback[:2000])
+        round_ = 100 + check  # distinct memo keys from the stream's own review rounds
+        reply = await execute(self.call, st.spec, self.goal_line, deps, self.prompt_rules,
+                              round=round_, feedback=feedback, answers=None, may_split=False)
+        output = reply.output or ""
+        verdict = await orchestrator.review(self.call, st.spec, output, self.prompt_rules,
+                                            round=round_)
+        if verdict.verdict == "fix":
+            output = await orchestrator.fix(self.call, st.spec, output, verdict,
+                                            self.prompt_rules, round=round_)
+        saved = {s.stream_id: s for s in await self.store.streams_of(self.task_id)}
+        rounds = (saved[st.spec.id].rounds if st.spec.id in saved else 1) + 1
+        await self.store.put_step(self.task_id, key, {"output": output})
+        await self._stream_update(st, "accepted" if verdict.verdict == "accept" else "fixed",
+                                  output=output, verdict=verdict.verdict,
+                                  reason=f"after conflict review: {verdict.reason}",
+                                  rounds=rounds, ended_at=time.time())
+        return output
+
+    async def _merge_and_approve(self, plan: Plan, outputs: dict[str, str]) -> str:
+        approval = self.settings.get("review.approval", "none")
+        max_revisions = int(self.settings.get("review.max_revisions", 2))
+        feedback: str | None = None
+        result: str | None = None
+        revision = 0
+        while True:
+            self.phase = TaskState.merging
+            await self._move(TaskState.merging)
+            result = await orchestrator.merge(self.call, self.row.goal, plan, outputs,
+                                              self.prompt_rules, revision=revision,
+                                              feedback=feedback, previous_result=result)
+            if approval != "required":
+                return result
+            decision = await self._await_decision(result, revision)
+            if decision["decision"] == "approve":
+                return result
+            if revision >= max_revisions:
+                raise TaskFailed(f"result rejected {revision + 1} times: "
+                                 f"{decision.get('comment') or 'no comment'}")
+            feedback = decision.get("comment") or "The human rejected the result."
+            revision += 1
+            await self.store.put_step(self.task_id, "approval_round", revision)
+
+    async def _await_decision(self, result: str, revision: int) -> dict[str, Any]:
+        key = f"approval:{revision}"
+        decision = await self.store.get_step(self.task_id, key)
+        if decision is not None:
+            return decision
+        await self.store.put_step(self.task_id, "approval_round", revision)
+        await self._move(TaskState.awaiting_approval, reason="result ready for approval",
+                         result=result)
+        await self.store.append_event(self.task_id, "attention", {
+            "reason": "result awaits approval", "revision": revision})
+        while True:
+            signal = self.wf.runner.human_signal(self.task_id)
+            decision = await self.store.get_step(self.task_id, key)
+            if decision is not None:
+                return decision
+            await signal.wait()
+

@@ -1,0 +1,58 @@
+"""The orchestrator (premium tier): reviews every output itself, fixes small defects, checks
+the outputs together for contradictions and recombines them at one merge point.
+
+There is no separate reviewer agent: the model that owns the task judges the work.
+"""
+
+from __future__ import annotations
+
+from .calls import Caller
+from .prompts import PromptRules, conflicts_messages, fix_messages, merge_messages, review_messages
+from .schemas import ConflictReport, Plan, Review, StreamSpec
+
+
+async def review(call: Caller, stream: StreamSpec, output: str, rules: PromptRules, *,
+                 round: int) -> Review:
+    out = await call("orchestrator", "review", review_messages(stream, output, rules),
+                     key=f"review:{stream.id}:r{round}", stream_id=stream.id, round=round,
+                     response_model=Review)
+    return Review.model_validate(out.data)
+
+
+async def fix(call: Caller, stream: StreamSpec, output: str, verdict: Review,
+              rules: PromptRules, *, round: int) -> str:
+    """The orchestrator corrects a small defect itself instead of sending the stream back.
+
+    A review that already carries the corrected output costs no further call.
+    """
+    if verdict.fixed_output:
+        return verdict.fixed_output
+    messages = fix_messages(stream, output, verdict.reason or "", rules)
+    out = await call("orchestrator", "fix", messages, key=f"fix:{stream.id}:r{round}",
+                     stream_id=stream.id, round=round)
+    # The prompt asks for a Review carrying the corrected output; a model that answers with
+    # the corrected text alone has done the job too.
+    try:
+        fixed = Review.model_validate_json(out.text.strip())
+    except ValueError:
+        return out.text.strip() or output
+    return fixed.fixed_output or output
+
+
+async def check_conflicts(call: Caller, goal: str, plan: Plan, outputs: dict[str, str],
+                          rules: PromptRules, *, round: int, context: str = ""
+                          ) -> ConflictReport:
+    messages = conflicts_messages(goal, plan, outputs, context=context, rules=rules)
+    out = await call("orchestrator", "conflicts", messages,
+                     key=f"conflicts:{round}", round=round, response_model=ConflictReport)
+    return ConflictReport.model_validate(out.data)
+
+
+async def merge(call: Caller, goal: str, plan: Plan, outputs: dict[str, str],
+                rules: PromptRules, *, revision: int, feedback: str | None = None,
+                previous_result: str | None = None) -> str:
+    out = await call("orchestrator", "merge",
+                     merge_messages(goal, plan, outputs, rules, feedback=feedback,
+                                    previous_result=previous_result),
+                     key=f"merge:{revision}", round=revision)
+    return out.text

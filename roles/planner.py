@@ -1,0 +1,46 @@
+"""The planner (premium tier): turns a goal into a validated plan.
+
+The plan is checked in code by the validator; an invalid plan goes back to the planner with
+the validator's message, a bounded number of times.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .calls import Caller
+from .prompts import PromptRules, planner_messages
+from .schemas import Plan
+from .validator import PlanRules, format_problems, validate_plan
+
+
+@dataclass
+class PlanOutcome:
+    plan: Plan | None
+    attempts: int
+    problems: list[str] = field(default_factory=list)
+
+
+async def make_plan(call: Caller, goal: str, context: str, prompt_rules: PromptRules,
+                    plan_rules: PlanRules, max_attempts: int) -> PlanOutcome:
+    previous_error: str | None = None
+    previous_plan: Plan | str | None = None
+    problems: list[str] = []
+    for attempt in range(max_attempts):
+        # The validator's message names stream ids: the planner needs its own plan beside it.
+        messages = planner_messages(goal, context, prompt_rules, previous_error=previous_error,
+                                    previous_plan=previous_plan)
+        try:
+            out = await call("planner", "plan", messages, key=f"plan:{attempt}", round=attempt,
+                             response_model=Plan)
+        except ValueError as exc:  # the answer never parsed as a plan
+            problems = [f"the answer was not a valid plan: {exc}"]
+            previous_plan = None
+        else:
+            plan = Plan.model_validate(out.data)
+            problems = validate_plan(plan, plan_rules)
+            previous_plan = plan
+            if not problems:
+                return PlanOutcome(plan, attempt + 1)
+        previous_error = format_problems(problems)
+    return PlanOutcome(None, max_attempts, problems)

@@ -1,0 +1,293 @@
+"""Role prompts: jinja2 templates in `prompts/` rendered into chat messages.
+
+The wording lives in text files (`prompts/planner.md`, `executor.md`, `review.md`,
+`conflicts.md`, `fix.md`, `merge.md`) so it can be read and tuned without touching code; this
+module only finds them, renders them and returns `[{"role": "system", ...}, {"role": "user",
+...}]`. Each template has a `system` block (the role and the exact answer shape) and a `user`
+block (this task's material); text outside the two blocks is a comment for prompt editors.
+
+What each role sees is decided here, by the variables passed: the executor gets only its own
+stream, its direct dependencies' outputs and a one-line goal, never the plan, so its prompt does
+not grow with the number of streams.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from roles.schemas import Plan, StreamSpec
+from roles.validator import PARALLELIZE_MODES, Parallelize, PlanRules
+
+__all__ = [
+    "TEMPLATE_NAMES",
+    "Message",
+    "PromptRules",
+    "conflicts_messages",
+    "executor_messages",
+    "fix_messages",
+    "merge_messages",
+    "one_line",
+    "planner_messages",
+    "prompts_dir",
+    "review_messages",
+]
+
+Message = dict[str, str]
+
+#: The role templates (partials starting with "_" are included by them, never rendered alone).
+TEMPLATE_NAMES: tuple[str, ...] = (
+    "planner.md",
+    "executor.md",
+    "review.md",
+    "conflicts.md",
+    "fix.md",
+    "merge.md",
+)
+
+#: Longest goal line shown to executors and reviewers: enough to orient, small enough that the
+#: prompt size does not depend on how long the user's goal is.
+GOAL_LINE_CHARS = 200
+
+
+@dataclass
+class PromptRules:
+    """The rules as the prompts state them (from the `[rules]` and `[plan]` config tables).
+
+    `tests_first` is the already-decided flag for this task (normally the config's wish and
+    `is_code_shaped(goal)`), so the prompt states exactly the rule the validator will enforce;
+    `to_plan_rules` gives the validator the same rules. `split_depth_left` is how many more
+    levels of splitting are allowed below the stream being prompted: 0 means it may not split.
+    """
+
+    instructions: list[str] = field(default_factory=list)
+    parallelize: Parallelize = "when-possible"
+    coupled: list[list[str]] = field(default_factory=list)
+    max_streams: int = 8
+    tests_first: bool = False
+    split_depth_left: int = 0
+
+    def __post_init__(self) -> None:
+        # The planner prompt explains the mode in words; an unknown mode would silently fall
+        # through to the "when-possible" wording.
+        if self.parallelize not in PARALLELIZE_MODES:
+            raise ValueError(
+                f"parallelize must be one of {', '.join(PARALLELIZE_MODES)}, "
+                f"not {self.parallelize!r}"
+            )
+
+    def to_plan_rules(self) -> PlanRules:
+        """The validator's view of the same rules."""
+        return PlanRules(
+            max_streams=self.max_streams,
+            coupled=[list(group) for group in self.coupled],
+            parallelize=self.parallelize,
+            require_tests_first=self.tests_first,
+        )
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+def prompts_dir() -> Path:
+    """Where the templates are: `<repo>/prompts` in a checkout, `roles/_prompts` in a wheel.
+
+    The checkout location is only used if it really holds the templates, so an unrelated
+    `prompts` directory next to an installed `roles` package (site-packages) is not picked up.
+    """
+    checkout = Path(__file__).resolve().parent.parent / "prompts"
+    if (checkout / "planner.md").is_file():
+        return checkout
+    return Path(__file__).resolve().parent / "_prompts"
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(prompts_dir()),
+        # A missing variable is a bug in this module, not something to render as "".
+        undefined=jinja2.StrictUndefined,
+        # Prompts are plain text: escaping would corrupt code and quotes in outputs.
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        # Templates are read once per process; a daemon does not re-stat files per call.
+        auto_reload=False,
+    )
+
+
+@functools.cache
+def _template(name: str) -> jinja2.Template:
+    return _environment().get_template(name)
+
+
+def _messages(name: str, **variables: Any) -> list[Message]:
+    template = _template(name)
+    messages: list[Message] = []
+    for role in ("system", "user"):
+        render_block = template.blocks[role]
+        content = "".join(render_block(template.new_context(variables)))
+        # Conditional sections leave runs of blank lines behind; one blank line is enough.
+        content = re.sub(r"\n{3,}", "\n\n", content).strip()
+        messages.append({"role": role, "content": content})
+    return messages
+
+
+def one_line(text: str, limit: int = GOAL_LINE_CHARS) -> str:
+    """`text` on one line (whitespace collapsed), cut to `limit` characters with an ellipsis."""
+    line = " ".join(text.split())
+    if len(line) <= limit:
+        return line
+    return line[: max(0, limit - 1)].rstrip() + "…"
+
+
+# --- one function per role prompt -----------------------------------------------------------
+
+
+def planner_messages(
+    goal: str,
+    context: str,
+    rules: PromptRules,
+    previous_error: str | None = None,
+    *,
+    previous_plan: Plan | str | None = None,
+) -> list[Message]:
+    """The planner's prompt; on a retry, `previous_error` is the validator's message.
+
+    `previous_plan` (optional) is the rejected plan, shown with the error so the planner can
+    correct it rather than start over: the validator's messages refer to its stream ids.
+    """
+    if isinstance(previous_plan, Plan):
+        previous_plan = previous_plan.model_dump_json(indent=2)
+    return _messages(
+        "planner.md",
+        goal=goal,
+        context=context,
+        rules=rules,
+        previous_error=previous_error,
+        previous_plan=previous_plan if previous_error else None,
+    )
+
+
+def executor_messages(
+    stream: StreamSpec,
+    goal_line: str,
+    dep_outputs: Mapping[str, str],
+    rules: PromptRules,
+    feedback: str | None = None,
+    answers: Mapping[str, str] | None = None,
+    may_split: bool = False,
+    *,
+    previous_output: str | None = None,
+) -> list[Message]:
+    """An executor's prompt: its own stream only, plus its direct dependencies' outputs.
+
+    `dep_outputs` maps stream id to output; pass only the stream's direct dependencies (they
+    are shown in `depends_on` order, any others after them). `answers` maps each question the
+    executor asked to the human's answer. `may_split` is honoured only while
+    `rules.split_depth_left > 0`. On a redo, `feedback` is the reviewer's and `previous_output`
+    (optional) the output that was sent back.
+    """
+    ordered = {dep: dep_outputs[dep] for dep in stream.depends_on if dep in dep_outputs}
+    ordered.update({key: value for key, value in dep_outputs.items() if key not in ordered})
+    return _messages(
+        "executor.md",
+        stream=stream,
+        goal_line=one_line(goal_line),
+        dep_outputs=ordered,
+        rules=rules,
+        feedback=feedback,
+        previous_output=previous_output if feedback else None,
+        answers=dict(answers or {}),
+        may_split=may_split and rules.split_depth_left > 0,
+        sub_split_depth=max(0, rules.split_depth_left - 1),
+    )
+
+
+def review_messages(
+    stream: StreamSpec,
+    output: str,
+    rules: PromptRules,
+    *,
+    goal_line: str | None = None,
+) -> list[Message]:
+    """The orchestrator's review of one stream's output; the answer is a `Review`."""
+    return _messages(
+        "review.md",
+        stream=stream,
+        output=output,
+        rules=rules,
+        goal_line=one_line(goal_line or ""),
+    )
+
+
+def conflicts_messages(
+    goal: str,
+    plan: Plan,
+    outputs: Mapping[str, str],
+    *,
+    context: str = "",
+    rules: PromptRules | None = None,
+) -> list[Message]:
+    """The orchestrator's look at all outputs together; the answer is a `ConflictReport`."""
+    return _messages(
+        "conflicts.md",
+        goal=goal,
+        context=context,
+        plan=plan,
+        outputs=dict(outputs),
+        rules=rules,
+    )
+
+
+def fix_messages(
+    stream: StreamSpec,
+    output: str,
+    problem: str,
+    rules: PromptRules,
+    *,
+    goal_line: str | None = None,
+) -> list[Message]:
+    """The orchestrator fixes a small defect (`problem`) itself; the answer is a `Review`
+    with verdict "fix" and the corrected output (or "redo" if the defect is too large)."""
+    return _messages(
+        "fix.md",
+        stream=stream,
+        output=output,
+        problem=problem,
+        rules=rules,
+        goal_line=one_line(goal_line or ""),
+    )
+
+
+def merge_messages(
+    goal: str,
+    plan: Plan,
+    outputs: Mapping[str, str],
+    rules: PromptRules,
+    feedback: str | None = None,
+    *,
+    context: str = "",
+    previous_result: str | None = None,
+) -> list[Message]:
+    """The merge point: recombine the accepted `outputs` following `plan.merge_instruction`.
+
+    The answer is the merged result as plain text. For a revision, `feedback` is the human's
+    rejection comment and `previous_result` (optional) the result they rejected.
+    """
+    return _messages(
+        "merge.md",
+        goal=goal,
+        context=context,
+        plan=plan,
+        outputs=dict(outputs),
+        rules=rules,
+        feedback=feedback,
+        previous_result=previous_result if feedback else None,
+    )
