@@ -29,8 +29,9 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-import litellm  # noqa: E402  (must come after the environment default above)
-from pydantic import BaseModel, ValidationError  # noqa: E402
+# litellm reads LITELLM_LOCAL_MODEL_COST_MAP when it is imported: set it first.
+import litellm
+from pydantic import BaseModel, ValidationError
 
 litellm.suppress_debug_info = True
 # No usage pings to litellm's servers from a local daemon.
@@ -101,8 +102,15 @@ class ModelTier:
     #: First delay of the exponential backoff between retries (doubles each time).
     backoff_s: float = 0.5
 
-    _KEYS = ("model", "api_base", "api_key_env", "fallbacks", "timeout_s", "max_retries",
-             "backoff_s")
+    _KEYS = (
+        "model",
+        "api_base",
+        "api_key_env",
+        "fallbacks",
+        "timeout_s",
+        "max_retries",
+        "backoff_s",
+    )
 
     @classmethod
     def from_config(cls, data: Mapping[str, Any], *, where: str = "") -> ModelTier:
@@ -114,19 +122,19 @@ class ModelTier:
         unknown = sorted(set(data) - set(cls._KEYS))
         if unknown:
             raise ModelConfigError(
-                f"unknown key {where}{unknown[0]} (known: {', '.join(cls._KEYS)})")
+                f"unknown key {where}{unknown[0]} (known: {', '.join(cls._KEYS)})"
+            )
 
         def text(key: str, required: bool = False) -> str | None:
             value = data.get(key)
             if value is None or value == "":
                 if required:
                     raise ModelConfigError(
-                        f"{where}{key} is required: a litellm model name, e.g. "
-                        "'openai/gpt-5-mini'")
+                        f"{where}{key} is required: a litellm model name, e.g. 'openai/gpt-5-mini'"
+                    )
                 return None
             if not isinstance(value, str) or not value.strip():
-                raise ModelConfigError(f"{where}{key} must be a non-empty string, "
-                                       f"not {value!r}")
+                raise ModelConfigError(f"{where}{key} must be a non-empty string, not {value!r}")
             return value.strip()
 
         def number(key: str, default: float, low: float, integer: bool = False) -> Any:
@@ -141,15 +149,21 @@ class ModelTier:
 
         fallbacks = data.get("fallbacks", [])
         if not isinstance(fallbacks, list) or not all(
-                isinstance(f, str) and f.strip() for f in fallbacks):
-            raise ModelConfigError(f"{where}fallbacks must be a list of model names, "
-                                   f"not {fallbacks!r}")
+            isinstance(f, str) and f.strip() for f in fallbacks
+        ):
+            raise ModelConfigError(
+                f"{where}fallbacks must be a list of model names, not {fallbacks!r}"
+            )
         timeout = number("timeout_s", 120.0, 0.001)
-        return cls(model=text("model", required=True) or "", api_base=text("api_base"),
-                   api_key_env=text("api_key_env"),
-                   fallbacks=[f.strip() for f in fallbacks], timeout_s=timeout,
-                   max_retries=number("max_retries", 3, 0, integer=True),
-                   backoff_s=number("backoff_s", 0.5, 0.0))
+        return cls(
+            model=text("model", required=True) or "",
+            api_base=text("api_base"),
+            api_key_env=text("api_key_env"),
+            fallbacks=[f.strip() for f in fallbacks],
+            timeout_s=timeout,
+            max_retries=number("max_retries", 3, 0, integer=True),
+            backoff_s=number("backoff_s", 0.5, 0.0),
+        )
 
     def api_key(self) -> str | None:
         """The key from the environment; None lets litellm find the provider's default."""
@@ -158,7 +172,8 @@ class ModelTier:
             if not key:
                 raise ModelConfigError(
                     f"the environment variable {self.api_key_env} (api_key_env of model "
-                    f"{self.model}) is not set")
+                    f"{self.model}) is not set"
+                )
             return key
         return NO_KEY if self.api_base else None
 
@@ -199,7 +214,8 @@ def premium_cost(prompt_tokens: int, completion_tokens: int, model: str) -> floa
         return 0.0
     try:
         prompt_cost, completion_cost = litellm.cost_per_token(
-            model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+            model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+        )
     except Exception:  # litellm raises for models missing from its table
         return 0.0
     return float(prompt_cost) + float(completion_cost)
@@ -275,16 +291,23 @@ def _supports_schema(model: str) -> bool:
 def _response_format(response_model: type[BaseModel]) -> dict[str, Any]:
     # Not strict: OpenAI's strict mode needs every field required and no defaults, which
     # the schemas (deliberately lenient towards models) do not satisfy.
-    return {"type": "json_schema",
-            "json_schema": {"name": response_model.__name__,
-                            "schema": response_model.model_json_schema(), "strict": False}}
+    return {
+        "type": "json_schema",
+        "json_schema": {
+            "name": response_model.__name__,
+            "schema": response_model.model_json_schema(),
+            "strict": False,
+        },
+    }
 
 
 def _schema_instruction(response_model: type[BaseModel]) -> dict[str, str]:
     schema = json.dumps(response_model.model_json_schema(), separators=(",", ":"))
-    return {"role": "system",
-            "content": f"Answer with one JSON object of type {response_model.__name__} and "
-                       f"nothing else (no prose, no code fences). Its JSON schema: {schema}"}
+    return {
+        "role": "system",
+        "content": f"Answer with one JSON object of type {response_model.__name__} and "
+        f"nothing else (no prose, no code fences). Its JSON schema: {schema}",
+    }
 
 
 # --- errors and retries -----------------------------------------------------------------------
@@ -327,8 +350,8 @@ def _retry_after(exc: BaseException) -> float | None:
 
 
 def _clean_error(exc: BaseException, secret: str | None) -> str:
-    if isinstance(exc, TimeoutError):
-        message = "timed out"
+    if isinstance(exc, TimeoutError):  # our guard (litellm's own is litellm.Timeout)
+        message = "TimeoutError: no complete answer within the guard time"
     else:
         message = f"{type(exc).__name__}: {exc}"
     if secret and secret != NO_KEY:
@@ -374,14 +397,24 @@ class _Call:
     attempts: int = 0
 
     def record(self, model: str, started: float, wall: float, **kw: Any) -> CallRecord:
-        return CallRecord(task_id=self.task_id, stream_id=self.stream_id, role=self.role,
-                          purpose=self.purpose, model=model, attempts=self.attempts,
-                          latency_s=time.monotonic() - started, started_at=wall,
-                          ended_at=time.time(), round=self.round, **kw)
+        return CallRecord(
+            task_id=self.task_id,
+            stream_id=self.stream_id,
+            role=self.role,
+            purpose=self.purpose,
+            model=model,
+            attempts=self.attempts,
+            latency_s=time.monotonic() - started,
+            started_at=wall,
+            ended_at=time.time(),
+            round=self.round,
+            **kw,
+        )
 
 
-async def _complete(c: _Call, messages: list[dict[str, Any]],
-                    response_model: type[BaseModel] | None) -> tuple[str, CallRecord]:
+async def _complete(
+    c: _Call, messages: list[dict[str, Any]], response_model: type[BaseModel] | None
+) -> tuple[str, CallRecord]:
     """One answer from the tier: retries with backoff, then the fallbacks in order.
 
     A small loop of our own rather than litellm's num_retries/fallbacks or its Router: every
@@ -398,10 +431,15 @@ async def _complete(c: _Call, messages: list[dict[str, Any]],
     for model in [tier.model, *tier.fallbacks]:
         tried.append(model)
         kwargs: dict[str, Any] = {
-            "model": model, "messages": messages, "timeout": tier.timeout_s,
+            "model": model,
+            "messages": messages,
+            "timeout": tier.timeout_s,
             # Retries happen here, once, with a record each: none inside litellm or openai.
-            "num_retries": 0, "max_retries": 0, "extra_headers": c.headers,
-            **_provider_args(model, tier.api_base)}
+            "num_retries": 0,
+            "max_retries": 0,
+            "extra_headers": c.headers,
+            **_provider_args(model, tier.api_base),
+        }
         if tier.api_base:
             kwargs["api_base"] = tier.api_base
         if key is not None:
@@ -421,16 +459,19 @@ async def _complete(c: _Call, messages: list[dict[str, Any]],
             except asyncio.CancelledError:
                 # Cancelling the awaiting task cancelled the request: httpx closed the
                 # connection, so the provider sees the client go away and stops the work.
-                await _emit(c.on_record, c.record(model, started, wall, outcome="error",
-                                                  error="cancelled"))
+                await _emit(
+                    c.on_record, c.record(model, started, wall, outcome="error", error="cancelled")
+                )
                 raise
             except Exception as exc:
                 last_error = _clean_error(exc, key)
-                await _emit(c.on_record, c.record(model, started, wall, outcome="error",
-                                                  error=last_error))
+                await _emit(
+                    c.on_record, c.record(model, started, wall, outcome="error", error=last_error)
+                )
                 if not _retryable(exc) or retry >= tier.max_retries:
-                    log.info("%s/%s: %s failed (%s), moving on", c.role, c.purpose, model,
-                             last_error)
+                    log.info(
+                        "%s/%s: %s failed (%s), moving on", c.role, c.purpose, model, last_error
+                    )
                     break
                 wait = _retry_after(exc)
                 if wait is not None and wait > MAX_RETRY_AFTER_S:
@@ -443,11 +484,18 @@ async def _complete(c: _Call, messages: list[dict[str, Any]],
                 continue
             text, prompt_tokens, completion_tokens = _content_and_usage(response)
             return text, c.record(
-                model, started, wall, outcome="ok", prompt_tokens=prompt_tokens,
+                model,
+                started,
+                wall,
+                outcome="ok",
+                prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
-                cost_usd=premium_cost(prompt_tokens, completion_tokens, model))
-    raise ModelCallError(f"{c.role}/{c.purpose}: every attempt failed on "
-                         f"{', '.join(tried)} ({c.attempts} attempts); last error: {last_error}")
+                cost_usd=premium_cost(prompt_tokens, completion_tokens, model),
+            )
+    raise ModelCallError(
+        f"{c.role}/{c.purpose}: every attempt failed on "
+        f"{', '.join(tried)} ({c.attempts} attempts); last error: {last_error}"
+    )
 
 
 def _content_and_usage(response: Any) -> tuple[str, int, int]:
@@ -460,11 +508,19 @@ def _content_and_usage(response: Any) -> tuple[str, int, int]:
     return text, prompt, completion
 
 
-async def call_model(tier: ModelTier, messages: list[dict[str, Any]], *, role: str,
-                     purpose: str, task_id: str, stream_id: str | None = None, round: int = 0,
-                     response_model: type[BaseModel] | None = None,
-                     on_record: OnRecord | None = None,
-                     repairs: int = DEFAULT_REPAIRS) -> ModelResult:
+async def call_model(
+    tier: ModelTier,
+    messages: list[dict[str, Any]],
+    *,
+    role: str,
+    purpose: str,
+    task_id: str,
+    stream_id: str | None = None,
+    round: int = 0,
+    response_model: type[BaseModel] | None = None,
+    on_record: OnRecord | None = None,
+    repairs: int = DEFAULT_REPAIRS,
+) -> ModelResult:
     """Ask `tier` for an answer to `messages`; parse it as `response_model` if given.
 
     Retries (exponential backoff, Retry-After honoured), then fallback models, then, for an
@@ -472,8 +528,12 @@ async def call_model(tier: ModelTier, messages: list[dict[str, Any]], *, role: s
     Raises ModelCallError when no model answered, ModelOutputError when no answer parsed.
     Cancelling the awaiting task closes the in-flight HTTP request.
     """
-    headers = {"X-Tierd-Role": role, "X-Tierd-Purpose": purpose, "X-Tierd-Task": task_id,
-               "X-Tierd-Round": str(round)}
+    headers = {
+        "X-Tierd-Role": role,
+        "X-Tierd-Purpose": purpose,
+        "X-Tierd-Task": task_id,
+        "X-Tierd-Round": str(round),
+    }
     if stream_id:
         headers["X-Tierd-Stream"] = stream_id
     c = _Call(tier, role, purpose, task_id, stream_id, round, on_record, headers)
@@ -488,21 +548,33 @@ async def call_model(tier: ModelTier, messages: list[dict[str, Any]], *, role: s
             parsed = _parse(text, response_model)
         except ValueError as exc:
             problem = str(exc)
-            record.outcome, record.error = "error", f"invalid {response_model.__name__}: " \
-                f"{problem[:500]}"
+            record.outcome, record.error = (
+                "error",
+                f"invalid {response_model.__name__}: {problem[:500]}",
+            )
             await _emit(on_record, record)
             if repair == repairs:
                 raise ModelOutputError(
                     f"{role}/{purpose}: the answer never parsed as {response_model.__name__} "
-                    f"after {repairs} repair request(s): {problem[:500]}", text) from exc
-            log.info("%s/%s: answer is not a valid %s, asking again", role, purpose,
-                     response_model.__name__)
-            conversation = [*messages, {"role": "assistant", "content":
-                                        text[:REPAIR_QUOTE_CHARS]},
-                            {"role": "user", "content":
-                             f"Your answer could not be used: {problem[:1500]}\nAnswer again "
-                             f"with only one JSON object of type {response_model.__name__} "
-                             "that fixes this: no prose, no code fences."}]
+                    f"after {repairs} repair request(s): {problem[:500]}",
+                    text,
+                ) from exc
+            log.info(
+                "%s/%s: answer is not a valid %s, asking again",
+                role,
+                purpose,
+                response_model.__name__,
+            )
+            conversation = [
+                *messages,
+                {"role": "assistant", "content": text[:REPAIR_QUOTE_CHARS]},
+                {
+                    "role": "user",
+                    "content": f"Your answer could not be used: {problem[:1500]}\nAnswer again "
+                    f"with only one JSON object of type {response_model.__name__} "
+                    "that fixes this: no prose, no code fences.",
+                },
+            ]
             continue
         await _emit(on_record, record)
         return ModelResult(text, parsed, record)

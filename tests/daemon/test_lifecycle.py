@@ -44,7 +44,7 @@ def test_second_daemon_on_the_same_home_is_refused(home: Path, daemon_factory: A
     first = daemon_factory().start()
     second = daemon_factory()
     proc = second.spawn()
-    out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 3
     assert "already runs" in err and str(first.proc.pid) in err
     assert json.loads(first.discovery.read_text())["pid"] == first.proc.pid
