@@ -29,11 +29,18 @@ import aiosqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.func import entrypoint, task
 from pydantic import BaseModel
-from roles.models import CallRecord, ModelTier, call_model, premium_cost
 
 from roles import orchestrator
 from roles.calls import CallOutput
 from roles.executor import execute
+from roles.models import (
+    CallRecord,
+    ModelCallError,
+    ModelConfigError,
+    ModelTier,
+    call_model,
+    premium_cost,
+)
 from roles.planner import make_plan
 from roles.prompts import PromptRules
 from roles.report import StreamFacts, UsageFacts, build_report
@@ -174,7 +181,8 @@ class TaskRun:
             raise TaskFailed(f"task {self.task_id} vanished from the store")
         self.row = row
         s = self.settings = json.loads(row.settings_json or "{}")
-        self.tiers = {role: ModelTier.from_config(_nested(s, f"models.{role}."))
+        self.tiers = {role: ModelTier.from_config(_nested(s, f"models.{role}."),
+                                                  where=f"models.{role}.")
                       for role in ("orchestrator", "planner", "executor")}
         code = is_code_shaped(row.goal)
         self.never = s.get("rules.parallelize") == "never"
@@ -256,7 +264,9 @@ class TaskRun:
             outputs = await self._execute(plan)
             outputs = await self._conflict_review(plan, outputs)
             result = await self._merge_and_approve(plan, outputs)
-        except TaskFailed as exc:
+        except (TaskFailed, ModelCallError, ModelConfigError) as exc:
+            # ModelCallError: every model of a tier failed (retries and fallbacks used up)
+            # outside any one stream, e.g. for the planner or the merge.
             await self.wf.finalize(self.task_id, TaskState.failed, str(exc))
             await self.store.append_event(self.task_id, "attention",
                                           {"reason": f"task failed: {exc}"})
