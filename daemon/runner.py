@@ -2,22 +2,33 @@
 
 The workflow's definition lives in `workflow.py`; this module owns execution: one asyncio task
 per live tierd task, started on submit and again for every non-terminal task when the daemon
-starts. Stopping the daemon interrupts workflows without touching their state, so the next
-start resumes them; cancelling a task interrupts its workflow and marks it canceled.
+starts (a task waiting for a human resumes into the same wait). Stopping the daemon
+interrupts workflows without touching their state, so the next start resumes them; cancelling
+a task interrupts its workflow (in-flight model requests are closed, governor slots released,
+streams not started yet never start) and marks it canceled.
+
+Nothing a client does with its connection reaches a workflow: the asyncio tasks here belong
+to the daemon, not to a request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
 from .governor import Governor
+from .notify import Notifier
 from .store import Store
 
 log = logging.getLogger("tierd.runner")
+
+#: How long a cancel waits for the workflow to unwind before marking the task canceled.
+CANCEL_WAIT_S = 10.0
 
 
 class Runner:
@@ -25,19 +36,56 @@ class Runner:
         self.store = store
         self.governor = governor
         self.checkpoints = checkpoints
+        self.notifier = Notifier()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wakers: dict[str, asyncio.Event] = {}
         self._workflow: Any = None
+        self._opening: asyncio.Future[Any] | None = None
         self._stopping = False
 
     async def _get_workflow(self) -> Any:
-        if self._workflow is None:
-            # Imported lazily: langgraph and litellm are heavy, and only the engine needs them.
-            from .workflow import Workflow
+        if self._workflow is not None:
+            return self._workflow
+        if self._opening is None:
+            self._opening = asyncio.ensure_future(self._open_workflow())
+        # Shielded: a task cancelled while the workflow opens must not leave it half open
+        # for every other task.
+        return await asyncio.shield(self._opening)
 
-            self._workflow = Workflow(self.store, self.governor, self)
-            await self._workflow.open(self.checkpoints)
-        return self._workflow
+    async def _open_workflow(self) -> Any:
+        # Imported lazily (langgraph and litellm are heavy, and only the engine needs them)
+        # and off the event loop: the import takes seconds, during which the API must keep
+        # answering. A daemon thread, so that a stop never waits for an import to finish.
+        loop = asyncio.get_running_loop()
+        imported: asyncio.Future[Any] = loop.create_future()
+
+        def settle(module: Any, error: BaseException | None) -> None:
+            if imported.done():
+                return
+            if error is not None:
+                imported.set_exception(error)
+            else:
+                imported.set_result(module)
+
+        def load() -> None:
+            module: Any = None
+            error: BaseException | None = None
+            try:
+                module = importlib.import_module(f"{__package__}.workflow")
+            except BaseException as exc:  # handed to the waiting coroutine
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (a stop)
+                loop.call_soon_threadsafe(settle, module, error)
+
+        threading.Thread(target=load, name="tierd-engine-import", daemon=True).start()
+        try:
+            workflow = (await imported).Workflow(self.store, self.governor, self)
+            await workflow.open(self.checkpoints)
+        except BaseException:
+            self._opening = None
+            raise
+        self._workflow = workflow
+        return workflow
 
     # --- what the service calls ------------------------------------------------------------
 
@@ -46,16 +94,30 @@ class Runner:
             return
         task = asyncio.create_task(self._drive(task_id), name=f"tierd-task-{task_id}")
         self._tasks[task_id] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(task_id, None))
+        task.add_done_callback(lambda t: self._forget(task_id, t))
+
+    def _forget(self, task_id: str, task: asyncio.Task[None]) -> None:
+        if self._tasks.get(task_id) is task:
+            del self._tasks[task_id]
 
     async def cancel(self, task_id: str) -> None:
-        """Stop the task's workflow now (in-flight model requests are closed) and mark it
-        canceled with a partial report of what was done."""
+        """Stop the task's workflow now and mark it canceled with a partial report.
+
+        Cancelling the workflow's asyncio task cancels every stream: a model request in
+        flight is closed (the provider sees the client go away), its governor slot is
+        released, a stream waiting for its dependencies or for a human never starts.
+        """
         task = self._tasks.get(task_id)
-        if task is not None:
+        if task is not None and not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            _, pending = await asyncio.wait({task}, timeout=CANCEL_WAIT_S)
+            if pending:
+                log.warning(
+                    "the workflow of task %s did not stop within %.0fs of its "
+                    "cancellation; marking it canceled anyway",
+                    task_id,
+                    CANCEL_WAIT_S,
+                )
         workflow = await self._get_workflow()
         from .states import TaskState
 
@@ -98,6 +160,11 @@ class Runner:
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+        await self.notifier.aclose()
+        if self._opening is not None and not self._opening.done():
+            self._opening.cancel()  # an import still running is abandoned, not awaited
+            with contextlib.suppress(BaseException):
+                await self._opening
         if self._workflow is not None:
             await self._workflow.close()
 
@@ -114,7 +181,11 @@ class Runner:
             with contextlib.suppress(Exception):
                 from .workflow import fail_task
 
-                await fail_task(self.store, task_id, "internal error in the workflow; see the "
-                                "daemon log")
+                await fail_task(
+                    self.store,
+                    task_id,
+                    "internal error in the workflow; see the daemon log",
+                    self.notifier,
+                )
         finally:
             self._wakers.pop(task_id, None)

@@ -6,12 +6,14 @@ validates, persists and hands work to the runner; it never waits for a task's wo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from . import __version__
 from .api_models import (
@@ -38,6 +40,7 @@ from .states import TERMINAL, TaskState
 from .store import Store, TaskRow, redact_url
 
 ROLES = ("orchestrator", "planner", "executor")
+T = TypeVar("T")
 
 
 class Engine(Protocol):
@@ -67,6 +70,7 @@ class Service:
     engine: Engine
     env: dict[str, str] = field(default_factory=lambda: os.environ)  # type: ignore[assignment]
     started_at: float = field(default_factory=time.time)
+    _background: set[asyncio.Future[Any]] = field(default_factory=set, repr=False)
 
     # --- tasks -----------------------------------------------------------------------------
 
@@ -76,26 +80,34 @@ class Service:
         opts = params.options
         if opts.project_dir:
             if not os.path.isdir(opts.project_dir):
-                raise InvalidParams(f"options.project_dir: no such directory: {opts.project_dir}",
-                                    {"field": "options.project_dir"})
+                raise InvalidParams(
+                    f"options.project_dir: no such directory: {opts.project_dir}",
+                    {"field": "options.project_dir"},
+                )
             try:
                 layer = project_layer(opts.project_dir, config.defaults)
             except ConfigError as exc:
-                raise InvalidParams(f"options.project_dir: {exc}",
-                                    {"field": "options.project_dir", "key": exc.key}) from exc
+                raise InvalidParams(
+                    f"options.project_dir: {exc}", {"field": "options.project_dir", "key": exc.key}
+                ) from exc
             if layer:
                 config = config.with_layer(layer)
         overrides: dict[str, Any] = {}
-        mapping = {"approval": "review.approval", "parallelize": "rules.parallelize",
-                   "coupled": "rules.coupled", "instructions": "rules.instructions",
-                   "max_streams": "plan.max_streams"}
+        mapping = {
+            "approval": "review.approval",
+            "parallelize": "rules.parallelize",
+            "coupled": "rules.coupled",
+            "instructions": "rules.instructions",
+            "max_streams": "plan.max_streams",
+        }
         for name, key in mapping.items():
             value = getattr(opts, name)
             if value is not None:
                 overrides[key] = value
         if overrides:
-            config = config.with_layer(Layer("task", None, check_values(overrides,
-                                                                         config.defaults)))
+            config = config.with_layer(
+                Layer("task", None, check_values(overrides, config.defaults))
+            )
         return config
 
     def check_models(self, config: Config) -> None:
@@ -106,36 +118,51 @@ class Service:
                 raise NotConfigured(
                     f"no model configured for the {role}: set models.{role}.model "
                     f"(e.g. `tierd config set models.{role}.model gpt-5`)",
-                    {"key": f"models.{role}.model"})
+                    {"key": f"models.{role}.model"},
+                )
             key_env = config.get(f"models.{role}.api_key_env")
             if key_env and not self.env.get(key_env):
                 raise NotConfigured(
                     f"the {role}'s model {model!r} needs an API key: set the environment "
                     f"variable {key_env} for the daemon, or change models.{role}.api_key_env "
-                    f"(\"\" for a local server that needs no key)",
-                    {"key": f"models.{role}.api_key_env", "env": key_env})
+                    f'("" for a local server that needs no key)',
+                    {"key": f"models.{role}.api_key_env", "env": key_env},
+                )
 
     async def submit(self, params: SubmitParams) -> dict[str, Any]:
         limits = self.config
         if len(params.goal) > limits.get("limits.max_goal_chars"):
             raise InvalidParams(
                 f"goal: too long ({len(params.goal)} characters, at most "
-                f"{limits.get('limits.max_goal_chars')})", {"field": "goal"})
+                f"{limits.get('limits.max_goal_chars')})",
+                {"field": "goal"},
+            )
         if len(params.context) > limits.get("limits.max_context_chars"):
             raise InvalidParams(
                 f"context: too long ({len(params.context)} characters, at most "
-                f"{limits.get('limits.max_context_chars')})", {"field": "context"})
+                f"{limits.get('limits.max_context_chars')})",
+                {"field": "context"},
+            )
         if not params.goal.strip():
             raise InvalidParams("goal: must not be blank", {"field": "goal"})
         config = self.effective_config(params)
         self.check_models(config)
         now = time.time()
-        settings = {k: v for k, v in config.values.items()
-                    if k.split(".")[0] in {"models", "plan", "review", "rules", "notify"}}
-        row = TaskRow(id=new_task_id(), state=TaskState.queued, goal=params.goal,
-                      context=params.context,
-                      options_json=params.options.model_dump_json(exclude_none=True),
-                      created_at=now, updated_at=now, settings_json=json.dumps(settings))
+        settings = {
+            k: v
+            for k, v in config.values.items()
+            if k.split(".")[0] in {"models", "plan", "review", "rules", "notify"}
+        }
+        row = TaskRow(
+            id=new_task_id(),
+            state=TaskState.queued,
+            goal=params.goal,
+            context=params.context,
+            options_json=params.options.model_dump_json(exclude_none=True),
+            created_at=now,
+            updated_at=now,
+            settings_json=json.dumps(settings),
+        )
         await self.store.create_task(row)
         self.engine.start(row.id)
         return {"task_id": row.id, "state": row.state}
@@ -148,30 +175,52 @@ class Service:
 
     async def task_view(self, row: TaskRow, *, full: bool = True) -> dict[str, Any]:
         view: dict[str, Any] = {
-            "id": row.id, "state": row.state, "goal": row.goal,
-            "created_at": row.created_at, "updated_at": row.updated_at,
+            "id": row.id,
+            "state": row.state,
+            "goal": row.goal,
+            "created_at": row.created_at,
+            "updated_at": row.updated_at,
             "error": row.error,
         }
         if not full:
             return view
         streams = await self.store.streams_of(row.id)
         questions = await self.store.questions_of(row.id)
-        view.update({
-            "context": row.context,
-            "options": _loads(row.options_json) or {},
-            "plan": _loads(row.plan_json),
-            "streams": [{
-                "id": s.stream_id, "parent": s.parent_id, "title": s.title, "state": s.state,
-                "depends_on": (_loads(s.spec_json) or {}).get("depends_on", []),
-                "output": s.output, "verdict": s.verdict, "reason": s.reason,
-                "rounds": s.rounds, "depth": s.depth,
-                "started_at": s.started_at, "ended_at": s.ended_at,
-            } for s in streams],
-            "questions": [{"id": q.id, "stream_id": q.stream_id, "question": q.question,
-                           "answer": q.answer} for q in questions],
-            "result": row.result,
-            "report": _loads(row.report_json),
-        })
+        view.update(
+            {
+                "context": row.context,
+                "options": _loads(row.options_json) or {},
+                "plan": _loads(row.plan_json),
+                "streams": [
+                    {
+                        "id": s.stream_id,
+                        "parent": s.parent_id,
+                        "title": s.title,
+                        "state": s.state,
+                        "depends_on": (_loads(s.spec_json) or {}).get("depends_on", []),
+                        "output": s.output,
+                        "verdict": s.verdict,
+                        "reason": s.reason,
+                        "rounds": s.rounds,
+                        "depth": s.depth,
+                        "started_at": s.started_at,
+                        "ended_at": s.ended_at,
+                    }
+                    for s in streams
+                ],
+                "questions": [
+                    {
+                        "id": q.id,
+                        "stream_id": q.stream_id,
+                        "question": q.question,
+                        "answer": q.answer,
+                    }
+                    for q in questions
+                ],
+                "result": row.result,
+                "report": _loads(row.report_json),
+            }
+        )
         return view
 
     async def get(self, params: TaskIdParams) -> dict[str, Any]:
@@ -185,47 +234,122 @@ class Service:
             "next_cursor": page[-1].id if len(rows) > params.limit else None,
         }
 
+    async def _detached(self, work: Awaitable[T]) -> T:
+        """Run `work` to its end even if the caller goes away (a client that disconnects
+        mid-request must not leave an answer stored but its stream never woken)."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+
+        def done(t: asyncio.Future[Any]) -> None:
+            self._background.discard(t)
+            if not t.cancelled():
+                t.exception()  # retrieved: the caller may be gone; an error is its answer
+
+        task.add_done_callback(done)
+        return await asyncio.shield(task)
+
     async def cancel(self, params: TaskIdParams) -> dict[str, Any]:
         row = await self._row(params.task_id)
         if TaskState(row.state) in TERMINAL:
-            raise InvalidState(f"task {row.id} is already {row.state}; only a live task can "
-                               "be canceled", {"task_id": row.id, "state": row.state})
-        await self.engine.cancel(row.id)
-        row = await self._row(params.task_id)
+            raise InvalidState(
+                f"task {row.id} is already {row.state}; only a live task can be canceled",
+                {"task_id": row.id, "state": row.state},
+            )
+        return await self._detached(self._cancel(row.id))
+
+    async def _cancel(self, task_id: str) -> dict[str, Any]:
+        await self.engine.cancel(task_id)
+        row = await self._row(task_id)
         if TaskState(row.state) not in TERMINAL:
             await self.store.transition(row.id, TaskState.canceled, reason="canceled by client")
+            row = await self._row(task_id)
+        if row.state != TaskState.canceled:
+            # It ended on its own between the check and the cancellation.
+            raise InvalidState(
+                f"task {row.id} is already {row.state}; only a live task can be canceled",
+                {"task_id": row.id, "state": row.state},
+            )
         return {"task_id": row.id, "state": TaskState.canceled.value}
 
     async def answer(self, params: AnswerParams) -> dict[str, Any]:
         row = await self._row(params.task_id)
-        open_ids = {q.id for q in await self.store.questions_of(row.id) if q.answer is None}
+        if TaskState(row.state) in TERMINAL:
+            raise InvalidState(
+                f"task {row.id} is {row.state}; it takes no more answers",
+                {"task_id": row.id, "state": row.state},
+            )
+        questions = {q.id: q for q in await self.store.questions_of(row.id)}
+        open_ids = {qid for qid, q in questions.items() if q.answer is None}
         if not open_ids:
-            raise InvalidState(f"task {row.id} has no open questions (state {row.state})",
-                               {"task_id": row.id, "state": row.state})
-        unknown = sorted(set(params.answers) - open_ids)
+            raise InvalidState(
+                f"task {row.id} has no open questions (state {row.state})",
+                {"task_id": row.id, "state": row.state},
+            )
+        unknown = sorted(set(params.answers) - set(questions))
         if unknown:
-            raise InvalidParams(f"answers: unknown or already answered question ids: "
-                                f"{', '.join(unknown)}; open: {', '.join(sorted(open_ids))}",
-                                {"field": "answers", "unknown": unknown})
-        done = await self.store.answer_questions(row.id, params.answers)
-        await self.store.append_event(row.id, "task.answered", {"questions": done})
-        self.engine.wake(row.id)
-        return {"task_id": row.id, "answered": done}
+            raise InvalidParams(
+                f"answers: unknown question ids: {', '.join(unknown)}; "
+                f"open: {', '.join(sorted(open_ids))}",
+                {"field": "answers", "unknown": unknown, "open": sorted(open_ids)},
+            )
+        blank = sorted(qid for qid, text in params.answers.items() if not text.strip())
+        if blank:
+            raise InvalidParams(
+                f"answers: blank answer for {', '.join(blank)}",
+                {"field": "answers", "blank": blank},
+            )
+        closed = sorted(set(params.answers) - open_ids)
+        if closed:
+            raise InvalidState(
+                f"already answered: {', '.join(closed)}; open: {', '.join(sorted(open_ids))}",
+                {"task_id": row.id, "state": row.state, "answered": closed},
+            )
+        return await self._detached(self._answer(row.id, params.answers))
+
+    async def _answer(self, task_id: str, answers: dict[str, str]) -> dict[str, Any]:
+        done = await self.store.answer_questions(task_id, answers, resume=TaskState.running.value)
+        if not done:  # answered (or the task ended) since the checks above
+            row = await self._row(task_id)
+            raise InvalidState(
+                f"task {task_id} took none of these answers (state "
+                f"{row.state}): they were answered meanwhile or it ended",
+                {"task_id": task_id, "state": row.state},
+            )
+        await self.store.append_event(task_id, "task.answered", {"questions": done})
+        self.engine.wake(task_id)
+        return {"task_id": task_id, "answered": done}
 
     async def approve(self, params: ApproveParams) -> dict[str, Any]:
         row = await self._row(params.task_id)
         if row.state != TaskState.awaiting_approval:
-            raise InvalidState(f"task {row.id} is {row.state}, not awaiting_approval",
-                               {"task_id": row.id, "state": row.state})
-        await self.store.put_step(row.id, f"approval:{await self._approval_round(row.id)}",
-                                  {"decision": params.decision, "comment": params.comment})
-        await self.store.append_event(row.id, "task.decision",
-                                      {"decision": params.decision, "comment": params.comment})
-        self.engine.wake(row.id)
-        return {"task_id": row.id, "decision": params.decision}
+            raise InvalidState(
+                f"task {row.id} is {row.state}, not awaiting_approval",
+                {"task_id": row.id, "state": row.state},
+            )
+        return await self._detached(self._approve(row.id, params))
 
-    async def _approval_round(self, task_id: str) -> int:
-        return int(await self.store.get_step(task_id, "approval_round") or 0)
+    async def _approve(self, task_id: str, params: ApproveParams) -> dict[str, Any]:
+        decision = {"decision": params.decision, "comment": params.comment}
+        state, round_, recorded = await self.store.decide(
+            task_id,
+            decision,
+            waiting=TaskState.awaiting_approval.value,
+            reject_to=TaskState.merging.value,
+        )
+        if not recorded:
+            if state != TaskState.awaiting_approval:
+                raise InvalidState(
+                    f"task {task_id} is {state}, not awaiting_approval",
+                    {"task_id": task_id, "state": state},
+                )
+            raise InvalidState(
+                f"task {task_id} already has a decision on this result "
+                f"(revision {round_}); it is acting on it",
+                {"task_id": task_id, "state": state, "revision": round_},
+            )
+        await self.store.append_event(task_id, "task.decision", {**decision, "revision": round_})
+        self.engine.wake(task_id)
+        return {"task_id": task_id, "decision": params.decision}
 
     # --- daemon and config -----------------------------------------------------------------
 
@@ -243,10 +367,15 @@ class Service:
     async def config_get(self, params: ConfigGetParams) -> dict[str, Any]:
         try:
             if params.key is None:
-                return {"config": self.config.as_dict(),
-                        "sources": {k: self.config.source_of(k) for k in self.config.values}}
-            return {"key": params.key, "value": self.config.get(params.key),
-                    "source": self.config.source_of(params.key)}
+                return {
+                    "config": self.config.as_dict(),
+                    "sources": {k: self.config.source_of(k) for k in self.config.values},
+                }
+            return {
+                "key": params.key,
+                "value": self.config.get(params.key),
+                "source": self.config.source_of(params.key),
+            }
         except ConfigError as exc:
             raise InvalidParams(str(exc), {"field": "key", "key": params.key}) from exc
 
@@ -261,9 +390,11 @@ class Service:
             set_user_value(self.homes.config_file, params.key, value, self.config.defaults)
             self.config = load_config(self.homes.config_file)
         except ConfigError as exc:
-            raise InvalidParams(str(exc), {"field": "value" if exc.key else "key",
-                                           "key": params.key}) from exc
+            raise InvalidParams(
+                str(exc), {"field": "value" if exc.key else "key", "key": params.key}
+            ) from exc
         except ValueError as exc:
-            raise InvalidParams(f"{params.key}: {exc}", {"field": "value",
-                                                        "key": params.key}) from exc
+            raise InvalidParams(
+                f"{params.key}: {exc}", {"field": "value", "key": params.key}
+            ) from exc
         return {"key": params.key, "value": value, "source": self.config.source_of(params.key)}

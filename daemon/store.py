@@ -152,8 +152,13 @@ def redact_url(url: str) -> str:
 
 
 def event_to_dict(row: EventRow) -> dict[str, Any]:
-    return {"id": row.id, "task_id": row.task_id, "type": row.type,
-            "data": json.loads(row.data_json), "created_at": row.created_at}
+    return {
+        "id": row.id,
+        "task_id": row.task_id,
+        "type": row.type,
+        "data": json.loads(row.data_json),
+        "created_at": row.created_at,
+    }
 
 
 class Store:
@@ -191,6 +196,7 @@ class Store:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         engine = create_engine(self.url, **kwargs)
         if is_sqlite:
+
             @sa_event.listens_for(engine, "connect")
             def _pragmas(dbapi_conn: Any, _record: Any) -> None:
                 cur = dbapi_conn.cursor()
@@ -200,6 +206,7 @@ class Store:
                 cur.execute("PRAGMA foreign_keys=ON")
                 cur.execute("PRAGMA busy_timeout=30000")
                 cur.close()
+
         self._engine = engine
         self._migrate(engine)
 
@@ -207,8 +214,10 @@ class Store:
         tables = set(inspect(engine).get_table_names())
         if "meta" not in tables:
             if tables & {"tasks", "events"}:
-                raise SchemaTooNew("the database has tierd tables but no schema version: "
-                                   "it was not made by tierd; point store.url elsewhere")
+                raise SchemaTooNew(
+                    "the database has tierd tables but no schema version: "
+                    "it was not made by tierd; point store.url elsewhere"
+                )
             SQLModel.metadata.create_all(engine)
             self._set_version(engine, SCHEMA_VERSION)
             return
@@ -218,7 +227,8 @@ class Store:
         if version > SCHEMA_VERSION:
             raise SchemaTooNew(
                 f"the database schema is version {version}, newer than this tierd understands "
-                f"({SCHEMA_VERSION}): upgrade tierd, or point store.url at another database")
+                f"({SCHEMA_VERSION}): upgrade tierd, or point store.url at another database"
+            )
         while version < SCHEMA_VERSION:
             MIGRATIONS[version](engine)
             version += 1
@@ -240,18 +250,17 @@ class Store:
                 listener(ev)
 
     @staticmethod
-    def _add_event(s: Session, task_id: str | None, type_: str,
-                   data: dict[str, Any]) -> EventRow:
-        row = EventRow(task_id=task_id, type=type_, data_json=json.dumps(data),
-                       created_at=time.time())
+    def _add_event(s: Session, task_id: str | None, type_: str, data: dict[str, Any]) -> EventRow:
+        row = EventRow(
+            task_id=task_id, type=type_, data_json=json.dumps(data), created_at=time.time()
+        )
         s.add(row)
         return row
 
     @staticmethod
     def _as_new(row: EventRow) -> NewEvent:
         assert row.id is not None
-        return NewEvent(row.id, row.task_id, row.type, json.loads(row.data_json),
-                        row.created_at)
+        return NewEvent(row.id, row.task_id, row.type, json.loads(row.data_json), row.created_at)
 
     # --- tasks -----------------------------------------------------------------------------
 
@@ -259,10 +268,12 @@ class Store:
         def work() -> NewEvent:
             with self._session() as s:
                 s.add(row)
-                ev = self._add_event(s, row.id, "task.state",
-                                     {"state": row.state, "previous": None})
+                ev = self._add_event(
+                    s, row.id, "task.state", {"state": row.state, "previous": None}
+                )
                 s.commit()
                 return self._as_new(ev)
+
         ev = await self._run(work)
         self._emit([ev])
         return ev
@@ -271,10 +282,10 @@ class Store:
         def work() -> TaskRow | None:
             with self._session() as s:
                 return s.get(TaskRow, task_id)
+
         return await self._run(work)
 
-    async def list_tasks(self, state: str | None, limit: int,
-                         cursor: str | None) -> list[TaskRow]:
+    async def list_tasks(self, state: str | None, limit: int, cursor: str | None) -> list[TaskRow]:
         def work() -> list[TaskRow]:
             with self._session() as s:
                 q = select(TaskRow)
@@ -283,6 +294,7 @@ class Store:
                 if cursor:
                     q = q.where(TaskRow.id < cursor)
                 return list(s.exec(q.order_by(TaskRow.id.desc()).limit(limit)))  # type: ignore[union-attr]
+
         return await self._run(work)
 
     async def nonterminal_task_ids(self) -> list[str]:
@@ -290,6 +302,7 @@ class Store:
             with self._session() as s:
                 q = select(TaskRow.id).where(TaskRow.state.not_in([str(t) for t in TERMINAL]))  # type: ignore[attr-defined]
                 return list(s.exec(q.order_by(TaskRow.id)))
+
         return await self._run(work)
 
     async def counts_by_state(self) -> dict[str, int]:
@@ -297,14 +310,17 @@ class Store:
             with self._session() as s:
                 q = select(TaskRow.state, func.count()).group_by(TaskRow.state)
                 return {state: n for state, n in s.exec(q)}
+
         return await self._run(work)
 
-    async def transition(self, task_id: str, new_state: str, *, reason: str | None = None,
-                         **fields: Any) -> tuple[str, NewEvent | None]:
+    async def transition(
+        self, task_id: str, new_state: str, *, reason: str | None = None, **fields: Any
+    ) -> tuple[str, NewEvent | None]:
         """Move a task to `new_state` (checked) and update fields, with its event, atomically.
 
         Returns the previous state and the event (None when the state did not change).
         """
+
         def work() -> tuple[str, NewEvent | None]:
             with self._session() as s:
                 row = s.get(TaskRow, task_id)
@@ -325,6 +341,7 @@ class Store:
                     ev = self._add_event(s, task_id, "task.state", data)
                 s.commit()
                 return previous, (self._as_new(ev) if ev else None)
+
         previous, ev = await self._run(work)
         if ev:
             self._emit([ev])
@@ -341,23 +358,25 @@ class Store:
                 row.updated_at = time.time()
                 s.add(row)
                 s.commit()
+
         await self._run(work)
 
     # --- events ----------------------------------------------------------------------------
 
-    async def append_event(self, task_id: str | None, type_: str,
-                           data: dict[str, Any]) -> NewEvent:
+    async def append_event(self, task_id: str | None, type_: str, data: dict[str, Any]) -> NewEvent:
         def work() -> NewEvent:
             with self._session() as s:
                 ev = self._add_event(s, task_id, type_, data)
                 s.commit()
                 return self._as_new(ev)
+
         ev = await self._run(work)
         self._emit([ev])
         return ev
 
-    async def events_after(self, last_id: int, task_id: str | None = None,
-                           limit: int = 500) -> list[dict[str, Any]]:
+    async def events_after(
+        self, last_id: int, task_id: str | None = None, limit: int = 500
+    ) -> list[dict[str, Any]]:
         def work() -> list[dict[str, Any]]:
             with self._session() as s:
                 q = select(EventRow).where(EventRow.id > last_id)  # type: ignore[operator]
@@ -365,12 +384,14 @@ class Store:
                     q = q.where(EventRow.task_id == task_id)
                 rows = s.exec(q.order_by(EventRow.id).limit(limit))  # type: ignore[arg-type]
                 return [event_to_dict(r) for r in rows]
+
         return await self._run(work)
 
     async def last_event_id(self) -> int:
         def work() -> int:
             with self._session() as s:
                 return int(s.exec(select(func.max(EventRow.id))).one() or 0)
+
         return await self._run(work)
 
     # --- streams ---------------------------------------------------------------------------
@@ -378,14 +399,18 @@ class Store:
     async def upsert_stream(self, task_id: str, stream_id: str, **fields: Any) -> None:
         def work() -> None:
             with self._session() as s:
-                row = s.exec(select(StreamRow).where(StreamRow.task_id == task_id,
-                                                     StreamRow.stream_id == stream_id)).first()
+                row = s.exec(
+                    select(StreamRow).where(
+                        StreamRow.task_id == task_id, StreamRow.stream_id == stream_id
+                    )
+                ).first()
                 if row is None:
                     row = StreamRow(task_id=task_id, stream_id=stream_id)
                 for k, v in fields.items():
                     setattr(row, k, v)
                 s.add(row)
                 s.commit()
+
         await self._run(work)
 
     async def streams_of(self, task_id: str) -> list[StreamRow]:
@@ -393,6 +418,7 @@ class Store:
             with self._session() as s:
                 q = select(StreamRow).where(StreamRow.task_id == task_id)
                 return list(s.exec(q.order_by(StreamRow.id)))  # type: ignore[arg-type]
+
         return await self._run(work)
 
     # --- usage -----------------------------------------------------------------------------
@@ -402,6 +428,7 @@ class Store:
             with self._session() as s:
                 s.add(row)
                 s.commit()
+
         await self._run(work)
 
     async def usage_of(self, task_id: str) -> list[UsageRow]:
@@ -409,6 +436,7 @@ class Store:
             with self._session() as s:
                 q = select(UsageRow).where(UsageRow.task_id == task_id)
                 return list(s.exec(q.order_by(UsageRow.id)))  # type: ignore[arg-type]
+
         return await self._run(work)
 
     # --- step memo -------------------------------------------------------------------------
@@ -418,14 +446,22 @@ class Store:
             with self._session() as s:
                 row = s.get(StepRow, (task_id, key))
                 return None if row is None else json.loads(row.value_json)
+
         return await self._run(work)
 
     async def put_step(self, task_id: str, key: str, value: Any) -> None:
         def work() -> None:
             with self._session() as s:
-                s.merge(StepRow(task_id=task_id, key=key, value_json=json.dumps(value),
-                                created_at=time.time()))
+                s.merge(
+                    StepRow(
+                        task_id=task_id,
+                        key=key,
+                        value_json=json.dumps(value),
+                        created_at=time.time(),
+                    )
+                )
                 s.commit()
+
         await self._run(work)
 
     # --- questions -------------------------------------------------------------------------
@@ -435,6 +471,7 @@ class Store:
             with self._session() as s:
                 s.merge(row)
                 s.commit()
+
         await self._run(work)
 
     async def questions_of(self, task_id: str) -> list[QuestionRow]:
@@ -442,13 +479,27 @@ class Store:
             with self._session() as s:
                 q = select(QuestionRow).where(QuestionRow.task_id == task_id)
                 return list(s.exec(q.order_by(QuestionRow.created_at)))  # type: ignore[arg-type]
+
         return await self._run(work)
 
-    async def answer_questions(self, task_id: str, answers: dict[str, str]) -> list[str]:
-        """Store answers; return the ids that were open and are now answered."""
-        def work() -> list[str]:
+    async def answer_questions(
+        self, task_id: str, answers: dict[str, str], *, resume: str | None = None
+    ) -> list[str]:
+        """Store answers; return the ids that were open and are now answered.
+
+        A task that has ended takes no answers. With `resume`, a task in input_required
+        that got at least one answer moves to that state in the same transaction (with its
+        event): an answer always unblocks the stream that asked, so a client that reads the
+        task right after answering never sees the stale wait.
+        """
+
+        def work() -> tuple[list[str], NewEvent | None]:
             done = []
+            ev = None
             with self._session() as s:
+                task = s.get(TaskRow, task_id)
+                if task is None or task.state in TERMINAL:
+                    return [], None
                 for qid, answer in answers.items():
                     row = s.get(QuestionRow, qid)
                     if row is None or row.task_id != task_id or row.answer is not None:
@@ -457,14 +508,78 @@ class Store:
                     row.answered_at = time.time()
                     s.add(row)
                     done.append(qid)
+                if done and resume and task.state == "input_required":
+                    ev = self._move_in(s, task, resume, f"{len(done)} answer(s) received")
                 s.commit()
-            return done
-        return await self._run(work)
+                return done, (self._as_new(ev) if ev else None)
+
+        done, ev = await self._run(work)
+        if ev:
+            self._emit([ev])
+        return done
+
+    async def decide(
+        self, task_id: str, value: dict[str, Any], *, waiting: str, reject_to: str | None = None
+    ) -> tuple[str, int | None, bool]:
+        """Record a human decision on the result the task waits with, atomically.
+
+        The decision is taken only while the task is in `waiting` (awaiting_approval) and
+        only once per wait: it is stored as step `approval:<round>`, where the step
+        `approval_round` (written by the workflow before it starts to wait) says which
+        round the task waits on. A rejection moves the task to `reject_to` in the same
+        transaction, so the task never looks as if it still waited for the decision it got.
+        Returns (state, round, recorded); recorded is False when the state is wrong or the
+        round already has a decision.
+        """
+
+        def work() -> tuple[str, int | None, bool, NewEvent | None]:
+            with self._session() as s:
+                task = s.get(TaskRow, task_id)
+                if task is None:
+                    raise KeyError(task_id)
+                if task.state != waiting:
+                    return task.state, None, False, None
+                step = s.get(StepRow, (task_id, "approval_round"))
+                round_ = int(json.loads(step.value_json)) if step else 0
+                key = f"approval:{round_}"
+                if s.get(StepRow, (task_id, key)) is not None:
+                    return task.state, round_, False, None
+                s.add(
+                    StepRow(
+                        task_id=task_id,
+                        key=key,
+                        value_json=json.dumps(value),
+                        created_at=time.time(),
+                    )
+                )
+                ev = None
+                if reject_to and value.get("decision") == "reject":
+                    ev = self._move_in(s, task, reject_to, "result rejected: revising it")
+                s.commit()
+                return task.state, round_, True, (self._as_new(ev) if ev else None)
+
+        state, round_, recorded, ev = await self._run(work)
+        if ev:
+            self._emit([ev])
+        return state, round_, recorded
+
+    def _move_in(self, s: Session, task: TaskRow, new_state: str, reason: str) -> EventRow:
+        """A checked state change with its event, inside the caller's transaction."""
+        previous = task.state
+        check_move(previous, new_state)
+        task.state = new_state
+        task.updated_at = time.time()
+        s.add(task)
+        return self._add_event(
+            s, task.id, "task.state", {"state": new_state, "previous": previous, "reason": reason}
+        )
 
     async def execute_raw(self, sql: str) -> None:
         """For tests and migrations only."""
+
         def work() -> None:
             assert self._engine is not None
             with self._engine.begin() as conn:
                 conn.execute(text(sql))
+
         await self._run(work)

@@ -1,0 +1,229 @@
+"""What `tierd bench` prints: the targets it checks and the rich tables.
+
+The targets are reported, never asserted: `evaluate_targets` says for each one whether this
+run met it and with what figure, and the bench exits 0 either way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+#: tierd's execution phase on the skewed DAG within this fraction of the physical bound.
+BOUND_TOLERANCE = 0.05
+#: tierd's tokens within this fraction of the sequential agent's, beside orchestration.
+TOKEN_TOLERANCE = 0.10
+#: Tiered cost below this fraction of the same tokens on the premium model.
+COST_FRACTION = 1 / 3
+#: Daemon CPU per stream, in milliseconds.
+CPU_MS_PER_STREAM = 2.0
+
+
+def _by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {w["name"]: w for w in report["workloads"]}
+
+
+def evaluate_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One entry per target: name, met (bool or None when it could not be measured), figure."""
+    w = _by_name(report)
+    targets: list[dict[str, Any]] = []
+
+    def add(name: str, met: bool | None, measured: str) -> None:
+        targets.append({"target": name, "met": met, "measured": measured})
+
+    dag = w.get("dag")
+    if dag and dag.get("tierd_s") and dag.get("bound_s"):
+        over = dag["tierd_s"] / dag["bound_s"] - 1
+        add(
+            "dag: execution phase within 5% of the bound",
+            over <= BOUND_TOLERANCE,
+            f"{dag['tierd_s']:.2f}s vs bound {dag['bound_s']:.2f}s ({over:+.1%})",
+        )
+        add(
+            "dag: ahead of LangGraph Send level by level",
+            dag["tierd_s"] < dag["langgraph_s"],
+            f"{dag['tierd_s']:.2f}s vs {dag['langgraph_s']:.2f}s",
+        )
+    else:
+        add("dag: execution phase within 5% of the bound", None, "not measured")
+        add("dag: ahead of LangGraph Send level by level", None, "not measured")
+    for name, wl in w.items():
+        t = wl.get("token_check") or {}
+        if not t:
+            continue
+        add(
+            f"{name}: tokens within 10% of sequential + orchestration",
+            abs(t["deviation"]) <= TOKEN_TOLERANCE,
+            f"{wl['tokens']} vs {wl['sequential_tokens']} + {wl['orchestration_tokens']} "
+            f"orchestration ({t['deviation']:+.1%} of sequential)",
+        )
+    for name in ("wide", "dag"):
+        wl = w.get(name)
+        if wl and wl.get("premium_only_cost_usd"):
+            ratio = wl["cost_usd"] / wl["premium_only_cost_usd"]
+            add(
+                f"{name}: tiered cost under 1/3 of premium-only",
+                ratio < COST_FRACTION,
+                f"${wl['cost_usd']:.4f} vs ${wl['premium_only_cost_usd']:.4f} ({ratio:.2f}x)",
+            )
+    overhead = report.get("overhead", {})
+    cpu = overhead.get("daemon_cpu_ms_per_stream")
+    add(
+        "daemon CPU under 2 ms per stream",
+        None if cpu is None else cpu < CPU_MS_PER_STREAM,
+        "not measured" if cpu is None else f"{cpu:.1f} ms per stream (all workloads)",
+    )
+    scale = report.get("scale", {})
+    if scale:
+        errors = scale.get("errors", 0)
+        add(
+            f"no errors at {scale.get('tasks')}x{scale.get('streams_per_task')}",
+            errors == 0,
+            f"{errors} error(s), {scale.get('completed')} completed",
+        )
+    return targets
+
+
+def _s(value: Any, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def print_report(report: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console()
+    settings = report["settings"]
+    title = (
+        f"tierd bench ({report['mode']}): execution phase; latencies (executor "
+        f"{settings['executor_latency_s']} s, premium {settings['premium_latency_s']} s) "
+        f"x {settings['latency_scale']:g}, ceiling {settings['ceiling']}"
+    )
+    t = Table(title=title, title_justify="left")
+    for col in (
+        "workload",
+        "streams",
+        "tierd s",
+        "bound s",
+        "LangGraph s",
+        "sequential s",
+        "plan/review/merge s",
+    ):
+        t.add_column(col, justify="left" if col == "workload" else "right")
+    for wl in report["workloads"]:
+        over = wl["tierd_s"] / wl["bound_s"] - 1 if wl.get("bound_s") else None
+        t.add_row(
+            wl["name"],
+            str(wl["streams"]),
+            _s(wl["tierd_s"]),
+            _s(wl["bound_s"]) + (f" ({over:+.0%})" if over is not None else ""),
+            _s(wl["langgraph_s"]),
+            _s(wl["sequential_s"]),
+            f"{_s(wl['planning_s'], 1)}/{_s(wl['review_s'], 1)}/{_s(wl['merge_s'], 1)}",
+        )
+    console.print(t)
+    u = Table(title="tokens, cost and daemon CPU per workload", title_justify="left")
+    for col in (
+        "workload",
+        "tokens",
+        "sequential",
+        "plan/review/merge share",
+        "cost $",
+        "premium-only $",
+        "CPU ms/stream",
+    ):
+        u.add_column(col, justify="left" if col == "workload" else "right")
+    for wl in report["workloads"]:
+        u.add_row(
+            wl["name"],
+            str(wl["tokens"]),
+            str(wl["sequential_tokens"]),
+            f"{wl['planner_share']:.0%}/{wl['review_share']:.0%}/{wl['merge_share']:.0%}",
+            f"{wl['cost_usd']:.4f}",
+            f"{wl['premium_only_cost_usd']:.4f}",
+            _s(wl["daemon_cpu_ms_per_stream"], 1),
+        )
+    console.print(u)
+
+    o = Table(title="once per run", title_justify="left", show_header=True)
+    o.add_column("measure")
+    o.add_column("value", justify="right")
+    ov = report.get("overhead", {})
+    api = report.get("api", {})
+    scale = report.get("scale", {})
+    gov = report.get("governor", {})
+    first = api.get("submit_to_first_call_ms", {})
+    rows: list[tuple[str, str]] = [
+        (
+            "daemon CPU per stream, all workloads (excl. litellm client est.)",
+            f"{_s(ov.get('daemon_cpu_ms_per_stream'), 1)} ms "
+            f"({_s(ov.get('daemon_cpu_ms_per_stream_excl_client'), 1)} ms)",
+        ),
+        (
+            "litellm client CPU per call (bench process)",
+            f"{_s(ov.get('client_cpu_ms_per_call'), 1)} ms",
+        ),
+        (
+            f"task/submit -> first model call, p50 / p99 (n={first.get('n')})",
+            f"{_s(first.get('p50'), 1)} / {_s(first.get('p99'), 1)} ms",
+        ),
+    ]
+    get = api.get("task_get", {})
+    if get:
+        rows.append(
+            (
+                f"task/get, {get['clients']} clients: throughput, p50 / p99",
+                f"{get['requests_per_s']:.0f}/s, {get['p50_ms']:.1f} / {get['p99_ms']:.1f} ms",
+            )
+        )
+    status = api.get("status_startup", {})
+    if status:
+        rows.append(
+            (
+                f"`tierd status` start-up, median of {status['runs']}",
+                f"{status['median_s'] * 1000:.0f} ms",
+            )
+        )
+    if scale:
+        rows += [
+            (
+                f"{scale['tasks']} tasks x {scale['streams_per_task']} streams at once, ceiling "
+                f"{scale['ceiling']}: throughput",
+                f"{scale['tasks_per_s']:.2f} tasks/s",
+            ),
+            (
+                "  submit latency p50 / p99",
+                f"{scale['submit_p50_ms']:.0f} / {scale['submit_p99_ms']:.0f} ms",
+            ),
+            ("  daemon peak RSS", f"{scale['peak_rss_mib']:.0f} MiB"),
+            ("  daemon CPU per stream", f"{scale['daemon_cpu_ms_per_stream']:.1f} ms"),
+            ("  errors", str(scale["errors"])),
+        ]
+    if gov:
+        react = gov["reaction_ms"]
+        rows += [
+            (
+                f"governor reaction (interval {gov['interval_ms']} ms), mean / max",
+                f"{react['mean']:.0f} / {react['max']:.0f} ms",
+            ),
+            (
+                "governor tick CPU (real psutil reading), mean",
+                f"{gov['tick_cpu_ms']['mean']:.2f} ms = {gov['cpu_share_of_core']:.2%} of a core",
+            ),
+        ]
+    for k, v in rows:
+        o.add_row(k, v)
+    console.print(o)
+
+    g = Table(title="targets (reported, not asserted)", title_justify="left")
+    g.add_column("target")
+    g.add_column("met")
+    g.add_column("measured")
+    for tg in report.get("targets", []):
+        met = {True: "[green]yes[/]", False: "[red]no[/]", None: "?"}[tg["met"]]
+        g.add_row(tg["target"], met, tg["measured"])
+    console.print(g)
+    m = report["machine"]
+    console.print(
+        f"machine: {m['cpu_count']} CPUs, {m['memory_gib']:.1f} GiB, "
+        f"Python {m['python']}, {m['platform']}; run took {report['duration_s']:.0f} s"
+    )
