@@ -105,9 +105,14 @@ class Service:
             if value is not None:
                 overrides[key] = value
         if overrides:
-            config = config.with_layer(
-                Layer("task", None, check_values(overrides, config.defaults))
-            )
+            try:
+                values = check_values(overrides, config.defaults)
+            except ConfigError as exc:
+                name = next((n for n, k in mapping.items() if k == exc.key), "options")
+                raise InvalidParams(
+                    f"options.{name}: {exc}", {"field": f"options.{name}", "key": exc.key}
+                ) from exc
+            config = config.with_layer(Layer("task", None, values))
         return config
 
     def check_models(self, config: Config) -> None:

@@ -230,3 +230,9 @@ def test_config_set_reaches_the_daemon(daemon: DaemonProcess) -> None:
     assert ok["value"] == 7
     assert daemon.rpc("daemon/status")["result"]["concurrency"]["ceiling"] == 7
     assert daemon.rpc("config/get", {"key": "concurrency.ceiling"})["result"]["value"] == 7
+
+
+def test_bad_task_option_value_names_the_option(daemon: DaemonProcess) -> None:
+    reply = daemon.rpc("task/submit", {"goal": "x", "options": {"instructions": [""]}})
+    assert reply["error"]["code"] == -32602
+    assert reply["error"]["data"]["field"] == "options.instructions"
