@@ -44,7 +44,7 @@ from roles.models import (
 from roles.planner import make_plan
 from roles.prompts import PromptRules
 from roles.report import StreamFacts, UsageFacts, build_report
-from roles.schemas import Plan, StreamSpec
+from roles.schemas import ExecutorReply, Plan, StreamSpec
 from roles.validator import (
     PlanRules,
     is_code_shaped,
@@ -57,16 +57,6 @@ from .governor import Governor
 from .notify import Notifier
 from .states import TERMINAL, IllegalTransition, TaskState, can_move
 from .store import QuestionRow, Store, TaskRow, UsageRow
-
-ROLE_OF_PURPOSE = {
-    "plan": "planner",
-    "execute": "executor",
-    "review": "orchestrator",
-    "conflicts": "orchestrator",
-    "fix": "orchestrator",
-    "merge": "orchestrator",
-}
-
 
 #: Seconds between two looks at the store while waiting for a human, should a wake-up be lost.
 HUMAN_RECHECK_S = 30.0
@@ -576,24 +566,15 @@ class TaskRun:
         answers: dict[str, str] = {}
         may_split = st.depth < self.split_depth
         while True:
-            reply = await execute(
-                self.call,
-                spec,
-                self.goal_line,
+            reply, attempt = await self._execute_answered(
+                st,
                 deps,
-                self.prompt_rules,
-                round=round_,
+                round_=round_,
                 feedback=feedback,
-                answers=answers or None,
+                answers=answers,
                 may_split=may_split,
                 attempt=attempt,
             )
-            if reply.kind == "question" and reply.question:
-                answers[reply.question] = await self._ask(
-                    st, reply.question, f"q:{spec.id}:r{round_}:a{attempt}"
-                )
-                attempt += 1
-                continue
             if reply.kind == "split" and reply.streams:
                 st.status = "split"  # its sub-streams do the work (and may ask questions)
                 try:
@@ -658,6 +639,42 @@ class TaskRun:
             ended_at=time.time(),
         )
         return output
+
+    async def _execute_answered(
+        self,
+        st: StreamState,
+        deps: dict[str, str],
+        *,
+        round_: int,
+        feedback: str | None,
+        answers: dict[str, str],
+        may_split: bool,
+        attempt: int,
+    ) -> tuple[ExecutorReply, int]:
+        """Run the executor until it answers with something other than a question.
+
+        Each question goes to the human and its answer into `answers`; returns the reply and
+        the attempt number it came from.
+        """
+        while True:
+            reply = await execute(
+                self.call,
+                st.spec,
+                self.goal_line,
+                deps,
+                self.prompt_rules,
+                round=round_,
+                feedback=feedback,
+                answers=answers or None,
+                may_split=may_split,
+                attempt=attempt,
+            )
+            if reply.kind != "question" or not reply.question:
+                return reply, attempt
+            answers[reply.question] = await self._ask(
+                st, reply.question, f"q:{st.spec.id}:r{round_}:a{attempt}"
+            )
+            attempt += 1
 
     async def _split(
         self, st: StreamState, subs: list[StreamSpec], deps: dict[str, str]
@@ -836,28 +853,15 @@ class TaskRun:
         try:
             await self._stream_update(st, "running", verdict="redo", reason=feedback[:2000])
             round_ = 100 + check  # distinct memo keys from the stream's own review rounds
-            answers: dict[str, str] = {}
-            attempt = 0
-            while True:
-                reply = await execute(
-                    self.call,
-                    st.spec,
-                    self.goal_line,
-                    deps,
-                    self.prompt_rules,
-                    round=round_,
-                    feedback=feedback,
-                    answers=answers or None,
-                    may_split=False,
-                    attempt=attempt,
-                )
-                if reply.kind == "question" and reply.question:
-                    answers[reply.question] = await self._ask(
-                        st, reply.question, f"q:{st.spec.id}:r{round_}:a{attempt}"
-                    )
-                    attempt += 1
-                    continue
-                break
+            reply, _ = await self._execute_answered(
+                st,
+                deps,
+                round_=round_,
+                feedback=feedback,
+                answers={},
+                may_split=False,
+                attempt=0,
+            )
             output = reply.output or ""
             verdict = await orchestrator.review(
                 self.call, st.spec, output, self.prompt_rules, round=round_
