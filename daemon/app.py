@@ -7,6 +7,7 @@ start and stop order; `create_app` puts the HTTP adapters and the security guard
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 
 from . import __version__
 from .config import Config
-from .errors import ServiceError
+from .errors import Busy, ServiceError
 from .events import EventFeed
 from .governor import ConcurrencySettings, Governor
 from .homes import Homes
@@ -102,8 +103,11 @@ def create_app(daemon: Daemon, token: str, *, allow_remote: bool = False) -> Any
 
     @app.exception_handler(ServiceError)
     async def _service_error(_req: Request, exc: ServiceError) -> JSONResponse:
+        headers = ({"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+                   if isinstance(exc, Busy) else None)
         return JSONResponse({"error": {"code": exc.code, "message": exc.message,
-                                       "data": exc.data}}, status_code=exc.http_status)
+                                       "data": exc.data}}, status_code=exc.http_status,
+                            headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_req: Request, exc: RequestValidationError) -> JSONResponse:

@@ -18,6 +18,7 @@ TASK_NOT_FOUND = -32001
 INVALID_STATE = -32002
 NOT_CONFIGURED = -32003
 UNAUTHORIZED = -32004
+BUSY = -32005
 
 
 class ServiceError(Exception):
@@ -54,6 +55,21 @@ class NotConfigured(ServiceError):
     http_status = 422
 
 
+class Busy(ServiceError):
+    """A bounded queue is full: the client should retry after `retry_after_s` seconds.
+
+    Refusing early keeps memory bounded and the daemon responsive for other clients; REST
+    answers 429 with a Retry-After header, JSON-RPC this code with `data.retry_after_s`.
+    """
+
+    code = BUSY
+    http_status = 429
+
+    def __init__(self, message: str, retry_after_s: float = 1.0, data: Any = None) -> None:
+        super().__init__(message, {"retry_after_s": retry_after_s, **(data or {})})
+        self.retry_after_s = retry_after_s
+
+
 ERROR_CODES: dict[int, str] = {
     PARSE_ERROR: "Parse error: the body is not valid JSON",
     INVALID_REQUEST: "Invalid Request: not a JSON-RPC 2.0 request object",
@@ -63,4 +79,5 @@ ERROR_CODES: dict[int, str] = {
     TASK_NOT_FOUND: "Task not found",
     INVALID_STATE: "The task's state does not allow this (e.g. cancel a completed task)",
     NOT_CONFIGURED: "A role has no usable model or API key; data names what to set",
+    BUSY: "Busy: a bounded queue is full; retry after data.retry_after_s seconds",
 }

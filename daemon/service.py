@@ -34,6 +34,7 @@ from .config import (
     project_layer,
     set_user_value,
 )
+from .diagnostics import process_snapshot
 from .errors import InvalidParams, InvalidState, NotConfigured, TaskNotFound
 from .homes import Homes
 from .states import TERMINAL, TaskState
@@ -367,6 +368,7 @@ class Service:
             "store": redact_url(self.store.url),
             "tasks": {s.value: counts.get(s.value, 0) for s in TaskState},
             "concurrency": self.engine.concurrency(),
+            "process": process_snapshot(),
         }
 
     async def config_get(self, params: ConfigGetParams) -> dict[str, Any]:
