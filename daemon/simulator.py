@@ -34,6 +34,7 @@ import math
 import random
 import re
 import socket
+import struct
 import threading
 import time
 import tomllib
@@ -99,7 +100,12 @@ InvalidKind = Literal[
     "no_streams",
     "malformed",
 ]
-FailureKind = Literal["429", "500", "timeout", "malformed", "wrapped"]
+FailureKind = Literal[
+    "429", "500", "timeout", "malformed", "wrapped", "truncated", "empty", "reset"
+]
+#: HTTP status recorded for a call whose connection the simulator dropped without an answer
+#: (kind "reset"; nginx's "no response" convention).
+NO_RESPONSE = 444
 
 
 def _check_amount(value: Any) -> Any:
@@ -205,7 +211,13 @@ class StreamBehaviour(_Model):
 
 
 class FailureRule(_Model):
-    """Inject a failure into matching calls: the first N of them, or at a rate."""
+    """Inject a failure into matching calls: the first N of them, or at a rate.
+
+    Kinds: 429 (with Retry-After), 500 (any 4xx/5xx `status`), timeout (hang `hang_s`),
+    malformed (JSON content cut in half), wrapped (JSON in prose), truncated (the HTTP body
+    or SSE stream itself cut half way), empty (200 with empty content), reset (the
+    connection dropped without a response). See daemon/scenarios/README.md.
+    """
 
     kind: FailureKind
     role: str | None = None
@@ -665,6 +677,8 @@ class Simulator:
         # A startup scale multiplies the scenario's own, so `--scale 0.1` shrinks any file.
         self.state = SimState(scenario, scenario.scale * (1.0 if scale is None else scale))
         self.answerer = Answerer(self.state)
+        #: The uvicorn server serving this app (set by `_server`), for kind "reset".
+        self.server: uvicorn.Server | None = None
 
     def _rng(self, call: CallInfo, what: str, repeat: int) -> random.Random:
         # str seeds hash deterministically (sha512), unlike hash() of a tuple.
@@ -778,6 +792,11 @@ class Simulator:
             gone = await self._wait(request, failure.hang_s)
             self._finish(rec, CLIENT_CLOSED if gone else 504, disconnected=gone)
             return _error(504, "simulated timeout", "timeout")
+        if failure is not None and failure.kind == "reset":
+            # Dropped at once, as a crashing provider or a proxy restart does.
+            self._finish(rec, NO_RESPONSE)
+            self._drop_connection(request)
+            return Response(status_code=NO_RESPONSE)
         if failure is not None and failure.kind in ("429", "500"):
             # Errors come back fast, as real providers' do.
             if await self._wait(request, min(latency, 0.01)):
@@ -795,6 +814,8 @@ class Simulator:
             )
 
         content = self.answerer.answer(call)
+        if failure is not None and failure.kind == "empty":
+            content = ""  # every purpose: an empty merge is as useless as an empty plan
         if failure is not None and call.purpose in JSON_PURPOSES:
             if failure.kind == "malformed":
                 content = content[: max(1, len(content) // 2)]  # cut mid-object: not JSON
@@ -808,9 +829,10 @@ class Simulator:
             "total_tokens": prompt_tokens + completion_tokens,
         }
         ident = f"chatcmpl-sim-{uuid.uuid4().hex[:20]}"
+        truncated = failure is not None and failure.kind == "truncated"
         if call.streaming:
             return StreamingResponse(
-                self._sse(request, call, rec, content, usage, ident, latency),
+                self._sse(request, call, rec, content, usage, ident, latency, truncated),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache"},
             )
@@ -818,24 +840,48 @@ class Simulator:
             self._finish(rec, CLIENT_CLOSED, disconnected=True)
             return Response(status_code=CLIENT_CLOSED)
         self._finish(rec, 200)
-        return JSONResponse(
-            {
-                "id": ident,
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": call.model,
-                "system_fingerprint": "tierd-sim",
-                "choices": [
-                    {
-                        "index": 0,
-                        "finish_reason": "stop",
-                        "logprobs": None,
-                        "message": {"role": "assistant", "content": content},
-                    }
-                ],
-                "usage": usage,
-            }
-        )
+        answer = {
+            "id": ident,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": call.model,
+            "system_fingerprint": "tierd-sim",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                    "message": {"role": "assistant", "content": content},
+                }
+            ],
+            "usage": usage,
+        }
+        if truncated:
+            # A well-framed 200 whose JSON body stops half way, as a proxy that gave up does.
+            body = json.dumps(answer).encode()
+            return Response(body[: len(body) // 2], media_type="application/json")
+        return JSONResponse(answer)
+
+    def _drop_connection(self, request: Request) -> None:
+        """Close the request's TCP connection with a reset, sending nothing.
+
+        ASGI gives an app no way to drop its connection, so this finds uvicorn's protocol
+        object for the client's address among the server's connections.
+        """
+        client = request.scope.get("client")
+        server = self.server
+        for conn in list(server.server_state.connections) if server is not None else []:
+            transport = getattr(conn, "transport", None)
+            if client is None or transport is None or conn.client != tuple(client):
+                continue
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                # Linger 0: the close sends RST, the client sees "connection reset by peer".
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+            return
+        raise RuntimeError("simulator: cannot find the connection to reset")
 
     async def _sse(
         self,
@@ -846,8 +892,12 @@ class Simulator:
         usage: dict[str, int],
         ident: str,
         latency: float,
+        truncated: bool = False,
     ) -> Any:
         pieces = [content[i : i + 40] for i in range(0, len(content), 40)] or [""]
+        if truncated:
+            # The stream ends half way: no finish_reason, no usage, no [DONE].
+            pieces = pieces[: max(1, len(pieces) // 2)]
         # Half the latency before the first token, the rest spread over the pieces.
         first_wait, per_piece = latency / 2, latency / 2 / len(pieces)
         created = int(time.time())
@@ -876,6 +926,9 @@ class Simulator:
                     self._finish(rec, CLIENT_CLOSED, disconnected=True)
                     return
                 yield chunk({"content": piece})
+            if truncated:
+                self._finish(rec, 200)
+                return
             yield chunk({}, finish="stop")
             if call.include_usage:
                 yield chunk({}, with_usage=True)
@@ -969,7 +1022,9 @@ def _server(app: FastAPI, log_level: str) -> uvicorn.Server:
         # Injected timeouts hang on purpose: do not wait for them at exit.
         timeout_graceful_shutdown=1,
     )
-    return uvicorn.Server(config)
+    server = uvicorn.Server(config)
+    app.state.sim.server = server
+    return server
 
 
 async def serve_simulator(

@@ -63,6 +63,9 @@ REPAIR_QUOTE_CHARS = 4000
 NO_KEY = "tierd-no-key"
 
 OnRecord = Callable[["CallRecord"], Awaitable[None] | None]
+# "model@http://host/v1": a fallback served elsewhere. Model names may hold "@" themselves
+# (Vertex AI's "claude-3-5-sonnet@20240620"), so only "@" before a URL scheme counts.
+_AT_URL_RE = re.compile(r"(.+?)@(https?://\S+)")
 
 
 class ModelConfigError(ValueError):
@@ -71,6 +74,13 @@ class ModelConfigError(ValueError):
 
 class ModelCallError(RuntimeError):
     """Every attempt on every model of a tier failed."""
+
+
+class EmptyAnswerError(RuntimeError):
+    """The server said 200 but sent no content: a provider fault, retried like a 500.
+
+    Not a repair case: there is nothing to quote back to the model.
+    """
 
 
 class ModelOutputError(ValueError):
@@ -90,7 +100,9 @@ class ModelTier:
     """One role's model: a litellm model name, where it is served, fallbacks and limits.
 
     `fallbacks` are litellm model names tried in order once the main model has used its
-    retries; they are served from the same `api_base` with the same key.
+    retries; they are served from the same `api_base` with the same key, unless a name ends
+    in `@` and an http(s) URL: `"openai/gpt-5-mini@http://127.0.0.1:11434/v1"` is served
+    there (a second server when the first one is down).
     """
 
     model: str
@@ -164,6 +176,14 @@ class ModelTier:
             max_retries=number("max_retries", 3, 0, integer=True),
             backoff_s=number("backoff_s", 0.5, 0.0),
         )
+
+    def endpoints(self) -> list[tuple[str, str | None]]:
+        """(model, api_base) of the main model, then of each fallback, in the order tried."""
+        found = [(self.model, self.api_base)]
+        for name in self.fallbacks:
+            match = _AT_URL_RE.fullmatch(name)
+            found.append((match[1], match[2]) if match else (name, self.api_base))
+        return found
 
     def api_key(self) -> str | None:
         """The key from the environment; None lets litellm find the provider's default."""
@@ -319,7 +339,9 @@ def _status(exc: BaseException) -> int | None:
 
 
 def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, TimeoutError | litellm.Timeout | litellm.APIConnectionError):
+    if isinstance(
+        exc, TimeoutError | EmptyAnswerError | litellm.Timeout | litellm.APIConnectionError
+    ):
         return True
     status = _status(exc)
     return status is not None and (status in (408, 409, 429) or status >= 500)
@@ -349,11 +371,26 @@ def _retry_after(exc: BaseException) -> float | None:
         return None
 
 
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception of a chain: litellm's message ("Connection error.") hides
+    whether the port was closed, the connection reset or the body cut."""
+    seen = {id(exc)}
+    while True:
+        inner = exc.__cause__ or exc.__context__
+        if inner is None or id(inner) in seen:
+            return exc
+        seen.add(id(inner))
+        exc = inner
+
+
 def _clean_error(exc: BaseException, secret: str | None) -> str:
     if isinstance(exc, TimeoutError):  # our guard (litellm's own is litellm.Timeout)
         message = "TimeoutError: no complete answer within the guard time"
     else:
         message = f"{type(exc).__name__}: {exc}"
+        root = _root_cause(exc)
+        if root is not exc and str(root) and str(root) not in message:
+            message += f" (cause: {type(root).__name__}: {root})"
     if secret and secret != NO_KEY:
         message = message.replace(secret, "***")
     return message[:1000]
@@ -428,7 +465,7 @@ async def _complete(
     key = tier.api_key()
     last_error = "no attempt made"
     tried: list[str] = []
-    for model in [tier.model, *tier.fallbacks]:
+    for model, api_base in tier.endpoints():
         tried.append(model)
         kwargs: dict[str, Any] = {
             "model": model,
@@ -438,12 +475,14 @@ async def _complete(
             "num_retries": 0,
             "max_retries": 0,
             "extra_headers": c.headers,
-            **_provider_args(model, tier.api_base),
+            **_provider_args(model, api_base),
         }
-        if tier.api_base:
-            kwargs["api_base"] = tier.api_base
+        if api_base:
+            kwargs["api_base"] = api_base
         if key is not None:
             kwargs["api_key"] = key
+        elif api_base:  # a fallback on a keyless local server, behind a keyless provider
+            kwargs["api_key"] = NO_KEY
         if response_model is not None and _supports_schema(model):
             kwargs["response_format"] = _response_format(response_model)
         elif response_model is not None:
@@ -451,11 +490,15 @@ async def _complete(
         for retry in range(tier.max_retries + 1):
             c.attempts += 1
             started, wall = time.monotonic(), time.time()
+            prompt_tokens = completion_tokens = 0
             try:
                 # A guard over the HTTP client's own timeout (which bounds each read, not the
                 # whole exchange): a slowly trickling answer cannot hang a stream forever.
                 async with asyncio.timeout(tier.timeout_s * 1.5 + 1):
                     response = await litellm.acompletion(**kwargs)
+                text, prompt_tokens, completion_tokens = _content_and_usage(response)
+                if not text.strip():
+                    raise EmptyAnswerError(f"{model} answered 200 with empty content")
             except asyncio.CancelledError:
                 # Cancelling the awaiting task cancelled the request: httpx closed the
                 # connection, so the provider sees the client go away and stops the work.
@@ -465,9 +508,18 @@ async def _complete(
                 raise
             except Exception as exc:
                 last_error = _clean_error(exc, key)
-                await _emit(
-                    c.on_record, c.record(model, started, wall, outcome="error", error=last_error)
+                # An empty answer was still billed: its tokens are kept in the record.
+                failed = c.record(
+                    model,
+                    started,
+                    wall,
+                    outcome="error",
+                    error=last_error,
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=completion_tokens,
+                    cost_usd=premium_cost(prompt_tokens, completion_tokens, model),
                 )
+                await _emit(c.on_record, failed)
                 if not _retryable(exc) or retry >= tier.max_retries:
                     log.info(
                         "%s/%s: %s failed (%s), moving on", c.role, c.purpose, model, last_error
@@ -482,7 +534,6 @@ async def _complete(
                 # Jitter only ever adds, so a Retry-After is never undercut.
                 await asyncio.sleep(wait * (1 + random.random() * 0.1))
                 continue
-            text, prompt_tokens, completion_tokens = _content_and_usage(response)
             return text, c.record(
                 model,
                 started,
@@ -525,6 +576,10 @@ async def call_model(
 
     Retries (exponential backoff, Retry-After honoured), then fallback models, then, for an
     answer that does not parse, up to `repairs` requests quoting the error back to the model.
+    Retried: timeouts, refused or reset connections, 408/409/429/5xx, a body that is not
+    JSON, an empty answer. Nothing waits without a bound: each attempt is cut at
+    1.5 x timeout_s + 1 s whatever the HTTP client does, a wait between attempts is at most
+    MAX_RETRY_AFTER_S, and the attempts are finite ((max_retries + 1) per model, per repair).
     Raises ModelCallError when no model answered, ModelOutputError when no answer parsed.
     Cancelling the awaiting task closes the in-flight HTTP request.
     """

@@ -468,6 +468,59 @@ def test_timeout_hangs_until_the_client_leaves_and_is_recorded() -> None:
         assert ask(sim.url, "execute", sid="slow").status_code == 200
 
 
+def test_truncated_body_and_stream_are_cut_mid_answer() -> None:
+    scenario = {**FAST, "failures": [{"kind": "truncated", "purpose": "plan", "first": 2}]}
+    with running_simulator(scenario) as sim:
+        cut = ask(sim.url, "plan")
+        assert cut.status_code == 200
+        assert cut.headers["content-type"] == "application/json"
+        with pytest.raises(ValueError):
+            cut.json()  # the HTTP body itself is not JSON: not just the content
+        sse = ask(sim.url, "plan", stream=True)
+        assert sse.status_code == 200
+        assert "[DONE]" not in sse.text and '"finish_reason": "stop"' not in sse.text
+        chunks = [
+            json.loads(line[6:]) for line in sse.text.splitlines() if line.startswith("data: ")
+        ]
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+        with pytest.raises(ValueError):
+            json.loads(text)  # half a plan
+        Plan.model_validate_json(content(ask(sim.url, "plan")))  # the third call is whole
+        assert [c["injected"] for c in calls(sim.url)] == ["truncated", "truncated", None]
+
+
+def test_empty_answers_have_no_content_for_every_purpose() -> None:
+    scenario = {**FAST, "failures": [{"kind": "empty", "first": 2}]}
+    with running_simulator(scenario) as sim:
+        assert content(ask(sim.url, "merge")) == ""
+        sse = ask(sim.url, "execute", sid="s1", stream=True)
+        assert sse.status_code == 200 and "[DONE]" in sse.text
+        assert '"content": ""' in sse.text and '"content": "{' not in sse.text
+        assert content(ask(sim.url, "merge")).startswith("# Result")
+        assert [c["status"] for c in calls(sim.url)] == [200, 200, 200]
+
+
+def test_reset_drops_the_connection_without_an_answer() -> None:
+    scenario = {**FAST, "failures": [{"kind": "reset", "purpose": "review", "first": 1}]}
+    with running_simulator(scenario) as sim:
+        with pytest.raises(httpx.TransportError):  # reset by peer / disconnected: no status
+            ask(sim.url, "review", sid="s1")
+        assert ask(sim.url, "review", sid="s1").status_code == 200
+        first = calls(sim.url)[0]
+        assert first["injected"] == "reset" and first["status"] == 444
+
+
+def test_failure_rule_kinds_are_validated() -> None:
+    from daemon.simulator import FailureRule
+
+    for kind in ("429", "500", "timeout", "malformed", "wrapped", "truncated", "empty", "reset"):
+        assert FailureRule(kind=kind).kind == kind
+    with pytest.raises(ValueError, match="kind"):
+        FailureRule.model_validate({"kind": "explode"})
+    with pytest.raises(ValueError, match="rate"):
+        FailureRule.model_validate({"kind": "empty", "rate": 1.5})
+
+
 async def test_disconnect_during_latency_and_streaming_is_recorded() -> None:
     scenario = {"latency": {"executor": 5.0}}
     with running_simulator(scenario) as sim:

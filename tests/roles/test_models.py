@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -329,6 +330,104 @@ async def test_every_model_failing_raises_without_the_key() -> None:
     assert len(rec.records) == 4 and all(r.outcome == "error" for r in rec.records)
     assert all(SECRET not in (r.error or "") for r in rec.records)
     assert SECRET not in str(err.value)
+
+
+def dead_port() -> int:
+    """A loopback port nobody listens on: bound, then closed (connections are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("kind", ["empty", "truncated", "reset"])
+async def test_empty_truncated_and_reset_answers_are_retried(kind: str) -> None:
+    # merge is plain text: an empty merge must not pass as a result; plan is structured:
+    # an empty plan is a provider fault (retried), not a repair request.
+    scenario = {**FAST, "failures": [{"kind": kind, "first": 2}]}
+    for purpose, role, model in (("merge", "orchestrator", None), ("plan", "planner", Plan)):
+        rec = Recorder()
+        with running_simulator(scenario) as sim:
+            result = await call_model(
+                tier(sim, max_retries=2),
+                MESSAGES,
+                role=role,
+                purpose=purpose,
+                task_id="t1",
+                response_model=model,
+                on_record=rec,
+            )
+            sent = calls(sim.url)
+        assert result.text.strip() and (model is None or isinstance(result.parsed, Plan))
+        assert [r.outcome for r in rec.records] == ["error", "error", "ok"], kind
+        assert [c["injected"] for c in sent] == [kind, kind, None]
+        assert all(r.error and SECRET not in r.error for r in rec.records[:2])
+    if kind == "empty":
+        assert "empty content" in (rec.records[0].error or "")
+        assert rec.records[0].completion_tokens > 0  # an empty answer is still billed
+
+
+async def test_connection_refused_is_retried_then_a_fallback_on_another_server_answers() -> None:
+    port = dead_port()
+    rec = Recorder()
+    with running_simulator(FAST) as sim:
+        down = ModelTier(
+            model=PREMIUM,
+            api_base=f"http://127.0.0.1:{port}/v1",
+            api_key_env=KEY_ENV,
+            fallbacks=[f"{CHEAP}@{sim.api_base}"],
+            max_retries=1,
+            backoff_s=0.01,
+            timeout_s=5,
+        )
+        result = await call_model(
+            down, MESSAGES, role="orchestrator", purpose="merge", task_id="t1", on_record=rec
+        )
+        models = [c["model"] for c in calls(sim.url)]
+    assert [(r.model, r.outcome) for r in rec.records] == [
+        (PREMIUM, "error"),
+        (PREMIUM, "error"),
+        (CHEAP, "ok"),
+    ]
+    assert result.record.model == CHEAP and models == ["gpt-5-mini"]
+    assert str(port) in (rec.records[0].error or "")  # the cause, not just "Connection error"
+
+
+async def test_every_server_refusing_names_the_models_and_the_cause_without_the_key() -> None:
+    port = dead_port()
+    down = ModelTier(
+        model=CHEAP,
+        api_base=f"http://127.0.0.1:{port}/v1",
+        api_key_env=KEY_ENV,
+        max_retries=1,
+        backoff_s=0.01,
+        timeout_s=5,
+    )
+    with pytest.raises(ModelCallError) as err:
+        await call_model(down, MESSAGES, role="executor", purpose="execute", task_id="t1")
+    message = str(err.value)
+    assert CHEAP in message and "2 attempts" in message
+    assert "Connect" in message and str(port) in message
+    assert SECRET not in message
+
+
+def test_fallback_endpoints() -> None:
+    t = ModelTier.from_config(
+        {
+            "model": "ollama/llama3",
+            "api_base": "http://127.0.0.1:11434",
+            "fallbacks": [
+                "openai/gpt-5-mini@https://example.test/v1",
+                "vertex_ai/claude-3-5-sonnet@20240620",
+                "llama3.1",
+            ],
+        }
+    )
+    assert t.endpoints() == [
+        ("ollama/llama3", "http://127.0.0.1:11434"),
+        ("openai/gpt-5-mini", "https://example.test/v1"),
+        ("vertex_ai/claude-3-5-sonnet@20240620", "http://127.0.0.1:11434"),
+        ("llama3.1", "http://127.0.0.1:11434"),
+    ]
 
 
 async def test_non_retryable_error_moves_to_the_fallback_at_once() -> None:
