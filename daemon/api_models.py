@@ -22,7 +22,7 @@ class TaskOptions(Strict):
     parallelize: Literal["when-possible", "always", "never"] | None = None
     coupled: list[list[str]] | None = None
     instructions: list[str] | None = None
-    max_streams: int | None = Field(default=None, ge=1, le=200)
+    max_streams: int | None = Field(default=None, ge=1, le=200, strict=True)
 
 
 class SubmitParams(Strict):
@@ -37,7 +37,8 @@ class TaskIdParams(Strict):
 
 class ListParams(Strict):
     state: STATES | None = None
-    limit: int = Field(default=50, ge=1, le=500)
+    # strict: JSON true is not the number 1, nor "5" a number (REST converts its query first).
+    limit: int = Field(default=50, ge=1, le=500, strict=True)
     cursor: str | None = Field(default=None, max_length=64)
 
 
@@ -66,4 +67,4 @@ class NoParams(Strict):
 
 
 class CeilingParams(Strict):
-    ceiling: int = Field(ge=1, le=10000)
+    ceiling: int = Field(ge=1, le=10000, strict=True)

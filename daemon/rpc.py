@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,12 @@ from .errors import (
 from .service import Service
 
 _MISSING = object()
+#: Calls in one batch. A 1 MiB body holds hundreds of thousands of tiny calls, all run at
+#: once; no client needs that many, so a longer batch is refused whole (-32600).
+MAX_BATCH = 100
+#: Digits in one integer literal. Python refuses more than 4300 with a message about its own
+#: internals; nothing in the API needs a fraction of this many.
+MAX_INT_DIGITS = 1000
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,68 @@ def _validation_data(exc: ValidationError) -> list[dict[str, str]]:
             for e in exc.errors(include_url=False, include_input=False)]
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        # 1e400 is valid JSON but no float: it would come back as Infinity, which is not JSON.
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > MAX_INT_DIGITS:
+        raise ValueError(f"integer with {len(text)} digits; at most {MAX_INT_DIGITS} are accepted")
+    return int(text)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def decode_json(body: bytes) -> Any:
+    """Parse a request body as strict JSON, or raise ValueError saying what is wrong.
+
+    Stricter than `json.loads` where its leniency would hurt later: the body must be UTF-8
+    (RFC 8259 for JSON between systems), NaN/Infinity literals and numbers beyond a float's
+    range are refused (they cannot be written back as JSON), and a string escape that yields
+    a lone surrogate is refused (it cannot be encoded as UTF-8 in a reply, a log or SQLite).
+    Nesting deeper than the interpreter's recursion limit is a parse error, not a crash.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"the body is not UTF-8: {exc.reason} at byte {exc.start}") from None
+    try:
+        doc = json.loads(text, parse_float=_finite_float, parse_int=_bounded_int,
+                         parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("the document is nested too deeply") from None
+    # Only a \uD800-\uDFFF escape can produce a lone surrogate, so the full check runs only
+    # for bodies that contain one.
+    if "\\ud" in text.lower():
+        try:
+            json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("a string holds a lone UTF-16 surrogate (\\uD800-\\uDFFF) that "
+                             "is not a character") from None
+        except RecursionError:
+            raise ValueError("the document is nested too deeply") from None
+    return doc
+
+
+def encode_reply(reply: Any) -> bytes:
+    """The reply as UTF-8 JSON; an unencodable result becomes an Internal error, never a 500."""
+    try:
+        return json.dumps(reply, ensure_ascii=False, allow_nan=False,
+                          separators=(",", ":")).encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as exc:
+        id_ = reply.get("id") if isinstance(reply, dict) else None
+        fallback = _error(id_, INTERNAL_ERROR, "Internal error",
+                          {"detail": "the result could not be written as JSON",
+                           "type": type(exc).__name__})
+        return json.dumps(fallback).encode("utf-8")
+
+
 def _valid_id(value: Any) -> bool:
     # The spec allows a string, a number or null; bool is a number in Python, not in JSON.
     return value is None or (isinstance(value, (str, int, float)) and not isinstance(value, bool))
@@ -96,13 +165,17 @@ class RpcDispatcher:
     async def handle_body(self, body: bytes) -> Any | None:
         """The response document for a request body, or None when nothing is to be sent."""
         try:
-            doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+            doc = decode_json(body)
+        except ValueError as exc:
             return _error(None, PARSE_ERROR, "Parse error", {"detail": str(exc)})
         if isinstance(doc, list):
             if not doc:
                 return _error(None, INVALID_REQUEST, "Invalid Request",
                               {"detail": "an empty batch is not a request"})
+            if len(doc) > MAX_BATCH:
+                return _error(None, INVALID_REQUEST, "Invalid Request",
+                              {"detail": f"a batch holds at most {MAX_BATCH} calls, "
+                                         f"this one has {len(doc)}", "max_batch": MAX_BATCH})
             replies = await asyncio.gather(*(self.handle_one(item) for item in doc))
             out = [r for r in replies if r is not None]
             return out or None
@@ -143,8 +216,11 @@ class RpcDispatcher:
             return _Failure(METHOD_NOT_FOUND, "Method not found",
                             {"method": name, "available": sorted([*METHODS, "rpc/discover"])})
         if isinstance(params, list):
+            # By-name only (OpenRPC paramStructure "by-name"): positions would tie clients to
+            # the order of fields, which the models do not promise.
             return _Failure(INVALID_PARAMS, "Invalid params",
-                            {"detail": "params must be an object of named parameters"})
+                            [{"field": "params", "message": "params must be an object of named "
+                              "parameters; by-position (array) params are not supported"}])
         try:
             parsed = method.params.model_validate(params)
         except ValidationError as exc:
