@@ -2,11 +2,18 @@
 
 `TIERD_HOME`, when set, holds everything (config.toml, tierd.db, daemon.json, the token); tests
 always set it to a temporary directory so they never touch a user's real files.
+
+Everything here is private to the user: the token drives the daemon, and the databases hold
+every goal, answer and result. The directories are 0700 and the files 0600, whatever made
+them (an older tierd, a copy, an editor): `make_private` puts that right at each start.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +54,30 @@ class Homes:
         """Create the directories, private to the user (they hold the token)."""
         for d in {self.config_dir, self.data_dir, self.state_dir}:
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def files(self) -> list[Path]:
+        """Every file tierd itself keeps here, SQLite's companions included."""
+        found = [self.config_file, self.discovery_file, self.lock_file, self.token_file]
+        for db in (self.database, self.checkpoints):
+            found += sqlite_files(db)
+        return found
+
+    def make_private(self, extra: Iterable[Path] = ()) -> None:
+        """Take group and other permissions off the directories and tierd's files.
+
+        Only tierd's own names are touched (a user's script kept in TIERD_HOME keeps its
+        mode), and a file that cannot be changed (not ours) is left as it is.
+        """
+        for path in [self.config_dir, self.data_dir, self.state_dir, *self.files(), *extra]:
+            with contextlib.suppress(OSError):
+                mode = stat.S_IMODE(path.stat().st_mode)
+                if mode & 0o077:
+                    path.chmod(mode & 0o700)
+
+
+def sqlite_files(db: Path) -> list[Path]:
+    """A SQLite database and the files SQLite keeps beside it."""
+    return [db, *(db.with_name(db.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]
 
 
 def _xdg(var: str, fallback: str) -> Path:

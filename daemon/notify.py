@@ -10,7 +10,8 @@ background (the event loop is never blocked and the workflow never waits for it)
 killed after `timeout_s`, and any failure (a missing program, a non-zero exit, a timeout) is
 logged, never raised. It gets no secrets: its environment is the daemon's minus every
 variable a model's `api_key_env` names and every variable whose name says it holds a key,
-token, secret or password; its standard input is empty.
+token, secret or password; its standard input is empty. It runs with the user's umask, not
+the daemon's private one (`set_hook_umask`), so files it makes are as the user expects.
 """
 
 from __future__ import annotations
@@ -32,6 +33,15 @@ DEFAULT_TIMEOUT_S = 10.0
 MAX_REASON_CHARS = 500
 #: Names of environment variables that hold credentials, whoever set them.
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|COOKIE", re.I)
+
+#: The umask hooks run with; None: the process's own. `tierd serve` sets it.
+_hook_umask: int | None = None
+
+
+def set_hook_umask(mask: int | None) -> None:
+    """Run hooks with `mask` (the user's umask from before the daemon made its own private)."""
+    global _hook_umask
+    _hook_umask = mask
 
 
 def command_argv(command: Any) -> list[str]:
@@ -85,6 +95,7 @@ class Notifier:
                 stderr=asyncio.subprocess.PIPE,
                 env=env,
                 start_new_session=True,
+                umask=-1 if _hook_umask is None else _hook_umask,
             )
         except Exception as exc:  # no such program, not executable, ...
             log.warning("notify.command %r could not be started: %s", argv[0], exc)

@@ -2,8 +2,12 @@
 
 A local daemon is reachable by every web page the user opens (through DNS rebinding or a
 plain fetch to 127.0.0.1), so it checks the Host header against loopback names, refuses any
-Origin not explicitly allowed, and wants a bearer token on everything but /healthz. It is a
-pure ASGI middleware so streaming responses (SSE) pass through untouched.
+Origin not explicitly allowed, and wants a bearer token on everything but /healthz (a token
+in the query string is refused outright: URLs leak into logs and Referer headers). A request
+with two Host, Origin or Authorization headers is refused, since which one a parser keeps
+varies. WebSocket requests get the same checks. An origin in `server.allowed_origins` gets
+CORS headers, and its preflight (which never carries a token) is answered. It is a pure ASGI
+middleware so streaming responses (SSE) pass through untouched.
 """
 
 from __future__ import annotations
@@ -11,9 +15,12 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
+
+from starlette.middleware.cors import CORSMiddleware
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -22,19 +29,31 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PATHS = frozenset({"/healthz"})
+#: Request headers an allowed browser page may send.
+CORS_HEADERS = ("authorization", "content-type", "last-event-id")
 
 
-def host_name(host_header: str) -> str:
-    """The name part of a Host header: 'localhost:8737' -> 'localhost', '[::1]:1' -> '::1'."""
-    host = host_header.strip().lower()
-    if host.startswith("["):
-        return host[1:host.find("]")] if "]" in host else host
-    if host.count(":") == 1:
-        return host.split(":", 1)[0]
-    return host
+#: A Host header: a bracketed IPv6 literal or a name without colons, then an optional port.
+#: Anything else (userinfo, a second colon, text after the bracket) is not a Host header.
+_HOST = re.compile(r"(?:\[(?P<v6>[0-9a-f:.]+)\]|(?P<name>[^:\[\]@/\s]+))(?::\d{1,5})?")
+#: Headers that must come at most once: with two, which one counts depends on the parser.
+_SINGLE = frozenset({"host", "origin", "authorization"})
 
 
-def is_loopback_name(name: str) -> bool:
+def host_name(host_header: str) -> str | None:
+    """The name part of a Host header: 'localhost:8737' -> 'localhost', '[::1]:1' -> '::1';
+    None when it is not a well-formed Host header."""
+    found = _HOST.fullmatch(host_header.strip().lower())
+    if found is None:
+        return None
+    return found.group("v6") or found.group("name")
+
+
+def is_loopback_name(name: str | None) -> bool:
+    """True for localhost, *.localhost (RFC 6761: they never leave the machine) and loopback
+    IP literals; a rebinding attacker's DNS name is none of these."""
+    if not name:
+        return False
     if name == "localhost" or name.endswith(".localhost"):
         return True
     try:
@@ -43,8 +62,8 @@ def is_loopback_name(name: str) -> bool:
         return False
 
 
-async def _reply(send: Send, status: int, message: str, headers: list[tuple[bytes, bytes]]
-                 | None = None) -> None:
+async def _reply(send: Send, status: int, message: str,
+                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
     body = json.dumps({"error": {"status": status, "message": message}}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
@@ -53,46 +72,75 @@ async def _reply(send: Send, status: int, message: str, headers: list[tuple[byte
 
 
 class Guard:
+    """ASGI middleware: refuses what fails the checks, caps bodies, passes the rest on."""
+
     def __init__(self, app: ASGIApp, *, token: str, allowed_origins: list[str],
                  max_body_bytes: int, allow_remote: bool = False) -> None:
-        self.app = app
         self._token = token.encode()
         self._origins = {o.rstrip("/").lower() for o in allowed_origins}
+        # Starlette's CORS layer gives the allowed pages the headers a browser needs to read
+        # an answer; which origins get that far is decided here first.
+        self.app: ASGIApp = CORSMiddleware(
+            app, allow_origins=sorted(self._origins), allow_methods=["GET", "POST"],
+            allow_headers=list(CORS_HEADERS), max_age=600) if self._origins else app
         self._max_body = max_body_bytes
         self._allow_remote = allow_remote
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                   for k, v in scope.get("headers", [])}
+    def refusal(self, scope: Scope) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
+        """Why this request may not pass (status, message, extra headers), or None."""
+        headers: dict[str, str] = {}
+        for k, v in scope.get("headers", []):
+            name = k.decode("latin-1").lower()
+            if name in _SINGLE and name in headers:
+                return 400, f"more than one {name.title()} header", []
+            headers[name] = v.decode("latin-1")
         if not self._allow_remote and not is_loopback_name(host_name(headers.get("host", ""))):
             # 421: this server does not answer for that name (DNS rebinding defence).
-            await _reply(send, 421, "Host header must name a loopback address "
-                                    "(localhost, 127.0.0.1 or [::1])")
-            return
+            return 421, ("Host header must name a loopback address "
+                         "(localhost, 127.0.0.1 or [::1])"), []
         origin = headers.get("origin")
         if origin is not None and origin.rstrip("/").lower() not in self._origins:
-            await _reply(send, 403, f"Origin {origin!r} is not allowed; add it to "
-                                    "server.allowed_origins to let a browser page call tierd")
+            return 403, (f"Origin {origin!r} is not allowed; add it to "
+                         "server.allowed_origins to let a browser page call tierd"), []
+        if scope["path"] in OPEN_PATHS:
+            return None
+        if (origin is not None and scope.get("method") == "OPTIONS"
+                and "access-control-request-method" in headers):
+            # An allowed page's CORS preflight: browsers never send a token with it. It is
+            # answered by the CORS layer and runs nothing.
+            return None
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        if "token" in query or "access_token" in query:
+            # Refused even when right: URLs end up in logs, history and Referer headers.
+            return 401, ("a token in the query string is not accepted; send "
+                         "'Authorization: Bearer <token>'"), []
+        scheme, _, supplied = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+                supplied.strip().encode(), self._token):
+            return 401, ("missing or wrong bearer token: send 'Authorization: "
+                         "Bearer <token>' with the token from daemon.json"), \
+                [(b"www-authenticate", b'Bearer realm="tierd"')]
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, send)
             return
-        if scope["path"] not in OPEN_PATHS:
-            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-            if "token" in query or "access_token" in query:
-                await _reply(send, 401, "a token in the query string is not accepted; send "
-                                        "'Authorization: Bearer <token>'")
+        refused = self.refusal(scope)
+        if scope["type"] == "websocket":
+            # No route speaks WebSocket today; one added later gets the same guard.
+            if refused is not None:
+                await send({"type": "websocket.close", "code": 1008,
+                            "reason": refused[1][:120]})
                 return
-            auth = headers.get("authorization", "")
-            scheme, _, supplied = auth.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                    supplied.strip().encode(), self._token):
-                await _reply(send, 401, "missing or wrong bearer token: send 'Authorization: "
-                                        "Bearer <token>' with the token from daemon.json",
-                             [(b"www-authenticate", b'Bearer realm="tierd"')])
-                return
+            await self.app(scope, receive, send)
+            return
+        if refused is not None:
+            await _reply(send, *refused)
+            return
         if scope["method"] in {"POST", "PUT", "PATCH"}:
-            declared = headers.get("content-length")
+            declared = next((v.decode("latin-1") for k, v in scope.get("headers", [])
+                             if k.lower() == b"content-length"), None)
             if declared is not None and declared.isdigit() and int(declared) > self._max_body:
                 await _reply(send, 413, f"request body over {self._max_body} bytes")
                 return

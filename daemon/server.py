@@ -3,6 +3,10 @@
 The socket is bound before anything is announced, so daemon.json always holds the real port
 (port 0 picks a free one). On SIGTERM or SIGINT the server stops accepting, lets in-flight
 requests and store writes finish, removes daemon.json and exits 0.
+
+Every file the daemon creates is private: `serve` sets the process umask to 077 first (SQLite
+and langgraph create their databases, WAL and shared-memory files with the umask's mode, and
+there is no other place to say so), and makes what an earlier run left private as well.
 """
 
 from __future__ import annotations
@@ -17,13 +21,16 @@ import socket
 import sys
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
-from . import __version__
-from .app import Daemon, create_app
-from .config import ConfigError, load_config
+from . import __version__, notify
+from .app import Daemon, create_app, store_url
+from .config import Config, ConfigError, load_config
 from .discovery import (
     AlreadyRunning,
     Discovery,
@@ -32,10 +39,13 @@ from .discovery import (
     remove_discovery,
     write_discovery,
 )
-from .homes import Homes, resolve_homes
+from .homes import Homes, resolve_homes, sqlite_files
 from .security import is_loopback_name
 
 log = logging.getLogger("tierd")
+
+#: The daemon's umask: files 0600, directories 0700.
+PRIVATE_UMASK = 0o077
 
 
 class _Server(uvicorn.Server):
@@ -90,6 +100,17 @@ def _is_loopback_host(host: str) -> bool:
         return False
 
 
+def _store_files(homes: Homes, config: Config) -> list[Path]:
+    """The files of the SQLite database store.url names (it may be outside the data dir)."""
+    try:
+        url = make_url(store_url(homes, config))
+    except ArgumentError:
+        return []  # the store reports a bad URL itself, more clearly
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return []
+    return sqlite_files(Path(url.database))
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP, not 0: asyncio only turns Nagle off (TCP_NODELAY) for sockets that say
@@ -105,12 +126,15 @@ def _bind(host: str, port: int) -> socket.socket:
 def serve(opts: ServeOptions, homes: Homes | None = None) -> int:
     """Run the daemon in the foreground; returns the process exit status."""
     homes = homes or resolve_homes()
+    # The notification hook is the user's program: it gets the user's own umask back.
+    notify.set_hook_umask(os.umask(PRIVATE_UMASK))
     homes.ensure()
     try:
         config = load_config(homes.config_file)
     except ConfigError as exc:
         print(f"tierd: configuration error: {exc}", file=sys.stderr)
         return 2
+    homes.make_private(_store_files(homes, config))
     host = opts.host or config.get("server.host")
     port = config.get("server.port") if opts.port is None else opts.port
     if not _is_loopback_host(host) and not opts.allow_remote:

@@ -145,3 +145,18 @@ def test_bad_last_event_id_is_a_clear_4xx(home: Path, daemon_factory: Any, bad: 
     with d.http() as h:
         r = h.get("/v1/events", headers={"Last-Event-ID": bad})
     assert r.status_code == 422 and "Last-Event-ID" in r.json()["error"]["message"]
+
+
+def test_a_database_outside_the_home_is_private_too(home: Path, tmp_path: Path,
+                                                    daemon_factory: Any) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    db = elsewhere / "tasks.db"
+    db.touch()
+    db.chmod(0o644)  # made before tierd ever ran, readable by all
+    (home / "config.toml").write_text(f'[store]\nurl = "sqlite:///{db}"\n')
+    d = daemon_factory().start()  # it creates its tables: a write, so a WAL beside the db
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    assert stat.S_IMODE(db.with_name("tasks.db-wal").stat().st_mode) == 0o600
+    assert not (home / "tierd.db").exists()
+    assert d.stop() == 0
