@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -77,11 +78,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     from .server import ServeOptions, serve
 
-    return serve(
+    code = serve(
         ServeOptions(
             host=args.host, port=args.port, allow_remote=args.allow_remote, log_level=args.log_level
         )
     )
+    if code == 0:
+        # A clean stop has closed the store, removed daemon.json and released the lock.
+        # Tearing down the interpreter after that (litellm's and langgraph's module graphs)
+        # takes seconds of CPU for nothing, and callers wait on our exit: skip it.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    return code
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
