@@ -65,6 +65,8 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "server.max_body_bytes": (1024, 1 << 30),
     "limits.max_goal_chars": (1, 10_000_000),
     "limits.max_context_chars": (0, 100_000_000),
+    "limits.max_active_tasks": (1, 1_000_000),
+    "limits.max_event_streams": (1, 100_000),
     "models.*.timeout_s": (0.1, 86_400),
     "models.*.max_retries": (0, 20),
     "plan.max_streams": (1, 200),

@@ -8,12 +8,14 @@ across reconnects and daemon restarts.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
+from sse_starlette.sse import SendTimeoutError
 
 from .api_models import (
     STATES,
@@ -25,11 +27,17 @@ from .api_models import (
     TaskIdParams,
 )
 from .api_models import AnswerParams as _AnswerParams
-from .errors import InvalidParams
+from .errors import Busy, InvalidParams
 from .events import EventFeed
 from .service import Service
 
 router = APIRouter()
+log = logging.getLogger("tierd.rest")
+
+#: The "busy" answer of a bounded queue, documented in the OpenAPI schema.
+BUSY_RESPONSE: dict[int | str, dict[str, Any]] = {
+    429: {"description": "Busy: a limit is reached; retry after the Retry-After header's "
+                         "seconds (JSON body: error.code -32005, error.data.retry_after_s)"}}
 
 
 def _service(request: Request) -> Service:
@@ -56,7 +64,7 @@ async def healthz() -> dict[str, Any]:
     return {"ok": True}
 
 
-@router.post("/v1/tasks", status_code=202, tags=["tasks"])
+@router.post("/v1/tasks", status_code=202, tags=["tasks"], responses=BUSY_RESPONSE)
 async def submit_task(body: SubmitParams, request: Request) -> dict[str, Any]:
     return await _service(request).submit(body)
 
@@ -120,18 +128,58 @@ async def _sse(feed: EventFeed, start: int, task_id: str | None) -> AsyncIterato
         yield {"id": str(ev["id"]), "event": ev["type"], "data": json.dumps(ev)}
 
 
-@router.get("/v1/events", tags=["events"])
+#: Seconds a client refused an event stream is told to wait before trying again.
+STREAM_RETRY_AFTER_S = 5.0
+#: Seconds one send to a stream client may take: a client that stops reading is dropped
+#: (and its slot freed) instead of holding buffers and a slot forever.
+STREAM_SEND_TIMEOUT_S = 30.0
+
+
+class _StreamResponse(EventSourceResponse):
+    """An event stream that holds one of the feed's slots until it ends, however it ends
+    (the client closes it, vanishes, stops reading, or the daemon stops)."""
+
+    def __init__(self, content: AsyncIterator[dict[str, Any]], feed: EventFeed) -> None:
+        super().__init__(content, ping=10, send_timeout=STREAM_SEND_TIMEOUT_S)
+        self._feed = feed
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except* SendTimeoutError:
+            # A client that stopped reading: dropping it is the point, not an error.
+            log.info("dropped an event stream whose client stopped reading")
+        finally:
+            self._feed.release_stream()
+
+
+def _stream(request: Request, start: int, task_id: str | None) -> EventSourceResponse:
+    """A new event stream, or Busy when every slot is taken (checked before any work)."""
+    feed = _feed(request)
+    limit = int(_service(request).config.get("limits.max_event_streams"))
+    if not feed.acquire_stream(limit):
+        raise Busy(f"too many open event streams ({limit}, limits.max_event_streams); "
+                   "close one or retry later", retry_after_s=STREAM_RETRY_AFTER_S,
+                   data={"limit": limit})
+    try:
+        return _StreamResponse(_sse(feed, start, task_id), feed)
+    except BaseException:
+        feed.release_stream()
+        raise
+
+
+@router.get("/v1/events", tags=["events"], responses=BUSY_RESPONSE)
 async def all_events(request: Request,
                      last_event_id: Annotated[str | None, Header()] = None,
                      after: Annotated[int | None, Query(ge=0)] = None) -> EventSourceResponse:
     start = _start_id(last_event_id, after)
-    return EventSourceResponse(_sse(_feed(request), start, None), ping=10)
+    return _stream(request, start, None)
 
 
-@router.get("/v1/tasks/{task_id}/events", tags=["events"])
+@router.get("/v1/tasks/{task_id}/events", tags=["events"], responses=BUSY_RESPONSE)
 async def task_events(task_id: str, request: Request,
                       last_event_id: Annotated[str | None, Header()] = None,
                       after: Annotated[int | None, Query(ge=0)] = None) -> EventSourceResponse:
     await _service(request).get(TaskIdParams(task_id=task_id))  # 404 for an unknown task
     start = _start_id(last_event_id, after)
-    return EventSourceResponse(_sse(_feed(request), start, task_id), ping=10)
+    return _stream(request, start, task_id)

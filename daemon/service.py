@@ -35,13 +35,68 @@ from .config import (
     set_user_value,
 )
 from .diagnostics import process_snapshot
-from .errors import InvalidParams, InvalidState, NotConfigured, TaskNotFound
+from .errors import Busy, InvalidParams, InvalidState, NotConfigured, TaskNotFound
 from .homes import Homes
 from .states import TERMINAL, TaskState
-from .store import Store, TaskRow, redact_url
+from .store import NewEvent, Store, TaskRow, redact_url
 
 ROLES = ("orchestrator", "planner", "executor")
 T = TypeVar("T")
+#: Seconds a client refused a new task is told to wait: tasks take seconds to minutes, so
+#: retrying sooner would only add load.
+SUBMIT_RETRY_AFTER_S = 5.0
+
+
+class ActiveTasks:
+    """The ids of tasks not yet terminal, kept from the store's task.state events.
+
+    Admission control asks on every submit, so the answer must not cost a query (a flood of
+    refused submits would then still load the store's single thread). The set is read from
+    the store once, on first use, which also covers tasks resumed after a restart; events
+    committed while that read runs are applied after it (applying one twice is harmless).
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._ids: set[str] | None = None
+        self._loading: asyncio.Future[None] | None = None
+        self._early: list[NewEvent] = []
+        store.add_listener(self._on_event)
+
+    def _on_event(self, event: NewEvent) -> None:
+        if event.type != "task.state" or event.task_id is None:
+            return
+        if self._ids is not None:
+            self._apply(event)
+        elif self._loading is not None:
+            self._early.append(event)
+        # Before the first read starts there is nothing to do: that read sees this commit.
+
+    def _apply(self, event: NewEvent) -> None:
+        assert self._ids is not None and event.task_id is not None
+        if event.data.get("state") in TERMINAL:
+            self._ids.discard(event.task_id)
+        else:
+            self._ids.add(event.task_id)
+
+    async def _load(self) -> None:
+        ids = set(await self._store.nonterminal_task_ids())
+        self._ids = ids
+        early, self._early = self._early, []
+        for event in early:
+            self._apply(event)
+
+    async def count(self) -> int:
+        if self._ids is None:
+            if self._loading is None:
+                self._loading = asyncio.ensure_future(self._load())
+            try:
+                await asyncio.shield(self._loading)
+            except Exception:
+                self._loading = None  # the next caller tries again
+                raise
+        assert self._ids is not None
+        return len(self._ids)
 
 
 class Engine(Protocol):
@@ -72,6 +127,25 @@ class Service:
     env: dict[str, str] = field(default_factory=lambda: os.environ)  # type: ignore[assignment]
     started_at: float = field(default_factory=time.time)
     _background: set[asyncio.Future[Any]] = field(default_factory=set, repr=False)
+    _active: ActiveTasks = field(init=False, repr=False)
+    _admitting: int = field(default=0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._active = ActiveTasks(self.store)
+
+    async def _admit(self) -> None:
+        """Refuse a task when limits.max_active_tasks are already unfinished."""
+        limit = int(self.config.get("limits.max_active_tasks"))
+        # Submits between this check and their task.state event count too, or a burst of
+        # concurrent submits would all pass it.
+        active = await self._active.count() + self._admitting
+        if active >= limit:
+            raise Busy(
+                f"too many unfinished tasks ({limit}, limits.max_active_tasks); "
+                "retry when some have finished",
+                retry_after_s=SUBMIT_RETRY_AFTER_S,
+                data={"limit": limit},
+            )
 
     # --- tasks -----------------------------------------------------------------------------
 
@@ -151,8 +225,16 @@ class Service:
             )
         if not params.goal.strip():
             raise InvalidParams("goal: must not be blank", {"field": "goal"})
+        await self._admit()
         config = self.effective_config(params)
         self.check_models(config)
+        self._admitting += 1
+        try:
+            return await self._create(params, config)
+        finally:
+            self._admitting -= 1
+
+    async def _create(self, params: SubmitParams, config: Config) -> dict[str, Any]:
         now = time.time()
         settings = {
             k: v
@@ -368,6 +450,10 @@ class Service:
             "store": redact_url(self.store.url),
             "tasks": {s.value: counts.get(s.value, 0) for s in TaskState},
             "concurrency": self.engine.concurrency(),
+            "limits": {
+                "active_tasks": await self._active.count(),
+                "max_active_tasks": self.config.get("limits.max_active_tasks"),
+            },
             "process": process_snapshot(),
         }
 
