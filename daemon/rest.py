@@ -12,7 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 from sse_starlette.sse import SendTimeoutError
@@ -32,6 +32,8 @@ from .events import EventFeed
 from .service import Service
 
 router = APIRouter()
+#: Task ids are short tokens; a longer path segment is a 422 naming task_id, not a lookup.
+TaskId = Annotated[str, Path(min_length=1, max_length=64)]
 log = logging.getLogger("tierd.rest")
 
 #: The "busy" answer of a bounded queue, documented in the OpenAPI schema.
@@ -72,27 +74,27 @@ async def submit_task(body: SubmitParams, request: Request) -> dict[str, Any]:
 @router.get("/v1/tasks", tags=["tasks"])
 async def list_tasks(request: Request, state: STATES | None = None,
                      limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                     cursor: str | None = None) -> dict[str, Any]:
+                     cursor: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
     return await _service(request).list(ListParams(state=state, limit=limit, cursor=cursor))
 
 
 @router.get("/v1/tasks/{task_id}", tags=["tasks"])
-async def get_task(task_id: str, request: Request) -> dict[str, Any]:
+async def get_task(task_id: TaskId, request: Request) -> dict[str, Any]:
     return await _service(request).get(TaskIdParams(task_id=task_id))
 
 
 @router.post("/v1/tasks/{task_id}/cancel", tags=["tasks"])
-async def cancel_task(task_id: str, request: Request) -> dict[str, Any]:
+async def cancel_task(task_id: TaskId, request: Request) -> dict[str, Any]:
     return await _service(request).cancel(TaskIdParams(task_id=task_id))
 
 
 @router.post("/v1/tasks/{task_id}/answer", tags=["tasks"])
-async def answer_task(task_id: str, body: AnswerBody, request: Request) -> dict[str, Any]:
+async def answer_task(task_id: TaskId, body: AnswerBody, request: Request) -> dict[str, Any]:
     return await _service(request).answer(_AnswerParams(task_id=task_id, answers=body.answers))
 
 
 @router.post("/v1/tasks/{task_id}/approve", tags=["tasks"])
-async def approve_task(task_id: str, body: ApproveBody, request: Request) -> dict[str, Any]:
+async def approve_task(task_id: TaskId, body: ApproveBody, request: Request) -> dict[str, Any]:
     return await _service(request).approve(
         ApproveParams(task_id=task_id, decision=body.decision, comment=body.comment))
 
@@ -177,7 +179,7 @@ async def all_events(request: Request,
 
 
 @router.get("/v1/tasks/{task_id}/events", tags=["events"], responses=BUSY_RESPONSE)
-async def task_events(task_id: str, request: Request,
+async def task_events(task_id: TaskId, request: Request,
                       last_event_id: Annotated[str | None, Header()] = None,
                       after: Annotated[int | None, Query(ge=0)] = None) -> EventSourceResponse:
     await _service(request).get(TaskIdParams(task_id=task_id))  # 404 for an unknown task
