@@ -347,8 +347,13 @@ class Store:
             self._emit([ev])
         return previous, ev
 
-    async def update_task(self, task_id: str, **fields: Any) -> None:
-        def work() -> None:
+    async def update_task(
+        self, task_id: str, *, event: tuple[str, dict[str, Any]] | None = None, **fields: Any
+    ) -> NewEvent | None:
+        """Update a task's fields; with `event` (type, data), append it in the same
+        transaction, so a crash never keeps the change and loses its event (or the reverse)."""
+
+        def work() -> NewEvent | None:
             with self._session() as s:
                 row = s.get(TaskRow, task_id)
                 if row is None:
@@ -357,9 +362,14 @@ class Store:
                     setattr(row, k, v)
                 row.updated_at = time.time()
                 s.add(row)
+                ev = self._add_event(s, task_id, *event) if event else None
                 s.commit()
+                return self._as_new(ev) if ev else None
 
-        await self._run(work)
+        ev = await self._run(work)
+        if ev:
+            self._emit([ev])
+        return ev
 
     # --- events ----------------------------------------------------------------------------
 
@@ -396,8 +406,20 @@ class Store:
 
     # --- streams ---------------------------------------------------------------------------
 
-    async def upsert_stream(self, task_id: str, stream_id: str, **fields: Any) -> None:
-        def work() -> None:
+    async def upsert_stream(
+        self,
+        task_id: str,
+        stream_id: str,
+        *,
+        step: tuple[str, Any] | None = None,
+        event: tuple[str, dict[str, Any]] | None = None,
+        **fields: Any,
+    ) -> NewEvent | None:
+        """Create or update a stream's row. With `step` (key, value) the step memo and with
+        `event` (type, data) the event are written in the same transaction: a stream whose
+        output is memoised is then never left looking unfinished after a crash."""
+
+        def work() -> NewEvent | None:
             with self._session() as s:
                 row = s.exec(
                     select(StreamRow).where(
@@ -409,9 +431,23 @@ class Store:
                 for k, v in fields.items():
                     setattr(row, k, v)
                 s.add(row)
+                if step is not None:
+                    s.merge(
+                        StepRow(
+                            task_id=task_id,
+                            key=step[0],
+                            value_json=json.dumps(step[1]),
+                            created_at=time.time(),
+                        )
+                    )
+                ev = self._add_event(s, task_id, *event) if event else None
                 s.commit()
+                return self._as_new(ev) if ev else None
 
-        await self._run(work)
+        ev = await self._run(work)
+        if ev:
+            self._emit([ev])
+        return ev
 
     async def streams_of(self, task_id: str) -> list[StreamRow]:
         def work() -> list[StreamRow]:

@@ -205,13 +205,12 @@ class Workflow:
                     await self.store.upsert_stream(
                         task_id,
                         s.stream_id,
+                        event=(
+                            "stream.state",
+                            {"stream_id": s.stream_id, "state": "canceled", "parent": s.parent_id},
+                        ),
                         state="canceled",
                         ended_at=now if s.started_at else None,
-                    )
-                    await self.store.append_event(
-                        task_id,
-                        "stream.state",
-                        {"stream_id": s.stream_id, "state": "canceled", "parent": s.parent_id},
                     )
         report = await partial_report(self.store, row, state, reason)
         await self.store.transition(
@@ -460,29 +459,39 @@ class TaskRun:
                 f"no valid plan after {outcome.attempts} attempts: " + "; ".join(outcome.problems)
             )
         plan = sequentialize(outcome.plan) if self.never else outcome.plan
-        await self.store.update_task(self.task_id, plan_json=plan.model_dump_json())
-        await self.store.append_event(
+        # The plan and its event together: a resumed task skips planning once plan_json is
+        # set, so an event written separately could be lost for good.
+        await self.store.update_task(
             self.task_id,
-            "task.plan",
-            {
-                "attempts": outcome.attempts,
-                "summary": plan.summary,
-                "streams": [
-                    {"id": s.id, "title": s.title, "depends_on": s.depends_on} for s in plan.streams
-                ],
-            },
+            plan_json=plan.model_dump_json(),
+            event=(
+                "task.plan",
+                {
+                    "attempts": outcome.attempts,
+                    "summary": plan.summary,
+                    "streams": [
+                        {"id": s.id, "title": s.title, "depends_on": s.depends_on}
+                        for s in plan.streams
+                    ],
+                },
+            ),
         )
         return plan
 
     # --- streams ---------------------------------------------------------------------------
 
-    async def _stream_update(self, st: StreamState, state: str, **fields: Any) -> None:
-        await self.store.upsert_stream(self.task_id, st.spec.id, state=state, **fields)
+    async def _stream_update(
+        self, st: StreamState, state: str, *, step: tuple[str, Any] | None = None, **fields: Any
+    ) -> None:
+        """Save the stream's row and its `stream.state` event (and `step`, the memo of its
+        finished output) in one transaction: a kill never separates them."""
         data = {"stream_id": st.spec.id, "state": state, "parent": st.parent}
         data.update({k: v for k, v in fields.items() if k in {"verdict", "reason", "rounds"}})
         if state == "running":
             data["model"] = self.tiers["executor"].model
-        await self.store.append_event(self.task_id, "stream.state", data)
+        await self.store.upsert_stream(
+            self.task_id, st.spec.id, step=step, event=("stream.state", data), state=state, **fields
+        )
 
     async def _register(self, specs: list[StreamSpec], depth: int, parent: str | None) -> None:
         for spec in specs:
@@ -628,10 +637,10 @@ class TaskRun:
             round_ += 1
             attempt = 0
             feedback = f"{verdict.feedback or verdict.reason}\nThe human says: {answer}"
-        await self.store.put_step(self.task_id, f"stream:{spec.id}", {"output": output})
         await self._stream_update(
             st,
             "accepted" if verdict_name == "accept" else "fixed",
+            step=(f"stream:{spec.id}", {"output": output}),
             output=output,
             verdict=verdict_name,
             reason=reason,
@@ -872,10 +881,10 @@ class TaskRun:
                 )
             saved = {s.stream_id: s for s in await self.store.streams_of(self.task_id)}
             rounds = (saved[st.spec.id].rounds if st.spec.id in saved else 1) + 1
-            await self.store.put_step(self.task_id, key, {"output": output})
             await self._stream_update(
                 st,
                 "accepted" if verdict.verdict == "accept" else "fixed",
+                step=(key, {"output": output}),
                 output=output,
                 verdict=verdict.verdict,
                 reason=f"after conflict review: {verdict.reason}",
