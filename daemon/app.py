@@ -73,6 +73,7 @@ class Daemon:
         await self.store.open()
         await self.feed.start()
         await self.governor.start()
+        self.runner.preload()
         await self.runner.resume_all()
 
     def begin_shutdown(self) -> None:

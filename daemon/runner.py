@@ -29,6 +29,9 @@ log = logging.getLogger("tierd.runner")
 
 #: How long a cancel waits for the workflow to unwind before marking the task canceled.
 CANCEL_WAIT_S = 10.0
+#: Longest the engine's import may take before tasks fail with a clear reason (no wait in
+#: the daemon is unbounded; a healthy import takes seconds).
+ENGINE_IMPORT_TIMEOUT_S = 300.0
 
 
 class Runner:
@@ -43,11 +46,28 @@ class Runner:
         self._opening: asyncio.Future[Any] | None = None
         self._stopping = False
 
+    def preload(self) -> None:
+        """Start loading the engine now, so the first task does not wait for the import.
+
+        The import (litellm, langgraph) costs seconds of CPU; a daemon exists to run tasks,
+        so it pays that at start, in a thread, while the API already answers.
+        """
+        self._begin_open()
+
+    def _begin_open(self) -> asyncio.Future[Any]:
+        if self._opening is None:
+            self._opening = asyncio.ensure_future(self._open_workflow())
+            # A failed open is reported to every task that awaits it; nobody may await a
+            # preload, so mark the exception seen here.
+            self._opening.add_done_callback(
+                lambda f: f.cancelled() or f.exception())
+        return self._opening
+
     async def _get_workflow(self) -> Any:
         if self._workflow is not None:
             return self._workflow
-        if self._opening is None:
-            self._opening = asyncio.ensure_future(self._open_workflow())
+        self._begin_open()
+        assert self._opening is not None
         # Shielded: a task cancelled while the workflow opens must not leave it half open
         # for every other task.
         return await asyncio.shield(self._opening)
@@ -79,7 +99,15 @@ class Runner:
 
         threading.Thread(target=load, name="tierd-engine-import", daemon=True).start()
         try:
-            workflow = (await imported).Workflow(self.store, self.governor, self)
+            try:
+                async with asyncio.timeout(ENGINE_IMPORT_TIMEOUT_S):
+                    module = await imported
+            except TimeoutError:
+                raise RuntimeError(
+                    f"loading the engine (litellm, langgraph) took over "
+                    f"{ENGINE_IMPORT_TIMEOUT_S:.0f}s; is the machine out of memory or CPU?"
+                ) from None
+            workflow = module.Workflow(self.store, self.governor, self)
             await workflow.open(self.checkpoints)
         except BaseException:
             self._opening = None

@@ -241,7 +241,7 @@ def test_questions_are_batched_and_an_answer_resumes_only_the_askers(env: Env) -
         return {s["id"]: s["state"] for s in t["streams"]}
 
     asked = wait_for(
-        lambda: states(t := get(d, task_id)).get("a") == states(t).get("b") == "waiting" and t, 20
+        lambda: states(t := get(d, task_id)).get("a") == states(t).get("b") == "waiting" and t, 60
     )
     assert asked["state"] == "running", asked["state"]
     assert len(asked["questions"]) == 2 and states(asked)["c"] == "running"
