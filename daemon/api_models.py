@@ -25,10 +25,25 @@ class TaskOptions(Strict):
     max_streams: int | None = Field(default=None, ge=1, le=200, strict=True)
 
 
+#: An idempotency key: visible ASCII (no spaces or control characters), e.g. a UUID.
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~]+$"
+IDEMPOTENCY_KEY_MAX = 128
+IDEMPOTENCY_KEY_DOC = (
+    "optional client-chosen key (1-128 visible ASCII characters, e.g. a UUID) that makes the "
+    "submit safe to retry: a submit whose key already names a task creates nothing and answers "
+    "that task's id and current state with duplicate=true; the same key with a different goal, "
+    "context or options is refused (-32602 / HTTP 422, field idempotency_key). Keys are kept "
+    "with their task, across restarts."
+)
+
+
 class SubmitParams(Strict):
     goal: str = Field(min_length=1, description="what the task should achieve")
     context: str = Field(default="", description="background the planner should know")
     options: TaskOptions = Field(default_factory=TaskOptions)
+    idempotency_key: str | None = Field(
+        default=None, min_length=1, max_length=IDEMPOTENCY_KEY_MAX,
+        pattern=IDEMPOTENCY_KEY_PATTERN, description=IDEMPOTENCY_KEY_DOC)
 
 
 class TaskIdParams(Strict):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import secrets
 import select
 import threading
 from collections.abc import Iterator
@@ -222,9 +223,30 @@ class Client:
     # --- API -------------------------------------------------------------------------------
 
     def submit(
-        self, goal: str, context: str = "", options: dict[str, Any] | None = None
+        self,
+        goal: str,
+        context: str = "",
+        options: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        return self.rpc("task/submit", {"goal": goal, "context": context, "options": options or {}})
+        """Submit a task. Every submit carries an idempotency key (a fresh one unless given),
+        so when the connection drops before the answer the submit is sent once more with the
+        same key: the daemon then answers the task it may already have made (duplicate=true)
+        instead of making a second one."""
+        params = {
+            "goal": goal,
+            "context": context,
+            "options": options or {},
+            "idempotency_key": idempotency_key or secrets.token_urlsafe(24),
+        }
+        try:
+            return self.rpc("task/submit", params)
+        except DaemonNotResponding:
+            raise  # it may still be working on it: waiting again would double the wait
+        except DaemonNotRunning:
+            # A keep-alive connection the server closed as the request went out, or a daemon
+            # that died: once more, safely; a daemon that is gone fails this the same way.
+            return self.rpc("task/submit", params)
 
     def get(self, task_id: str) -> dict[str, Any]:
         return self.rpc("task/get", {"task_id": task_id})

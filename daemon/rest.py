@@ -18,6 +18,8 @@ from sse_starlette import EventSourceResponse
 from sse_starlette.sse import SendTimeoutError
 
 from .api_models import (
+    IDEMPOTENCY_KEY_MAX,
+    IDEMPOTENCY_KEY_PATTERN,
     STATES,
     ApproveParams,
     ConfigGetParams,
@@ -67,7 +69,18 @@ async def healthz() -> dict[str, Any]:
 
 
 @router.post("/v1/tasks", status_code=202, tags=["tasks"], responses=BUSY_RESPONSE)
-async def submit_task(body: SubmitParams, request: Request) -> dict[str, Any]:
+async def submit_task(
+        body: SubmitParams, request: Request,
+        idempotency_key: Annotated[str | None, Header(
+            alias="Idempotency-Key", min_length=1, max_length=IDEMPOTENCY_KEY_MAX,
+            pattern=IDEMPOTENCY_KEY_PATTERN,
+            description="the same as the body's idempotency_key (either one, or both equal)",
+        )] = None) -> dict[str, Any]:
+    if idempotency_key is not None:
+        if body.idempotency_key not in (None, idempotency_key):
+            raise InvalidParams("idempotency_key: the Idempotency-Key header and the body's "
+                                "idempotency_key differ", {"field": "idempotency_key"})
+        body = body.model_copy(update={"idempotency_key": idempotency_key})
     return await _service(request).submit(body)
 
 

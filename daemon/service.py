@@ -7,11 +7,12 @@ validates, persists and hands work to the runner; it never waits for a task's wo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -99,6 +100,27 @@ class ActiveTasks:
         return len(self._ids)
 
 
+class KeyLocks:
+    """One asyncio lock per key, kept only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]  # a flood of distinct keys leaves nothing behind
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
 class Engine(Protocol):
     """What the service needs from the runner."""
 
@@ -129,6 +151,7 @@ class Service:
     _background: set[asyncio.Future[Any]] = field(default_factory=set, repr=False)
     _active: ActiveTasks = field(init=False, repr=False)
     _admitting: int = field(default=0, init=False, repr=False)
+    _key_locks: KeyLocks = field(default_factory=KeyLocks, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._active = ActiveTasks(self.store)
@@ -225,14 +248,45 @@ class Service:
             )
         if not params.goal.strip():
             raise InvalidParams("goal: must not be blank", {"field": "goal"})
+        key = params.idempotency_key
+        if key is None:
+            return await self._submit_new(params)
+        # One submit per key at a time in this daemon: a concurrent retry waits for the first
+        # and then finds its task, instead of racing it through admission.
+        async with self._key_locks.hold(key):
+            existing = await self.store.task_by_key(key)
+            if existing is not None:
+                # Before admission: a retry of a task already counted is not a new task.
+                return self._duplicate(existing, params)
+            return await self._submit_new(params)
+
+    async def _submit_new(self, params: SubmitParams) -> dict[str, Any]:
         await self._admit()
         config = self.effective_config(params)
         self.check_models(config)
         self._admitting += 1
         try:
-            return await self._create(params, config)
+            # Detached: a client that goes away mid-submit must not leave its task stored
+            # but never started (its retry would find the task and start nothing).
+            return await self._detached(self._create(params, config))
         finally:
             self._admitting -= 1
+
+    @staticmethod
+    def _duplicate(row: TaskRow, params: SubmitParams) -> dict[str, Any]:
+        """The answer to a submit whose idempotency key already names `row`."""
+        same = (
+            row.goal == params.goal
+            and row.context == params.context
+            and row.options_json == params.options.model_dump_json(exclude_none=True)
+        )
+        if not same:
+            raise InvalidParams(
+                f"idempotency_key: already used for another request (task {row.id}, with a "
+                "different goal, context or options); use a new key for a new task",
+                {"field": "idempotency_key", "task_id": row.id},
+            )
+        return {"task_id": row.id, "state": row.state, "duplicate": True}
 
     async def _create(self, params: SubmitParams, config: Config) -> dict[str, Any]:
         now = time.time()
@@ -250,8 +304,14 @@ class Service:
             created_at=now,
             updated_at=now,
             settings_json=json.dumps(settings),
+            idempotency_key=params.idempotency_key,
         )
-        await self.store.create_task(row)
+        if row.idempotency_key is None:
+            await self.store.create_task(row)
+        else:
+            stored, created = await self.store.create_task_once(row)
+            if not created:  # another process sharing the database took the key first
+                return self._duplicate(stored, params)
         self.engine.start(row.id)
         return {"task_id": row.id, "state": row.state}
 

@@ -21,11 +21,12 @@ from typing import Any, TypeVar
 from sqlalchemy import event as sa_event
 from sqlalchemy import func, inspect, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, UniqueConstraint, create_engine, select
 
 from .states import TERMINAL, check_move
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 T = TypeVar("T")
 
 
@@ -43,6 +44,9 @@ class TaskRow(SQLModel, table=True):
     error: str | None = None
     plan_json: str | None = None
     settings_json: str | None = None
+    # The client's idempotency key: unique, so two submits with one key make one task (NULLs
+    # do not collide). Written in the transaction that creates the task.
+    idempotency_key: str | None = Field(default=None, unique=True, index=True)
 
 
 class StreamRow(SQLModel, table=True):
@@ -142,8 +146,23 @@ def _v1_to_v2(engine: Engine) -> None:
     SQLModel.metadata.create_all(engine, tables=[StepRow.__table__, QuestionRow.__table__])
 
 
+def _v2_to_v3(engine: Engine) -> None:
+    # v3 added tasks.idempotency_key. SQLite cannot add a UNIQUE column, so the column is added
+    # plain and made unique by the same unique index a new database gets from the model.
+    # Each step is skipped when already done: the version is recorded in a later transaction,
+    # so a crash between the two must not leave a database that fails this step forever.
+    with engine.begin() as conn:
+        found = inspect(conn)
+        if "idempotency_key" not in {c["name"] for c in found.get_columns("tasks")}:
+            conn.execute(text("ALTER TABLE tasks ADD COLUMN idempotency_key VARCHAR"))
+        have = {i["name"] for i in found.get_indexes("tasks")}
+        for index in TaskRow.__table__.indexes:  # type: ignore[attr-defined]
+            if list(index.columns.keys()) == ["idempotency_key"] and index.name not in have:
+                index.create(conn)
+
+
 #: from-version -> the function that moves the schema one version up.
-MIGRATIONS: dict[int, Callable[[Engine], None]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[Engine], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def redact_url(url: str) -> str:
@@ -277,6 +296,50 @@ class Store:
         ev = await self._run(work)
         self._emit([ev])
         return ev
+
+    async def create_task_once(self, row: TaskRow) -> tuple[TaskRow, bool]:
+        """Create `row` unless a task already holds its idempotency key.
+
+        Returns (the task, created). With a key that is taken, nothing is written and the
+        task that holds it comes back with created False. The look-up and the insert share
+        one transaction on the store's single thread; the unique index still decides if
+        another process writes the same database, and losing that race reads the winner.
+        """
+        key = row.idempotency_key
+        assert key is not None, "create_task_once needs an idempotency key"
+
+        def work() -> tuple[TaskRow, NewEvent | None]:
+            with self._session() as s:
+                existing = s.exec(select(TaskRow).where(TaskRow.idempotency_key == key)).first()
+                if existing is not None:
+                    return existing, None
+                s.add(row)
+                ev = self._add_event(
+                    s, row.id, "task.state", {"state": row.state, "previous": None}
+                )
+                try:
+                    s.commit()
+                except IntegrityError:
+                    s.rollback()
+                    winner = s.exec(select(TaskRow).where(TaskRow.idempotency_key == key)).first()
+                    if winner is None:
+                        raise  # some other constraint: not a lost race
+                    return winner, None
+                return row, self._as_new(ev)
+
+        task, ev = await self._run(work)
+        if ev:
+            self._emit([ev])
+        return task, ev is not None
+
+    async def task_by_key(self, key: str) -> TaskRow | None:
+        """The task created with idempotency key `key`, if any."""
+
+        def work() -> TaskRow | None:
+            with self._session() as s:
+                return s.exec(select(TaskRow).where(TaskRow.idempotency_key == key)).first()
+
+        return await self._run(work)
 
     async def get_task(self, task_id: str) -> TaskRow | None:
         def work() -> TaskRow | None:

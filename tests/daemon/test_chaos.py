@@ -6,8 +6,9 @@ is killed with SIGKILL at seeded-random moments (the seed is printed; set TIERD_
 replay a run): while tasks are still being submitted and planned, while streams run, and around
 review and merge. Every further kill (TIERD_CHAOS_KILLS > 3) comes either soon after a start
 (the engine may still be loading) or after a random number of model answers. Each time a new
-daemon starts on the same home, and the client resubmits only a task whose submit it never saw
-answered and that the daemon does not have (it looks the goal up first).
+daemon starts on the same home, and the client sends again every submit it never saw answered,
+with the same idempotency key: the daemon answers the task it already made (duplicate) or makes
+it now, never a second one.
 
 In the end every task is completed with exactly the output the simulator scripted, no task is
 lost or duplicated, no stream that was accepted before a kill was executed again, and an SSE
@@ -71,6 +72,11 @@ EXPECTED_RESULT = "# Result\n\n" + "\n\n".join(f"## {s}\n\n{_output(s)}" for s i
 
 def _goal(i: int) -> str:
     return f"Chaos task number {i:02d}: write the four parts"
+
+
+def _key(goal: str) -> str:
+    # One key per task for the whole run: every resubmission of a goal carries the same one.
+    return f"chaos-{SEED}-{goal.split()[3].rstrip(':')}"
 
 
 # --- looking at the database from outside ------------------------------------------------------
@@ -213,6 +219,8 @@ class Submitter:
     daemon: DaemonProcess
     acked: dict[str, str] = field(default_factory=dict)  # goal -> task id
     unknown: list[str] = field(default_factory=list)  # sent, no answer (killed meanwhile)
+    duplicates: list[str] = field(default_factory=list)  # resent, answered "already made"
+    replayed: int = 0  # answered submits sent again after a restart
     lock: threading.Lock = field(default_factory=threading.Lock)
     pending: list[str] = field(default_factory=lambda: [_goal(i) for i in range(TASKS)])
     gaps: list[float] = field(default_factory=list)
@@ -229,30 +237,39 @@ class Submitter:
                 goal, d = self.pending[0], self.daemon
             try:
                 with d.http() as h:
-                    r = h.post("/v1/tasks", json={"goal": goal})
+                    r = h.post("/v1/tasks", json={"goal": goal, "idempotency_key": _key(goal)})
             except httpx.HTTPError:
                 with self.lock:
                     self.unknown.append(goal)
                 return
             assert r.status_code == 202, r.text
             with self.lock:
-                self.acked[goal] = r.json()["task_id"]
+                reply = r.json()
+                if reply.get("duplicate"):
+                    # Only a submit whose answer was lost is ever sent twice.
+                    assert goal in self.unknown, (goal, reply)
+                    self.duplicates.append(goal)
+                self.acked[goal] = reply["task_id"]
                 self.pending.pop(0)
             time.sleep(self.gaps[len(self.acked) % len(self.gaps)])
 
     def reconcile(self, daemon: DaemonProcess) -> None:
         """After a restart: a submit whose answer was lost may or may not have been stored.
-        The client looks for its goal (unique per task) before sending it again."""
+        It is still first in `pending`, so the next run() sends it again with its key.
+
+        Whether or not a kill hit a submit in flight, the last answered submit is sent again
+        too, as a client that lost that answer would: the new daemon must know its key and
+        name the same task."""
         with self.lock:
             self.daemon = daemon
-            if not self.unknown:
+            if not self.acked:
                 return
-            stored = {t["goal"]: t["id"] for t in _all_tasks(daemon)}
-            for goal in self.unknown:
-                if goal in stored and goal in self.pending:
-                    self.acked[goal] = stored[goal]
-                    self.pending.remove(goal)
-            self.unknown.clear()
+            goal, task_id = list(self.acked.items())[-1]
+        with daemon.http() as h:
+            r = h.post("/v1/tasks", json={"goal": goal, "idempotency_key": _key(goal)})
+        assert r.status_code == 202, r.text
+        assert r.json()["task_id"] == task_id and r.json()["duplicate"] is True, r.json()
+        self.replayed += 1
 
 
 def _all_tasks(d: DaemonProcess) -> list[dict[str, Any]]:
@@ -425,7 +442,10 @@ def test_sigkill_at_random_moments_loses_nothing_and_repeats_no_finished_work(
             assert follower.connects >= 2  # it did reconnect after a kill
             print(f"{len(seen)} events, {follower.connects} SSE connections, "
                   f"{len(records)} simulator calls, {len(accepted_before)} streams accepted "
-                  "before a kill")
+                  f"before a kill, {len(submitter.unknown)} submits unanswered, "
+                  f"{len(submitter.duplicates)} resubmits answered as duplicates, "
+                  f"{submitter.replayed} answered submits replayed after a restart")
+            assert submitter.replayed == KILLS  # each restart knew the keys from before
         finally:
             if follower is not None:
                 follower.halt.set()
