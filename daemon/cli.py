@@ -154,7 +154,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.max_streams:
         options["max_streams"] = args.max_streams
     with _client() as client:
-        out = client.submit(args.goal, context, options)
+        out = client.submit(args.goal, context, options,
+                            idempotency_key=args.idempotency_key)
         if args.watch:
             print(f"submitted {out['task_id']}", file=sys.stderr)
             return _watch(client, out["task_id"], as_json=args.json)
@@ -514,6 +515,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--parallelize", choices=["when-possible", "always", "never"])
     sp.add_argument(
         "--max-streams", type=_positive_int, metavar="N", help="most streams the plan may have"
+    )
+    sp.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        help="retry-safe submit: a second submit with the same KEY returns the first task",
     )
     sp.add_argument(
         "--watch", action="store_true", help="follow the task live (exit code as for `watch`)"

@@ -166,7 +166,11 @@ def serve(opts: ServeOptions, homes: Homes | None = None) -> int:
             return 2
         app = create_app(daemon, token, allow_remote=opts.allow_remote)
         uv_config = uvicorn.Config(app, log_level=opts.log_level, access_log=False,
-                                   timeout_graceful_shutdown=5, lifespan="on")
+                                   timeout_graceful_shutdown=5, lifespan="on",
+                                   # Clients (editor plugins) reuse connections; uvicorn's
+                                   # 5 s default closes them under a client that is about
+                                   # to send, which it sees as a dropped request.
+                                   timeout_keep_alive=65)
         info = Discovery(url=url, token=token, pid=os.getpid(), version=__version__)
 
         def announce() -> None:

@@ -188,6 +188,18 @@ def test_submit_prints_the_id_and_cancel(env: Env) -> None:
     assert watched.returncode == 1  # canceled
 
 
+def test_submit_with_an_idempotency_key_is_safe_to_repeat(env: Env) -> None:
+    env.use(SLOW_PLAN)
+    first = env.run("submit", "Write two parts", "--idempotency-key", "cli-retry-1")
+    again = env.run("submit", "Write two parts", "--idempotency-key", "cli-retry-1")
+    assert first.returncode == again.returncode == 0, (first.stderr, again.stderr)
+    task_id = first.stdout.strip()
+    assert again.stdout.strip() == task_id
+    other = env.run("submit", "Write three parts", "--idempotency-key", "cli-retry-1")
+    assert other.returncode != 0 and "idempotency_key" in other.stderr
+    assert as_json(env.run("cancel", task_id, "--json"))["state"] == "canceled"
+
+
 def test_question_answer_and_approval(env: Env) -> None:
     env.use(QUESTION)
     proc = env.run("submit", "Write two parts", "--approval", "--watch", "--json")
