@@ -7,16 +7,16 @@ validates, persists and hands work to the runner; it never waits for a task's wo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from . import __version__
+from .admission import ActiveTasks, KeyLocks
 from .api_models import (
     AnswerParams,
     ApproveParams,
@@ -39,86 +39,13 @@ from .diagnostics import process_snapshot
 from .errors import Busy, InvalidParams, InvalidState, NotConfigured, TaskNotFound
 from .homes import Homes
 from .states import TERMINAL, TaskState
-from .store import NewEvent, Store, TaskRow, redact_url
+from .store import Store, TaskRow, redact_url
 
 ROLES = ("orchestrator", "planner", "executor")
 T = TypeVar("T")
 #: Seconds a client refused a new task is told to wait: tasks take seconds to minutes, so
 #: retrying sooner would only add load.
 SUBMIT_RETRY_AFTER_S = 5.0
-
-
-class ActiveTasks:
-    """The ids of tasks not yet terminal, kept from the store's task.state events.
-
-    Admission control asks on every submit, so the answer must not cost a query (a flood of
-    refused submits would then still load the store's single thread). The set is read from
-    the store once, on first use, which also covers tasks resumed after a restart; events
-    committed while that read runs are applied after it (applying one twice is harmless).
-    """
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._ids: set[str] | None = None
-        self._loading: asyncio.Future[None] | None = None
-        self._early: list[NewEvent] = []
-        store.add_listener(self._on_event)
-
-    def _on_event(self, event: NewEvent) -> None:
-        if event.type != "task.state" or event.task_id is None:
-            return
-        if self._ids is not None:
-            self._apply(event)
-        elif self._loading is not None:
-            self._early.append(event)
-        # Before the first read starts there is nothing to do: that read sees this commit.
-
-    def _apply(self, event: NewEvent) -> None:
-        assert self._ids is not None and event.task_id is not None
-        if event.data.get("state") in TERMINAL:
-            self._ids.discard(event.task_id)
-        else:
-            self._ids.add(event.task_id)
-
-    async def _load(self) -> None:
-        ids = set(await self._store.nonterminal_task_ids())
-        self._ids = ids
-        early, self._early = self._early, []
-        for event in early:
-            self._apply(event)
-
-    async def count(self) -> int:
-        if self._ids is None:
-            if self._loading is None:
-                self._loading = asyncio.ensure_future(self._load())
-            try:
-                await asyncio.shield(self._loading)
-            except Exception:
-                self._loading = None  # the next caller tries again
-                raise
-        assert self._ids is not None
-        return len(self._ids)
-
-
-class KeyLocks:
-    """One asyncio lock per key, kept only while someone holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]  # a flood of distinct keys leaves nothing behind
-            else:
-                self._locks[key] = (lock, users - 1)
 
 
 class Engine(Protocol):
