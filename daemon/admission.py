@@ -61,7 +61,10 @@ class ActiveTasks:
             try:
                 await asyncio.shield(self._loading)
             except Exception:
-                self._loading = None  # the next caller tries again
+                # The next caller tries again from scratch: events buffered for this load
+                # may be stale by then (a task queued here may finish before the retry).
+                self._loading = None
+                self._early = []
                 raise
         assert self._ids is not None
         return len(self._ids)

@@ -192,12 +192,16 @@ class Service:
         config = self.effective_config(params)
         self.check_models(config)
         self._admitting += 1
-        try:
-            # Detached: a client that goes away mid-submit must not leave its task stored
-            # but never started (its retry would find the task and start nothing).
-            return await self._detached(self._create(params, config))
-        finally:
-            self._admitting -= 1
+        creating = asyncio.ensure_future(self._create(params, config))
+        # Counted until the creation itself ends, not the request: a client that goes away
+        # leaves the creation running, and it must still count against the limit.
+        creating.add_done_callback(self._admitted)
+        # Detached: a client that goes away mid-submit must not leave its task stored but
+        # never started (its retry would find the task and start nothing).
+        return await self._detached(creating)
+
+    def _admitted(self, _creation: asyncio.Future[Any]) -> None:
+        self._admitting -= 1
 
     @staticmethod
     def _duplicate(row: TaskRow, params: SubmitParams) -> dict[str, Any]:

@@ -207,6 +207,24 @@ class Store:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, *args)
 
+    async def _write(self, fn: Callable[[], T],
+                     announce: Callable[[T], Sequence[NewEvent | None]]) -> T:
+        """Run a write on the store thread and announce the events it committed.
+
+        The announcement is tied to the commit, not to the caller: a caller cancelled while
+        the thread commits (a task cancelled mid-write) must not leave listeners (the event
+        feed, the active-task count) without an event that is in the database.
+        """
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, fn)
+
+        def committed(f: asyncio.Future[T]) -> None:
+            if not f.cancelled() and f.exception() is None:
+                self._emit([ev for ev in announce(f.result()) if ev is not None])
+
+        future.add_done_callback(committed)
+        return await asyncio.shield(future)
+
     def _open_sync(self) -> None:
         url = make_url(self.url)
         is_sqlite = url.get_backend_name() == "sqlite"
@@ -293,9 +311,7 @@ class Store:
                 s.commit()
                 return self._as_new(ev)
 
-        ev = await self._run(work)
-        self._emit([ev])
-        return ev
+        return await self._write(work, lambda ev: [ev])
 
     async def create_task_once(self, row: TaskRow) -> tuple[TaskRow, bool]:
         """Create `row` unless a task already holds its idempotency key.
@@ -327,9 +343,7 @@ class Store:
                     return winner, None
                 return row, self._as_new(ev)
 
-        task, ev = await self._run(work)
-        if ev:
-            self._emit([ev])
+        task, ev = await self._write(work, lambda r: [r[1]])
         return task, ev is not None
 
     async def task_by_key(self, key: str) -> TaskRow | None:
@@ -405,10 +419,7 @@ class Store:
                 s.commit()
                 return previous, (self._as_new(ev) if ev else None)
 
-        previous, ev = await self._run(work)
-        if ev:
-            self._emit([ev])
-        return previous, ev
+        return await self._write(work, lambda r: [r[1]])
 
     async def update_task(
         self, task_id: str, *, event: tuple[str, dict[str, Any]] | None = None, **fields: Any
@@ -429,10 +440,7 @@ class Store:
                 s.commit()
                 return self._as_new(ev) if ev else None
 
-        ev = await self._run(work)
-        if ev:
-            self._emit([ev])
-        return ev
+        return await self._write(work, lambda ev: [ev])
 
     # --- events ----------------------------------------------------------------------------
 
@@ -443,9 +451,7 @@ class Store:
                 s.commit()
                 return self._as_new(ev)
 
-        ev = await self._run(work)
-        self._emit([ev])
-        return ev
+        return await self._write(work, lambda ev: [ev])
 
     async def events_after(
         self, last_id: int, task_id: str | None = None, limit: int = 500
@@ -507,10 +513,7 @@ class Store:
                 s.commit()
                 return self._as_new(ev) if ev else None
 
-        ev = await self._run(work)
-        if ev:
-            self._emit([ev])
-        return ev
+        return await self._write(work, lambda ev: [ev])
 
     async def streams_of(self, task_id: str) -> list[StreamRow]:
         def work() -> list[StreamRow]:

@@ -479,9 +479,11 @@ async def _complete(
         }
         if api_base:
             kwargs["api_base"] = api_base
-        if key is not None:
+        if key is not None and api_base == tier.api_base:
             kwargs["api_key"] = key
-        elif api_base:  # a fallback on a keyless local server, behind a keyless provider
+        elif api_base:
+            # A keyless local server, or a fallback on a server of its own ("model@url"):
+            # the tier's key belongs to the tier's provider and never goes to another host.
             kwargs["api_key"] = NO_KEY
         if response_model is not None and _supports_schema(model):
             kwargs["response_format"] = _response_format(response_model)

@@ -34,6 +34,39 @@ async def test_state_change_and_event_are_written_together(tmp_path: Path) -> No
     await store.close()
 
 
+async def test_a_write_whose_caller_is_cancelled_still_announces_its_event(
+        tmp_path: Path) -> None:
+    # A task cancelled while its final state is being committed: the commit happens, so the
+    # listeners (event feed, active-task count) must hear of it, or they drift from the rows.
+    import asyncio
+    import sqlite3
+
+    db = tmp_path / "db.sqlite"
+    store = Store(f"sqlite:///{db}")
+    await store.open()
+    await store.create_task(_task())
+    heard: list[str] = []
+    store.add_listener(lambda ev: heard.append(ev.data.get("state", "")))
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the store's write now waits for this lock
+    writing = asyncio.create_task(store.transition("t1", "canceled", reason="by client"))
+    await asyncio.sleep(0.5)  # the store thread is inside the write, waiting for the lock
+    writing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await writing
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    row = None
+    for _ in range(100):  # the write goes on in the store's thread and commits
+        row = await store.get_task("t1")
+        if row is not None and row.state == "canceled":
+            break
+        await asyncio.sleep(0.05)
+    assert row is not None and row.state == "canceled"
+    assert "canceled" in heard
+    await store.close()
+
+
 async def test_wal_mode_and_version_recorded(tmp_path: Path) -> None:
     db = tmp_path / "db.sqlite"
     store = Store(f"sqlite:///{db}")

@@ -576,3 +576,49 @@ async def _finished(url: str, index: int) -> dict[str, Any]:
         lambda s: len(s["calls"]) > index and s["calls"][index]["status"] is not None, url
     )
     return current["calls"][index]
+
+
+async def test_a_fallback_on_another_server_is_never_sent_the_tiers_key() -> None:
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[str] = []
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            seen.append(self.headers.get("authorization", ""))
+            body = json.dumps({
+                "id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": "from elsewhere"}}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    other = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        tier = ModelTier(
+            model=PREMIUM,
+            api_base=f"http://127.0.0.1:{dead_port()}/v1",
+            api_key_env=KEY_ENV,
+            fallbacks=[f"{CHEAP}@http://127.0.0.1:{other.server_port}/v1"],
+            max_retries=0,
+            backoff_s=0.01,
+            timeout_s=5,
+        )
+        result = await call_model(tier, MESSAGES, role="executor", purpose="execute",
+                                  task_id="t1")
+    finally:
+        other.shutdown()
+    assert result.text == "from elsewhere"
+    assert seen and all(SECRET not in h for h in seen), seen
