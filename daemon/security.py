@@ -62,6 +62,42 @@ def is_loopback_name(name: str | None) -> bool:
         return False
 
 
+class BodyTooLarge(Exception):
+    """The request body passed the cap `read_body` was given."""
+
+
+async def read_body(receive: Receive, max_bytes: int | None = None) -> bytes | None:
+    """The whole request body, however it was chunked; None if the client went away."""
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if max_bytes is not None and size > max_bytes:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the app the already-read body, then the client's messages."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 async def _reply(send: Send, status: int, message: str,
                  headers: list[tuple[bytes, bytes]] | None = None) -> None:
     body = json.dumps({"error": {"status": status, "message": message}}).encode()
@@ -145,30 +181,13 @@ class Guard:
                 await _reply(send, 413, f"request body over {self._max_body} bytes")
                 return
             # Read the body here, so a chunked body without a length is capped as well.
-            chunks: list[bytes] = []
-            size = 0
-            more = True
-            while more:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > self._max_body:
-                    await _reply(send, 413, f"request body over {self._max_body} bytes")
-                    return
-                chunks.append(chunk)
-                more = message.get("more_body", False)
-            body = b"".join(chunks)
-            sent = False
-
-            async def replay() -> Message:
-                nonlocal sent
-                if not sent:
-                    sent = True
-                    return {"type": "http.request", "body": body, "more_body": False}
-                return await receive()
-
-            await self.app(scope, replay, send)
+            try:
+                body = await read_body(receive, self._max_body)
+            except BodyTooLarge:
+                await _reply(send, 413, f"request body over {self._max_body} bytes")
+                return
+            if body is None:  # the client went away
+                return
+            await self.app(scope, replaying(body, receive), send)
             return
         await self.app(scope, receive, send)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from .errors import PARSE_ERROR
 from .rpc import decode_json
+from .security import read_body, replaying
 
 
 class StrictJsonBody:
@@ -30,15 +31,9 @@ class StrictJsonBody:
                 or scope["path"] == "/rpc"):  # the dispatcher answers in JSON-RPC's terms
             await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
+        body = await read_body(receive)
+        if body is None:  # the client went away
+            return
         if body.strip():
             try:
                 decode_json(body)
@@ -47,13 +42,4 @@ class StrictJsonBody:
                                                 "data": {"field": "body"}}}, status_code=400)
                 await reply(scope, receive, send)
                 return
-        sent = False
-
-        async def replay() -> Any:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
