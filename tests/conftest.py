@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,15 @@ def write_config(home: Path, sim_url: str | None, extra: str = "") -> None:
 class DaemonProcess:
     """`tierd serve` in a subprocess on a free port, with its own TIERD_HOME."""
 
-    def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, home: Path, env: dict[str, str] | None = None, *,
+                 logs: Path | None = None, args: tuple[str, ...] = ()) -> None:
         self.home = home
         self.env = {**os.environ, "TIERD_HOME": str(home), **(env or {})}
+        # With `logs`, stdout and stderr go to logs/daemon.out and logs/daemon.err (appended
+        # across restarts) instead of pipes: a long run's logs must not fill a pipe, and a
+        # test may search them afterwards.
+        self.logs = logs
+        self.args = args
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
         self.token = ""
@@ -53,9 +60,16 @@ class DaemonProcess:
         return self.home / "daemon.json"
 
     def spawn(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-m", "daemon.cli", "serve", "--port", "0",
-                                 *args], cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        command = [sys.executable, "-m", "daemon.cli", "serve", "--port", "0", *self.args,
+                   *args]
+        if self.logs is None:
+            return subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+        with open(self.logs / "daemon.out", "a", encoding="utf-8") as out, \
+                open(self.logs / "daemon.err", "a", encoding="utf-8") as err:
+            # The child has its own copies of the files.
+            return subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=out, stderr=err,
+                                    text=True)
 
     def start(self, timeout: float = 30.0) -> DaemonProcess:
         self.proc = self.spawn()
@@ -106,6 +120,21 @@ class DaemonProcess:
         from daemon.client import Client
 
         return Client(self.url, self.token)
+
+
+@contextmanager
+def daemon_on_simulator(home: Path, scenario: dict[str, Any],
+                        **daemon_options: Any) -> Iterator[DaemonProcess]:
+    """A daemon whose models all point at a simulator running `scenario`, stopped on exit."""
+    from simhelpers import running_simulator
+
+    with running_simulator(scenario) as sim:
+        write_config(home, sim.url)
+        d = DaemonProcess(home, **daemon_options).start()
+        try:
+            yield d
+        finally:
+            d.stop()
 
 
 def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:

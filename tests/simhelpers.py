@@ -52,6 +52,15 @@ def start_simulator(
     return sim.url, sim
 
 
+#: Models that take a minute: submitted tasks stay live (planning) while a test looks at them.
+SLOW_MODELS = {"latency": {"planner": 60.0, "orchestrator": 60.0, "executor": 60.0}}
+
+
+def use_scenario(sim: Any, scenario: dict[str, Any]) -> None:
+    """Swap the running simulator's scenario (the next calls follow the new one)."""
+    httpx.post(f"{sim.url}/_sim/scenario", json=scenario, timeout=10).raise_for_status()
+
+
 def stats(url: str) -> dict[str, Any]:
     return httpx.get(f"{url}/_sim/stats", timeout=10).json()
 

@@ -7,23 +7,14 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import DaemonProcess, write_config
-from simhelpers import running_simulator
-
-# The planner takes a minute: submitted tasks stay live (planning) while a test runs.
-SLOW = {"latency": {"planner": 60.0, "orchestrator": 60.0, "executor": 60.0}}
+from conftest import DaemonProcess, daemon_on_simulator
+from simhelpers import SLOW_MODELS
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    home = tmp_path_factory.mktemp("home")
-    with running_simulator(SLOW) as sim:
-        write_config(home, sim.url)
-        d = DaemonProcess(home).start()
-        try:
-            yield d
-        finally:
-            d.stop()
+    with daemon_on_simulator(tmp_path_factory.mktemp("home"), SLOW_MODELS) as d:
+        yield d
 
 
 def post_raw(d: DaemonProcess, body: bytes | str, **headers: str) -> httpx.Response:

@@ -6,10 +6,9 @@ import signal
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from conftest import DaemonProcess, wait_for, write_config
-from simhelpers import running_simulator, stats
+from simhelpers import running_simulator, stats, use_scenario
 
 pytestmark = pytest.mark.slow
 
@@ -43,9 +42,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonProces
             d.stop()
 
 
-def use(sim: Any, scenario: dict[str, Any]) -> None:
-    httpx.post(f"{sim.url}/_sim/scenario", json=scenario, timeout=10).raise_for_status()
-
 
 def run(d: DaemonProcess, goal: str = "Write a short market note", timeout: float = 60.0,
         **options: Any) -> dict[str, Any]:
@@ -60,7 +56,7 @@ def streams_by_id(task: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_six_streams_start_when_ready(env: tuple[DaemonProcess, Any]) -> None:
     d, sim = env
-    use(sim, SIX)
+    use_scenario(sim, SIX)
     task = run(d)
     assert task["state"] == "completed", task["error"]
     s = streams_by_id(task)
@@ -81,7 +77,7 @@ def test_six_streams_start_when_ready(env: tuple[DaemonProcess, Any]) -> None:
 
 def test_tokens_and_cost_recorded_per_role(env: tuple[DaemonProcess, Any]) -> None:
     d, sim = env
-    use(sim, SIX)
+    use_scenario(sim, SIX)
     task = run(d)
     usage = task["report"]["usage"]
     assert set(usage["per_role"]) == {"planner", "executor", "orchestrator"}
@@ -100,7 +96,7 @@ def test_tokens_and_cost_recorded_per_role(env: tuple[DaemonProcess, Any]) -> No
 
 def test_invalid_plans_are_repaired(env: tuple[DaemonProcess, Any]) -> None:
     d, sim = env
-    use(sim, {**SIX, "plan": {**SIX["plan"], "invalid_first": 2,
+    use_scenario(sim, {**SIX, "plan": {**SIX["plan"], "invalid_first": 2,
                               "invalid": ["cycle", "overlapping_ownership"]}})
     task = run(d)
     assert task["state"] == "completed", task["error"]
@@ -111,7 +107,7 @@ def test_invalid_plans_are_repaired(env: tuple[DaemonProcess, Any]) -> None:
 def test_a_plan_that_never_validates_fails_with_the_reason(
         env: tuple[DaemonProcess, Any]) -> None:
     d, sim = env
-    use(sim, {**SIX, "plan": {**SIX["plan"], "invalid_first": 10, "invalid": ["cycle"]}})
+    use_scenario(sim, {**SIX, "plan": {**SIX["plan"], "invalid_first": 10, "invalid": ["cycle"]}})
     task = run(d)
     assert task["state"] == "failed"
     assert "no valid plan after 3 attempts" in task["error"]
@@ -123,7 +119,7 @@ def test_redo_rounds_are_bounded_then_escalated(env: tuple[DaemonProcess, Any]) 
     d, sim = env
     scenario = {**SIX, "plan": {"streams": [stream("a"), stream("b")]},
                 "streams": {"b": {"review": ["redo"] * 10, "feedback": "Try again."}}}
-    use(sim, scenario)
+    use_scenario(sim, scenario)
     task = run(d)
     assert task["state"] == "input_required"
     executes = [c for c in stats(sim.url)["calls"]
@@ -141,7 +137,7 @@ def test_explicit_escalation_reaches_input_required(env: tuple[DaemonProcess, An
     scenario = {**SIX, "plan": {"streams": [stream("a")]},
                 "streams": {"a": {"review": ["escalate"],
                                   "escalate_question": "Is a discount allowed?"}}}
-    use(sim, scenario)
+    use_scenario(sim, scenario)
     task = run(d)
     assert task["state"] == "input_required"
     assert [q["question"] for q in task["questions"]] == ["Is a discount allowed?"]
@@ -154,7 +150,7 @@ def test_explicit_escalation_reaches_input_required(env: tuple[DaemonProcess, An
 
 def test_transient_failures_are_retried(env: tuple[DaemonProcess, Any]) -> None:
     d, sim = env
-    use(sim, {**SIX, "failures": [
+    use_scenario(sim, {**SIX, "failures": [
         {"kind": "429", "role": "executor", "first": 2, "retry_after": 0.2},
         {"kind": "500", "role": "orchestrator", "first": 1}]})
     task = run(d)
@@ -166,7 +162,7 @@ def test_transient_failures_are_retried(env: tuple[DaemonProcess, Any]) -> None:
 def test_a_stream_whose_model_always_fails_fails_the_task_with_a_partial_report(
         env: tuple[DaemonProcess, Any]) -> None:
     d, sim = env
-    use(sim, {**SIX, "plan": {"streams": [stream("a"), stream("b"), stream("c", ["b"])]},
+    use_scenario(sim, {**SIX, "plan": {"streams": [stream("a"), stream("b"), stream("c", ["b"])]},
               "failures": [{"kind": "500", "role": "executor", "stream": "b", "rate": 1.0}]})
     task = run(d)
     assert task["state"] == "failed"

@@ -18,10 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from conftest import DaemonProcess, wait_for
-from simhelpers import CHEAP, PREMIUM, running_simulator, stats
+from simhelpers import CHEAP, PREMIUM, running_simulator, stats, use_scenario
 
 pytestmark = pytest.mark.slow
 
@@ -98,9 +97,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonProces
             d.stop()
 
 
-def use(sim: Any, scenario: dict[str, Any]) -> None:
-    httpx.post(f"{sim.url}/_sim/scenario", json=scenario, timeout=10).raise_for_status()
-
 
 def set_executor(d: DaemonProcess, **keys: Any) -> None:
     with d.client() as client:
@@ -127,7 +123,7 @@ def fault_mix(rate: float) -> list[dict[str, Any]]:
 def test_tasks_complete_when_a_fifth_of_all_calls_fail(env: tuple[DaemonProcess, Any]) -> None:
     d, sim = env
     # 1 - (1 - 0.032)^7: about 20% of calls fail, on top of the certain ones.
-    use(sim, {**FOUR, "failures": fault_mix(0.032)})
+    use_scenario(sim, {**FOUR, "failures": fault_mix(0.032)})
     with d.client() as client:
         ids = [client.submit(f"Write market note {i}")["task_id"] for i in range(5)]
     tasks = finish(d, ids)
@@ -150,7 +146,7 @@ def test_tasks_complete_when_a_fifth_of_all_calls_fail(env: tuple[DaemonProcess,
 def test_a_model_nobody_can_reach_fails_its_streams_clearly(
         env: tuple[DaemonProcess, Any]) -> None:
     d, sim = env
-    use(sim, {**FAST, "plan": {"generate": {"width": 2, "pattern": "independent"}}})
+    use_scenario(sim, {**FAST, "plan": {"generate": {"width": 2, "pattern": "independent"}}})
     port = dead_port()
     set_executor(d, api_base=f"http://127.0.0.1:{port}/v1", fallbacks=[], max_retries=1)
     with d.client() as client:
@@ -170,7 +166,7 @@ def test_a_model_nobody_can_reach_fails_its_streams_clearly(
 def test_a_dead_server_hands_its_work_to_a_fallback_elsewhere(
         env: tuple[DaemonProcess, Any]) -> None:
     d, sim = env
-    use(sim, FOUR)
+    use_scenario(sim, FOUR)
     port = dead_port()
     set_executor(d, model="openai/gpt-5-nano", api_base=f"http://127.0.0.1:{port}/v1",
                  max_retries=0, fallbacks=[f"{CHEAP}@{sim.api_base}"])

@@ -15,52 +15,34 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 import schemathesis
-from conftest import ROOT, DaemonProcess, write_config
+from conftest import DaemonProcess, daemon_on_simulator
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis import checks as st_checks
-from simhelpers import running_simulator
+from simhelpers import SLOW_MODELS
 
 from daemon.api_models import STATES
 from daemon.rpc import MAX_BATCH
 
-SLOW = {"latency": {"planner": 60.0, "orchestrator": 60.0, "executor": 60.0}}
 EXAMPLES = int(os.environ.get("TIERD_FUZZ_EXAMPLES", "8"))
 VALID_STATES = set(STATES.__args__)
 JSON = {"content-type": "application/json"}
 
 
-class LoggedDaemon(DaemonProcess):
-    """The daemon with stderr in a file: a fuzzer's worth of logs must not fill a pipe."""
-
-    def spawn(self, *args: str) -> subprocess.Popen[str]:
-        self.log = self.home / "stderr.log"
-        with self.log.open("w") as err:
-            return subprocess.Popen([sys.executable, "-m", "daemon.cli", "serve", "--port", "0",
-                                     *args], cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL,
-                                    stderr=err, text=True)
-
-
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoggedDaemon]:
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     # One daemon for the module (starting one costs seconds on a loaded machine); the
     # schemathesis tests, which may change its configuration, come last.
     home = tmp_path_factory.mktemp("home")
-    with running_simulator(SLOW) as sim:
-        write_config(home, sim.url)
-        d = LoggedDaemon(home).start()
-        try:
-            yield d
-        finally:
-            d.stop()
+    # Logs in a file: a fuzzer's worth of them must not fill a pipe.
+    with daemon_on_simulator(home, SLOW_MODELS, logs=home) as d:
+        yield d
 
 
 def post_rpc(h: httpx.Client, body: bytes) -> httpx.Response:
@@ -70,7 +52,7 @@ def post_rpc(h: httpx.Client, body: bytes) -> httpx.Response:
     return r
 
 
-def assert_healthy(d: LoggedDaemon, before: dict[str, Any]) -> None:
+def assert_healthy(d: DaemonProcess, before: dict[str, Any]) -> None:
     """The daemon serves, the task from before is intact, every task is readable and valid."""
     with d.http() as h:
         status = h.get("/v1/status")
@@ -94,11 +76,11 @@ def assert_healthy(d: LoggedDaemon, before: dict[str, Any]) -> None:
         assert seen >= 1
         counts = status.json()["tasks"]
         assert set(counts) <= VALID_STATES
-    log = d.log.read_text(encoding="utf-8", errors="replace")
+    log = (d.logs / "daemon.err").read_text(encoding="utf-8", errors="replace")
     assert "Traceback" not in log, log[-3000:]
 
 
-def submit_one(d: LoggedDaemon) -> dict[str, Any]:
+def submit_one(d: DaemonProcess) -> dict[str, Any]:
     goal = "Keep this task intact through the fuzzing \u00e9\u4e2d\U0001f600"
     reply = d.rpc("task/submit", {"goal": goal})
     with d.http() as h:
@@ -221,7 +203,7 @@ SINGLE: list[tuple[str, bytes, int | None]] = [
 ]
 
 
-def test_jsonrpc_corpus(daemon: LoggedDaemon) -> None:
+def test_jsonrpc_corpus(daemon: DaemonProcess) -> None:
     before = submit_one(daemon)
     with daemon.http() as h:
         for name, body, code in SINGLE:
@@ -322,7 +304,7 @@ REST_BAD: list[tuple[str, str, bytes, int]] = [
 ]
 
 
-def test_rest_corpus(daemon: LoggedDaemon) -> None:
+def test_rest_corpus(daemon: DaemonProcess) -> None:
     before = submit_one(daemon)
     with daemon.http() as h:
         for method, path, body, status in REST_BAD:
@@ -365,7 +347,7 @@ def _checks(path: str, mode: GenerationMode) -> list[Any]:
     return found
 
 
-def load_schema(d: LoggedDaemon) -> Any:
+def load_schema(d: DaemonProcess) -> Any:
     auth = {"Authorization": f"Bearer {d.token}"}
     # Unknown query parameters are ignored, as HTTP APIs commonly do (a newer client talking
     # to an older daemon); unknown body fields are refused (extra="forbid").
@@ -376,7 +358,7 @@ def load_schema(d: LoggedDaemon) -> Any:
     return schema.exclude(path_regex=r"/events$")
 
 
-def fuzz_operation(d: LoggedDaemon, op: Any, mode: GenerationMode) -> int:
+def fuzz_operation(d: DaemonProcess, op: Any, mode: GenerationMode) -> int:
     """Hypothesis over one operation in one mode; returns the number of calls made."""
     auth = {"Authorization": f"Bearer {d.token}"}
     checks = _checks(op.path, mode)
@@ -395,7 +377,7 @@ def fuzz_operation(d: LoggedDaemon, op: Any, mode: GenerationMode) -> int:
 
 
 @pytest.mark.slow
-def test_schemathesis_each_operation(daemon: LoggedDaemon) -> None:
+def test_schemathesis_each_operation(daemon: DaemonProcess) -> None:
     before = submit_one(daemon)
     schema = load_schema(daemon)
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -411,7 +393,7 @@ def test_schemathesis_each_operation(daemon: LoggedDaemon) -> None:
 
 
 @pytest.mark.slow
-def test_schemathesis_stateful(daemon: LoggedDaemon) -> None:
+def test_schemathesis_stateful(daemon: DaemonProcess) -> None:
     """Submit, then get/cancel/answer/approve the returned task id, following the links."""
     before = submit_one(daemon)
     schema = load_schema(daemon)

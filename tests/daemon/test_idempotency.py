@@ -11,23 +11,14 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import DaemonProcess, write_config
-from simhelpers import running_simulator
-
-# Models take a minute: tasks stay live (planning) while a test looks at them.
-SLOW = {"latency": {"planner": 60.0, "orchestrator": 60.0, "executor": 60.0}}
+from conftest import DaemonProcess, daemon_on_simulator, write_config
+from simhelpers import SLOW_MODELS, running_simulator
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    home = tmp_path_factory.mktemp("home")
-    with running_simulator(SLOW) as sim:
-        write_config(home, sim.url)
-        d = DaemonProcess(home).start()
-        try:
-            yield d
-        finally:
-            d.stop()
+    with daemon_on_simulator(tmp_path_factory.mktemp("home"), SLOW_MODELS) as d:
+        yield d
 
 
 def _key() -> str:
@@ -156,7 +147,7 @@ def test_cli_client_sends_a_fresh_key_per_submit(daemon: DaemonProcess) -> None:
 def test_key_survives_sigkill_and_restart_and_a_retry_is_not_refused_as_busy(
         home: Path, daemon_factory: Any) -> None:
     goal = "Kept across a SIGKILL"
-    with running_simulator(SLOW) as sim:
+    with running_simulator(SLOW_MODELS) as sim:
         # One active task at most: a second task is refused busy, a retry of the first not.
         write_config(home, sim.url, "[limits]\nmax_active_tasks = 1\n")
         d = daemon_factory().start()

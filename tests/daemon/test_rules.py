@@ -16,10 +16,9 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from conftest import PREMIUM, DaemonProcess, wait_for, write_config
-from simhelpers import calls, running_simulator
+from simhelpers import calls, running_simulator, use_scenario
 
 from roles.calls import CallOutput
 from roles.models import ModelTier, call_model
@@ -78,9 +77,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonProces
             d.stop()
 
 
-def use(sim: Any, scenario: dict[str, Any]) -> None:
-    httpx.post(f"{sim.url}/_sim/scenario", json=scenario, timeout=10).raise_for_status()
-
 
 def config_set(d: DaemonProcess, key: str, value: Any) -> dict[str, Any]:
     reply = d.rpc("config/set", {"key": key, "value": value})
@@ -126,7 +122,7 @@ def test_never_runs_streams_one_after_another_whatever_the_planner_returns(
     env: tuple[DaemonProcess, Any],
 ) -> None:
     d, sim = env
-    use(sim, independent(0.3))
+    use_scenario(sim, independent(0.3))
     config_set(d, "rules.parallelize", "never")
     task = finished(d, submit(d))
     assert_sequential(task)
@@ -146,7 +142,7 @@ def test_config_set_reaches_the_next_task_and_a_running_task_keeps_its_rules(
 ) -> None:
     d, sim = env
     pid = d.rpc("daemon/status")["result"]["pid"]
-    use(sim, independent(1.0))
+    use_scenario(sim, independent(1.0))
     config_set(d, "rules.parallelize", "when-possible")
     config_set(d, "rules.instructions", ["Write for the security team."])
     first = submit(d)
@@ -192,10 +188,10 @@ def test_a_plan_that_splits_a_coupled_group_goes_back_to_the_planner(
         assert r.status_code == 200, r.text
     # The first plan call gets SPLIT, slowly; while it is in flight the scenario becomes
     # WHOLE (the simulator picks its answer when the call arrives), so the retry gets WHOLE.
-    use(sim, {**SPLIT, "purpose_latency": {"plan": 1.5}})
+    use_scenario(sim, {**SPLIT, "purpose_latency": {"plan": 1.5}})
     task_id = submit(d)
     wait_for(lambda: calls(sim.url, purpose="plan"), timeout=10)
-    use(sim, WHOLE)
+    use_scenario(sim, WHOLE)
 
     task = finished(d, task_id)
     plan = task["report"]["plan"]
@@ -239,7 +235,7 @@ async def test_the_planner_is_told_which_coupled_group_it_split() -> None:
                 round=round,
                 response_model=response_model,
             )
-            use(sim, WHOLE)  # the planner "learns" after its first answer
+            use_scenario(sim, WHOLE)  # the planner "learns" after its first answer
             parsed = result.parsed.model_dump() if result.parsed is not None else None
             return CallOutput(result.text, parsed)
 
@@ -270,7 +266,7 @@ def test_project_file_and_task_options_layer_over_the_global_file(
     env: tuple[DaemonProcess, Any], tmp_path: Path
 ) -> None:
     d, sim = env
-    use(sim, independent(0.05))
+    use_scenario(sim, independent(0.05))
     config_set(d, "rules.parallelize", "always")
     project = tmp_path / "project"
     project.mkdir()

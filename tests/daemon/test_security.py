@@ -21,7 +21,6 @@ import os
 import secrets
 import socket
 import stat
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +29,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from conftest import CHEAP, PREMIUM, ROOT, DaemonProcess, wait_for
+from conftest import CHEAP, PREMIUM, DaemonProcess, wait_for
+from simhelpers import use_scenario
 
 from daemon.simulator import SimulatorThread
 
@@ -94,28 +94,6 @@ class AuthRecorder:
         await self.app(scope, receive, send)
 
 
-# --- the daemon, with its logs in files -------------------------------------------------------
-
-
-class LoggedDaemon(DaemonProcess):
-    """`tierd serve --log-level debug`, stdout and stderr in files (searched afterwards)."""
-
-    def __init__(self, home: Path, logs: Path, env: dict[str, str]) -> None:
-        super().__init__(home, env)
-        self.logs = logs
-
-    def spawn(self, *args: str) -> subprocess.Popen[str]:
-        out = open(self.logs / "daemon.out", "a", encoding="utf-8")
-        err = open(self.logs / "daemon.err", "a", encoding="utf-8")
-        try:
-            return subprocess.Popen([sys.executable, "-m", "daemon.cli", "serve", "--port", "0",
-                                     "--log-level", "debug", *args], cwd=ROOT, env=self.env,
-                                    stdout=out, stderr=err, text=True)
-        finally:  # the child has its own copies
-            out.close()
-            err.close()
-
-
 def write_config(home: Path, sim_url: str, hook: Path) -> None:
     lines = []
     for role, model in (("orchestrator", PREMIUM), ("planner", PREMIUM), ("executor", CHEAP)):
@@ -147,16 +125,13 @@ class Worked:
     executor's fallback, one failed because every model fails, one failed because the
     provider echoed the key in its error."""
 
-    def __init__(self, d: LoggedDaemon, sim: SimulatorThread, recorder: Recorded,
+    def __init__(self, d: DaemonProcess, sim: SimulatorThread, recorder: Recorded,
                  hook_log: Path, tasks: dict[str, str], executed_by: set[str]) -> None:
         self.d, self.sim, self.recorder, self.hook_log = d, sim, recorder, hook_log
         self.tasks = tasks
         #: The models that answered the completed task's execute calls.
         self.executed_by = executed_by
 
-
-def use(sim: SimulatorThread, scenario: dict[str, Any]) -> None:
-    httpx.post(f"{sim.url}/_sim/scenario", json=scenario, timeout=10).raise_for_status()
 
 
 def run_task(d: DaemonProcess, goal: str) -> dict[str, Any]:
@@ -186,7 +161,8 @@ def worked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worked]:
     sim.app.add_middleware(AuthRecorder, box=recorder)
     with sim:
         write_config(home, sim.url, hook)
-        d = LoggedDaemon(home, outside, {KEY_ENV: KEY}).start()
+        d = DaemonProcess(home, {KEY_ENV: KEY}, logs=outside,
+                          args=("--log-level", "debug")).start()
         try:
             tasks = {}
             done = run_task(d, "Write the two parts")
@@ -196,7 +172,7 @@ def worked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worked]:
             calls = httpx.get(f"{sim.url}/_sim/stats", timeout=10).json()["calls"]
             answered_by = {c["model"] for c in calls if c["status"] == 200
                            and c["purpose"] == "execute"}
-            use(sim, ALL_FAIL)
+            use_scenario(sim, ALL_FAIL)
             failed = run_task(d, "Write the two parts, but every model is down")
             assert failed["state"] == "failed"
             tasks["all_fail"] = failed["id"]
