@@ -7,9 +7,9 @@ or a proposed split of its own stream instead of an output.
 
 from __future__ import annotations
 
-from .calls import Caller
-from .prompts import PromptRules, executor_messages
-from .schemas import ExecutorReply, StreamSpec
+from roles.calls import Caller
+from roles.plan.schema import ExecutorReply, StreamSpec
+from roles.prompts import PromptRules, executor_messages
 
 
 async def execute(call: Caller, stream: StreamSpec, goal_line: str, dep_outputs: dict[str, str],

@@ -6,9 +6,15 @@ There is no separate reviewer agent: the model that owns the task judges the wor
 
 from __future__ import annotations
 
-from .calls import Caller
-from .prompts import PromptRules, conflicts_messages, fix_messages, merge_messages, review_messages
-from .schemas import ConflictReport, Plan, Review, StreamSpec
+from roles.calls import Caller
+from roles.plan.schema import ConflictReport, Plan, Review, StreamSpec
+from roles.prompts import (
+    PromptRules,
+    conflicts_messages,
+    fix_messages,
+    merge_messages,
+    review_messages,
+)
 
 
 async def review(call: Caller, stream: StreamSpec, output: str, rules: PromptRules, *,

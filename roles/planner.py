@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .calls import Caller
-from .prompts import PromptRules, planner_messages
-from .schemas import Plan
-from .validator import PlanRules, format_problems, validate_plan
+from roles.calls import Caller
+from roles.plan.schema import Plan
+from roles.plan.validator import PlanRules, format_problems, validate_plan
+from roles.prompts import PromptRules, planner_messages
 
 
 @dataclass

@@ -22,8 +22,8 @@ from typing import Any
 
 import jinja2
 
-from roles.schemas import Plan, StreamSpec
-from roles.validator import PARALLELIZE_MODES, Parallelize, PlanRules
+from roles.plan.schema import Plan, StreamSpec
+from roles.plan.validator import PARALLELIZE_MODES, Parallelize, PlanRules
 
 __all__ = [
     "TEMPLATE_NAMES",

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .schemas import Plan
-from .validator import critical_path
+from roles.plan.schema import Plan
+from roles.plan.validator import critical_path
 
 ORCHESTRATION_PURPOSES = ("plan", "review", "conflicts", "fix", "merge")
 

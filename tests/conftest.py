@@ -1,151 +1,20 @@
-"""Shared fixtures: a temporary TIERD_HOME and the daemon as a real subprocess.
+"""Shared fixtures: a temporary TIERD_HOME and a factory of daemons as real subprocesses.
 
-Every test that talks to the daemon talks to a real uvicorn on a free loopback port, started
-exactly as a user starts it (`tierd serve`), with models pointed at the simulator.
+Helpers live in `tests/support/` (imported as `support`), never in this file.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from support.daemon import DaemonProcess
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-
-ROOT = Path(__file__).resolve().parent.parent
-PREMIUM = "openai/gpt-5"
-CHEAP = "openai/gpt-5-mini"
-
-
-def write_config(home: Path, sim_url: str | None, extra: str = "") -> None:
-    """A config whose three roles all point at the simulator (no API key needed)."""
-    lines = []
-    if sim_url:
-        for role, model in (("orchestrator", PREMIUM), ("planner", PREMIUM),
-                            ("executor", CHEAP)):
-            lines += [f"[models.{role}]", f'model = "{model}"', f'api_base = "{sim_url}/v1"',
-                      'api_key_env = ""', "timeout_s = 20.0", "max_retries = 3", ""]
-    lines += ["[concurrency]", "interval_ms = 100", ""]
-    (home / "config.toml").write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
-
-
-class DaemonProcess:
-    """`tierd serve` in a subprocess on a free port, with its own TIERD_HOME."""
-
-    def __init__(self, home: Path, env: dict[str, str] | None = None, *,
-                 logs: Path | None = None, args: tuple[str, ...] = ()) -> None:
-        self.home = home
-        self.env = {**os.environ, "TIERD_HOME": str(home), **(env or {})}
-        # With `logs`, stdout and stderr go to logs/daemon.out and logs/daemon.err (appended
-        # across restarts) instead of pipes: a long run's logs must not fill a pipe, and a
-        # test may search them afterwards.
-        self.logs = logs
-        self.args = args
-        self.proc: subprocess.Popen[str] | None = None
-        self.url = ""
-        self.token = ""
-
-    @property
-    def discovery(self) -> Path:
-        return self.home / "daemon.json"
-
-    def spawn(self, *args: str) -> subprocess.Popen[str]:
-        command = [sys.executable, "-m", "daemon.cli", "serve", "--port", "0", *self.args,
-                   *args]
-        if self.logs is None:
-            return subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
-        with open(self.logs / "daemon.out", "a", encoding="utf-8") as out, \
-                open(self.logs / "daemon.err", "a", encoding="utf-8") as err:
-            # The child has its own copies of the files.
-            return subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=out, stderr=err,
-                                    text=True)
-
-    def start(self, timeout: float = 30.0) -> DaemonProcess:
-        self.proc = self.spawn()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"daemon exited {self.proc.returncode}: "
-                                   f"{self.proc.stderr.read() if self.proc.stderr else ''}")
-            try:
-                info = json.loads(self.discovery.read_text())
-                if info["pid"] == self.proc.pid:
-                    self.url, self.token = info["url"], info["token"]
-                    return self
-            except (OSError, ValueError, KeyError):
-                pass
-            time.sleep(0.05)
-        self.proc.kill()
-        raise RuntimeError("daemon did not start in time")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=timeout)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            for stream in (self.proc.stdout, self.proc.stderr):
-                if stream:
-                    stream.close()
-
-    def kill(self) -> None:
-        self.stop(signal.SIGKILL)
-
-    def http(self, **kw: Any) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {self.token}", **kw.pop("headers", {})}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30.0, **kw)
-
-    def rpc(self, method: str, params: Any = None, id_: Any = 1) -> dict[str, Any]:
-        body: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": id_}
-        if params is not None:
-            body["params"] = params
-        with self.http() as h:
-            return h.post("/rpc", json=body).json()
-
-    def client(self) -> Any:
-        from daemon.client import Client
-
-        return Client(self.url, self.token)
-
-
-@contextmanager
-def daemon_on_simulator(home: Path, scenario: dict[str, Any],
-                        **daemon_options: Any) -> Iterator[DaemonProcess]:
-    """A daemon whose models all point at a simulator running `scenario`, stopped on exit."""
-    from simhelpers import running_simulator
-
-    with running_simulator(scenario) as sim:
-        write_config(home, sim.url)
-        d = DaemonProcess(home, **daemon_options).start()
-        try:
-            yield d
-        finally:
-            d.stop()
-
-
-def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:
-    """Poll until `predicate()` is truthy; return its value. Fails the test on timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 @pytest.fixture

@@ -13,6 +13,8 @@ import pytest
 from pydantic import BaseModel
 
 from roles import prompts
+from roles.plan.schema import ConflictReport, ExecutorReply, Plan, Review, StreamSpec
+from roles.plan.validator import PlanRules
 from roles.prompts import (
     TEMPLATE_NAMES,
     PromptRules,
@@ -25,8 +27,6 @@ from roles.prompts import (
     prompts_dir,
     review_messages,
 )
-from roles.schemas import ConflictReport, ExecutorReply, Plan, Review, StreamSpec
-from roles.validator import PlanRules
 
 RULES = PromptRules(
     instructions=["Use British spelling.", "Never add a new dependency."],
@@ -164,7 +164,7 @@ def test_json_examples_match_the_schemas(name: str, schema: type[BaseModel], cou
 
 
 def test_example_plan_in_planner_prompt_is_valid_under_tests_first() -> None:
-    from roles.validator import validate_plan
+    from roles.plan.validator import validate_plan
 
     example = Plan.model_validate(json_blocks(all_messages()["planner.md"][0]["content"])[0])
     assert validate_plan(example, RULES.to_plan_rules()) == []

@@ -1,0 +1,204 @@
+"""`tierd serve`: bind, announce in daemon.json, serve until SIGTERM/SIGINT, clean up.
+
+The socket is bound before anything is announced, so daemon.json always holds the real port
+(port 0 picks a free one). On SIGTERM or SIGINT the server stops accepting, lets in-flight
+requests and store writes finish, removes daemon.json and exits 0.
+
+Every file the daemon creates is private: `serve` sets the process umask to 077 first (SQLite
+and langgraph create their databases, WAL and shared-memory files with the umask's mode, and
+there is no other place to say so), and makes what an earlier run left private as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import uvicorn
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from daemon import __version__
+from daemon.api.app import Daemon, create_app, store_url
+from daemon.api.guard import is_loopback_name
+from daemon.config.layers import Config, ConfigError, load_config
+from daemon.engine import notify
+from daemon.home.discovery import (
+    AlreadyRunning,
+    Discovery,
+    InstanceLock,
+    load_or_create_token,
+    remove_discovery,
+    write_discovery,
+)
+from daemon.home.paths import Homes, resolve_homes, sqlite_files
+
+log = logging.getLogger("tierd")
+
+#: The daemon's umask: files 0600, directories 0700.
+PRIVATE_UMASK = 0o077
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, minus re-raising the captured signal after a graceful stop.
+
+    uvicorn re-raises SIGTERM/SIGINT once it has shut down, which would end the process with
+    the signal's status; a clean stop of the daemon is exit status 0.
+    """
+
+    def __init__(self, config: uvicorn.Config, daemon: Daemon,
+                 on_started: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._daemon = daemon
+        self._on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            # Announce only now: the socket accepts and the app is ready.
+            self._on_started()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Ending the event streams first lets the server's graceful stop complete quickly.
+        self._daemon.begin_shutdown()
+        super().handle_exit(sig, frame)
+
+
+@dataclass
+class ServeOptions:
+    host: str | None = None
+    port: int | None = None
+    allow_remote: bool = False
+    log_level: str = "warning"
+
+
+def _is_loopback_host(host: str) -> bool:
+    if is_loopback_name(host):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _store_files(homes: Homes, config: Config) -> list[Path]:
+    """The files of the SQLite database store.url names (it may be outside the data dir)."""
+    try:
+        url = make_url(store_url(homes, config))
+    except ArgumentError:
+        return []  # the store reports a bad URL itself, more clearly
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return []
+    return sqlite_files(Path(url.database))
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP, not 0: asyncio only turns Nagle off (TCP_NODELAY) for sockets that say
+    # they are TCP; with Nagle on, small answers wait ~40 ms for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(opts: ServeOptions, homes: Homes | None = None) -> int:
+    """Run the daemon in the foreground; returns the process exit status."""
+    homes = homes or resolve_homes()
+    # The notification hook is the user's program: it gets the user's own umask back.
+    notify.set_hook_umask(os.umask(PRIVATE_UMASK))
+    homes.ensure()
+    try:
+        config = load_config(homes.config_file)
+    except ConfigError as exc:
+        print(f"tierd: configuration error: {exc}", file=sys.stderr)
+        return 2
+    homes.make_private(_store_files(homes, config))
+    host = opts.host or config.get("server.host")
+    port = config.get("server.port") if opts.port is None else opts.port
+    if not _is_loopback_host(host) and not opts.allow_remote:
+        print(f"tierd: refusing to listen on non-loopback host {host!r}: the API would be "
+              "reachable from the network. Use --allow-remote if you really mean it.",
+              file=sys.stderr)
+        return 2
+    lock = InstanceLock(homes.lock_file, homes.discovery_file)
+    try:
+        lock.acquire()
+    except AlreadyRunning as exc:
+        print(f"tierd: {exc}", file=sys.stderr)
+        return 3
+    try:
+        try:
+            sock = _bind(host, port)
+        except OSError as exc:
+            print(f"tierd: cannot listen on {host}:{port}: {exc.strerror}. Choose another "
+                  "port with --port or server.port.", file=sys.stderr)
+            return 2
+        real_port = sock.getsockname()[1]
+        url_host = f"[{host}]" if ":" in host else host
+        url = f"http://{url_host}:{real_port}"
+        token = load_or_create_token(homes.token_file)
+        try:
+            daemon = Daemon(homes, config)
+        except ValueError as exc:  # e.g. concurrency.soft above concurrency.hard
+            print(f"tierd: configuration error: {exc}", file=sys.stderr)
+            return 2
+        app = create_app(daemon, token, allow_remote=opts.allow_remote)
+        uv_config = uvicorn.Config(app, log_level=opts.log_level, access_log=False,
+                                   timeout_graceful_shutdown=5, lifespan="on",
+                                   # Clients (editor plugins) reuse connections; uvicorn's
+                                   # 5 s default closes them under a client that is about
+                                   # to send, which it sees as a dropped request.
+                                   timeout_keep_alive=65)
+        info = Discovery(url=url, token=token, pid=os.getpid(), version=__version__)
+
+        def announce() -> None:
+            write_discovery(homes.discovery_file, info)
+            print(f"tierd {__version__} listening on {url} (pid {os.getpid()}); "
+                  f"discovery file {homes.discovery_file}", file=sys.stderr, flush=True)
+
+        server = _Server(uv_config, daemon, announce)
+
+        async def _run() -> None:
+            # Start the parts here rather than in the ASGI lifespan, so a start-up failure
+            # (say, a database from a newer tierd) is one clear line, not a server traceback.
+            try:
+                await daemon.start()
+            except Exception as exc:
+                print(f"tierd: cannot start: {exc}", file=sys.stderr)
+                await daemon.stop()
+                raise SystemExit(1) from None
+            await server.serve(sockets=[sock])
+
+        try:
+            asyncio.run(_run())
+        except SystemExit as exc:
+            return int(exc.code or 1)
+        finally:
+            remove_discovery(homes.discovery_file, os.getpid())
+            sock.close()
+        return 0 if server.started else 1
+    finally:
+        lock.release()

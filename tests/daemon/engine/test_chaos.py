@@ -1,0 +1,454 @@
+"""Crash chaos: twenty tasks, the daemon SIGKILLed at random moments, nothing lost.
+
+Twenty tasks with four streams each (two of them behind dependencies) run on the simulator,
+which lives in the test process so it survives every kill and counts every call. The daemon
+is killed with SIGKILL at seeded-random moments (the seed is printed; set TIERD_CHAOS_SEED to
+replay a run): while tasks are still being submitted and planned, while streams run, and around
+review and merge. Every further kill (TIERD_CHAOS_KILLS > 3) comes either soon after a start
+(the engine may still be loading) or after a random number of model answers. Each time a new
+daemon starts on the same home, and the client sends again every submit it never saw answered,
+with the same idempotency key: the daemon answers the task it already made (duplicate) or makes
+it now, never a second one.
+
+In the end every task is completed with exactly the output the simulator scripted, no task is
+lost or duplicated, no stream that was accepted before a kill was executed again, and an SSE
+client that followed the whole run (reconnecting with Last-Event-ID after each kill) saw every
+event exactly once. TIERD_CHAOS_KILLS and TIERD_CHAOS_TASKS make a longer run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from httpx_sse import connect_sse
+from support.daemon import DaemonProcess, wait_for, write_config
+from support.simulator import running_simulator, stats
+
+pytestmark = pytest.mark.slow
+
+TASKS = int(os.environ.get("TIERD_CHAOS_TASKS", "20"))
+KILLS = int(os.environ.get("TIERD_CHAOS_KILLS", "3"))
+SEED = int(os.environ.get("TIERD_CHAOS_SEED", str(random.SystemRandom().randrange(10**6))))
+TERMINAL = {"completed", "failed", "canceled"}
+STREAM_IDS = ["a", "b", "c", "d"]
+
+
+def _stream(id_: str, deps: list[str]) -> dict[str, Any]:
+    return {"id": id_, "title": f"Part {id_}", "job": f"Write part {id_}.",
+            "output_definition": f"Part {id_} as one paragraph.", "ownership": [f"part-{id_}/"],
+            "depends_on": deps, "acceptance_check": "The paragraph is there."}
+
+
+def _output(sid: str) -> str:
+    return f"Chaos output of stream {sid}: scripted text."
+
+
+# Latencies long enough that at any moment some calls are in flight, short enough that the
+# run fits its CI budget. Ceiling 10: twenty tasks share ten agent slots.
+SCENARIO = {
+    "seed": 9,
+    "latency": {"planner": [0.8, 1.6], "orchestrator": [0.1, 0.4], "executor": [0.4, 1.2]},
+    "purpose_latency": {"merge": [0.3, 0.8]},
+    "plan": {"streams": [_stream("a", []), _stream("b", []), _stream("c", ["a"]),
+                         _stream("d", ["b", "c"])]},
+    "streams": {sid: {"output": _output(sid)} for sid in STREAM_IDS},
+}
+EXPECTED_RESULT = "# Result\n\n" + "\n\n".join(f"## {s}\n\n{_output(s)}" for s in STREAM_IDS)
+
+
+def _goal(i: int) -> str:
+    return f"Chaos task number {i:02d}: write the four parts"
+
+
+def _key(goal: str) -> str:
+    # One key per task for the whole run: every resubmission of a goal carries the same one.
+    return f"chaos-{SEED}-{goal.split()[3].rstrip(':')}"
+
+
+# --- looking at the database from outside ------------------------------------------------------
+
+
+def _copy_db(src: Path, dest_dir: Path) -> Path:
+    """Copy a SQLite file with its WAL and shm, so reading it never touches the original."""
+    for suffix in ("", "-wal", "-shm"):
+        f = Path(str(src) + suffix)
+        if f.exists():
+            shutil.copy2(f, dest_dir / (src.name + suffix))
+    return dest_dir / src.name
+
+
+def _query(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    # A copy, read and thrown away: a live daemon's files are never opened for writing here.
+    with tempfile.TemporaryDirectory() as tmp:
+        conn = sqlite3.connect(_copy_db(db, Path(tmp)))
+        try:
+            return conn.execute(sql).fetchall()
+        finally:
+            conn.close()
+
+
+@dataclass
+class Snapshot:
+    """What the store held at the moment of a kill (read after the process is gone)."""
+
+    states: dict[str, str]
+    accepted: set[tuple[str, str]]
+    planned: set[str]
+    integrity: list[str]
+    #: Wall-clock time just after the kill: any model call started later came from a later
+    #: daemon.
+    killed_at: float = 0.0
+
+
+def _snapshot(home: Path) -> Snapshot:
+    db, checkpoints = home / "tierd.db", home / "checkpoints.db"
+    with tempfile.TemporaryDirectory() as tmp:
+        conn = sqlite3.connect(_copy_db(db, Path(tmp)))
+        try:
+            states = dict(conn.execute("SELECT id, state FROM tasks").fetchall())
+            accepted = set(conn.execute(
+                "SELECT task_id, stream_id FROM streams WHERE state = 'accepted'").fetchall())
+            planned = {r[0] for r in conn.execute(
+                "SELECT id FROM tasks WHERE plan_json IS NOT NULL").fetchall()}
+            integrity = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
+        finally:
+            conn.close()
+        if checkpoints.exists():
+            conn = sqlite3.connect(_copy_db(checkpoints, Path(tmp)))
+            try:
+                integrity += [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
+            finally:
+                conn.close()
+    return Snapshot(states, accepted, planned, integrity, time.time())
+
+
+class Progress:
+    """Cheap polling of the live store (a copy of it) for the kill triggers."""
+
+    def __init__(self, home: Path) -> None:
+        self.db = home / "tierd.db"
+
+    def states(self) -> Counter[str]:
+        if not self.db.exists():
+            return Counter()
+        try:
+            return Counter(dict(_query(self.db, "SELECT state, count(*) FROM tasks "
+                                                "GROUP BY state")))
+        except sqlite3.Error:
+            return Counter()  # caught mid-copy; the next poll sees it
+
+    def accepted(self) -> int:
+        try:
+            return int(_query(self.db, "SELECT count(*) FROM streams "
+                                       "WHERE state = 'accepted'")[0][0])
+        except sqlite3.Error:
+            return 0
+
+
+# --- the SSE client that follows the whole run -------------------------------------------------
+
+
+@dataclass
+class Follower:
+    """Follows /v1/events across kills, reconnecting with Last-Event-ID to whichever daemon
+    the discovery file names."""
+
+    home: Path
+    token: str
+    ids: list[int] = field(default_factory=list)
+    log: list[tuple[int, int, str, str]] = field(default_factory=list)
+    connects: int = 0
+    stop_at: int | None = None
+    halt: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="chaos-sse", daemon=True)
+
+    @property
+    def last(self) -> int:
+        return self.ids[-1] if self.ids else 0
+
+    def done(self) -> bool:
+        return self.stop_at is not None and self.last >= self.stop_at
+
+    def _run(self) -> None:
+        while not self.halt.is_set() and not self.done():
+            try:
+                url = json.loads((self.home / "daemon.json").read_text())["url"]
+                headers = {"Authorization": f"Bearer {self.token}",
+                           "Last-Event-ID": str(self.last)}
+                timeout = httpx.Timeout(5.0, read=20.0)  # the daemon pings every 10 s
+                with httpx.Client(timeout=timeout) as http, connect_sse(
+                        http, "GET", f"{url}/v1/events", headers=headers) as source:
+                    source.response.raise_for_status()
+                    self.connects += 1
+                    for sse in source.iter_sse():
+                        if not sse.data:
+                            continue  # a keep-alive: the SSE parser repeats the last id on it
+                        self.ids.append(int(sse.id))
+                        self.log.append((int(sse.id), self.connects, url, sse.data[:120]))
+                        if self.done() or self.halt.is_set():
+                            return
+            except (httpx.HTTPError, OSError, ValueError, KeyError):
+                pass  # the daemon is down or restarting: look again
+            time.sleep(0.1)
+
+
+# --- submitting while the daemon may die ---------------------------------------------------------
+
+
+@dataclass
+class Submitter:
+    """Submits the tasks one by one at a random pace; an ack is only counted when received."""
+
+    rng: random.Random
+    daemon: DaemonProcess
+    acked: dict[str, str] = field(default_factory=dict)  # goal -> task id
+    unknown: list[str] = field(default_factory=list)  # sent, no answer (killed meanwhile)
+    duplicates: list[str] = field(default_factory=list)  # resent, answered "already made"
+    replayed: int = 0  # answered submits sent again after a restart
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    pending: list[str] = field(default_factory=lambda: [_goal(i) for i in range(TASKS)])
+    gaps: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.gaps = [self.rng.uniform(0.05, 0.35) for _ in range(TASKS)]
+
+    def run(self) -> None:
+        """Submit until done or the daemon dies; the caller restarts and calls again."""
+        while True:
+            with self.lock:
+                if not self.pending:
+                    return
+                goal, d = self.pending[0], self.daemon
+            try:
+                with d.http() as h:
+                    r = h.post("/v1/tasks", json={"goal": goal, "idempotency_key": _key(goal)})
+            except httpx.HTTPError:
+                with self.lock:
+                    self.unknown.append(goal)
+                return
+            assert r.status_code == 202, r.text
+            with self.lock:
+                reply = r.json()
+                if reply.get("duplicate"):
+                    # Only a submit whose answer was lost is ever sent twice.
+                    assert goal in self.unknown, (goal, reply)
+                    self.duplicates.append(goal)
+                self.acked[goal] = reply["task_id"]
+                self.pending.pop(0)
+            time.sleep(self.gaps[len(self.acked) % len(self.gaps)])
+
+    def reconcile(self, daemon: DaemonProcess) -> None:
+        """After a restart: a submit whose answer was lost may or may not have been stored.
+        It is still first in `pending`, so the next run() sends it again with its key.
+
+        Whether or not a kill hit a submit in flight, the last answered submit is sent again
+        too, as a client that lost that answer would: the new daemon must know its key and
+        name the same task."""
+        with self.lock:
+            self.daemon = daemon
+            if not self.acked:
+                return
+            goal, task_id = list(self.acked.items())[-1]
+        with daemon.http() as h:
+            r = h.post("/v1/tasks", json={"goal": goal, "idempotency_key": _key(goal)})
+        assert r.status_code == 202, r.text
+        assert r.json()["task_id"] == task_id and r.json()["duplicate"] is True, r.json()
+        self.replayed += 1
+
+
+def _all_tasks(d: DaemonProcess) -> list[dict[str, Any]]:
+    with d.http() as h:
+        r = h.get("/v1/tasks", params={"limit": 500})
+    r.raise_for_status()
+    return r.json()["tasks"]
+
+
+def _all_terminal(d: DaemonProcess) -> list[dict[str, Any]] | None:
+    try:
+        tasks = _all_tasks(d)
+    except httpx.HTTPError:
+        return None  # busy resuming twenty tasks: ask again
+    if len(tasks) >= TASKS and all(t["state"] in TERMINAL for t in tasks):
+        return tasks
+    return None
+
+
+def _start(home: Path, pycache: Path) -> DaemonProcess:
+    # Restarting is this test's main cost: where the environment forbids writing bytecode
+    # (PYTHONDONTWRITEBYTECODE), every restart would compile litellm and langgraph again.
+    env = {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(pycache)}
+    return DaemonProcess(home, env).start(timeout=120)
+
+
+# --- the test -------------------------------------------------------------------------------------
+
+
+def _answered(sim_url: str) -> int:
+    return int(stats(sim_url)["answered"])
+
+
+def _trigger(kind: str, progress: Progress, acked: int, sim_url: str, need: int) -> bool:
+    """Whether the run reached the phase a kill is aimed at (a random delay follows)."""
+    states = progress.states()
+    if kind == "planning":
+        return states["planning"] > 0 and acked >= 3
+    if kind == "streams":
+        return progress.accepted() >= TASKS // 2
+    if kind == "merge":
+        return states["reviewing"] + states["merging"] > 0 or states["completed"] >= 2
+    # "any": once the current daemon has had `need` more answers, or when all is done.
+    return _answered(sim_url) >= need or sum(states[s] for s in TERMINAL) >= TASKS
+
+
+@pytest.mark.timeout(900)
+def test_sigkill_at_random_moments_loses_nothing_and_repeats_no_finished_work(
+        home: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    print(f"chaos seed {SEED} (TIERD_CHAOS_SEED={SEED} replays it), {TASKS} tasks, "
+          f"{KILLS} kills")
+    rng = random.Random(SEED)
+    t0 = time.monotonic()
+    plan = ["planning", "streams", "merge", "any"][:KILLS] + ["any"] * max(0, KILLS - 4)
+    with running_simulator(SCENARIO) as sim:
+        write_config(home, sim.url)
+        (home / "config.toml").write_text(
+            (home / "config.toml").read_text().replace(
+                "[concurrency]\n", "[concurrency]\nceiling = 10\n"), encoding="utf-8")
+        daemons: list[DaemonProcess] = []
+        follower: Follower | None = None
+        try:
+            pycache = tmp_path_factory.mktemp("pycache")
+            d = _start(home, pycache)
+            daemons.append(d)
+            follower = Follower(home, d.token)
+            follower.thread.start()
+            submitter = Submitter(rng, d)
+            progress = Progress(home)
+            snapshots: list[Snapshot] = []
+            submitting = threading.Thread(target=submitter.run, daemon=True)
+            submitting.start()
+
+            for n, kind in enumerate(plan, 1):
+                if kind == "any" and rng.random() < 0.3:
+                    # Soon after a start: the engine may still be loading, tasks resuming.
+                    delay = rng.uniform(0.2, 3.0)
+                else:
+                    # After some random amount of model work by this daemon, plus a little.
+                    need = _answered(sim.url) + rng.randint(1, 30) if kind == "any" else 0
+                    wait_for(lambda k=kind, m=need: _trigger(
+                        k, progress, len(submitter.acked), sim.url, m), 300, 0.1)
+                    delay = rng.uniform(0.0, 0.5)
+                time.sleep(delay)
+                before = progress.states()
+                d.kill()
+                snap = _snapshot(home)
+                snapshots.append(snap)
+                print(f"{time.monotonic() - t0:6.1f}s kill {n} ({kind}, +{delay:.2f}s): "
+                      f"states {dict(before)}, "
+                      f"{len(snap.accepted)} streams accepted")
+                assert all(r == "ok" for r in snap.integrity), snap.integrity
+                submitting.join(30)
+                d = _start(home, pycache)
+                daemons.append(d)
+                print(f"{time.monotonic() - t0:6.1f}s daemon {n + 1} started")
+                submitter.reconcile(d)
+                submitting = threading.Thread(target=submitter.run, daemon=True)
+                submitting.start()
+
+            submitting.join(120)
+            assert not submitting.is_alive() and not submitter.pending
+            tasks = wait_for(lambda: _all_terminal(d), 300, 0.5)
+
+            # Zero lost, nothing extra: each goal once, every acknowledged id among them.
+            goals = Counter(t["goal"] for t in tasks)
+            assert goals == Counter(_goal(i) for i in range(TASKS)), goals
+            ids = {t["id"] for t in tasks}
+            assert set(submitter.acked.values()) <= ids
+            assert len(ids) == TASKS
+
+            # Every task completed with exactly the scripted outputs.
+            with d.http() as h:
+                full = {t: h.get(f"/v1/tasks/{t}").json() for t in ids}
+            for task in full.values():
+                assert task["state"] == "completed", (task["id"], task["error"])
+                streams = {s["id"]: s for s in task["streams"]}
+                assert set(streams) == set(STREAM_IDS)
+                for sid, s in streams.items():
+                    assert s["state"] == "accepted" and s["output"] == _output(sid), s
+                assert task["result"] == EXPECTED_RESULT
+                assert [v["id"] for v in task["report"]["streams"]] == STREAM_IDS
+
+            # No finished work done twice: once a stream was accepted (or a plan stored), no
+            # later daemon called the model for it again. A call answered just as the daemon
+            # died, before it saved the answer, may be repeated: that work was not finished.
+            records = stats(sim.url)["calls"]
+            answered = Counter(
+                (c["task_id"], c["stream_id"], c["purpose"]) for c in records
+                if c["status"] == 200 and not c["disconnected"])
+            for snap in snapshots:
+                later = Counter((c["task_id"], c["stream_id"], c["purpose"]) for c in records
+                                if c["started_wall"] > snap.killed_at)
+                for task_id, sid in snap.accepted:
+                    for purpose in ("execute", "review"):
+                        assert later[(task_id, sid, purpose)] == 0, (task_id, sid, purpose)
+                for task_id in snap.planned:
+                    assert later[(task_id, None, "plan")] == 0, task_id
+            accepted_before = set().union(*(s.accepted for s in snapshots))
+            assert accepted_before and set().union(*(s.planned for s in snapshots))
+            for task_id in ids:  # every stream was really done by the executor, and at most
+                for sid in STREAM_IDS:  # once more for each kill that interrupted it
+                    assert 1 <= answered[(task_id, sid, "execute")] <= 1 + len(snapshots)
+
+            # The kills hit the phases they were meant to.
+            hit = [set(s.states.values()) for s in snapshots]
+            assert "planning" in hit[0], hit[0]
+            if KILLS >= 2:
+                assert any(s.accepted for s in snapshots[1:])
+
+            # The SSE client saw every event exactly once, in order, across every kill.
+            last = int(_query(home / "tierd.db", "SELECT max(id) FROM events")[0][0])
+            follower.stop_at = last
+            wait_for(follower.done, 60, 0.1)
+            seen = list(follower.ids)
+            dups = {i for i, n in Counter(seen).items() if n > 1}
+            assert not dups, [e for e in follower.log if e[0] in dups]
+            assert seen == sorted(seen)
+            everything: list[int] = []
+            with httpx.Client(timeout=httpx.Timeout(5.0, read=20.0)) as http, connect_sse(
+                    http, "GET", f"{d.url}/v1/events",
+                    headers={"Authorization": f"Bearer {d.token}",
+                             "Last-Event-ID": "0"}) as source:
+                for sse in source.iter_sse():
+                    if sse.data:
+                        everything.append(int(sse.id))
+                        if everything[-1] >= seen[-1]:
+                            break
+            assert seen == everything
+            assert follower.connects >= 2  # it did reconnect after a kill
+            print(f"{len(seen)} events, {follower.connects} SSE connections, "
+                  f"{len(records)} simulator calls, {len(accepted_before)} streams accepted "
+                  f"before a kill, {len(submitter.unknown)} submits unanswered, "
+                  f"{len(submitter.duplicates)} resubmits answered as duplicates, "
+                  f"{submitter.replayed} answered submits replayed after a restart")
+            assert submitter.replayed == KILLS  # each restart knew the keys from before
+        finally:
+            if follower is not None:
+                follower.halt.set()
+            for dp in daemons:
+                if dp.proc is not None and dp.proc.poll() is None:
+                    dp.stop(signal.SIGKILL)
