@@ -21,6 +21,14 @@ class CallOutput:
 
 
 class Caller(Protocol):
-    async def __call__(self, role: str, purpose: str, messages: list[dict[str, str]], *,
-                       key: str, stream_id: str | None = None, round: int = 0,
-                       response_model: type[BaseModel] | None = None) -> CallOutput: ...
+    async def __call__(
+        self,
+        role: str,
+        purpose: str,
+        messages: list[dict[str, str]],
+        *,
+        key: str,
+        stream_id: str | None = None,
+        round: int = 0,
+        response_model: type[BaseModel] | None = None,
+    ) -> CallOutput: ...

@@ -12,14 +12,31 @@ from roles.plan.schema import ExecutorReply, StreamSpec
 from roles.prompts import PromptRules, executor_messages
 
 
-async def execute(call: Caller, stream: StreamSpec, goal_line: str, dep_outputs: dict[str, str],
-                  rules: PromptRules, *, round: int, feedback: str | None,
-                  answers: dict[str, str] | None, may_split: bool, attempt: int = 0
-                  ) -> ExecutorReply:
-    messages = executor_messages(stream, goal_line, dep_outputs, rules, feedback, answers,
-                                 may_split)
-    out = await call("executor", "execute", messages, key=f"exec:{stream.id}:r{round}:a{attempt}",
-                     stream_id=stream.id, round=round, response_model=ExecutorReply)
+async def execute(
+    call: Caller,
+    stream: StreamSpec,
+    goal_line: str,
+    dep_outputs: dict[str, str],
+    rules: PromptRules,
+    *,
+    round: int,
+    feedback: str | None,
+    answers: dict[str, str] | None,
+    may_split: bool,
+    attempt: int = 0,
+) -> ExecutorReply:
+    messages = executor_messages(
+        stream, goal_line, dep_outputs, rules, feedback, answers, may_split
+    )
+    out = await call(
+        "executor",
+        "execute",
+        messages,
+        key=f"exec:{stream.id}:r{round}:a{attempt}",
+        stream_id=stream.id,
+        round=round,
+        response_model=ExecutorReply,
+    )
     reply = ExecutorReply.model_validate(out.data)
     if reply.kind == "output" and reply.output is None:
         reply.output = ""

@@ -17,16 +17,30 @@ from roles.prompts import (
 )
 
 
-async def review(call: Caller, stream: StreamSpec, output: str, rules: PromptRules, *,
-                 round: int) -> Review:
-    out = await call("orchestrator", "review", review_messages(stream, output, rules),
-                     key=f"review:{stream.id}:r{round}", stream_id=stream.id, round=round,
-                     response_model=Review)
+async def review(
+    call: Caller, stream: StreamSpec, output: str, rules: PromptRules, *, round: int
+) -> Review:
+    out = await call(
+        "orchestrator",
+        "review",
+        review_messages(stream, output, rules),
+        key=f"review:{stream.id}:r{round}",
+        stream_id=stream.id,
+        round=round,
+        response_model=Review,
+    )
     return Review.model_validate(out.data)
 
 
-async def fix(call: Caller, stream: StreamSpec, output: str, verdict: Review,
-              rules: PromptRules, *, round: int) -> str:
+async def fix(
+    call: Caller,
+    stream: StreamSpec,
+    output: str,
+    verdict: Review,
+    rules: PromptRules,
+    *,
+    round: int,
+) -> str:
     """The orchestrator corrects a small defect itself instead of sending the stream back.
 
     A review that already carries the corrected output costs no further call.
@@ -34,8 +48,14 @@ async def fix(call: Caller, stream: StreamSpec, output: str, verdict: Review,
     if verdict.fixed_output:
         return verdict.fixed_output
     messages = fix_messages(stream, output, verdict.reason or "", rules)
-    out = await call("orchestrator", "fix", messages, key=f"fix:{stream.id}:r{round}",
-                     stream_id=stream.id, round=round)
+    out = await call(
+        "orchestrator",
+        "fix",
+        messages,
+        key=f"fix:{stream.id}:r{round}",
+        stream_id=stream.id,
+        round=round,
+    )
     # The prompt asks for a Review carrying the corrected output; a model that answers with
     # the corrected text alone has done the job too.
     try:
@@ -45,20 +65,46 @@ async def fix(call: Caller, stream: StreamSpec, output: str, verdict: Review,
     return fixed.fixed_output or output
 
 
-async def check_conflicts(call: Caller, goal: str, plan: Plan, outputs: dict[str, str],
-                          rules: PromptRules, *, round: int, context: str = ""
-                          ) -> ConflictReport:
+async def check_conflicts(
+    call: Caller,
+    goal: str,
+    plan: Plan,
+    outputs: dict[str, str],
+    rules: PromptRules,
+    *,
+    round: int,
+    context: str = "",
+) -> ConflictReport:
     messages = conflicts_messages(goal, plan, outputs, context=context, rules=rules)
-    out = await call("orchestrator", "conflicts", messages,
-                     key=f"conflicts:{round}", round=round, response_model=ConflictReport)
+    out = await call(
+        "orchestrator",
+        "conflicts",
+        messages,
+        key=f"conflicts:{round}",
+        round=round,
+        response_model=ConflictReport,
+    )
     return ConflictReport.model_validate(out.data)
 
 
-async def merge(call: Caller, goal: str, plan: Plan, outputs: dict[str, str],
-                rules: PromptRules, *, revision: int, feedback: str | None = None,
-                previous_result: str | None = None) -> str:
-    out = await call("orchestrator", "merge",
-                     merge_messages(goal, plan, outputs, rules, feedback=feedback,
-                                    previous_result=previous_result),
-                     key=f"merge:{revision}", round=revision)
+async def merge(
+    call: Caller,
+    goal: str,
+    plan: Plan,
+    outputs: dict[str, str],
+    rules: PromptRules,
+    *,
+    revision: int,
+    feedback: str | None = None,
+    previous_result: str | None = None,
+) -> str:
+    out = await call(
+        "orchestrator",
+        "merge",
+        merge_messages(
+            goal, plan, outputs, rules, feedback=feedback, previous_result=previous_result
+        ),
+        key=f"merge:{revision}",
+        round=revision,
+    )
     return out.text

@@ -21,18 +21,31 @@ class PlanOutcome:
     problems: list[str] = field(default_factory=list)
 
 
-async def make_plan(call: Caller, goal: str, context: str, prompt_rules: PromptRules,
-                    plan_rules: PlanRules, max_attempts: int) -> PlanOutcome:
+async def make_plan(
+    call: Caller,
+    goal: str,
+    context: str,
+    prompt_rules: PromptRules,
+    plan_rules: PlanRules,
+    max_attempts: int,
+) -> PlanOutcome:
     previous_error: str | None = None
     previous_plan: Plan | str | None = None
     problems: list[str] = []
     for attempt in range(max_attempts):
         # The validator's message names stream ids: the planner needs its own plan beside it.
-        messages = planner_messages(goal, context, prompt_rules, previous_error=previous_error,
-                                    previous_plan=previous_plan)
+        messages = planner_messages(
+            goal, context, prompt_rules, previous_error=previous_error, previous_plan=previous_plan
+        )
         try:
-            out = await call("planner", "plan", messages, key=f"plan:{attempt}", round=attempt,
-                             response_model=Plan)
+            out = await call(
+                "planner",
+                "plan",
+                messages,
+                key=f"plan:{attempt}",
+                round=attempt,
+                response_model=Plan,
+            )
         except ValueError as exc:  # the answer never parsed as a plan
             problems = [f"the answer was not a valid plan: {exc}"]
             previous_plan = None

@@ -53,8 +53,7 @@ class UsageFacts:
 
 
 def _bucket() -> dict[str, float]:
-    return {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "tokens": 0,
-            "cost_usd": 0.0}
+    return {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "tokens": 0, "cost_usd": 0.0}
 
 
 def _add(bucket: dict[str, float], u: UsageFacts) -> None:
@@ -65,11 +64,20 @@ def _add(bucket: dict[str, float], u: UsageFacts) -> None:
     bucket["cost_usd"] += u.cost_usd
 
 
-def build_report(*, state: str, plan: Plan | None, streams: Iterable[StreamFacts],
-                 usage: Iterable[UsageFacts], premium_model: str,
-                 premium_cost: Callable[[int, int, str], float], started_at: float,
-                 ended_at: float, settings: dict[str, Any], error: str | None = None,
-                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_report(
+    *,
+    state: str,
+    plan: Plan | None,
+    streams: Iterable[StreamFacts],
+    usage: Iterable[UsageFacts],
+    premium_model: str,
+    premium_cost: Callable[[int, int, str], float],
+    started_at: float,
+    ended_at: float,
+    settings: dict[str, Any],
+    error: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     streams = list(streams)
     usage = list(usage)
     per_role: dict[str, dict[str, float]] = defaultdict(_bucket)
@@ -82,31 +90,43 @@ def build_report(*, state: str, plan: Plan | None, streams: Iterable[StreamFacts
         _add(total, u)
         if u.stream_id:
             _add(per_stream[u.stream_id], u)
-    premium_only = sum(premium_cost(u.prompt_tokens, u.completion_tokens, premium_model)
-                       for u in usage)
+    premium_only = sum(
+        premium_cost(u.prompt_tokens, u.completion_tokens, premium_model) for u in usage
+    )
     top = [s for s in streams if s.parent is None]
     durations = {s.id: s.duration for s in top}
     starts = [s.started_at for s in streams if s.started_at is not None]
     ends = [s.ended_at for s in streams if s.ended_at is not None]
-    orchestration_tokens = sum(per_purpose[p]["tokens"] for p in ORCHESTRATION_PURPOSES
-                               if p in per_purpose)
+    orchestration_tokens = sum(
+        per_purpose[p]["tokens"] for p in ORCHESTRATION_PURPOSES if p in per_purpose
+    )
     report: dict[str, Any] = {
         "state": state,
         "error": error,
         "plan": plan.model_dump() if plan else None,
-        "streams": [{
-            "id": s.id, "title": s.title, "parent": s.parent, "state": s.state,
-            "output": s.output, "verdict": s.verdict, "reason": s.reason, "rounds": s.rounds,
-            "duration_s": round(s.duration, 4),
-            "usage": per_stream.get(s.id, _bucket()),
-        } for s in streams],
+        "streams": [
+            {
+                "id": s.id,
+                "title": s.title,
+                "parent": s.parent,
+                "state": s.state,
+                "output": s.output,
+                "verdict": s.verdict,
+                "reason": s.reason,
+                "rounds": s.rounds,
+                "duration_s": round(s.duration, 4),
+                "usage": per_stream.get(s.id, _bucket()),
+            }
+            for s in streams
+        ],
         "usage": {
             "total": total,
             "per_role": dict(per_role),
             "per_purpose": dict(per_purpose),
             "orchestration_tokens": orchestration_tokens,
-            "orchestration_share": (orchestration_tokens / total["tokens"]
-                                    if total["tokens"] else 0.0),
+            "orchestration_share": (
+                orchestration_tokens / total["tokens"] if total["tokens"] else 0.0
+            ),
         },
         "cost": {
             "total_usd": round(total["cost_usd"], 8),

@@ -54,8 +54,10 @@ class Daemon:
     def __post_init__(self) -> None:
         self.store = Store(store_url(self.homes, self.config))
         self.feed = EventFeed(self.store)
-        self.governor = Governor(ConcurrencySettings.from_config(self.config.get("concurrency")),
-                                 on_change=self._on_governor_change)
+        self.governor = Governor(
+            ConcurrencySettings.from_config(self.config.get("concurrency")),
+            on_change=self._on_governor_change,
+        )
         self.runner = Runner(self.store, self.governor, checkpoints=self.homes.checkpoints)
         self.service = Service(self.store, self.homes, self.config, self.runner)
 
@@ -63,7 +65,8 @@ class Daemon:
         # Called from the governor's loop; the event write must not block it. The task is
         # kept until done so it is not garbage-collected mid-write.
         task = asyncio.get_running_loop().create_task(
-            self.store.append_event(None, "governor.limit", change))
+            self.store.append_event(None, "governor.limit", change)
+        )
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
@@ -100,19 +103,29 @@ def create_app(daemon: Daemon, token: str, *, allow_remote: bool = False) -> Any
         finally:
             await daemon.stop()
 
-    app = FastAPI(title="tierd", version=__version__, lifespan=lifespan,
-                  docs_url=None, redoc_url=None,
-                  description="Local daemon running hierarchical teams of AI agents.")
+    app = FastAPI(
+        title="tierd",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        description="Local daemon running hierarchical teams of AI agents.",
+    )
     app.state.daemon = daemon
     dispatcher = RpcDispatcher(daemon.service)
 
     @app.exception_handler(ServiceError)
     async def _service_error(_req: Request, exc: ServiceError) -> JSONResponse:
-        headers = ({"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
-                   if isinstance(exc, Busy) else None)
-        return JSONResponse({"error": {"code": exc.code, "message": exc.message,
-                                       "data": exc.data}}, status_code=exc.http_status,
-                            headers=headers)
+        headers = (
+            {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+            if isinstance(exc, Busy)
+            else None
+        )
+        return JSONResponse(
+            {"error": {"code": exc.code, "message": exc.message, "data": exc.data}},
+            status_code=exc.http_status,
+            headers=headers,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_req: Request, exc: RequestValidationError) -> JSONResponse:
@@ -120,25 +133,32 @@ def create_app(daemon: Daemon, token: str, *, allow_remote: bool = False) -> Any
         for e in exc.errors():
             if e.get("type") == "json_invalid":
                 # The location is a character offset into the body, not a field.
-                fields.append({"field": "body", "message": f"not valid JSON ({e.get('msg')}, "
-                                                           f"at character {e['loc'][-1]})"})
+                fields.append(
+                    {
+                        "field": "body",
+                        "message": f"not valid JSON ({e.get('msg')}, at character {e['loc'][-1]})",
+                    }
+                )
                 continue
             loc = [str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path")]
             fields.append({"field": ".".join(loc) or "body", "message": e.get("msg", "")})
         message = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
-        return JSONResponse({"error": {"code": -32602, "message": message, "data": fields}},
-                            status_code=422)
+        return JSONResponse(
+            {"error": {"code": -32602, "message": message, "data": fields}}, status_code=422
+        )
 
     @app.exception_handler(ValidationError)
     async def _model_error(_req: Request, exc: ValidationError) -> JSONResponse:
         # A route that builds a params model from its path or query (REST) raises pydantic's
         # own error: bad input all the same, so a 422 naming the field, not a 500.
-        fields = [{"field": ".".join(str(p) for p in e["loc"]) or "params",
-                   "message": e["msg"]} for e in exc.errors(include_url=False,
-                                                           include_input=False)]
+        fields = [
+            {"field": ".".join(str(p) for p in e["loc"]) or "params", "message": e["msg"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
         message = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
-        return JSONResponse({"error": {"code": -32602, "message": message, "data": fields}},
-                            status_code=422)
+        return JSONResponse(
+            {"error": {"code": -32602, "message": message, "data": fields}}, status_code=422
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -147,11 +167,13 @@ def create_app(daemon: Daemon, token: str, *, allow_remote: bool = False) -> Any
         message = str(exc.detail)
         if exc.status_code == 400:
             message = "body: not valid JSON (not UTF-8, or nested too deeply)"
-        return JSONResponse({"error": {"status": exc.status_code, "message": message}},
-                            status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(
+            {"error": {"status": exc.status_code, "message": message}},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
 
-    @app.post("/rpc", tags=["rpc"], openapi_extra=rpc_openapi(),
-              response_class=Response)
+    @app.post("/rpc", tags=["rpc"], openapi_extra=rpc_openapi(), response_class=Response)
     async def rpc(request: Request) -> Response:
         reply = await dispatcher.handle_body(await request.body())
         if reply is None:
@@ -160,7 +182,10 @@ def create_app(daemon: Daemon, token: str, *, allow_remote: bool = False) -> Any
 
     app.include_router(router)
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
-    return Guard(StrictJsonBody(app), token=token,
-                 allowed_origins=list(daemon.config.get("server.allowed_origins")),
-                 max_body_bytes=int(daemon.config.get("server.max_body_bytes")),
-                 allow_remote=allow_remote)
+    return Guard(
+        StrictJsonBody(app),
+        token=token,
+        allowed_origins=list(daemon.config.get("server.allowed_origins")),
+        max_body_bytes=int(daemon.config.get("server.max_body_bytes")),
+        allow_remote=allow_remote,
+    )

@@ -98,27 +98,51 @@ def replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _reply(send: Send, status: int, message: str,
-                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def _reply(
+    send: Send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     body = json.dumps({"error": {"status": status, "message": message}}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()), *(headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
 class Guard:
     """ASGI middleware: refuses what fails the checks, caps bodies, passes the rest on."""
 
-    def __init__(self, app: ASGIApp, *, token: str, allowed_origins: list[str],
-                 max_body_bytes: int, allow_remote: bool = False) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        token: str,
+        allowed_origins: list[str],
+        max_body_bytes: int,
+        allow_remote: bool = False,
+    ) -> None:
         self._token = token.encode()
         self._origins = {o.rstrip("/").lower() for o in allowed_origins}
         # Starlette's CORS layer gives the allowed pages the headers a browser needs to read
         # an answer; which origins get that far is decided here first.
-        self.app: ASGIApp = CORSMiddleware(
-            app, allow_origins=sorted(self._origins), allow_methods=["GET", "POST"],
-            allow_headers=list(CORS_HEADERS), max_age=600) if self._origins else app
+        self.app: ASGIApp = (
+            CORSMiddleware(
+                app,
+                allow_origins=sorted(self._origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=list(CORS_HEADERS),
+                max_age=600,
+            )
+            if self._origins
+            else app
+        )
         self._max_body = max_body_bytes
         self._allow_remote = allow_remote
 
@@ -132,30 +156,54 @@ class Guard:
             headers[name] = v.decode("latin-1")
         if not self._allow_remote and not is_loopback_name(host_name(headers.get("host", ""))):
             # 421: this server does not answer for that name (DNS rebinding defence).
-            return 421, ("Host header must name a loopback address "
-                         "(localhost, 127.0.0.1 or [::1])"), []
+            return (
+                421,
+                ("Host header must name a loopback address (localhost, 127.0.0.1 or [::1])"),
+                [],
+            )
         origin = headers.get("origin")
         if origin is not None and origin.rstrip("/").lower() not in self._origins:
-            return 403, (f"Origin {origin!r} is not allowed; add it to "
-                         "server.allowed_origins to let a browser page call tierd"), []
+            return (
+                403,
+                (
+                    f"Origin {origin!r} is not allowed; add it to "
+                    "server.allowed_origins to let a browser page call tierd"
+                ),
+                [],
+            )
         if scope["path"] in OPEN_PATHS:
             return None
-        if (origin is not None and scope.get("method") == "OPTIONS"
-                and "access-control-request-method" in headers):
+        if (
+            origin is not None
+            and scope.get("method") == "OPTIONS"
+            and "access-control-request-method" in headers
+        ):
             # An allowed page's CORS preflight: browsers never send a token with it. It is
             # answered by the CORS layer and runs nothing.
             return None
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         if "token" in query or "access_token" in query:
             # Refused even when right: URLs end up in logs, history and Referer headers.
-            return 401, ("a token in the query string is not accepted; send "
-                         "'Authorization: Bearer <token>'"), []
+            return (
+                401,
+                (
+                    "a token in the query string is not accepted; send "
+                    "'Authorization: Bearer <token>'"
+                ),
+                [],
+            )
         scheme, _, supplied = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(
-                supplied.strip().encode(), self._token):
-            return 401, ("missing or wrong bearer token: send 'Authorization: "
-                         "Bearer <token>' with the token from daemon.json"), \
-                [(b"www-authenticate", b'Bearer realm="tierd"')]
+            supplied.strip().encode(), self._token
+        ):
+            return (
+                401,
+                (
+                    "missing or wrong bearer token: send 'Authorization: "
+                    "Bearer <token>' with the token from daemon.json"
+                ),
+                [(b"www-authenticate", b'Bearer realm="tierd"')],
+            )
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -166,8 +214,7 @@ class Guard:
         if scope["type"] == "websocket":
             # No route speaks WebSocket today; one added later gets the same guard.
             if refused is not None:
-                await send({"type": "websocket.close", "code": 1008,
-                            "reason": refused[1][:120]})
+                await send({"type": "websocket.close", "code": 1008, "reason": refused[1][:120]})
                 return
             await self.app(scope, receive, send)
             return
@@ -175,8 +222,14 @@ class Guard:
             await _reply(send, *refused)
             return
         if scope["method"] in {"POST", "PUT", "PATCH"}:
-            declared = next((v.decode("latin-1") for k, v in scope.get("headers", [])
-                             if k.lower() == b"content-length"), None)
+            declared = next(
+                (
+                    v.decode("latin-1")
+                    for k, v in scope.get("headers", [])
+                    if k.lower() == b"content-length"
+                ),
+                None,
+            )
             if declared is not None and declared.isdigit() and int(declared) > self._max_body:
                 await _reply(send, 413, f"request body over {self._max_body} bytes")
                 return

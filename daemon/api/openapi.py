@@ -17,16 +17,18 @@ from daemon.api.rpc import METHODS
 _ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["error"],
-    "properties": {"error": {
-        "type": "object",
-        "required": ["message"],
-        "properties": {
-            "code": {"type": "integer", "description": "JSON-RPC style code (see README)"},
-            "status": {"type": "integer", "description": "HTTP status, from the guard"},
-            "message": {"type": "string"},
-            "data": {"description": "details; for bad input, the field(s) at fault"},
-        },
-    }},
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message"],
+            "properties": {
+                "code": {"type": "integer", "description": "JSON-RPC style code (see README)"},
+                "status": {"type": "integer", "description": "HTTP status, from the guard"},
+                "message": {"type": "string"},
+                "data": {"description": "details; for bad input, the field(s) at fault"},
+            },
+        }
+    },
 }
 _GUARD_RESPONSES = {
     "401": "No bearer token, a wrong one, or one in the query string",
@@ -42,8 +44,10 @@ _STATE_RESPONSES = {
 
 
 def _error_response(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {
-        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
 
 
 def rpc_openapi() -> dict[str, Any]:
@@ -55,20 +59,42 @@ def rpc_openapi() -> dict[str, Any]:
             "jsonrpc": {"const": "2.0"},
             "method": {"enum": [*METHODS, "rpc/discover"]},
             "params": {"type": "object", "description": "named parameters (see rpc/discover)"},
-            "id": {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}],
-                   "description": "absent for a notification, which gets no reply"},
+            "id": {
+                "anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}],
+                "description": "absent for a notification, which gets no reply",
+            },
         },
     }
-    reply = {"type": "object", "required": ["jsonrpc", "id"],
-             "properties": {"jsonrpc": {"const": "2.0"}, "result": {}, "id": {},
-                            "error": {"type": "object", "required": ["code", "message"]}}}
+    reply = {
+        "type": "object",
+        "required": ["jsonrpc", "id"],
+        "properties": {
+            "jsonrpc": {"const": "2.0"},
+            "result": {},
+            "id": {},
+            "error": {"type": "object", "required": ["code", "message"]},
+        },
+    }
     return {
-        "requestBody": {"required": True, "content": {"application/json": {"schema": {
-            "anyOf": [request, {"type": "array", "items": request, "minItems": 1}]}}}},
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "anyOf": [request, {"type": "array", "items": request, "minItems": 1}]
+                    }
+                }
+            },
+        },
         "responses": {
-            "200": {"description": "The JSON-RPC reply (errors too: they are in the body)",
-                    "content": {"application/json": {"schema": {
-                        "anyOf": [reply, {"type": "array", "items": reply}]}}}},
+            "200": {
+                "description": "The JSON-RPC reply (errors too: they are in the body)",
+                "content": {
+                    "application/json": {
+                        "schema": {"anyOf": [reply, {"type": "array", "items": reply}]}
+                    }
+                },
+            },
             "204": {"description": "Only notifications were sent: nothing to reply"},
         },
     }
@@ -78,24 +104,35 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document plus the security scheme, error responses and links."""
     if app.openapi_schema:
         return app.openapi_schema
-    doc = get_openapi(title=app.title, version=app.version, description=app.description,
-                      routes=app.routes)
+    doc = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas["Error"] = _ERROR_SCHEMA
     # FastAPI's own 422 shape ({"detail": [...]}) is not what tierd sends.
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
-    doc["components"]["securitySchemes"] = {"bearer": {
-        "type": "http", "scheme": "bearer",
-        "description": "The token from daemon.json (mode 0600) in TIERD_HOME"}}
+    doc["components"]["securitySchemes"] = {
+        "bearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The token from daemon.json (mode 0600) in TIERD_HOME",
+        }
+    }
     for path, item in doc["paths"].items():
         for method, op in item.items():
             responses = op.setdefault("responses", {})
             if "422" in responses or (method in ("post", "put") and path != "/rpc"):
                 responses["422"] = _error_response("Bad input: data names the field")
             if path.endswith("/events") and "200" in responses:
-                responses["200"]["content"] = {"text/event-stream": {"schema": {
-                    "type": "string", "description": "Server-Sent Events; id is the event id"}}}
+                responses["200"]["content"] = {
+                    "text/event-stream": {
+                        "schema": {
+                            "type": "string",
+                            "description": "Server-Sent Events; id is the event id",
+                        }
+                    }
+                }
             if path == "/healthz":
                 op["security"] = []
                 continue
@@ -104,8 +141,10 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
             if method in ("post", "put"):
                 extra["413"] = "Body over server.max_body_bytes"
                 if path != "/rpc":
-                    extra["400"] = ("Body is not strict JSON (not UTF-8, NaN, a number out "
-                                    "of range, a lone surrogate, nested too deeply)")
+                    extra["400"] = (
+                        "Body is not strict JSON (not UTF-8, NaN, a number out "
+                        "of range, a lone surrogate, nested too deeply)"
+                    )
             if path.startswith("/v1/"):
                 extra["429"] = "Busy: retry after the Retry-After header's seconds"
             if "{task_id}" in path:
@@ -121,10 +160,11 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
         task_id = {"task_id": "$response.body#/task_id"}
         links = {}
         for name, (path, method) in {
-                "GetTask": ("/v1/tasks/{task_id}", "get"),
-                "CancelTask": ("/v1/tasks/{task_id}/cancel", "post"),
-                "AnswerTask": ("/v1/tasks/{task_id}/answer", "post"),
-                "ApproveTask": ("/v1/tasks/{task_id}/approve", "post")}.items():
+            "GetTask": ("/v1/tasks/{task_id}", "get"),
+            "CancelTask": ("/v1/tasks/{task_id}/cancel", "post"),
+            "AnswerTask": ("/v1/tasks/{task_id}/answer", "post"),
+            "ApproveTask": ("/v1/tasks/{task_id}/approve", "post"),
+        }.items():
             target = doc["paths"].get(path, {}).get(method)
             if target is not None and "operationId" in target:
                 links[name] = {"operationId": target["operationId"], "parameters": task_id}

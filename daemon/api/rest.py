@@ -40,8 +40,11 @@ log = logging.getLogger("tierd.rest")
 
 #: The "busy" answer of a bounded queue, documented in the OpenAPI schema.
 BUSY_RESPONSE: dict[int | str, dict[str, Any]] = {
-    429: {"description": "Busy: a limit is reached; retry after the Retry-After header's "
-                         "seconds (JSON body: error.code -32005, error.data.retry_after_s)"}}
+    429: {
+        "description": "Busy: a limit is reached; retry after the Retry-After header's "
+        "seconds (JSON body: error.code -32005, error.data.retry_after_s)"
+    }
+}
 
 
 def _service(request: Request) -> Service:
@@ -70,24 +73,36 @@ async def healthz() -> dict[str, Any]:
 
 @router.post("/v1/tasks", status_code=202, tags=["tasks"], responses=BUSY_RESPONSE)
 async def submit_task(
-        body: SubmitParams, request: Request,
-        idempotency_key: Annotated[str | None, Header(
-            alias="Idempotency-Key", min_length=1, max_length=IDEMPOTENCY_KEY_MAX,
+    body: SubmitParams,
+    request: Request,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=IDEMPOTENCY_KEY_MAX,
             pattern=IDEMPOTENCY_KEY_PATTERN,
             description="the same as the body's idempotency_key (either one, or both equal)",
-        )] = None) -> dict[str, Any]:
+        ),
+    ] = None,
+) -> dict[str, Any]:
     if idempotency_key is not None:
         if body.idempotency_key not in (None, idempotency_key):
-            raise InvalidParams("idempotency_key: the Idempotency-Key header and the body's "
-                                "idempotency_key differ", {"field": "idempotency_key"})
+            raise InvalidParams(
+                "idempotency_key: the Idempotency-Key header and the body's idempotency_key differ",
+                {"field": "idempotency_key"},
+            )
         body = body.model_copy(update={"idempotency_key": idempotency_key})
     return await _service(request).submit(body)
 
 
 @router.get("/v1/tasks", tags=["tasks"])
-async def list_tasks(request: Request, state: STATES | None = None,
-                     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                     cursor: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
+async def list_tasks(
+    request: Request,
+    state: STATES | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict[str, Any]:
     return await _service(request).list(ListParams(state=state, limit=limit, cursor=cursor))
 
 
@@ -109,7 +124,8 @@ async def answer_task(task_id: TaskId, body: AnswerBody, request: Request) -> di
 @router.post("/v1/tasks/{task_id}/approve", tags=["tasks"])
 async def approve_task(task_id: TaskId, body: ApproveBody, request: Request) -> dict[str, Any]:
     return await _service(request).approve(
-        ApproveParams(task_id=task_id, decision=body.decision, comment=body.comment))
+        ApproveParams(task_id=task_id, decision=body.decision, comment=body.comment)
+    )
 
 
 @router.get("/v1/status", tags=["daemon"])
@@ -130,8 +146,10 @@ async def put_config(body: ConfigSetParams, request: Request) -> dict[str, Any]:
 def _start_id(last_event_id: str | None, after: int | None) -> int:
     if last_event_id is not None:
         if not last_event_id.strip().isdigit():
-            raise InvalidParams("Last-Event-ID: must be an event id (a non-negative integer)",
-                                {"field": "Last-Event-ID"})
+            raise InvalidParams(
+                "Last-Event-ID: must be an event id (a non-negative integer)",
+                {"field": "Last-Event-ID"},
+            )
         return int(last_event_id)
     return after or 0
 
@@ -173,9 +191,12 @@ def _stream(request: Request, start: int, task_id: str | None) -> EventSourceRes
     feed = _feed(request)
     limit = int(_service(request).config.get("limits.max_event_streams"))
     if not feed.acquire_stream(limit):
-        raise Busy(f"too many open event streams ({limit}, limits.max_event_streams); "
-                   "close one or retry later", retry_after_s=STREAM_RETRY_AFTER_S,
-                   data={"limit": limit})
+        raise Busy(
+            f"too many open event streams ({limit}, limits.max_event_streams); "
+            "close one or retry later",
+            retry_after_s=STREAM_RETRY_AFTER_S,
+            data={"limit": limit},
+        )
     try:
         return _StreamResponse(_sse(feed, start, task_id), feed)
     except BaseException:
@@ -184,17 +205,22 @@ def _stream(request: Request, start: int, task_id: str | None) -> EventSourceRes
 
 
 @router.get("/v1/events", tags=["events"], responses=BUSY_RESPONSE)
-async def all_events(request: Request,
-                     last_event_id: Annotated[str | None, Header()] = None,
-                     after: Annotated[int | None, Query(ge=0)] = None) -> EventSourceResponse:
+async def all_events(
+    request: Request,
+    last_event_id: Annotated[str | None, Header()] = None,
+    after: Annotated[int | None, Query(ge=0)] = None,
+) -> EventSourceResponse:
     start = _start_id(last_event_id, after)
     return _stream(request, start, None)
 
 
 @router.get("/v1/tasks/{task_id}/events", tags=["events"], responses=BUSY_RESPONSE)
-async def task_events(task_id: TaskId, request: Request,
-                      last_event_id: Annotated[str | None, Header()] = None,
-                      after: Annotated[int | None, Query(ge=0)] = None) -> EventSourceResponse:
+async def task_events(
+    task_id: TaskId,
+    request: Request,
+    last_event_id: Annotated[str | None, Header()] = None,
+    after: Annotated[int | None, Query(ge=0)] = None,
+) -> EventSourceResponse:
     await _service(request).get(TaskIdParams(task_id=task_id))  # 404 for an unknown task
     start = _start_id(last_event_id, after)
     return _stream(request, start, task_id)

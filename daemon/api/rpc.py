@@ -57,26 +57,59 @@ class Method:
     call: Callable[[Service, Any], Awaitable[Any]]
 
 
-METHODS: dict[str, Method] = {m.name: m for m in [
-    Method("task/submit", SubmitParams, "Submit a task; returns its id at once.",
-           lambda s, p: s.submit(p)),
-    Method("task/get", TaskIdParams, "A task with its streams, verdicts, result and report.",
-           lambda s, p: s.get(p)),
-    Method("task/list", ListParams, "Tasks, newest first, paged by cursor.",
-           lambda s, p: s.list(p)),
-    Method("task/cancel", TaskIdParams, "Cancel a live task at once.",
-           lambda s, p: s.cancel(p)),
-    Method("task/answer", AnswerParams, "Answer open questions; resumes the waiting streams.",
-           lambda s, p: s.answer(p)),
-    Method("task/approve", ApproveParams, "Approve or reject a result awaiting approval.",
-           lambda s, p: s.approve(p)),
-    Method("daemon/status", NoParams, "Version, pid, uptime, store, task counts, concurrency.",
-           lambda s, p: s.status()),
-    Method("config/get", ConfigGetParams, "The effective configuration, or one key.",
-           lambda s, p: s.config_get(p)),
-    Method("config/set", ConfigSetParams, "Set one key in the user's global configuration.",
-           lambda s, p: s.config_set(p)),
-]}
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in [
+        Method(
+            "task/submit",
+            SubmitParams,
+            "Submit a task; returns its id at once.",
+            lambda s, p: s.submit(p),
+        ),
+        Method(
+            "task/get",
+            TaskIdParams,
+            "A task with its streams, verdicts, result and report.",
+            lambda s, p: s.get(p),
+        ),
+        Method(
+            "task/list", ListParams, "Tasks, newest first, paged by cursor.", lambda s, p: s.list(p)
+        ),
+        Method(
+            "task/cancel", TaskIdParams, "Cancel a live task at once.", lambda s, p: s.cancel(p)
+        ),
+        Method(
+            "task/answer",
+            AnswerParams,
+            "Answer open questions; resumes the waiting streams.",
+            lambda s, p: s.answer(p),
+        ),
+        Method(
+            "task/approve",
+            ApproveParams,
+            "Approve or reject a result awaiting approval.",
+            lambda s, p: s.approve(p),
+        ),
+        Method(
+            "daemon/status",
+            NoParams,
+            "Version, pid, uptime, store, task counts, concurrency.",
+            lambda s, p: s.status(),
+        ),
+        Method(
+            "config/get",
+            ConfigGetParams,
+            "The effective configuration, or one key.",
+            lambda s, p: s.config_get(p),
+        ),
+        Method(
+            "config/set",
+            ConfigSetParams,
+            "Set one key in the user's global configuration.",
+            lambda s, p: s.config_set(p),
+        ),
+    ]
+}
 
 
 def _error(id_: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
@@ -87,8 +120,10 @@ def _error(id_: Any, code: int, message: str, data: Any = None) -> dict[str, Any
 
 
 def _validation_data(exc: ValidationError) -> list[dict[str, str]]:
-    return [{"field": ".".join(str(p) for p in e["loc"]) or "params", "message": e["msg"]}
-            for e in exc.errors(include_url=False, include_input=False)]
+    return [
+        {"field": ".".join(str(p) for p in e["loc"]) or "params", "message": e["msg"]}
+        for e in exc.errors(include_url=False, include_input=False)
+    ]
 
 
 def _finite_float(text: str) -> float:
@@ -123,8 +158,9 @@ def decode_json(body: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise ValueError(f"the body is not UTF-8: {exc.reason} at byte {exc.start}") from None
     try:
-        doc = json.loads(text, parse_float=_finite_float, parse_int=_bounded_int,
-                         parse_constant=_no_constant)
+        doc = json.loads(
+            text, parse_float=_finite_float, parse_int=_bounded_int, parse_constant=_no_constant
+        )
     except RecursionError:
         raise ValueError("the document is nested too deeply") from None
     # Only a \uD800-\uDFFF escape can produce a lone surrogate, so the full check runs only
@@ -133,8 +169,9 @@ def decode_json(body: bytes) -> Any:
         try:
             json.dumps(doc, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
-            raise ValueError("a string holds a lone UTF-16 surrogate (\\uD800-\\uDFFF) that "
-                             "is not a character") from None
+            raise ValueError(
+                "a string holds a lone UTF-16 surrogate (\\uD800-\\uDFFF) that is not a character"
+            ) from None
         except RecursionError:
             raise ValueError("the document is nested too deeply") from None
     return doc
@@ -143,13 +180,17 @@ def decode_json(body: bytes) -> Any:
 def encode_reply(reply: Any) -> bytes:
     """The reply as UTF-8 JSON; an unencodable result becomes an Internal error, never a 500."""
     try:
-        return json.dumps(reply, ensure_ascii=False, allow_nan=False,
-                          separators=(",", ":")).encode("utf-8")
+        return json.dumps(reply, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(
+            "utf-8"
+        )
     except (TypeError, ValueError, RecursionError) as exc:
         id_ = reply.get("id") if isinstance(reply, dict) else None
-        fallback = _error(id_, INTERNAL_ERROR, "Internal error",
-                          {"detail": "the result could not be written as JSON",
-                           "type": type(exc).__name__})
+        fallback = _error(
+            id_,
+            INTERNAL_ERROR,
+            "Internal error",
+            {"detail": "the result could not be written as JSON", "type": type(exc).__name__},
+        )
         return json.dumps(fallback).encode("utf-8")
 
 
@@ -170,12 +211,23 @@ class RpcDispatcher:
             return _error(None, PARSE_ERROR, "Parse error", {"detail": str(exc)})
         if isinstance(doc, list):
             if not doc:
-                return _error(None, INVALID_REQUEST, "Invalid Request",
-                              {"detail": "an empty batch is not a request"})
+                return _error(
+                    None,
+                    INVALID_REQUEST,
+                    "Invalid Request",
+                    {"detail": "an empty batch is not a request"},
+                )
             if len(doc) > MAX_BATCH:
-                return _error(None, INVALID_REQUEST, "Invalid Request",
-                              {"detail": f"a batch holds at most {MAX_BATCH} calls, "
-                                         f"this one has {len(doc)}", "max_batch": MAX_BATCH})
+                return _error(
+                    None,
+                    INVALID_REQUEST,
+                    "Invalid Request",
+                    {
+                        "detail": f"a batch holds at most {MAX_BATCH} calls, "
+                        f"this one has {len(doc)}",
+                        "max_batch": MAX_BATCH,
+                    },
+                )
             replies = await asyncio.gather(*(self.handle_one(item) for item in doc))
             out = [r for r in replies if r is not None]
             return out or None
@@ -183,8 +235,12 @@ class RpcDispatcher:
 
     async def handle_one(self, req: Any) -> dict[str, Any] | None:
         if not isinstance(req, dict):
-            return _error(None, INVALID_REQUEST, "Invalid Request",
-                          {"detail": "a request must be a JSON object"})
+            return _error(
+                None,
+                INVALID_REQUEST,
+                "Invalid Request",
+                {"detail": "a request must be a JSON object"},
+            )
         id_ = req.get("id", _MISSING)
         is_notification = id_ is _MISSING
         reply_id = None if is_notification or not _valid_id(id_) else id_
@@ -199,8 +255,9 @@ class RpcDispatcher:
         if "params" in req and not isinstance(params, (dict, list)):
             problems.append('"params" must be an object or an array')
         if problems:
-            return _error(reply_id, INVALID_REQUEST, "Invalid Request",
-                          {"detail": "; ".join(problems)})
+            return _error(
+                reply_id, INVALID_REQUEST, "Invalid Request", {"detail": "; ".join(problems)}
+            )
         result = await self._call(req["method"], params)
         if is_notification:
             return None
@@ -213,14 +270,25 @@ class RpcDispatcher:
             return openrpc_document()
         method = METHODS.get(name)
         if method is None:
-            return _Failure(METHOD_NOT_FOUND, "Method not found",
-                            {"method": name, "available": sorted([*METHODS, "rpc/discover"])})
+            return _Failure(
+                METHOD_NOT_FOUND,
+                "Method not found",
+                {"method": name, "available": sorted([*METHODS, "rpc/discover"])},
+            )
         if isinstance(params, list):
             # By-name only (OpenRPC paramStructure "by-name"): positions would tie clients to
             # the order of fields, which the models do not promise.
-            return _Failure(INVALID_PARAMS, "Invalid params",
-                            [{"field": "params", "message": "params must be an object of named "
-                              "parameters; by-position (array) params are not supported"}])
+            return _Failure(
+                INVALID_PARAMS,
+                "Invalid params",
+                [
+                    {
+                        "field": "params",
+                        "message": "params must be an object of named "
+                        "parameters; by-position (array) params are not supported",
+                    }
+                ],
+            )
         try:
             parsed = method.params.model_validate(params)
         except ValidationError as exc:
@@ -248,21 +316,35 @@ def openrpc_document() -> dict[str, Any]:
         schema = m.params.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(schema.pop("$defs", {}))
         required = set(schema.get("required", []))
-        methods.append({
-            "name": m.name,
-            "summary": m.summary,
-            "paramStructure": "by-name",
-            "params": [{"name": n, "required": n in required, "schema": s}
-                       for n, s in schema.get("properties", {}).items()],
-            "result": {"name": "result", "schema": {"type": "object"}},
-        })
-    methods.append({"name": "rpc/discover", "summary": "This document.", "params": [],
-                    "result": {"name": "OpenRPC", "schema": {"type": "object"}}})
+        methods.append(
+            {
+                "name": m.name,
+                "summary": m.summary,
+                "paramStructure": "by-name",
+                "params": [
+                    {"name": n, "required": n in required, "schema": s}
+                    for n, s in schema.get("properties", {}).items()
+                ],
+                "result": {"name": "result", "schema": {"type": "object"}},
+            }
+        )
+    methods.append(
+        {
+            "name": "rpc/discover",
+            "summary": "This document.",
+            "params": [],
+            "result": {"name": "OpenRPC", "schema": {"type": "object"}},
+        }
+    )
     return {
         "openrpc": "1.3.2",
         "info": {"title": "tierd", "version": __version__},
         "servers": [{"name": "tierd", "url": "/rpc"}],
         "methods": methods,
-        "components": {"schemas": components, "errors": {str(code): {"code": code, "message": msg}
-                                  for code, msg in ERROR_CODES.items()}},
+        "components": {
+            "schemas": components,
+            "errors": {
+                str(code): {"code": code, "message": msg} for code, msg in ERROR_CODES.items()
+            },
+        },
     }

@@ -56,8 +56,9 @@ class _Server(uvicorn.Server):
     the signal's status; a clean stop of the daemon is exit status 0.
     """
 
-    def __init__(self, config: uvicorn.Config, daemon: Daemon,
-                 on_started: Callable[[], None]) -> None:
+    def __init__(
+        self, config: uvicorn.Config, daemon: Daemon, on_started: Callable[[], None]
+    ) -> None:
         super().__init__(config)
         self._daemon = daemon
         self._on_started = on_started
@@ -139,9 +140,11 @@ def serve(opts: ServeOptions, homes: Homes | None = None) -> int:
     host = opts.host or config.get("server.host")
     port = config.get("server.port") if opts.port is None else opts.port
     if not _is_loopback_host(host) and not opts.allow_remote:
-        print(f"tierd: refusing to listen on non-loopback host {host!r}: the API would be "
-              "reachable from the network. Use --allow-remote if you really mean it.",
-              file=sys.stderr)
+        print(
+            f"tierd: refusing to listen on non-loopback host {host!r}: the API would be "
+            "reachable from the network. Use --allow-remote if you really mean it.",
+            file=sys.stderr,
+        )
         return 2
     lock = InstanceLock(homes.lock_file, homes.discovery_file)
     try:
@@ -153,8 +156,11 @@ def serve(opts: ServeOptions, homes: Homes | None = None) -> int:
         try:
             sock = _bind(host, port)
         except OSError as exc:
-            print(f"tierd: cannot listen on {host}:{port}: {exc.strerror}. Choose another "
-                  "port with --port or server.port.", file=sys.stderr)
+            print(
+                f"tierd: cannot listen on {host}:{port}: {exc.strerror}. Choose another "
+                "port with --port or server.port.",
+                file=sys.stderr,
+            )
             return 2
         real_port = sock.getsockname()[1]
         url_host = f"[{host}]" if ":" in host else host
@@ -166,18 +172,27 @@ def serve(opts: ServeOptions, homes: Homes | None = None) -> int:
             print(f"tierd: configuration error: {exc}", file=sys.stderr)
             return 2
         app = create_app(daemon, token, allow_remote=opts.allow_remote)
-        uv_config = uvicorn.Config(app, log_level=opts.log_level, access_log=False,
-                                   timeout_graceful_shutdown=5, lifespan="on",
-                                   # Clients (editor plugins) reuse connections; uvicorn's
-                                   # 5 s default closes them under a client that is about
-                                   # to send, which it sees as a dropped request.
-                                   timeout_keep_alive=65)
+        uv_config = uvicorn.Config(
+            app,
+            log_level=opts.log_level,
+            access_log=False,
+            timeout_graceful_shutdown=5,
+            lifespan="on",
+            # Clients (editor plugins) reuse connections; uvicorn's
+            # 5 s default closes them under a client that is about
+            # to send, which it sees as a dropped request.
+            timeout_keep_alive=65,
+        )
         info = Discovery(url=url, token=token, pid=os.getpid(), version=__version__)
 
         def announce() -> None:
             write_discovery(homes.discovery_file, info)
-            print(f"tierd {__version__} listening on {url} (pid {os.getpid()}); "
-                  f"discovery file {homes.discovery_file}", file=sys.stderr, flush=True)
+            print(
+                f"tierd {__version__} listening on {url} (pid {os.getpid()}); "
+                f"discovery file {homes.discovery_file}",
+                file=sys.stderr,
+                flush=True,
+            )
 
         server = _Server(uv_config, daemon, announce)
 

@@ -27,8 +27,11 @@ class StrictJsonBody:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if (scope["type"] != "http" or scope["method"] not in {"POST", "PUT", "PATCH"}
-                or scope["path"] == "/rpc"):  # the dispatcher answers in JSON-RPC's terms
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in {"POST", "PUT", "PATCH"}
+            or scope["path"] == "/rpc"
+        ):  # the dispatcher answers in JSON-RPC's terms
             await self.app(scope, receive, send)
             return
         body = await read_body(receive)
@@ -38,8 +41,16 @@ class StrictJsonBody:
             try:
                 decode_json(body)
             except ValueError as exc:
-                reply = JSONResponse({"error": {"code": PARSE_ERROR, "message": f"body: {exc}",
-                                                "data": {"field": "body"}}}, status_code=400)
+                reply = JSONResponse(
+                    {
+                        "error": {
+                            "code": PARSE_ERROR,
+                            "message": f"body: {exc}",
+                            "data": {"field": "body"},
+                        }
+                    },
+                    status_code=400,
+                )
                 await reply(scope, receive, send)
                 return
         await self.app(scope, replaying(body, receive), send)

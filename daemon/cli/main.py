@@ -154,8 +154,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.max_streams:
         options["max_streams"] = args.max_streams
     with _client() as client:
-        out = client.submit(args.goal, context, options,
-                            idempotency_key=args.idempotency_key)
+        out = client.submit(args.goal, context, options, idempotency_key=args.idempotency_key)
         if args.watch:
             print(f"submitted {out['task_id']}", file=sys.stderr)
             return _watch(client, out["task_id"], as_json=args.json)
@@ -660,4 +659,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (e.g. `tierd ls | head`): not an error worth a traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-

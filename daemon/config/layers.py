@@ -104,8 +104,10 @@ PATTERNS: dict[str, tuple[str, str]] = {
         'digits and _, e.g. "OPENAI_API_KEY"), never the key itself; "" '
         "for a server that needs none",
     ),
-    "models.*.fallbacks": (r".*\S.*", "litellm model names, each optionally followed by @ and "
-                           "an http(s) URL"),
+    "models.*.fallbacks": (
+        r".*\S.*",
+        "litellm model names, each optionally followed by @ and an http(s) URL",
+    ),
     "rules.instructions": (r"(?s).*\S.*", "non-blank sentences"),
 }
 #: Values never echoed in an error message (someone may paste the key itself there).

@@ -59,8 +59,7 @@ class Runner:
             self._opening = asyncio.ensure_future(self._open_workflow())
             # A failed open is reported to every task that awaits it; nobody may await a
             # preload, so mark the exception seen here.
-            self._opening.add_done_callback(
-                lambda f: f.cancelled() or f.exception())
+            self._opening.add_done_callback(lambda f: f.cancelled() or f.exception())
         return self._opening
 
     async def _get_workflow(self) -> Any:

@@ -58,8 +58,9 @@ def load_or_create_token(path: Path) -> str:
 def read_discovery(path: Path) -> Discovery | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return Discovery(str(data["url"]), str(data["token"]), int(data["pid"]),
-                         str(data.get("version", "")))
+        return Discovery(
+            str(data["url"]), str(data["token"]), int(data["pid"]), str(data.get("version", ""))
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -86,8 +87,10 @@ class AlreadyRunning(RuntimeError):
     def __init__(self, pid: int | None, url: str | None) -> None:
         where = f" at {url}" if url else ""
         who = f" (pid {pid})" if pid else ""
-        super().__init__(f"a tierd daemon already runs{who}{where} for this home; "
-                         "stop it first (kill -TERM <pid>) or set TIERD_HOME to use another")
+        super().__init__(
+            f"a tierd daemon already runs{who}{where} for this home; "
+            "stop it first (kill -TERM <pid>) or set TIERD_HOME to use another"
+        )
         self.pid = pid
         self.url = url
 

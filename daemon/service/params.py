@@ -6,8 +6,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-STATES = Literal["queued", "planning", "running", "reviewing", "merging", "input_required",
-                 "awaiting_approval", "completed", "failed", "canceled"]
+STATES = Literal[
+    "queued",
+    "planning",
+    "running",
+    "reviewing",
+    "merging",
+    "input_required",
+    "awaiting_approval",
+    "completed",
+    "failed",
+    "canceled",
+]
 
 
 class Strict(BaseModel):
@@ -42,8 +52,12 @@ class SubmitParams(Strict):
     context: str = Field(default="", description="background the planner should know")
     options: TaskOptions = Field(default_factory=TaskOptions)
     idempotency_key: str | None = Field(
-        default=None, min_length=1, max_length=IDEMPOTENCY_KEY_MAX,
-        pattern=IDEMPOTENCY_KEY_PATTERN, description=IDEMPOTENCY_KEY_DOC)
+        default=None,
+        min_length=1,
+        max_length=IDEMPOTENCY_KEY_MAX,
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        description=IDEMPOTENCY_KEY_DOC,
+    )
 
 
 class TaskIdParams(Strict):

@@ -73,13 +73,20 @@ class EventFeed:
 
     def stats(self) -> dict[str, int]:
         """Open streams, live followers and shared reads in flight (for status and tests)."""
-        return {"streams": self._streams, "followers": sum(self._followers.values()),
-                "reads_in_flight": len(self._reads)}
+        return {
+            "streams": self._streams,
+            "followers": sum(self._followers.values()),
+            "reads_in_flight": len(self._reads),
+        }
 
     # --- following -------------------------------------------------------------------------
 
-    async def _read(self, after_id: int, task_id: str | None, generation: int,
-                    ) -> list[dict[str, Any]]:
+    async def _read(
+        self,
+        after_id: int,
+        task_id: str | None,
+        generation: int,
+    ) -> list[dict[str, Any]]:
         """Events after `after_id`, from a query shared with every follower needing the same.
 
         A read already in flight is joined only if it started at `generation` or later: one
@@ -103,8 +110,9 @@ class EventFeed:
         # Shielded: a follower that goes away must not cancel the others' read.
         return await asyncio.shield(shared[1])
 
-    async def follow(self, after_id: int, task_id: str | None = None,
-                     heartbeat_s: float = 15.0) -> AsyncIterator[dict[str, Any] | None]:
+    async def follow(
+        self, after_id: int, task_id: str | None = None, heartbeat_s: float = 15.0
+    ) -> AsyncIterator[dict[str, Any] | None]:
         """Yield events after `after_id` forever; yields None as a heartbeat when idle."""
         last = after_id
         self._followers[task_id] = self._followers.get(task_id, 0) + 1

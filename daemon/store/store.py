@@ -207,8 +207,9 @@ class Store:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, *args)
 
-    async def _write(self, fn: Callable[[], T],
-                     announce: Callable[[T], Sequence[NewEvent | None]]) -> T:
+    async def _write(
+        self, fn: Callable[[], T], announce: Callable[[T], Sequence[NewEvent | None]]
+    ) -> T:
         """Run a write on the store thread and announce the events it committed.
 
         The announcement is tied to the commit, not to the caller: a caller cancelled while

@@ -55,9 +55,15 @@ ASYNCIO_TASK_SLACK = 2
 
 
 def _stream(id_: str) -> dict[str, Any]:
-    return {"id": id_, "title": f"Part {id_}", "job": f"Write part {id_}.",
-            "output_definition": f"Part {id_} as text.", "ownership": [f"{id_}/"],
-            "depends_on": [], "acceptance_check": "It is there."}
+    return {
+        "id": id_,
+        "title": f"Part {id_}",
+        "job": f"Write part {id_}.",
+        "output_definition": f"Part {id_} as text.",
+        "ownership": [f"{id_}/"],
+        "depends_on": [],
+        "acceptance_check": "It is there.",
+    }
 
 
 #: Two streams per task with short latencies: each task exercises plan, execute, review and
@@ -97,34 +103,60 @@ class Verdict:
     checks: list[dict[str, Any]]
 
 
-def judge(load: list[Sample], idle_before: Sample, idle_after: Sample,
-          warmup_fraction: float = 0.2) -> Verdict:
+def judge(
+    load: list[Sample], idle_before: Sample, idle_after: Sample, warmup_fraction: float = 0.2
+) -> Verdict:
     """Leak or not, from the samples under load and the idle figures before and after."""
     checks: list[dict[str, Any]] = []
-    steady = load[int(len(load) * warmup_fraction):]
+    steady = load[int(len(load) * warmup_fraction) :]
     if len(steady) < 3:
-        return Verdict(False, [{"name": "samples", "ok": False,
-                                "detail": f"only {len(steady)} samples after warm-up"}])
+        return Verdict(
+            False,
+            [
+                {
+                    "name": "samples",
+                    "ok": False,
+                    "detail": f"only {len(steady)} samples after warm-up",
+                }
+            ],
+        )
     third = max(1, len(steady) // 3)
     first = statistics.median(s.rss_bytes for s in steady[:third])
     last = statistics.median(s.rss_bytes for s in steady[-third:])
     allowed = max(first * RSS_GROWTH, RSS_SLACK_BYTES)
-    checks.append({"name": "rss growth", "ok": last - first <= allowed,
-                   "detail": f"median {first / 2**20:.1f} MiB -> {last / 2**20:.1f} MiB "
-                             f"(allowed +{allowed / 2**20:.1f} MiB)"})
-    for name, slack in (("open_fds", FD_SLACK), ("threads", THREAD_SLACK),
-                        ("asyncio_tasks", ASYNCIO_TASK_SLACK)):
+    checks.append(
+        {
+            "name": "rss growth",
+            "ok": last - first <= allowed,
+            "detail": f"median {first / 2**20:.1f} MiB -> {last / 2**20:.1f} MiB "
+            f"(allowed +{allowed / 2**20:.1f} MiB)",
+        }
+    )
+    for name, slack in (
+        ("open_fds", FD_SLACK),
+        ("threads", THREAD_SLACK),
+        ("asyncio_tasks", ASYNCIO_TASK_SLACK),
+    ):
         before, after = getattr(idle_before, name), getattr(idle_after, name)
-        checks.append({"name": f"idle {name}", "ok": after <= before + slack,
-                       "detail": f"{before} before the load, {after} after (slack {slack})"})
-    checks.append({"name": "idle tasks", "ok": idle_after.active_tasks == 0,
-                   "detail": f"{idle_after.active_tasks} unfinished tasks once idle"})
+        checks.append(
+            {
+                "name": f"idle {name}",
+                "ok": after <= before + slack,
+                "detail": f"{before} before the load, {after} after (slack {slack})",
+            }
+        )
+    checks.append(
+        {
+            "name": "idle tasks",
+            "ok": idle_after.active_tasks == 0,
+            "detail": f"{idle_after.active_tasks} unfinished tasks once idle",
+        }
+    )
     return Verdict(all(c["ok"] for c in checks), checks)
 
 
 class Soak:
-    def __init__(self, url: str, token: str, seconds: float, rate: float,
-                 sample_s: float) -> None:
+    def __init__(self, url: str, token: str, seconds: float, rate: float, sample_s: float) -> None:
         self.url = url
         self.token = token
         self.seconds = seconds
@@ -139,23 +171,31 @@ class Soak:
         # The load's connections, closed before the idle figures are taken (each is an fd in
         # the daemon too); samples go over one connection of their own.
         self.http = httpx.AsyncClient(base_url=url, timeout=60.0, headers=headers)
-        self.probe = httpx.AsyncClient(base_url=url, timeout=60.0, headers=headers,
-                                       limits=httpx.Limits(max_connections=1))
+        self.probe = httpx.AsyncClient(
+            base_url=url, timeout=60.0, headers=headers, limits=httpx.Limits(max_connections=1)
+        )
 
-    async def rpc(self, method: str, params: dict[str, Any] | None = None, *,
-                  probe: bool = False) -> dict[str, Any]:
+    async def rpc(
+        self, method: str, params: dict[str, Any] | None = None, *, probe: bool = False
+    ) -> dict[str, Any]:
         http = self.probe if probe else self.http
-        resp = await http.post("/rpc", json={"jsonrpc": "2.0", "id": 1, "method": method,
-                                             "params": params or {}})
+        resp = await http.post(
+            "/rpc", json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}
+        )
         return resp.json()
 
     async def sample(self) -> Sample:
         doc = await self.rpc("daemon/status", probe=True)
         result = doc["result"]
         proc = result["process"]
-        return Sample(round(time.monotonic(), 2), proc["rss_bytes"], proc["open_fds"] or 0,
-                      proc["threads"], proc["asyncio_tasks"] or 0,
-                      result["limits"]["active_tasks"])
+        return Sample(
+            round(time.monotonic(), 2),
+            proc["rss_bytes"],
+            proc["open_fds"] or 0,
+            proc["threads"],
+            proc["asyncio_tasks"] or 0,
+            result["limits"]["active_tasks"],
+        )
 
     async def wait_idle(self, within_s: float) -> Sample:
         """Wait until no task is unfinished and the figures settle; return the idle sample."""
@@ -165,7 +205,8 @@ class Soak:
             current = await self.sample()
             settled = previous is not None and (
                 (current.open_fds, current.threads, current.asyncio_tasks)
-                == (previous.open_fds, previous.threads, previous.asyncio_tasks))
+                == (previous.open_fds, previous.threads, previous.asyncio_tasks)
+            )
             if current.active_tasks == 0 and settled:
                 return current
             if time.monotonic() > deadline:
@@ -201,8 +242,11 @@ class Soak:
     async def _follower(self, until: float) -> None:
         """Event streams opened, read for a moment and dropped, one after another."""
         while time.monotonic() < until:
-            path = (f"/v1/tasks/{self.rng.choice(self.recent)}/events"
-                    if self.recent and self.rng.random() < 0.7 else "/v1/events")
+            path = (
+                f"/v1/tasks/{self.rng.choice(self.recent)}/events"
+                if self.recent and self.rng.random() < 0.7
+                else "/v1/events"
+            )
             hold = self.rng.uniform(0.5, 3.0)
             try:
                 async with self.http.stream("GET", path) as resp:
@@ -240,14 +284,22 @@ class Soak:
         try:
             # Warm-up: the first tasks load the engine (litellm, langgraph) and size the
             # lazily created pools; the idle figures after it are the baseline.
-            warm = [(await self.rpc("task/submit", {"goal": f"Warm-up {i}"}, probe=True))
-                    ["result"]["task_id"] for i in range(3)]
+            warm = [
+                (await self.rpc("task/submit", {"goal": f"Warm-up {i}"}, probe=True))["result"][
+                    "task_id"
+                ]
+                for i in range(3)
+            ]
             self.recent = list(warm)
             idle_before = await self.wait_idle(180)
             until = time.monotonic() + self.seconds
-            await asyncio.gather(self._submitter(until), self._follower(until),
-                                 self._follower(until), self._reader(until),
-                                 self._sampler(until))
+            await asyncio.gather(
+                self._submitter(until),
+                self._follower(until),
+                self._follower(until),
+                self._reader(until),
+                self._sampler(until),
+            )
             await asyncio.gather(*self.cancels)
             await self.http.aclose()
             idle_after = await self.wait_idle(120)
@@ -264,13 +316,24 @@ def _table(samples: list[Sample]) -> Table:
     for col in ("t (s)", "RSS MiB", "fds", "threads", "asyncio tasks", "active tasks"):
         table.add_column(col, justify="right")
     for s in samples:
-        table.add_row(f"{s.t - start:.0f}", f"{s.rss_bytes / 2**20:.1f}", str(s.open_fds),
-                      str(s.threads), str(s.asyncio_tasks), str(s.active_tasks))
+        table.add_row(
+            f"{s.t - start:.0f}",
+            f"{s.rss_bytes / 2**20:.1f}",
+            str(s.open_fds),
+            str(s.threads),
+            str(s.asyncio_tasks),
+            str(s.active_tasks),
+        )
     return table
 
 
-def run_soak(seconds: float, rate: float = 2.0, sample_s: float = 5.0,
-             json_path: str | None = None, console: Console | None = None) -> int:
+def run_soak(
+    seconds: float,
+    rate: float = 2.0,
+    sample_s: float = 5.0,
+    json_path: str | None = None,
+    console: Console | None = None,
+) -> int:
     """Run the soak; print the figures and the verdict. 0: no leak, 1: a leak, 2: no run."""
     console = console or Console(stderr=False)
     home = Path(tempfile.mkdtemp(prefix="tierd-soak-"))
@@ -279,8 +342,9 @@ def run_soak(seconds: float, rate: float = 2.0, sample_s: float = 5.0,
         with SimulatorThread(SCENARIO) as sim:
             config = demo_config(sim.api_base)
             # A ceiling above the steady load's need: the soak looks for leaks, not queueing.
-            (home / "config.toml").write_text(config + "\n[concurrency]\nceiling = 10\n",
-                                              encoding="utf-8")
+            (home / "config.toml").write_text(
+                config + "\n[concurrency]\nceiling = 10\n", encoding="utf-8"
+            )
             handle = start_daemon(home)
             soak = Soak(handle.url, handle.token, seconds, rate, sample_s)
             outcome = asyncio.run(soak.run())
@@ -296,34 +360,48 @@ def run_soak(seconds: float, rate: float = 2.0, sample_s: float = 5.0,
     verdict: Verdict = outcome["verdict"]
     counts = soak.counts
     console.print(_table(soak.samples))
-    console.print(f"load: {counts.submitted} tasks submitted ({counts.busy} busy), "
-                  f"{counts.canceled} canceled, {counts.streams} event streams "
-                  f"({counts.events} events), {counts.reads} reads; "
-                  f"{len(counts.errors)} errors")
+    console.print(
+        f"load: {counts.submitted} tasks submitted ({counts.busy} busy), "
+        f"{counts.canceled} canceled, {counts.streams} event streams "
+        f"({counts.events} events), {counts.reads} reads; "
+        f"{len(counts.errors)} errors"
+    )
     for err in counts.errors[:10]:
         console.print(f"  [yellow]{err}[/yellow]")
     verdicts = Table(title="verdict")
     for col in ("check", "ok", "detail"):
         verdicts.add_column(col)
     for c in verdict.checks:
-        verdicts.add_row(c["name"], "[green]yes[/green]" if c["ok"] else "[red]NO[/red]",
-                         c["detail"])
+        verdicts.add_row(
+            c["name"], "[green]yes[/green]" if c["ok"] else "[red]NO[/red]", c["detail"]
+        )
     console.print(verdicts)
     ok = verdict.ok and not counts.errors
     if json_path:
-        Path(json_path).write_text(json.dumps({
-            "ok": ok, "checks": verdict.checks, "counts": asdict(counts),
-            "samples": [asdict(s) for s in soak.samples],
-            "idle_before": asdict(outcome["idle_before"]),
-            "idle_after": asdict(outcome["idle_after"]),
-        }, indent=2), encoding="utf-8")
+        Path(json_path).write_text(
+            json.dumps(
+                {
+                    "ok": ok,
+                    "checks": verdict.checks,
+                    "counts": asdict(counts),
+                    "samples": [asdict(s) for s in soak.samples],
+                    "idle_before": asdict(outcome["idle_before"]),
+                    "idle_after": asdict(outcome["idle_after"]),
+                },
+                indent=2,
+            ),
+            encoding="utf-8",
+        )
     console.print("[green]no leak[/green]" if ok else "[red]LEAK or errors: see above[/red]")
     return 0 if ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m daemon.tools.soak", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m daemon.tools.soak",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--minutes", type=float, default=None, help="length of the load")
     length.add_argument("--seconds", type=float, default=None, help="length, short runs")

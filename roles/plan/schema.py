@@ -32,9 +32,7 @@ class StreamSpec(BaseModel):
     )
     depends_on: list[str] = Field(default_factory=list, description="ids of streams it needs")
     acceptance_check: str = Field(default="", description="how the orchestrator judges it")
-    kind: Literal["tests", "implementation", "research", "writing", "analysis", "other"] = (
-        "other"
-    )
+    kind: Literal["tests", "implementation", "research", "writing", "analysis", "other"] = "other"
 
 
 class Plan(BaseModel):

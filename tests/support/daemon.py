@@ -28,10 +28,16 @@ def write_config(home: Path, sim_url: str | None, extra: str = "") -> None:
     """A config whose three roles all point at the simulator (no API key needed)."""
     lines = []
     if sim_url:
-        for role, model in (("orchestrator", PREMIUM), ("planner", PREMIUM),
-                            ("executor", CHEAP)):
-            lines += [f"[models.{role}]", f'model = "{model}"', f'api_base = "{sim_url}/v1"',
-                      'api_key_env = ""', "timeout_s = 20.0", "max_retries = 3", ""]
+        for role, model in (("orchestrator", PREMIUM), ("planner", PREMIUM), ("executor", CHEAP)):
+            lines += [
+                f"[models.{role}]",
+                f'model = "{model}"',
+                f'api_base = "{sim_url}/v1"',
+                'api_key_env = ""',
+                "timeout_s = 20.0",
+                "max_retries = 3",
+                "",
+            ]
     lines += ["[concurrency]", "interval_ms = 100", ""]
     (home / "config.toml").write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
 
@@ -39,8 +45,14 @@ def write_config(home: Path, sim_url: str | None, extra: str = "") -> None:
 class DaemonProcess:
     """`tierd serve` in a subprocess on a free port, with its own TIERD_HOME."""
 
-    def __init__(self, home: Path, env: dict[str, str] | None = None, *,
-                 logs: Path | None = None, args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        home: Path,
+        env: dict[str, str] | None = None,
+        *,
+        logs: Path | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.home = home
         self.env = {**os.environ, "TIERD_HOME": str(home), **(env or {})}
         # With `logs`, stdout and stderr go to logs/daemon.out and logs/daemon.err (appended
@@ -57,24 +69,34 @@ class DaemonProcess:
         return self.home / "daemon.json"
 
     def spawn(self, *args: str) -> subprocess.Popen[str]:
-        command = [sys.executable, "-m", "daemon.cli", "serve", "--port", "0", *self.args,
-                   *args]
+        command = [sys.executable, "-m", "daemon.cli", "serve", "--port", "0", *self.args, *args]
         if self.logs is None:
-            return subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
-        with open(self.logs / "daemon.out", "a", encoding="utf-8") as out, \
-                open(self.logs / "daemon.err", "a", encoding="utf-8") as err:
+            return subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        with (
+            open(self.logs / "daemon.out", "a", encoding="utf-8") as out,
+            open(self.logs / "daemon.err", "a", encoding="utf-8") as err,
+        ):
             # The child has its own copies of the files.
-            return subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=out, stderr=err,
-                                    text=True)
+            return subprocess.Popen(
+                command, cwd=ROOT, env=self.env, stdout=out, stderr=err, text=True
+            )
 
     def start(self, timeout: float = 30.0) -> DaemonProcess:
         self.proc = self.spawn()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"daemon exited {self.proc.returncode}: "
-                                   f"{self.proc.stderr.read() if self.proc.stderr else ''}")
+                raise RuntimeError(
+                    f"daemon exited {self.proc.returncode}: "
+                    f"{self.proc.stderr.read() if self.proc.stderr else ''}"
+                )
             try:
                 info = json.loads(self.discovery.read_text())
                 if info["pid"] == self.proc.pid:
@@ -120,8 +142,9 @@ class DaemonProcess:
 
 
 @contextmanager
-def daemon_on_simulator(home: Path, scenario: dict[str, Any],
-                        **daemon_options: Any) -> Iterator[DaemonProcess]:
+def daemon_on_simulator(
+    home: Path, scenario: dict[str, Any], **daemon_options: Any
+) -> Iterator[DaemonProcess]:
     """A daemon whose models all point at a simulator running `scenario`, stopped on exit."""
     from support.simulator import running_simulator
 

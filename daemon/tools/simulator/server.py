@@ -1123,4 +1123,3 @@ class SimulatorThread:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-

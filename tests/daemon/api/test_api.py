@@ -19,8 +19,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
 
 def post_raw(d: DaemonProcess, body: bytes | str, **headers: str) -> httpx.Response:
     with d.http() as h:
-        return h.post("/rpc", content=body, headers={"content-type": "application/json",
-                                                     **headers})
+        return h.post("/rpc", content=body, headers={"content-type": "application/json", **headers})
 
 
 def submit(d: DaemonProcess, goal: str = "Prepare the follow-up for a lead") -> str:
@@ -49,19 +48,24 @@ def test_empty_batch_is_one_invalid_request(daemon: DaemonProcess) -> None:
 def test_notifications_get_no_reply(daemon: DaemonProcess) -> None:
     single = post_raw(daemon, '{"jsonrpc": "2.0", "method": "daemon/status"}')
     assert single.status_code == 204 and single.content == b""
-    batch = post_raw(daemon, '[{"jsonrpc": "2.0", "method": "daemon/status"},'
-                             ' {"jsonrpc": "2.0", "method": "task/list", "params": {}}]')
+    batch = post_raw(
+        daemon,
+        '[{"jsonrpc": "2.0", "method": "daemon/status"},'
+        ' {"jsonrpc": "2.0", "method": "task/list", "params": {}}]',
+    )
     assert batch.status_code == 204 and batch.content == b""
 
 
 def test_mixed_batch_answers_each_call_with_its_id(daemon: DaemonProcess) -> None:
-    body = ('[{"jsonrpc": "2.0", "id": "str-id", "method": "daemon/status"},'
-            ' {"jsonrpc": "2.0", "method": "daemon/status"},'
-            ' {"jsonrpc": "2.0", "id": 7, "method": "no/such"},'
-            ' {"jsonrpc": "2.0", "id": 8.5, "method": "task/get", "params": {"task_id": 5}},'
-            ' {"foo": "boo"},'
-            ' 1,'
-            ' {"jsonrpc": "1.0", "id": 9, "method": "daemon/status"}]')
+    body = (
+        '[{"jsonrpc": "2.0", "id": "str-id", "method": "daemon/status"},'
+        ' {"jsonrpc": "2.0", "method": "daemon/status"},'
+        ' {"jsonrpc": "2.0", "id": 7, "method": "no/such"},'
+        ' {"jsonrpc": "2.0", "id": 8.5, "method": "task/get", "params": {"task_id": 5}},'
+        ' {"foo": "boo"},'
+        " 1,"
+        ' {"jsonrpc": "1.0", "id": 9, "method": "daemon/status"}]'
+    )
     doc = post_raw(daemon, body).json()
     assert isinstance(doc, list) and len(doc) == 6  # the notification got nothing
     by_id: dict[Any, list[dict[str, Any]]] = {}
@@ -121,8 +125,9 @@ def test_list_is_paged(daemon: DaemonProcess) -> None:
     second = daemon.rpc("task/list", {"limit": 2, "cursor": first["next_cursor"]})["result"]
     seen = [t["id"] for t in first["tasks"] + second["tasks"]]
     assert len(seen) == len(set(seen))
-    assert ids <= set(seen) | {t["id"] for t in daemon.rpc(
-        "task/list", {"limit": 500})["result"]["tasks"]}
+    assert ids <= set(seen) | {
+        t["id"] for t in daemon.rpc("task/list", {"limit": 500})["result"]["tasks"]
+    }
 
 
 def test_status_and_discover(daemon: DaemonProcess) -> None:
@@ -133,9 +138,18 @@ def test_status_and_discover(daemon: DaemonProcess) -> None:
     assert status["concurrency"]["ceiling"] >= 1
     doc = daemon.rpc("rpc/discover")["result"]
     names = {m["name"] for m in doc["methods"]}
-    assert {"task/submit", "task/get", "task/list", "task/cancel", "task/answer",
-            "task/approve", "daemon/status", "config/get", "config/set",
-            "rpc/discover"} <= names
+    assert {
+        "task/submit",
+        "task/get",
+        "task/list",
+        "task/cancel",
+        "task/answer",
+        "task/approve",
+        "daemon/status",
+        "config/get",
+        "config/set",
+        "rpc/discover",
+    } <= names
     submit_m = next(m for m in doc["methods"] if m["name"] == "task/submit")
     goal = next(p for p in submit_m["params"] if p["name"] == "goal")
     assert goal["required"] is True
@@ -158,8 +172,9 @@ def test_rest_round_trip(daemon: DaemonProcess) -> None:
         assert r.status_code == 202
         task_id = r.json()["task_id"]
         assert h.get(f"/v1/tasks/{task_id}").json()["id"] == task_id
-        assert task_id in [t["id"] for t in h.get("/v1/tasks", params={"limit": 500})
-                           .json()["tasks"]]
+        assert task_id in [
+            t["id"] for t in h.get("/v1/tasks", params={"limit": 500}).json()["tasks"]
+        ]
         assert h.post(f"/v1/tasks/{task_id}/cancel").json()["state"] == "canceled"
         conflict = h.post(f"/v1/tasks/{task_id}/cancel")
         assert conflict.status_code == 409 and "canceled" in conflict.json()["error"]["message"]
@@ -180,11 +195,12 @@ def test_token_required_except_healthz(daemon: DaemonProcess) -> None:
         assert h.get("/v1/status").status_code == 401
         wrong = h.get("/v1/status", headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401
-        assert h.post("/rpc", json={"jsonrpc": "2.0", "id": 1,
-                                    "method": "daemon/status"}).status_code == 401
+        assert (
+            h.post("/rpc", json={"jsonrpc": "2.0", "id": 1, "method": "daemon/status"}).status_code
+            == 401
+        )
         in_query = h.get("/v1/status", params={"token": daemon.token})
-        assert in_query.status_code == 401 and "query string" in in_query.json()["error"][
-            "message"]
+        assert in_query.status_code == 401 and "query string" in in_query.json()["error"]["message"]
         right = h.get("/v1/status", headers={"Authorization": f"Bearer {daemon.token}"})
         assert right.status_code == 200
 
@@ -199,8 +215,11 @@ def test_foreign_host_and_origin_rejected(daemon: DaemonProcess) -> None:
 
 
 def test_oversized_body_is_413(daemon: DaemonProcess) -> None:
-    big = '{"jsonrpc": "2.0", "id": 1, "method": "task/submit", "params": {"goal": "' + \
-        "x" * (1024 * 1024 + 10) + '"}}'
+    big = (
+        '{"jsonrpc": "2.0", "id": 1, "method": "task/submit", "params": {"goal": "'
+        + "x" * (1024 * 1024 + 10)
+        + '"}}'
+    )
     assert post_raw(daemon, big).status_code == 413
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: the cap still holds
@@ -215,8 +234,9 @@ def test_config_set_reaches_the_daemon(daemon: DaemonProcess) -> None:
     reply = daemon.rpc("config/set", {"key": "rules.parallelize", "value": "sideways"})
     assert reply["error"]["code"] == -32602 and "when-possible" in reply["error"]["message"]
     reply = daemon.rpc("config/set", {"key": "rules.nope", "value": 1})
-    assert reply["error"]["code"] == -32602 and "unknown key 'rules.nope'" in \
-        reply["error"]["message"]
+    assert (
+        reply["error"]["code"] == -32602 and "unknown key 'rules.nope'" in reply["error"]["message"]
+    )
     ok = daemon.rpc("config/set", {"key": "concurrency.ceiling", "value": 7})["result"]
     assert ok["value"] == 7
     assert daemon.rpc("daemon/status")["result"]["concurrency"]["ceiling"] == 7

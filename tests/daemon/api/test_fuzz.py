@@ -62,8 +62,9 @@ def assert_healthy(d: DaemonProcess, before: dict[str, Any]) -> None:
         assert got["goal"] == before["goal"] and got["state"] not in ("failed", "canceled")
         seen, cursor = 0, None
         while True:
-            page = h.get("/v1/tasks", params={"limit": 500, **({"cursor": cursor} if cursor
-                                                                 else {})})
+            page = h.get(
+                "/v1/tasks", params={"limit": 500, **({"cursor": cursor} if cursor else {})}
+            )
             assert page.status_code == 200
             for t in page.json()["tasks"]:
                 full = h.get(f"/v1/tasks/{t['id']}")
@@ -89,6 +90,7 @@ def submit_one(d: DaemonProcess) -> dict[str, Any]:
 
 # --- JSON-RPC corpus ---------------------------------------------------------------------------
 
+
 def req(method: str = "daemon/status", params: Any = None, id_: Any = 1) -> dict[str, Any]:
     body: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": id_}
     if params is not None:
@@ -109,28 +111,57 @@ SINGLE: list[tuple[str, bytes, int | None]] = [
     ("trailing comma", b'{"jsonrpc": "2.0", "method": "daemon/status", "id": 1,}', -32700),
     ("single quotes", b"{'jsonrpc': '2.0'}", -32700),
     ("NaN literal", b'{"jsonrpc": "2.0", "method": "daemon/status", "id": NaN}', -32700),
-    ("Infinity param", b'{"jsonrpc": "2.0", "method": "task/list", "id": 1, '
-                       b'"params": {"limit": -Infinity}}', -32700),
+    (
+        "Infinity param",
+        b'{"jsonrpc": "2.0", "method": "task/list", "id": 1, "params": {"limit": -Infinity}}',
+        -32700,
+    ),
     ("1e400 id", b'{"jsonrpc": "2.0", "method": "daemon/status", "id": 1e400}', -32700),
-    ("1e400 param", b'{"jsonrpc": "2.0", "method": "task/list", "id": 1, '
-                    b'"params": {"limit": 1e400}}', -32700),
-    ("5000-digit integer", b'{"jsonrpc": "2.0", "method": "daemon/status", "id": '
-                           + b"9" * 5000 + b"}", -32700),
-    ("10**400 limit", b'{"jsonrpc": "2.0", "method": "task/list", "id": 1, "params": {"limit": '
-                      + b"1" + b"0" * 400 + b"}}", -32602),
+    (
+        "1e400 param",
+        b'{"jsonrpc": "2.0", "method": "task/list", "id": 1, "params": {"limit": 1e400}}',
+        -32700,
+    ),
+    (
+        "5000-digit integer",
+        b'{"jsonrpc": "2.0", "method": "daemon/status", "id": ' + b"9" * 5000 + b"}",
+        -32700,
+    ),
+    (
+        "10**400 limit",
+        b'{"jsonrpc": "2.0", "method": "task/list", "id": 1, "params": {"limit": '
+        + b"1"
+        + b"0" * 400
+        + b"}}",
+        -32602,
+    ),
     ("deep arrays", b"[" * DEEP, -32700),
     ("deep objects", b'{"a":' * DEEP, -32700),
-    ("deep balanced params", b'{"jsonrpc": "2.0", "method": "task/get", "id": 1, "params": '
-                             + b"[" * 5000 + b"]" * 5000 + b"}", -32700),
-    ("invalid UTF-8", b'{"jsonrpc": "2.0", "method": "task/submit", "id": 1, '
-                      b'"params": {"goal": "\xff\xfe"}}', -32700),
-    ("overlong UTF-8", b'{"jsonrpc": "2.0", "method": "daemon/status", "id": "\xc0\xaf"}',
-     -32700),
+    (
+        "deep balanced params",
+        b'{"jsonrpc": "2.0", "method": "task/get", "id": 1, "params": '
+        + b"[" * 5000
+        + b"]" * 5000
+        + b"}",
+        -32700,
+    ),
+    (
+        "invalid UTF-8",
+        b'{"jsonrpc": "2.0", "method": "task/submit", "id": 1, "params": {"goal": "\xff\xfe"}}',
+        -32700,
+    ),
+    ("overlong UTF-8", b'{"jsonrpc": "2.0", "method": "daemon/status", "id": "\xc0\xaf"}', -32700),
     ("UTF-16 body", json.dumps(req()).encode("utf-16"), -32700),
-    ("lone surrogate goal", b'{"jsonrpc": "2.0", "method": "task/submit", "id": 1, '
-                            b'"params": {"goal": "\\ud800 x"}}', -32700),
-    ("lone surrogate id", b'{"jsonrpc": "2.0", "method": "daemon/status", "id": "\\udfff"}',
-     -32700),
+    (
+        "lone surrogate goal",
+        b'{"jsonrpc": "2.0", "method": "task/submit", "id": 1, "params": {"goal": "\\ud800 x"}}',
+        -32700,
+    ),
+    (
+        "lone surrogate id",
+        b'{"jsonrpc": "2.0", "method": "daemon/status", "id": "\\udfff"}',
+        -32700,
+    ),
     ("lone surrogate method", b'{"jsonrpc": "2.0", "method": "\\udfff", "id": 1}', -32700),
     ("not an object", b"42", -32600),
     ("string document", b'"daemon/status"', -32600),
@@ -158,16 +189,25 @@ SINGLE: list[tuple[str, bytes, int | None]] = [
     ("goal empty", enc(req("task/submit", {"goal": ""})), -32602),
     ("goal object", enc(req("task/submit", {"goal": {"x": 1}})), -32602),
     ("options not object", enc(req("task/submit", {"goal": "g", "options": []})), -32602),
-    ("max_streams huge", enc(req("task/submit", {"goal": "g", "options": {
-        "max_streams": 10**30}})), -32602),
-    ("max_streams float", enc(req("task/submit", {"goal": "g", "options": {
-        "max_streams": 2.5}})), -32602),
+    (
+        "max_streams huge",
+        enc(req("task/submit", {"goal": "g", "options": {"max_streams": 10**30}})),
+        -32602,
+    ),
+    (
+        "max_streams float",
+        enc(req("task/submit", {"goal": "g", "options": {"max_streams": 2.5}})),
+        -32602,
+    ),
     ("unknown param", enc(req("task/list", {"bogus": 1})), -32602),
     ("limit negative", enc(req("task/list", {"limit": -1})), -32602),
     ("limit bool", enc(req("task/list", {"limit": True})), -32602),
     ("limit string", enc(req("task/list", {"limit": "5"})), -32602),
-    ("max_streams bool", enc(req("task/submit", {"goal": "g", "options": {
-        "max_streams": True}})), -32602),
+    (
+        "max_streams bool",
+        enc(req("task/submit", {"goal": "g", "options": {"max_streams": True}})),
+        -32602,
+    ),
     ("state unknown", enc(req("task/list", {"state": "exploded"})), -32602),
     ("task_id overlong", enc(req("task/get", {"task_id": "t" * 65})), -32602),
     ("task_id missing", enc(req("task/get", {})), -32602),
@@ -175,31 +215,44 @@ SINGLE: list[tuple[str, bytes, int | None]] = [
     ("task_id sql-ish", enc(req("task/get", {"task_id": "' OR 1=1 --"})), -32001),
     ("cancel unknown", enc(req("task/cancel", {"task_id": "t-nope"})), -32001),
     ("answers empty", enc(req("task/answer", {"task_id": "t", "answers": {}})), -32602),
-    ("answers not str", enc(req("task/answer", {"task_id": "t", "answers": {"q": 1}})),
-     -32602),
-    ("decision unknown", enc(req("task/approve", {"task_id": "t", "decision": "maybe"})),
-     -32602),
+    ("answers not str", enc(req("task/answer", {"task_id": "t", "answers": {"q": 1}})), -32602),
+    ("decision unknown", enc(req("task/approve", {"task_id": "t", "decision": "maybe"})), -32602),
     ("config unknown key", enc(req("config/set", {"key": "no.such", "value": 1})), -32602),
-    ("config wrong type", enc(req("config/set", {"key": "concurrency.ceiling",
-                                                 "value": "many"})), -32602),
-    ("config deep value", b'{"jsonrpc": "2.0", "method": "config/set", "id": 1, "params": '
-                          b'{"key": "rules.instructions", "value": '
-                          + b"[" * 500 + b"]" * 500 + b"}}", -32602),
+    (
+        "config wrong type",
+        enc(req("config/set", {"key": "concurrency.ceiling", "value": "many"})),
+        -32602,
+    ),
+    (
+        "config deep value",
+        b'{"jsonrpc": "2.0", "method": "config/set", "id": 1, "params": '
+        b'{"key": "rules.instructions", "value": ' + b"[" * 500 + b"]" * 500 + b"}}",
+        -32602,
+    ),
     ("status with params", enc(req("daemon/status", {"x": 1})), -32602),
     ("id string", enc(req(id_="abc")), None),
     ("id zero", enc(req(id_=0)), None),
     ("id negative", enc(req(id_=-5)), None),
     ("id float", enc(req(id_=1.5)), None),
-    ("id 400 digits", b'{"jsonrpc": "2.0", "method": "daemon/status", "id": '
-                      + b"9" * 400 + b"}", None),
+    (
+        "id 400 digits",
+        b'{"jsonrpc": "2.0", "method": "daemon/status", "id": ' + b"9" * 400 + b"}",
+        None,
+    ),
     ("id null", enc(req(id_=None)), None),
     ("id unicode", enc(req(id_="\u00e9\U0001f600")), None),
-    ("surrogate pair is fine", b'{"jsonrpc": "2.0", "method": "daemon/status", '
-                               b'"id": "\\ud83d\\ude00"}', None),
+    (
+        "surrogate pair is fine",
+        b'{"jsonrpc": "2.0", "method": "daemon/status", "id": "\\ud83d\\ude00"}',
+        None,
+    ),
     ("params omitted", enc(req("task/list")), None),
     ("discover", enc(req("rpc/discover")), None),
-    ("duplicate keys", b'{"jsonrpc": "2.0", "method": "no/such", "method": "daemon/status", '
-                       b'"id": 1}', None),
+    (
+        "duplicate keys",
+        b'{"jsonrpc": "2.0", "method": "no/such", "method": "daemon/status", "id": 1}',
+        None,
+    ),
 ]
 
 
@@ -216,23 +269,24 @@ def test_jsonrpc_corpus(daemon: DaemonProcess) -> None:
                 continue
             assert doc.get("error", {}).get("code") == code, (name, doc)
             assert isinstance(doc["error"]["message"], str) and doc["error"]["message"]
-            if code == -32700 or (code == -32600 and (b'"id": 1' not in body
-                                                     or body.startswith(b"["))):
+            if code == -32700 or (
+                code == -32600 and (b'"id": 1' not in body or body.startswith(b"["))
+            ):
                 # No id could be read (an invalid one, or none at all): null, as the spec says.
                 assert doc["id"] is None, (name, doc)
             else:
                 assert doc["id"] == 1, (name, doc)
             if code == -32602:  # names the field at fault
                 data = doc["error"]["data"]
-                fields = [d["field"] for d in data] if isinstance(data, list) else [
-                    data["field"]]
+                fields = [d["field"] for d in data] if isinstance(data, list) else [data["field"]]
                 assert all(fields), (name, doc)
 
         # The id comes back exactly as sent, whatever its JSON type.
         for id_ in ("abc", 0, -5, 1.5, None, "\u00e9"):
             assert post_rpc(h, enc(req(id_=id_))).json()["id"] == id_
-        big = post_rpc(h, b'{"jsonrpc": "2.0", "method": "daemon/status", "id": '
-                       + b"9" * 400 + b"}")
+        big = post_rpc(
+            h, b'{"jsonrpc": "2.0", "method": "daemon/status", "id": ' + b"9" * 400 + b"}"
+        )
         assert big.json()["id"] == int("9" * 400)
 
         # Positional params: by-name only, said so in the error and in rpc/discover.
@@ -242,18 +296,29 @@ def test_jsonrpc_corpus(daemon: DaemonProcess) -> None:
         assert {m["paramStructure"] for m in discover["methods"] if m["params"]} == {"by-name"}
 
         # Notifications: nothing back, even when they are invalid calls.
-        for body in (enc({"jsonrpc": "2.0", "method": "daemon/status"}),
-                     enc({"jsonrpc": "2.0", "method": "no/such"}),
-                     enc({"jsonrpc": "2.0", "method": "task/get", "params": {"task_id": 5}}),
-                     enc([{"jsonrpc": "2.0", "method": "daemon/status"}] * 3)):
+        for body in (
+            enc({"jsonrpc": "2.0", "method": "daemon/status"}),
+            enc({"jsonrpc": "2.0", "method": "no/such"}),
+            enc({"jsonrpc": "2.0", "method": "task/get", "params": {"task_id": 5}}),
+            enc([{"jsonrpc": "2.0", "method": "daemon/status"}] * 3),
+        ):
             r = post_rpc(h, body)
             assert r.status_code == 204 and r.content == b""
 
         # A mixed batch: one reply per call with an id, in any order, each with its own id.
-        batch = [req(id_="a"), {"jsonrpc": "2.0", "method": "daemon/status"}, req("no/such", id_=2),
-                 req("task/get", {"task_id": 5}, id_=3.5), {"foo": "bar"}, 1, [], None,
-                 req(id_=True), req("task/list", ["x"], id_=4),
-                 req("task/get", {"task_id": before["id"]}, id_=5)]
+        batch = [
+            req(id_="a"),
+            {"jsonrpc": "2.0", "method": "daemon/status"},
+            req("no/such", id_=2),
+            req("task/get", {"task_id": 5}, id_=3.5),
+            {"foo": "bar"},
+            1,
+            [],
+            None,
+            req(id_=True),
+            req("task/list", ["x"], id_=4),
+            req("task/get", {"task_id": before["id"]}, id_=5),
+        ]
         replies = post_rpc(h, enc(batch)).json()
         assert isinstance(replies, list) and len(replies) == len(batch) - 1
         by_id: dict[Any, list[dict[str, Any]]] = {}
@@ -269,8 +334,11 @@ def test_jsonrpc_corpus(daemon: DaemonProcess) -> None:
         assert sorted(r["id"] for r in full) == list(range(MAX_BATCH))
 
         # Over server.max_body_bytes: 413 from the guard, before any parsing.
-        huge = b'{"jsonrpc": "2.0", "id": 1, "method": "task/submit", "params": {"goal": "' + \
-            b"x" * (1024 * 1024) + b'"}}'
+        huge = (
+            b'{"jsonrpc": "2.0", "id": 1, "method": "task/submit", "params": {"goal": "'
+            + b"x" * (1024 * 1024)
+            + b'"}}'
+        )
         assert h.post("/rpc", content=huge, headers=JSON).status_code == 413
         # Wrong content type or method on /rpc is still not a 5xx.
         r = h.post("/rpc", content=enc(req()), headers={"content-type": "text/plain"})
@@ -296,8 +364,7 @@ REST_BAD: list[tuple[str, str, bytes, int]] = [
     ("POST", "/v1/tasks", b'{"goal": "g", "extra": 1}', 422),
     ("PUT", "/v1/config", b'{"key": "rules.instructions", "value": ["\\ud800"]}', 400),
     ("PUT", "/v1/config", b'{"key": "models.executor.timeout_s", "value": Infinity}', 400),
-    ("PUT", "/v1/config", b'{"key": "concurrency.ceiling", "value": 1' + b"0" * 400 + b"}",
-     422),
+    ("PUT", "/v1/config", b'{"key": "concurrency.ceiling", "value": 1' + b"0" * 400 + b"}", 422),
     ("POST", "/v1/tasks/t-nope/answer", b'{"answers": {"\\udc00": "x"}}', 400),
     ("POST", "/v1/tasks/t-nope/approve", b'{"decision": "approve", "comment": 5}', 422),
     ("POST", "/v1/tasks/t-nope/cancel", b"", 404),
@@ -314,13 +381,22 @@ def test_rest_corpus(daemon: DaemonProcess) -> None:
             assert err["message"] and "Traceback" not in r.text
             if status in (400, 422):
                 assert err["code"] in (-32700, -32602), err
-        for path, params in [("/v1/tasks", {"limit": "0"}), ("/v1/tasks", {"limit": "1e400"}),
-                             ("/v1/tasks", {"state": "nope"}), ("/v1/tasks", {"cursor": "x" * 65}),
-                             ("/v1/tasks", {"limit": "9" * 5000}), ("/v1/events", {"after": "-1"})]:
+        for path, params in [
+            ("/v1/tasks", {"limit": "0"}),
+            ("/v1/tasks", {"limit": "1e400"}),
+            ("/v1/tasks", {"state": "nope"}),
+            ("/v1/tasks", {"cursor": "x" * 65}),
+            ("/v1/tasks", {"limit": "9" * 5000}),
+            ("/v1/events", {"after": "-1"}),
+        ]:
             r = h.get(path, params=params)
             assert r.status_code == 422 and r.json()["error"]["data"][0]["field"], (params, r.text)
-        for path, status in [("/v1/tasks/%ED%A0%80", 404), ("/v1/tasks/" + "x" * 5000, 422),
-                             ("/v1/nope", 404), ("/v1/tasks/t-nope/events", 404)]:
+        for path, status in [
+            ("/v1/tasks/%ED%A0%80", 404),
+            ("/v1/tasks/" + "x" * 5000, 422),
+            ("/v1/nope", 404),
+            ("/v1/tasks/t-nope/events", 404),
+        ]:
             r = h.get(path)
             assert r.status_code == status and r.json()["error"]["message"], (path, r.text)
         r = h.post("/v1/tasks/" + "x" * 65 + "/cancel")
@@ -334,13 +410,22 @@ def test_rest_corpus(daemon: DaemonProcess) -> None:
 
 # --- schemathesis ------------------------------------------------------------------------------
 
-FUZZ_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
-                         suppress_health_check=list(HealthCheck), print_blob=True)
+FUZZ_SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+    print_blob=True,
+)
 
 
 def _checks(path: str, mode: GenerationMode) -> list[Any]:
-    found = [st_checks.not_a_server_error, st_checks.status_code_conformance,
-             st_checks.content_type_conformance, st_checks.response_schema_conformance]
+    found = [
+        st_checks.not_a_server_error,
+        st_checks.status_code_conformance,
+        st_checks.content_type_conformance,
+        st_checks.response_schema_conformance,
+    ]
     if mode == GenerationMode.NEGATIVE and path != "/rpc":
         # /rpc answers bad JSON-RPC with a 200 and an error in the body, as the spec says.
         found.append(st_checks.negative_data_rejection)
@@ -352,8 +437,9 @@ def load_schema(d: DaemonProcess) -> Any:
     # Unknown query parameters are ignored, as HTTP APIs commonly do (a newer client talking
     # to an older daemon); unknown body fields are refused (extra="forbid").
     config = schemathesis.Config.from_dict({"generation": {"allow-extra-parameters": False}})
-    schema = schemathesis.openapi.from_url(f"{d.url}/openapi.json", config=config,
-                                           headers=auth, timeout=30)
+    schema = schemathesis.openapi.from_url(
+        f"{d.url}/openapi.json", config=config, headers=auth, timeout=30
+    )
     # The event streams never end; their bad input is in test_rest_corpus.
     return schema.exclude(path_regex=r"/events$")
 
@@ -381,8 +467,13 @@ def test_schemathesis_each_operation(daemon: DaemonProcess) -> None:
     before = submit_one(daemon)
     schema = load_schema(daemon)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert {op.path for op in operations} >= {"/rpc", "/v1/tasks", "/v1/tasks/{task_id}",
-                                               "/v1/config", "/v1/tasks/{task_id}/answer"}
+    assert {op.path for op in operations} >= {
+        "/rpc",
+        "/v1/tasks",
+        "/v1/tasks/{task_id}",
+        "/v1/config",
+        "/v1/tasks/{task_id}/answer",
+    }
     calls = 0
     for op in operations:
         calls += fuzz_operation(daemon, op, GenerationMode.POSITIVE)
@@ -410,13 +501,20 @@ def test_schemathesis_stateful(daemon: DaemonProcess) -> None:
             if "{task_id}" in case.operation.path and response.status_code != 404:
                 followed.append(case.operation.path)
 
-        def validate_response(self, response: Any, case: Any, additional_checks: Any = None,
-                              **kwargs: Any) -> None:
+        def validate_response(
+            self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any
+        ) -> None:
             case.validate_response(response, checks=checks, headers=auth)
 
-    Machine.run(settings=settings(max_examples=EXAMPLES, stateful_step_count=6,
-                                  deadline=None, database=None,
-                                  suppress_health_check=list(HealthCheck)))
+    Machine.run(
+        settings=settings(
+            max_examples=EXAMPLES,
+            stateful_step_count=6,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
     # The links were followed: some call reached a task the machine had submitted.
     assert followed
     assert_healthy(daemon, before)

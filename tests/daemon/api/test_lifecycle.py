@@ -19,8 +19,7 @@ from support.simulator import running_simulator
 SLOW = {"latency": {"planner": 60.0, "orchestrator": 60.0, "executor": 60.0}}
 
 
-def test_discovery_file_is_private_and_removed_on_sigterm(home: Path,
-                                                          daemon_factory: Any) -> None:
+def test_discovery_file_is_private_and_removed_on_sigterm(home: Path, daemon_factory: Any) -> None:
     d = daemon_factory().start()
     mode = stat.S_IMODE(d.discovery.stat().st_mode)
     assert mode == 0o600
@@ -54,15 +53,17 @@ def test_second_daemon_on_the_same_home_is_refused(home: Path, daemon_factory: A
 def test_stale_discovery_file_is_replaced(home: Path, daemon_factory: Any) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    (home / "daemon.json").write_text(json.dumps(
-        {"url": "http://127.0.0.1:1", "token": "x", "pid": dead.pid, "version": "0"}))
+    (home / "daemon.json").write_text(
+        json.dumps({"url": "http://127.0.0.1:1", "token": "x", "pid": dead.pid, "version": "0"})
+    )
     d = daemon_factory().start()
     info = json.loads(d.discovery.read_text())
     assert info["pid"] == d.proc.pid and info["url"] != "http://127.0.0.1:1"
 
 
 def test_killed_daemon_leaves_a_stale_file_that_the_next_start_replaces(
-        home: Path, daemon_factory: Any) -> None:
+    home: Path, daemon_factory: Any
+) -> None:
     first = daemon_factory().start()
     first.kill()
     assert first.discovery.exists()  # SIGKILL: no chance to clean up
@@ -72,9 +73,14 @@ def test_killed_daemon_leaves_a_stale_file_that_the_next_start_replaces(
 
 def test_non_loopback_host_refused_without_allow_remote(home: Path) -> None:
     env = {**os.environ, "TIERD_HOME": str(home)}
-    proc = subprocess.run([sys.executable, "-m", "daemon.cli", "serve", "--host", "0.0.0.0",
-                           "--port", "0"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "serve", "--host", "0.0.0.0", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "--allow-remote" in proc.stderr
     assert not (home / "daemon.json").exists()
 
@@ -82,14 +88,21 @@ def test_non_loopback_host_refused_without_allow_remote(home: Path) -> None:
 def test_broken_config_stops_start_with_path_and_line(home: Path) -> None:
     (home / "config.toml").write_text('[rules]\nparallelize = "sideways"\n')
     env = {**os.environ, "TIERD_HOME": str(home)}
-    proc = subprocess.run([sys.executable, "-m", "daemon.cli", "serve", "--port", "0"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "serve", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "config.toml, line 2" in proc.stderr and "rules.parallelize" in proc.stderr
 
 
-def test_tasks_and_events_survive_a_restart_and_sse_resumes(home: Path,
-                                                            daemon_factory: Any) -> None:
+def test_tasks_and_events_survive_a_restart_and_sse_resumes(
+    home: Path, daemon_factory: Any
+) -> None:
     with running_simulator(SLOW) as sim:
         write_config(home, sim.url)
         d = daemon_factory().start()
@@ -148,8 +161,9 @@ def test_bad_last_event_id_is_a_clear_4xx(home: Path, daemon_factory: Any, bad: 
     assert r.status_code == 422 and "Last-Event-ID" in r.json()["error"]["message"]
 
 
-def test_a_database_outside_the_home_is_private_too(home: Path, tmp_path: Path,
-                                                    daemon_factory: Any) -> None:
+def test_a_database_outside_the_home_is_private_too(
+    home: Path, tmp_path: Path, daemon_factory: Any
+) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     db = elsewhere / "tasks.db"

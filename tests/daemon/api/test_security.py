@@ -44,15 +44,24 @@ FALLBACK = "openai/gpt-5-nano"
 ALLOWED_ORIGIN = "http://allowed.example:3000"
 FAST = {"planner": 0.05, "orchestrator": 0.05, "executor": 0.05}
 STREAMS = [
-    {"id": s, "title": f"Part {s}", "job": f"Write part {s}.", "outputs": [f"{s}.md"],
-       "output_definition": f"Part {s} in markdown", "deps": []}
+    {
+        "id": s,
+        "title": f"Part {s}",
+        "job": f"Write part {s}.",
+        "outputs": [f"{s}.md"],
+        "output_definition": f"Part {s} in markdown",
+        "deps": [],
+    }
     for s in ("a", "b")
 ]
 #: The executor's own model always fails: every stream is done by its fallback.
 FALLING_BACK = {"latency": FAST, "plan": {"streams": STREAMS}, "fail_models": [CHEAP]}
 #: Every model fails: the task fails, with the provider's error in its report.
-ALL_FAIL = {"latency": FAST, "plan": {"streams": STREAMS},
-            "fail_models": [PREMIUM, CHEAP, FALLBACK]}
+ALL_FAIL = {
+    "latency": FAST,
+    "plan": {"streams": STREAMS},
+    "fail_models": [PREMIUM, CHEAP, FALLBACK],
+}
 TERMINAL = {"completed", "failed", "canceled"}
 
 # One daemon does real work once (its first task pays for importing litellm), then every
@@ -85,11 +94,22 @@ class AuthRecorder:
             auth = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
             self.box.seen.append(auth)
             if self.box.echo:
-                body = json.dumps({"error": {
-                    "message": f"Incorrect API key provided: {auth.removeprefix('Bearer ')}",
-                    "type": "invalid_request_error", "code": "invalid_api_key"}}).encode()
-                await send({"type": "http.response.start", "status": 401,
-                            "headers": [(b"content-type", b"application/json")]})
+                body = json.dumps(
+                    {
+                        "error": {
+                            "message": f"Incorrect API key provided: {auth.removeprefix('Bearer ')}",
+                            "type": "invalid_request_error",
+                            "code": "invalid_api_key",
+                        }
+                    }
+                ).encode()
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [(b"content-type", b"application/json")],
+                    }
+                )
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)
@@ -98,14 +118,28 @@ class AuthRecorder:
 def write_config(home: Path, sim_url: str, hook: Path) -> None:
     lines = []
     for role, model in (("orchestrator", PREMIUM), ("planner", PREMIUM), ("executor", CHEAP)):
-        lines += [f"[models.{role}]", f'model = "{model}"', f'api_base = "{sim_url}/v1"',
-                  f'api_key_env = "{KEY_ENV}"', "timeout_s = 20.0", "max_retries = 1"]
+        lines += [
+            f"[models.{role}]",
+            f'model = "{model}"',
+            f'api_base = "{sim_url}/v1"',
+            f'api_key_env = "{KEY_ENV}"',
+            "timeout_s = 20.0",
+            "max_retries = 1",
+        ]
         if role == "executor":
             lines.append(f'fallbacks = ["{FALLBACK}"]')
         lines.append("")
-    lines += ["[concurrency]", "interval_ms = 100", "",
-              "[server]", f'allowed_origins = ["{ALLOWED_ORIGIN}"]', "",
-              "[notify]", f"command = {json.dumps(str(hook))}", ""]
+    lines += [
+        "[concurrency]",
+        "interval_ms = 100",
+        "",
+        "[server]",
+        f'allowed_origins = ["{ALLOWED_ORIGIN}"]',
+        "",
+        "[notify]",
+        f"command = {json.dumps(str(hook))}",
+        "",
+    ]
     (home / "config.toml").write_text("\n".join(lines), encoding="utf-8")
     # Written as a careless user would: world-readable. The daemon makes it private.
     (home / "config.toml").chmod(0o644)
@@ -117,7 +151,8 @@ def write_hook(path: Path, log: Path) -> None:
         "import json, os, sys\n"
         f"with open({str(log)!r}, 'a', encoding='utf-8') as f:\n"
         "    f.write(json.dumps({'argv': sys.argv[1:], 'env': dict(os.environ)}) + '\\n')\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     path.chmod(0o755)
 
 
@@ -126,13 +161,19 @@ class Worked:
     executor's fallback, one failed because every model fails, one failed because the
     provider echoed the key in its error."""
 
-    def __init__(self, d: DaemonProcess, sim: SimulatorThread, recorder: Recorded,
-                 hook_log: Path, tasks: dict[str, str], executed_by: set[str]) -> None:
+    def __init__(
+        self,
+        d: DaemonProcess,
+        sim: SimulatorThread,
+        recorder: Recorded,
+        hook_log: Path,
+        tasks: dict[str, str],
+        executed_by: set[str],
+    ) -> None:
         self.d, self.sim, self.recorder, self.hook_log = d, sim, recorder, hook_log
         self.tasks = tasks
         #: The models that answered the completed task's execute calls.
         self.executed_by = executed_by
-
 
 
 def run_task(d: DaemonProcess, goal: str) -> dict[str, Any]:
@@ -162,8 +203,7 @@ def worked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worked]:
     sim.app.add_middleware(AuthRecorder, box=recorder)
     with sim:
         write_config(home, sim.url, hook)
-        d = DaemonProcess(home, {KEY_ENV: KEY}, logs=outside,
-                          args=("--log-level", "debug")).start()
+        d = DaemonProcess(home, {KEY_ENV: KEY}, logs=outside, args=("--log-level", "debug")).start()
         try:
             tasks = {}
             done = run_task(d, "Write the two parts")
@@ -171,8 +211,9 @@ def worked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worked]:
             tasks["completed"] = done["id"]
             # Taken now: a new scenario clears the simulator's records.
             calls = httpx.get(f"{sim.url}/_sim/stats", timeout=10).json()["calls"]
-            answered_by = {c["model"] for c in calls if c["status"] == 200
-                           and c["purpose"] == "execute"}
+            answered_by = {
+                c["model"] for c in calls if c["status"] == 200 and c["purpose"] == "execute"
+            }
             use_scenario(sim, ALL_FAIL)
             failed = run_task(d, "Write the two parts, but every model is down")
             assert failed["state"] == "failed"
@@ -213,10 +254,22 @@ def get_with_host(d: DaemonProcess, host: str | None, path: str = "/v1/status") 
 # --- tokens --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("auth", [
-    None, "", "Bearer", "Bearer wrong", "Bearer {token}x", "Bearer {short}",
-    "Basic {basic}", "Token {token}", "{token}", "Bearer{token}", "Bearer {token} {token}",
-])
+@pytest.mark.parametrize(
+    "auth",
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer wrong",
+        "Bearer {token}x",
+        "Bearer {short}",
+        "Basic {basic}",
+        "Token {token}",
+        "{token}",
+        "Bearer{token}",
+        "Bearer {token} {token}",
+    ],
+)
 def test_missing_wrong_or_misschemed_token_is_401(worked: Worked, auth: str | None) -> None:
     d = worked.d
     headers = {}
@@ -224,13 +277,22 @@ def test_missing_wrong_or_misschemed_token_is_401(worked: Worked, auth: str | No
         basic = base64.b64encode(f"tierd:{d.token}".encode()).decode()
         headers["Authorization"] = auth.format(token=d.token, short=d.token[:-1], basic=basic)
     with httpx.Client(base_url=d.url, timeout=30) as h:
-        for method, path in (("GET", "/v1/status"), ("GET", "/openapi.json"),
-                             ("GET", f"/v1/tasks/{worked.tasks['completed']}"),
-                             ("POST", "/rpc"), ("POST", "/v1/tasks"),
-                             ("GET", "/v1/events")):
-            r = h.request(method, path, headers=headers,
-                          json={"jsonrpc": "2.0", "id": 1, "method": "daemon/status"}
-                          if method == "POST" else None)
+        for method, path in (
+            ("GET", "/v1/status"),
+            ("GET", "/openapi.json"),
+            ("GET", f"/v1/tasks/{worked.tasks['completed']}"),
+            ("POST", "/rpc"),
+            ("POST", "/v1/tasks"),
+            ("GET", "/v1/events"),
+        ):
+            r = h.request(
+                method,
+                path,
+                headers=headers,
+                json={"jsonrpc": "2.0", "id": 1, "method": "daemon/status"}
+                if method == "POST"
+                else None,
+            )
             assert r.status_code == 401, (method, path, r.status_code)
             assert r.headers["www-authenticate"].startswith("Bearer")
             assert d.token not in r.text
@@ -248,10 +310,14 @@ def test_token_in_query_string_is_refused_even_when_right(worked: Worked, param:
     d = worked.d
     with d.http() as h:  # the header is right too: the query string alone is the offence
         for path in ("/v1/status", "/v1/events", "/rpc"):
-            r = h.request("POST" if path == "/rpc" else "GET", path,
-                          params={param: d.token},
-                          json={"jsonrpc": "2.0", "id": 1, "method": "daemon/status"}
-                          if path == "/rpc" else None)
+            r = h.request(
+                "POST" if path == "/rpc" else "GET",
+                path,
+                params={param: d.token},
+                json={"jsonrpc": "2.0", "id": 1, "method": "daemon/status"}
+                if path == "/rpc"
+                else None,
+            )
             assert r.status_code == 401, path
             assert "query string" in r.json()["error"]["message"]
             assert d.token not in r.text
@@ -269,31 +335,50 @@ def test_healthz_is_open_but_says_nothing(worked: Worked) -> None:
 # --- Origin ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("origin", [
-    "http://evil.example", "null", "http://127.0.0.1.evil.example",
-    "http://localhost.evil.example:8737", "http://allowed.example:3001",
-    "https://allowed.example:3000", "file://",
-])
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://evil.example",
+        "null",
+        "http://127.0.0.1.evil.example",
+        "http://localhost.evil.example:8737",
+        "http://allowed.example:3001",
+        "https://allowed.example:3000",
+        "file://",
+    ],
+)
 def test_foreign_origin_is_403_everywhere(worked: Worked, origin: str) -> None:
     d = worked.d
     with d.http() as h:  # a right token does not help a foreign page
-        rpc = h.post("/rpc", headers={"Origin": origin},
-                     json={"jsonrpc": "2.0", "id": 1, "method": "task/submit",
-                           "params": {"goal": "sneaky"}})
+        rpc = h.post(
+            "/rpc",
+            headers={"Origin": origin},
+            json={"jsonrpc": "2.0", "id": 1, "method": "task/submit", "params": {"goal": "sneaky"}},
+        )
         assert rpc.status_code == 403 and "server.allowed_origins" in rpc.text
         assert h.get("/v1/status", headers={"Origin": origin}).status_code == 403
-        sse = h.get(f"/v1/tasks/{worked.tasks['completed']}/events",
-                    headers={"Origin": origin, "Accept": "text/event-stream"})
+        sse = h.get(
+            f"/v1/tasks/{worked.tasks['completed']}/events",
+            headers={"Origin": origin, "Accept": "text/event-stream"},
+        )
         assert sse.status_code == 403
-        preflight = h.options("/rpc", headers={
-            "Origin": origin, "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization, content-type"})
+        preflight = h.options(
+            "/rpc",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
         assert preflight.status_code == 403
         assert "access-control-allow-origin" not in preflight.headers
     with httpx.Client(base_url=d.url, timeout=30) as h:  # and without a token
-        assert h.options("/rpc", headers={"Origin": origin,
-                                          "Access-Control-Request-Method": "POST"}
-                         ).status_code == 403
+        assert (
+            h.options(
+                "/rpc", headers={"Origin": origin, "Access-Control-Request-Method": "POST"}
+            ).status_code
+            == 403
+        )
 
 
 def test_allowed_origin_gets_cors_but_still_needs_the_token(worked: Worked) -> None:
@@ -304,15 +389,21 @@ def test_allowed_origin_gets_cors_but_still_needs_the_token(worked: Worked) -> N
     with httpx.Client(base_url=worked.d.url, timeout=30) as h:
         assert h.get("/v1/status", headers={"Origin": ALLOWED_ORIGIN}).status_code == 401
         # The browser's preflight carries no token: it is answered, and runs nothing.
-        pre = h.options("/rpc", headers={
-            "Origin": ALLOWED_ORIGIN, "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization, content-type"})
+        pre = h.options(
+            "/rpc",
+            headers={
+                "Origin": ALLOWED_ORIGIN,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
         assert pre.status_code == 200
         assert pre.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
         assert "authorization" in pre.headers["access-control-allow-headers"].lower()
         # A preflight-looking request from no page at all is just an unauthenticated request.
-        assert h.options("/rpc", headers={"Access-Control-Request-Method": "POST"}
-                         ).status_code == 401
+        assert (
+            h.options("/rpc", headers={"Access-Control-Request-Method": "POST"}).status_code == 401
+        )
 
 
 def test_duplicate_security_headers_are_refused(worked: Worked) -> None:
@@ -328,9 +419,11 @@ def test_duplicate_security_headers_are_refused(worked: Worked) -> None:
 
 def test_websocket_upgrade_is_guarded(worked: Worked) -> None:
     d = worked.d
-    head = ("GET /v1/events HTTP/1.1\nHost: localhost\nUpgrade: websocket\n"
-            "Connection: Upgrade\nSec-WebSocket-Version: 13\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\nOrigin: http://evil.example")
+    head = (
+        "GET /v1/events HTTP/1.1\nHost: localhost\nUpgrade: websocket\n"
+        "Connection: Upgrade\nSec-WebSocket-Version: 13\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\nOrigin: http://evil.example"
+    )
     status, _ = raw(d, head)
     assert status != 101 and 400 <= status < 500
 
@@ -338,13 +431,28 @@ def test_websocket_upgrade_is_guarded(worked: Worked) -> None:
 # --- Host (DNS rebinding) -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("host", [
-    "evil.example", "evil.example:{port}", "127.0.0.1.evil.example",
-    "127.0.0.1.evil.example:{port}", "localhost.evil.example", "localhost.evil.example:{port}",
-    "evil.example:{port}@localhost", "localhost@evil.example", "", "0.0.0.0:{port}",
-    "[::ffff:7f00:1]evil.example", "[::1", "evil.example:[::1]", "10.0.0.1:{port}",
-    "[2001:db8::1]:{port}", "127.1", "2130706433",
-])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "evil.example",
+        "evil.example:{port}",
+        "127.0.0.1.evil.example",
+        "127.0.0.1.evil.example:{port}",
+        "localhost.evil.example",
+        "localhost.evil.example:{port}",
+        "evil.example:{port}@localhost",
+        "localhost@evil.example",
+        "",
+        "0.0.0.0:{port}",
+        "[::ffff:7f00:1]evil.example",
+        "[::1",
+        "evil.example:[::1]",
+        "10.0.0.1:{port}",
+        "[2001:db8::1]:{port}",
+        "127.1",
+        "2130706433",
+    ],
+)
 def test_rebinding_host_is_rejected(worked: Worked, host: str) -> None:
     port = urlsplit(worked.d.url).port
     status = get_with_host(worked.d, host.format(port=port))
@@ -359,10 +467,20 @@ def test_missing_host_is_rejected(worked: Worked) -> None:
     assert status in {400, 421}
 
 
-@pytest.mark.parametrize("host", [
-    "localhost", "localhost:{port}", "LOCALHOST:{port}", "127.0.0.1", "127.0.0.1:{port}",
-    "[::1]", "[::1]:{port}", "tierd.localhost:{port}", "127.0.0.2:{port}",
-])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "localhost",
+        "localhost:{port}",
+        "LOCALHOST:{port}",
+        "127.0.0.1",
+        "127.0.0.1:{port}",
+        "[::1]",
+        "[::1]:{port}",
+        "tierd.localhost:{port}",
+        "127.0.0.2:{port}",
+    ],
+)
 def test_loopback_host_is_accepted(worked: Worked, host: str) -> None:
     port = urlsplit(worked.d.url).port
     assert get_with_host(worked.d, host.format(port=port)) == 200
@@ -376,8 +494,15 @@ def test_every_file_the_daemon_keeps_is_private(worked: Worked) -> None:
     home = worked.d.home
     names = {p.name for p in home.iterdir()}
     # The work really reached the disk: both databases, the live WAL, the discovery file.
-    assert {"tierd.db", "tierd.db-wal", "tierd.db-shm", "checkpoints.db", "daemon.json",
-            "token", "config.toml"} <= names, names
+    assert {
+        "tierd.db",
+        "tierd.db-wal",
+        "tierd.db-shm",
+        "checkpoints.db",
+        "daemon.json",
+        "token",
+        "config.toml",
+    } <= names, names
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
     for path in home.rglob("*"):
         mode = stat.S_IMODE(path.stat().st_mode)
@@ -393,14 +518,16 @@ def test_every_file_the_daemon_keeps_is_private(worked: Worked) -> None:
 def needles() -> dict[str, bytes]:
     """The key as it could appear: whole, a long prefix, its random part, base64 at any
     alignment, and JSON- or URL-escaped forms are the same bytes for this alphabet."""
-    found = {"key": KEY.encode(), "prefix": KEY[:28].encode(),
-             "random part": KEY.removeprefix("sk-tierdplanted-").encode()}
+    found = {
+        "key": KEY.encode(),
+        "prefix": KEY[:28].encode(),
+        "random part": KEY.removeprefix("sk-tierdplanted-").encode(),
+    }
     for shift in range(3):
         encoded = base64.b64encode(b"\0" * shift + KEY.encode())
         # Drop the characters that mix in the padding or the neighbouring bytes.
         found[f"base64+{shift}"] = encoded[4:-4]
-        found[f"base64url+{shift}"] = base64.urlsafe_b64encode(
-            b"\0" * shift + KEY.encode())[4:-4]
+        found[f"base64url+{shift}"] = base64.urlsafe_b64encode(b"\0" * shift + KEY.encode())[4:-4]
     return found
 
 
@@ -412,16 +539,28 @@ def api_outputs(w: Worked) -> dict[str, bytes]:
     d = w.d
     out: dict[str, bytes] = {}
     with d.http() as h:
-        for path in ("/healthz", "/v1/status", "/v1/config", "/openapi.json",
-                     "/v1/tasks?limit=500", *(f"/v1/tasks/{t}" for t in w.tasks.values())):
+        for path in (
+            "/healthz",
+            "/v1/status",
+            "/v1/config",
+            "/openapi.json",
+            "/v1/tasks?limit=500",
+            *(f"/v1/tasks/{t}" for t in w.tasks.values()),
+        ):
             r = h.get(path)
             assert r.status_code == 200, path
             out[path] = r.content
-        calls: list[tuple[str, Any]] = [("daemon/status", None), ("config/get", {}),
-                                        ("rpc/discover", None), ("task/list", {"limit": 500})]
+        calls: list[tuple[str, Any]] = [
+            ("daemon/status", None),
+            ("config/get", {}),
+            ("rpc/discover", None),
+            ("task/list", {"limit": 500}),
+        ]
         calls += [("task/get", {"task_id": t}) for t in w.tasks.values()]
-        calls += [("config/get", {"key": f"models.{r}.api_key_env"})
-                  for r in ("planner", "executor", "orchestrator")]
+        calls += [
+            ("config/get", {"key": f"models.{r}.api_key_env"})
+            for r in ("planner", "executor", "orchestrator")
+        ]
         for method, params in calls:
             body: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": method}
             if params is not None:
@@ -473,9 +612,18 @@ def test_planted_key_reaches_the_provider_and_nowhere_else(worked: Worked) -> No
 
 def test_notify_hook_gets_no_key(worked: Worked) -> None:
     failed = {worked.tasks["all_fail"], worked.tasks["echoed"]}
-    runs = wait_for(lambda: [n for n in (
-        map(json.loads, worked.hook_log.read_text().splitlines())
-        if worked.hook_log.exists() else []) if n["argv"][0] in failed], 30)
+    runs = wait_for(
+        lambda: [
+            n
+            for n in (
+                map(json.loads, worked.hook_log.read_text().splitlines())
+                if worked.hook_log.exists()
+                else []
+            )
+            if n["argv"][0] in failed
+        ],
+        30,
+    )
     for run in runs:
         assert KEY_ENV not in run["env"]
         assert not leaks("notify hook", json.dumps(run).encode())

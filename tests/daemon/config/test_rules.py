@@ -78,7 +78,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonProces
             d.stop()
 
 
-
 def config_set(d: DaemonProcess, key: str, value: Any) -> dict[str, Any]:
     reply = d.rpc("config/set", {"key": key, "value": value})
     assert "result" in reply, reply

@@ -48,9 +48,15 @@ STREAM_IDS = ["a", "b", "c", "d"]
 
 
 def _stream(id_: str, deps: list[str]) -> dict[str, Any]:
-    return {"id": id_, "title": f"Part {id_}", "job": f"Write part {id_}.",
-            "output_definition": f"Part {id_} as one paragraph.", "ownership": [f"part-{id_}/"],
-            "depends_on": deps, "acceptance_check": "The paragraph is there."}
+    return {
+        "id": id_,
+        "title": f"Part {id_}",
+        "job": f"Write part {id_}.",
+        "output_definition": f"Part {id_} as one paragraph.",
+        "ownership": [f"part-{id_}/"],
+        "depends_on": deps,
+        "acceptance_check": "The paragraph is there.",
+    }
 
 
 def _output(sid: str) -> str:
@@ -63,8 +69,14 @@ SCENARIO = {
     "seed": 9,
     "latency": {"planner": [0.8, 1.6], "orchestrator": [0.1, 0.4], "executor": [0.4, 1.2]},
     "purpose_latency": {"merge": [0.3, 0.8]},
-    "plan": {"streams": [_stream("a", []), _stream("b", []), _stream("c", ["a"]),
-                         _stream("d", ["b", "c"])]},
+    "plan": {
+        "streams": [
+            _stream("a", []),
+            _stream("b", []),
+            _stream("c", ["a"]),
+            _stream("d", ["b", "c"]),
+        ]
+    },
     "streams": {sid: {"output": _output(sid)} for sid in STREAM_IDS},
 }
 EXPECTED_RESULT = "# Result\n\n" + "\n\n".join(f"## {s}\n\n{_output(s)}" for s in STREAM_IDS)
@@ -120,10 +132,15 @@ def _snapshot(home: Path) -> Snapshot:
         conn = sqlite3.connect(_copy_db(db, Path(tmp)))
         try:
             states = dict(conn.execute("SELECT id, state FROM tasks").fetchall())
-            accepted = set(conn.execute(
-                "SELECT task_id, stream_id FROM streams WHERE state = 'accepted'").fetchall())
-            planned = {r[0] for r in conn.execute(
-                "SELECT id FROM tasks WHERE plan_json IS NOT NULL").fetchall()}
+            accepted = set(
+                conn.execute(
+                    "SELECT task_id, stream_id FROM streams WHERE state = 'accepted'"
+                ).fetchall()
+            )
+            planned = {
+                r[0]
+                for r in conn.execute("SELECT id FROM tasks WHERE plan_json IS NOT NULL").fetchall()
+            }
             integrity = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
         finally:
             conn.close()
@@ -146,15 +163,17 @@ class Progress:
         if not self.db.exists():
             return Counter()
         try:
-            return Counter(dict(_query(self.db, "SELECT state, count(*) FROM tasks "
-                                                "GROUP BY state")))
+            return Counter(
+                dict(_query(self.db, "SELECT state, count(*) FROM tasks GROUP BY state"))
+            )
         except sqlite3.Error:
             return Counter()  # caught mid-copy; the next poll sees it
 
     def accepted(self) -> int:
         try:
-            return int(_query(self.db, "SELECT count(*) FROM streams "
-                                       "WHERE state = 'accepted'")[0][0])
+            return int(
+                _query(self.db, "SELECT count(*) FROM streams WHERE state = 'accepted'")[0][0]
+            )
         except sqlite3.Error:
             return 0
 
@@ -189,11 +208,12 @@ class Follower:
         while not self.halt.is_set() and not self.done():
             try:
                 url = json.loads((self.home / "daemon.json").read_text())["url"]
-                headers = {"Authorization": f"Bearer {self.token}",
-                           "Last-Event-ID": str(self.last)}
+                headers = {"Authorization": f"Bearer {self.token}", "Last-Event-ID": str(self.last)}
                 timeout = httpx.Timeout(5.0, read=20.0)  # the daemon pings every 10 s
-                with httpx.Client(timeout=timeout) as http, connect_sse(
-                        http, "GET", f"{url}/v1/events", headers=headers) as source:
+                with (
+                    httpx.Client(timeout=timeout) as http,
+                    connect_sse(http, "GET", f"{url}/v1/events", headers=headers) as source,
+                ):
                     source.response.raise_for_status()
                     self.connects += 1
                     for sse in source.iter_sse():
@@ -318,17 +338,20 @@ def _trigger(kind: str, progress: Progress, acked: int, sim_url: str, need: int)
 
 @pytest.mark.timeout(900)
 def test_sigkill_at_random_moments_loses_nothing_and_repeats_no_finished_work(
-        home: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
-    print(f"chaos seed {SEED} (TIERD_CHAOS_SEED={SEED} replays it), {TASKS} tasks, "
-          f"{KILLS} kills")
+    home: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    print(f"chaos seed {SEED} (TIERD_CHAOS_SEED={SEED} replays it), {TASKS} tasks, {KILLS} kills")
     rng = random.Random(SEED)
     t0 = time.monotonic()
     plan = ["planning", "streams", "merge", "any"][:KILLS] + ["any"] * max(0, KILLS - 4)
     with running_simulator(SCENARIO) as sim:
         write_config(home, sim.url)
         (home / "config.toml").write_text(
-            (home / "config.toml").read_text().replace(
-                "[concurrency]\n", "[concurrency]\nceiling = 10\n"), encoding="utf-8")
+            (home / "config.toml")
+            .read_text()
+            .replace("[concurrency]\n", "[concurrency]\nceiling = 10\n"),
+            encoding="utf-8",
+        )
         daemons: list[DaemonProcess] = []
         follower: Follower | None = None
         try:
@@ -350,17 +373,24 @@ def test_sigkill_at_random_moments_loses_nothing_and_repeats_no_finished_work(
                 else:
                     # After some random amount of model work by this daemon, plus a little.
                     need = _answered(sim.url) + rng.randint(1, 30) if kind == "any" else 0
-                    wait_for(lambda k=kind, m=need: _trigger(
-                        k, progress, len(submitter.acked), sim.url, m), 300, 0.1)
+                    wait_for(
+                        lambda k=kind, m=need: _trigger(
+                            k, progress, len(submitter.acked), sim.url, m
+                        ),
+                        300,
+                        0.1,
+                    )
                     delay = rng.uniform(0.0, 0.5)
                 time.sleep(delay)
                 before = progress.states()
                 d.kill()
                 snap = _snapshot(home)
                 snapshots.append(snap)
-                print(f"{time.monotonic() - t0:6.1f}s kill {n} ({kind}, +{delay:.2f}s): "
-                      f"states {dict(before)}, "
-                      f"{len(snap.accepted)} streams accepted")
+                print(
+                    f"{time.monotonic() - t0:6.1f}s kill {n} ({kind}, +{delay:.2f}s): "
+                    f"states {dict(before)}, "
+                    f"{len(snap.accepted)} streams accepted"
+                )
                 assert all(r == "ok" for r in snap.integrity), snap.integrity
                 submitting.join(30)
                 d = _start(home, pycache)
@@ -398,11 +428,16 @@ def test_sigkill_at_random_moments_loses_nothing_and_repeats_no_finished_work(
             # died, before it saved the answer, may be repeated: that work was not finished.
             records = stats(sim.url)["calls"]
             answered = Counter(
-                (c["task_id"], c["stream_id"], c["purpose"]) for c in records
-                if c["status"] == 200 and not c["disconnected"])
+                (c["task_id"], c["stream_id"], c["purpose"])
+                for c in records
+                if c["status"] == 200 and not c["disconnected"]
+            )
             for snap in snapshots:
-                later = Counter((c["task_id"], c["stream_id"], c["purpose"]) for c in records
-                                if c["started_wall"] > snap.killed_at)
+                later = Counter(
+                    (c["task_id"], c["stream_id"], c["purpose"])
+                    for c in records
+                    if c["started_wall"] > snap.killed_at
+                )
                 for task_id, sid in snap.accepted:
                     for purpose in ("execute", "review"):
                         assert later[(task_id, sid, purpose)] == 0, (task_id, sid, purpose)
@@ -429,10 +464,15 @@ def test_sigkill_at_random_moments_loses_nothing_and_repeats_no_finished_work(
             assert not dups, [e for e in follower.log if e[0] in dups]
             assert seen == sorted(seen)
             everything: list[int] = []
-            with httpx.Client(timeout=httpx.Timeout(5.0, read=20.0)) as http, connect_sse(
-                    http, "GET", f"{d.url}/v1/events",
-                    headers={"Authorization": f"Bearer {d.token}",
-                             "Last-Event-ID": "0"}) as source:
+            with (
+                httpx.Client(timeout=httpx.Timeout(5.0, read=20.0)) as http,
+                connect_sse(
+                    http,
+                    "GET",
+                    f"{d.url}/v1/events",
+                    headers={"Authorization": f"Bearer {d.token}", "Last-Event-ID": "0"},
+                ) as source,
+            ):
                 for sse in source.iter_sse():
                     if sse.data:
                         everything.append(int(sse.id))
@@ -440,11 +480,13 @@ def test_sigkill_at_random_moments_loses_nothing_and_repeats_no_finished_work(
                             break
             assert seen == everything
             assert follower.connects >= 2  # it did reconnect after a kill
-            print(f"{len(seen)} events, {follower.connects} SSE connections, "
-                  f"{len(records)} simulator calls, {len(accepted_before)} streams accepted "
-                  f"before a kill, {len(submitter.unknown)} submits unanswered, "
-                  f"{len(submitter.duplicates)} resubmits answered as duplicates, "
-                  f"{submitter.replayed} answered submits replayed after a restart")
+            print(
+                f"{len(seen)} events, {follower.connects} SSE connections, "
+                f"{len(records)} simulator calls, {len(accepted_before)} streams accepted "
+                f"before a kill, {len(submitter.unknown)} submits unanswered, "
+                f"{len(submitter.duplicates)} resubmits answered as duplicates, "
+                f"{submitter.replayed} answered submits replayed after a restart"
+            )
             assert submitter.replayed == KILLS  # each restart knew the keys from before
         finally:
             if follower is not None:

@@ -16,17 +16,38 @@ LIVE = {"completed", "failed", "canceled", "input_required", "awaiting_approval"
 
 
 def stream(id_: str, deps: list[str] | None = None, **kw: Any) -> dict[str, Any]:
-    return {"id": id_, "title": f"Stream {id_}", "job": f"Do part {id_}.",
-            "output_definition": f"The {id_} part.", "ownership": [f"area-{id_}/"],
-            "depends_on": deps or [], "acceptance_check": "It is there.", **kw}
+    return {
+        "id": id_,
+        "title": f"Stream {id_}",
+        "job": f"Do part {id_}.",
+        "output_definition": f"The {id_} part.",
+        "ownership": [f"area-{id_}/"],
+        "depends_on": deps or [],
+        "acceptance_check": "It is there.",
+        **kw,
+    }
 
 
 SIX = {
     "latency": {"planner": 0.05, "orchestrator": 0.05, "executor": 0.1},
-    "plan": {"streams": [stream("a"), stream("b"), stream("c", ["a"]), stream("d", ["b"]),
-                         stream("e", ["c", "d"]), stream("f", ["a"])]},
-    "streams": {"a": {"latency": 0.2}, "b": {"latency": 1.5}, "c": {"latency": 0.2},
-                "d": {"latency": 0.2}, "e": {"latency": 0.2}, "f": {"latency": 0.3}},
+    "plan": {
+        "streams": [
+            stream("a"),
+            stream("b"),
+            stream("c", ["a"]),
+            stream("d", ["b"]),
+            stream("e", ["c", "d"]),
+            stream("f", ["a"]),
+        ]
+    },
+    "streams": {
+        "a": {"latency": 0.2},
+        "b": {"latency": 1.5},
+        "c": {"latency": 0.2},
+        "d": {"latency": 0.2},
+        "e": {"latency": 0.2},
+        "f": {"latency": 0.3},
+    },
 }
 
 
@@ -42,9 +63,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonProces
             d.stop()
 
 
-
-def run(d: DaemonProcess, goal: str = "Write a short market note", timeout: float = 60.0,
-        **options: Any) -> dict[str, Any]:
+def run(
+    d: DaemonProcess, goal: str = "Write a short market note", timeout: float = 60.0, **options: Any
+) -> dict[str, Any]:
     client = d.client()
     task_id = client.submit(goal, options=options)["task_id"]
     return wait_for(lambda: (t := client.get(task_id))["state"] in LIVE and t, timeout)
@@ -87,8 +108,7 @@ def test_tokens_and_cost_recorded_per_role(env: tuple[DaemonProcess, Any]) -> No
     assert usage["per_role"]["executor"]["calls"] == 6
     cost = task["report"]["cost"]
     assert cost["premium_only_usd"] > cost["total_usd"] > 0
-    assert cost["tiering_saved_usd"] == pytest.approx(cost["premium_only_usd"]
-                                                      - cost["total_usd"])
+    assert cost["tiering_saved_usd"] == pytest.approx(cost["premium_only_usd"] - cost["total_usd"])
     per_stream = {v["id"]: v["usage"] for v in task["report"]["streams"]}
     assert all(per_stream[sid]["tokens"] > 0 for sid in "abcdef")
     assert stats(sim.url)["answered_by_role"]["executor"] == 6
@@ -96,16 +116,24 @@ def test_tokens_and_cost_recorded_per_role(env: tuple[DaemonProcess, Any]) -> No
 
 def test_invalid_plans_are_repaired(env: tuple[DaemonProcess, Any]) -> None:
     d, sim = env
-    use_scenario(sim, {**SIX, "plan": {**SIX["plan"], "invalid_first": 2,
-                              "invalid": ["cycle", "overlapping_ownership"]}})
+    use_scenario(
+        sim,
+        {
+            **SIX,
+            "plan": {
+                **SIX["plan"],
+                "invalid_first": 2,
+                "invalid": ["cycle", "overlapping_ownership"],
+            },
+        },
+    )
     task = run(d)
     assert task["state"] == "completed", task["error"]
     plan_calls = [c for c in stats(sim.url)["calls"] if c["purpose"] == "plan"]
     assert len(plan_calls) == 3
 
 
-def test_a_plan_that_never_validates_fails_with_the_reason(
-        env: tuple[DaemonProcess, Any]) -> None:
+def test_a_plan_that_never_validates_fails_with_the_reason(env: tuple[DaemonProcess, Any]) -> None:
     d, sim = env
     use_scenario(sim, {**SIX, "plan": {**SIX["plan"], "invalid_first": 10, "invalid": ["cycle"]}})
     task = run(d)
@@ -117,13 +145,17 @@ def test_a_plan_that_never_validates_fails_with_the_reason(
 
 def test_redo_rounds_are_bounded_then_escalated(env: tuple[DaemonProcess, Any]) -> None:
     d, sim = env
-    scenario = {**SIX, "plan": {"streams": [stream("a"), stream("b")]},
-                "streams": {"b": {"review": ["redo"] * 10, "feedback": "Try again."}}}
+    scenario = {
+        **SIX,
+        "plan": {"streams": [stream("a"), stream("b")]},
+        "streams": {"b": {"review": ["redo"] * 10, "feedback": "Try again."}},
+    }
     use_scenario(sim, scenario)
     task = run(d)
     assert task["state"] == "input_required"
-    executes = [c for c in stats(sim.url)["calls"]
-                if c["purpose"] == "execute" and c["stream_id"] == "b"]
+    executes = [
+        c for c in stats(sim.url)["calls"] if c["purpose"] == "execute" and c["stream_id"] == "b"
+    ]
     assert len(executes) == 3  # round 0 plus review.max_rounds = 2 redos
     open_q = [q for q in task["questions"] if q["answer"] is None]
     assert len(open_q) == 1 and open_q[0]["stream_id"] == "b"
@@ -134,25 +166,35 @@ def test_redo_rounds_are_bounded_then_escalated(env: tuple[DaemonProcess, Any]) 
 
 def test_explicit_escalation_reaches_input_required(env: tuple[DaemonProcess, Any]) -> None:
     d, sim = env
-    scenario = {**SIX, "plan": {"streams": [stream("a")]},
-                "streams": {"a": {"review": ["escalate"],
-                                  "escalate_question": "Is a discount allowed?"}}}
+    scenario = {
+        **SIX,
+        "plan": {"streams": [stream("a")]},
+        "streams": {"a": {"review": ["escalate"], "escalate_question": "Is a discount allowed?"}},
+    }
     use_scenario(sim, scenario)
     task = run(d)
     assert task["state"] == "input_required"
     assert [q["question"] for q in task["questions"]] == ["Is a discount allowed?"]
     client = d.client()
     client.answer(task["id"], {task["questions"][0]["id"]: "No discounts."})
-    done = wait_for(lambda: (t := client.get(task["id"]))["state"] in LIVE - {
-        "input_required"} and t, 60)
+    done = wait_for(
+        lambda: (t := client.get(task["id"]))["state"] in LIVE - {"input_required"} and t, 60
+    )
     assert done["state"] == "completed"
 
 
 def test_transient_failures_are_retried(env: tuple[DaemonProcess, Any]) -> None:
     d, sim = env
-    use_scenario(sim, {**SIX, "failures": [
-        {"kind": "429", "role": "executor", "first": 2, "retry_after": 0.2},
-        {"kind": "500", "role": "orchestrator", "first": 1}]})
+    use_scenario(
+        sim,
+        {
+            **SIX,
+            "failures": [
+                {"kind": "429", "role": "executor", "first": 2, "retry_after": 0.2},
+                {"kind": "500", "role": "orchestrator", "first": 1},
+            ],
+        },
+    )
     task = run(d)
     assert task["state"] == "completed", task["error"]
     statuses = [c["status"] for c in stats(sim.url)["calls"]]
@@ -160,10 +202,17 @@ def test_transient_failures_are_retried(env: tuple[DaemonProcess, Any]) -> None:
 
 
 def test_a_stream_whose_model_always_fails_fails_the_task_with_a_partial_report(
-        env: tuple[DaemonProcess, Any]) -> None:
+    env: tuple[DaemonProcess, Any],
+) -> None:
     d, sim = env
-    use_scenario(sim, {**SIX, "plan": {"streams": [stream("a"), stream("b"), stream("c", ["b"])]},
-              "failures": [{"kind": "500", "role": "executor", "stream": "b", "rate": 1.0}]})
+    use_scenario(
+        sim,
+        {
+            **SIX,
+            "plan": {"streams": [stream("a"), stream("b"), stream("c", ["b"])]},
+            "failures": [{"kind": "500", "role": "executor", "stream": "b", "rate": 1.0}],
+        },
+    )
     task = run(d)
     assert task["state"] == "failed"
     assert "b" in task["error"]
@@ -176,21 +225,28 @@ def test_a_stream_whose_model_always_fails_fails_the_task_with_a_partial_report(
 
 
 def test_kill_9_mid_run_resumes_without_calling_finished_streams_again(
-        tmp_path_factory: pytest.TempPathFactory) -> None:
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     home = tmp_path_factory.mktemp("crash")
     specs = [stream(f"s{i}") for i in range(1, 4)] + [
-        stream("s4", ["s1"]), stream("s5", ["s2", "s3"]), stream("s6", ["s4", "s5"])]
-    scenario = {"latency": {"planner": 0.05, "orchestrator": 0.05, "executor": 0.3},
-                "plan": {"streams": specs},
-                "streams": {"s3": {"latency": 3.0}, "s5": {"latency": 1.0}}}
+        stream("s4", ["s1"]),
+        stream("s5", ["s2", "s3"]),
+        stream("s6", ["s4", "s5"]),
+    ]
+    scenario = {
+        "latency": {"planner": 0.05, "orchestrator": 0.05, "executor": 0.3},
+        "plan": {"streams": specs},
+        "streams": {"s3": {"latency": 3.0}, "s5": {"latency": 1.0}},
+    }
     with running_simulator(scenario) as sim:
         write_config(home, sim.url)
         d = DaemonProcess(home).start()
         client = d.client()
         task_id = client.submit("Crash-test the engine")["task_id"]
         # Kill once some streams are finished and others are still running.
-        wait_for(lambda: sum(s["state"] == "accepted" for s in client.get(task_id)["streams"])
-                 >= 2, 60)
+        wait_for(
+            lambda: sum(s["state"] == "accepted" for s in client.get(task_id)["streams"]) >= 2, 60
+        )
         before = {s["id"]: s["state"] for s in client.get(task_id)["streams"]}
         client.close()
         d.stop(signal.SIGKILL)
@@ -203,8 +259,14 @@ def test_kill_9_mid_run_resumes_without_calling_finished_streams_again(
         assert task["state"] == "completed", task["error"]
         calls = stats(sim.url)["calls"]
         for sid in finished_before:
-            answered = [c for c in calls if c["stream_id"] == sid and c["purpose"] == "execute"
-                        and c["status"] == 200 and not c["disconnected"]]
+            answered = [
+                c
+                for c in calls
+                if c["stream_id"] == sid
+                and c["purpose"] == "execute"
+                and c["status"] == 200
+                and not c["disconnected"]
+            ]
             assert len(answered) == 1, f"finished stream {sid} was called again"
         plans = [c for c in calls if c["purpose"] == "plan" and c["status"] == 200]
         assert len(plans) == 1

@@ -56,8 +56,15 @@ def write_tiers(home: Path, tiers: dict[str, dict[str, Any]]) -> None:
 
 
 def tier(model: str, api_base: str, **kw: Any) -> dict[str, Any]:
-    return {"model": model, "api_base": api_base, "api_key_env": KEY_ENV,
-            "timeout_s": TIMEOUT_S, "max_retries": 3, "fallbacks": [], **kw}
+    return {
+        "model": model,
+        "api_base": api_base,
+        "api_key_env": KEY_ENV,
+        "timeout_s": TIMEOUT_S,
+        "max_retries": 3,
+        "fallbacks": [],
+        **kw,
+    }
 
 
 def finish(d: DaemonProcess, task_ids: list[str], timeout: float = 90.0) -> list[dict[str, Any]]:
@@ -86,17 +93,19 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonProces
     test points the executor where it needs with config/set, which the next task uses."""
     home = tmp_path_factory.mktemp("faults")
     with running_simulator(FOUR) as sim:
-        write_tiers(home, {
-            "orchestrator": tier(PREMIUM, sim.api_base, fallbacks=[CHEAP]),
-            "planner": tier(PREMIUM, sim.api_base, fallbacks=[CHEAP]),
-            "executor": tier(CHEAP, sim.api_base, fallbacks=[PREMIUM]),
-        })
+        write_tiers(
+            home,
+            {
+                "orchestrator": tier(PREMIUM, sim.api_base, fallbacks=[CHEAP]),
+                "planner": tier(PREMIUM, sim.api_base, fallbacks=[CHEAP]),
+                "executor": tier(CHEAP, sim.api_base, fallbacks=[PREMIUM]),
+            },
+        )
         d = DaemonProcess(home, {KEY_ENV: PLANTED_KEY}).start()
         try:
             yield d, sim
         finally:
             d.stop()
-
 
 
 def set_executor(d: DaemonProcess, **keys: Any) -> None:
@@ -144,8 +153,7 @@ def test_tasks_complete_when_a_fifth_of_all_calls_fail(env: tuple[DaemonProcess,
     no_key_anywhere(d.home, str(tasks))
 
 
-def test_a_model_nobody_can_reach_fails_its_streams_clearly(
-        env: tuple[DaemonProcess, Any]) -> None:
+def test_a_model_nobody_can_reach_fails_its_streams_clearly(env: tuple[DaemonProcess, Any]) -> None:
     d, sim = env
     use_scenario(sim, {**FAST, "plan": {"generate": {"width": 2, "pattern": "independent"}}})
     port = dead_port()
@@ -165,12 +173,18 @@ def test_a_model_nobody_can_reach_fails_its_streams_clearly(
 
 
 def test_a_dead_server_hands_its_work_to_a_fallback_elsewhere(
-        env: tuple[DaemonProcess, Any]) -> None:
+    env: tuple[DaemonProcess, Any],
+) -> None:
     d, sim = env
     use_scenario(sim, FOUR)
     port = dead_port()
-    set_executor(d, model="openai/gpt-5-nano", api_base=f"http://127.0.0.1:{port}/v1",
-                 max_retries=0, fallbacks=[f"{CHEAP}@{sim.api_base}"])
+    set_executor(
+        d,
+        model="openai/gpt-5-nano",
+        api_base=f"http://127.0.0.1:{port}/v1",
+        max_retries=0,
+        fallbacks=[f"{CHEAP}@{sim.api_base}"],
+    )
     with d.client() as client:
         (task,) = finish(d, [client.submit("Write a short market note")["task_id"]])
     assert task["state"] == "completed", task["error"]
@@ -178,8 +192,10 @@ def test_a_dead_server_hands_its_work_to_a_fallback_elsewhere(
     assert len(executed) == 4 and {c["model"] for c in executed} == {"gpt-5-mini"}
     calls = []
     # closing(): an abandoned event stream would hold the daemon's shutdown for its grace time.
-    with d.client() as client, contextlib.closing(
-            client.events(task["id"], last_event_id=0, timeout=10)) as events:
+    with (
+        d.client() as client,
+        contextlib.closing(client.events(task["id"], last_event_id=0, timeout=10)) as events,
+    ):
         for event in events:
             if event.get("type") == "model.call" and event["data"]["role"] == "executor":
                 calls.append((event["data"]["model"], event["data"]["outcome"]))

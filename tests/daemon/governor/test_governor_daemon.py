@@ -22,8 +22,13 @@ GiB = 1 << 30
 
 
 def stream(i: int) -> dict[str, Any]:
-    return {"id": f"s{i}", "title": f"Part {i}", "job": "Write it.",
-            "output_definition": "A paragraph.", "ownership": [f"part-{i}/"]}
+    return {
+        "id": f"s{i}",
+        "title": f"Part {i}",
+        "job": "Write it.",
+        "output_definition": "A paragraph.",
+        "ownership": [f"part-{i}/"],
+    }
 
 
 def test_limit_follows_memory_while_agents_run(home: Path) -> None:
@@ -32,18 +37,26 @@ def test_limit_follows_memory_while_agents_run(home: Path) -> None:
         pytest.skip("needs 6 GiB of available memory")
     used = vm.total - vm.available
     soft = (used + 1.5 * GiB) / vm.total
-    scenario = {"latency": {"planner": 0.05, "orchestrator": 0.05, "executor": 1.5},
-                "plan": {"streams": [stream(i) for i in range(1, 9)]}}
+    scenario = {
+        "latency": {"planner": 0.05, "orchestrator": 0.05, "executor": 1.5},
+        "plan": {"streams": [stream(i) for i in range(1, 9)]},
+    }
     with running_simulator(scenario) as sim:
         write_config(home, sim.url, extra="")
-        cfg = (home / "config.toml").read_text().replace(
-            "[concurrency]\ninterval_ms = 100",
-            f"[concurrency]\ninterval_ms = 100\nsoft = {soft:.4f}\nhard = 0.99\n"
-            "cooldown_s = 0.5\nceiling = 5")
+        cfg = (
+            (home / "config.toml")
+            .read_text()
+            .replace(
+                "[concurrency]\ninterval_ms = 100",
+                f"[concurrency]\ninterval_ms = 100\nsoft = {soft:.4f}\nhard = 0.99\n"
+                "cooldown_s = 0.5\nceiling = 5",
+            )
+        )
         (home / "config.toml").write_text(cfg)
         d = DaemonProcess(home).start()
         client = d.client()
         try:
+
             def concurrency() -> dict[str, Any]:
                 return client.status()["concurrency"]
 
@@ -53,11 +66,18 @@ def test_limit_follows_memory_while_agents_run(home: Path) -> None:
             task_id = client.submit("Write eight parts", options={"max_streams": 8})["task_id"]
             wait_for(lambda: concurrency()["in_flight"] > 0, 30)
 
-            hog = subprocess.Popen([sys.executable, "-c",
-                                    "import sys, time\n"
-                                    "b = b'x' * (3 << 30)\n"
-                                    "print('ready', flush=True)\n"
-                                    "time.sleep(120)\n"], stdout=subprocess.PIPE, text=True)
+            hog = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "import sys, time\n"
+                    "b = b'x' * (3 << 30)\n"
+                    "print('ready', flush=True)\n"
+                    "time.sleep(120)\n",
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             try:
                 assert hog.stdout is not None and hog.stdout.readline().strip() == "ready"
                 low = wait_for(lambda: (c := concurrency())["limit"] <= c["floor"] and c, 20)
@@ -82,8 +102,9 @@ def test_limit_follows_memory_while_agents_run(home: Path) -> None:
             assert raised and all(e["new"] - e["old"] == 1 for e in raised)
 
             # Running agents were never killed: the task completes.
-            task = wait_for(lambda: (t := client.get(task_id))["state"] in
-                            {"completed", "failed"} and t, 90)
+            task = wait_for(
+                lambda: (t := client.get(task_id))["state"] in {"completed", "failed"} and t, 90
+            )
             assert task["state"] == "completed", task["error"]
             assert concurrency()["in_flight"] == 0
         finally:

@@ -54,12 +54,16 @@ def test_rest_body_and_header_keys_name_the_same_task(daemon: DaemonProcess) -> 
     assert first.status_code == 202, first.text
     by_header = _rest(daemon, {"goal": goal}, **{"Idempotency-Key": key})
     assert by_header.status_code == 202, by_header.text
-    assert by_header.json() == {**first.json(), "state": by_header.json()["state"],
-                                "duplicate": True}
+    assert by_header.json() == {
+        **first.json(),
+        "state": by_header.json()["state"],
+        "duplicate": True,
+    }
     both = _rest(daemon, {"goal": goal, "idempotency_key": key}, **{"Idempotency-Key": key})
     assert both.json()["task_id"] == first.json()["task_id"]
-    differ = _rest(daemon, {"goal": goal, "idempotency_key": key},
-                   **{"Idempotency-Key": key + "-other"})
+    differ = _rest(
+        daemon, {"goal": goal, "idempotency_key": key}, **{"Idempotency-Key": key + "-other"}
+    )
     assert differ.status_code == 422
     assert differ.json()["error"]["data"]["field"] == "idempotency_key"
     assert len(_tasks_with_goal(daemon, goal)) == 1
@@ -91,13 +95,14 @@ def test_concurrent_same_key_submits_make_one_task(daemon: DaemonProcess) -> Non
     assert len(_tasks_with_goal(daemon, goal)) == 1
 
 
-def test_same_key_for_another_request_is_refused_naming_the_field(
-        daemon: DaemonProcess) -> None:
+def test_same_key_for_another_request_is_refused_naming_the_field(daemon: DaemonProcess) -> None:
     key, goal = _key(), "The original request"
-    task_id = daemon.rpc("task/submit", {"goal": goal, "idempotency_key": key})["result"][
-        "task_id"]
-    for params in ({"goal": "Another goal"}, {"goal": goal, "context": "other context"},
-                   {"goal": goal, "options": {"approval": "required"}}):
+    task_id = daemon.rpc("task/submit", {"goal": goal, "idempotency_key": key})["result"]["task_id"]
+    for params in (
+        {"goal": "Another goal"},
+        {"goal": goal, "context": "other context"},
+        {"goal": goal, "options": {"approval": "required"}},
+    ):
         err = daemon.rpc("task/submit", {**params, "idempotency_key": key})["error"]
         assert err["code"] == -32602, err
         assert err["data"] == {"field": "idempotency_key", "task_id": task_id}
@@ -145,7 +150,8 @@ def test_cli_client_sends_a_fresh_key_per_submit(daemon: DaemonProcess) -> None:
 
 
 def test_key_survives_sigkill_and_restart_and_a_retry_is_not_refused_as_busy(
-        home: Path, daemon_factory: Any) -> None:
+    home: Path, daemon_factory: Any
+) -> None:
     goal = "Kept across a SIGKILL"
     with running_simulator(SLOW_MODELS) as sim:
         # One active task at most: a second task is refused busy, a retry of the first not.

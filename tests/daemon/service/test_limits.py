@@ -27,15 +27,23 @@ TERMINAL = {"completed", "failed", "canceled"}
 
 
 def stream(id_: str) -> dict[str, Any]:
-    return {"id": id_, "title": f"Stream {id_}", "job": f"Do part {id_}.",
-            "output_definition": f"The {id_} part.", "ownership": [f"area-{id_}/"],
-            "depends_on": [], "acceptance_check": "It is there."}
+    return {
+        "id": id_,
+        "title": f"Stream {id_}",
+        "job": f"Do part {id_}.",
+        "output_definition": f"The {id_} part.",
+        "ownership": [f"area-{id_}/"],
+        "depends_on": [],
+        "acceptance_check": "It is there.",
+    }
 
 
 #: One stream per task; latencies long enough that accepted tasks are still running while
 #: the flood goes on, short enough that they all finish soon after it.
-SCENARIO = {"latency": {"planner": 0.5, "orchestrator": 0.3, "executor": 0.8},
-            "plan": {"streams": [stream("a")]}}
+SCENARIO = {
+    "latency": {"planner": 0.5, "orchestrator": 0.3, "executor": 0.8},
+    "plan": {"streams": [stream("a")]},
+}
 
 #: Resident memory the daemon may gain under the load, above its own working size measured
 #: after a first task (litellm and langgraph loaded). The load holds at most MAX_ACTIVE
@@ -60,22 +68,27 @@ class RawStream:
     def __init__(self, url: str, token: str, path: str = "/v1/events") -> None:
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
-        self.request = (f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-                        f"Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n")
+        self.request = (
+            f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
+        )
         self.writer: asyncio.StreamWriter | None = None
         self.status = 0
         self.headers: dict[str, str] = {}
 
     async def open(self, within_s: float = 60.0) -> RawStream:
         reader, self.writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port), within_s)
+            asyncio.open_connection(self.host, self.port), within_s
+        )
         self.writer.write(self.request.encode())
         await self.writer.drain()
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), within_s)
         lines = head.decode("latin-1").split("\r\n")
         self.status = int(lines[0].split()[1])
-        self.headers = {k.strip().lower(): v.strip()
-                        for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+        self.headers = {
+            k.strip().lower(): v.strip()
+            for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)
+        }
         return self
 
     def vanish(self) -> None:
@@ -84,11 +97,18 @@ class RawStream:
             self.writer.transport.abort()
 
 
-async def _observer(url: str, token: str, task_id: str, stop: asyncio.Event,
-                    samples: list[dict[str, Any]], failures: list[str]) -> None:
+async def _observer(
+    url: str,
+    token: str,
+    task_id: str,
+    stop: asyncio.Event,
+    samples: list[dict[str, Any]],
+    failures: list[str],
+) -> None:
     """A third client: status and task/get keep answering while the others flood."""
-    async with httpx.AsyncClient(base_url=url, timeout=30.0,
-                                 headers={"Authorization": f"Bearer {token}"}) as http:
+    async with httpx.AsyncClient(
+        base_url=url, timeout=30.0, headers={"Authorization": f"Bearer {token}"}
+    ) as http:
         while not stop.is_set():
             try:
                 status = (await http.post("/rpc", json=rpc_body("daemon/status"))).json()
@@ -103,12 +123,12 @@ async def _observer(url: str, token: str, task_id: str, stop: asyncio.Event,
 
 async def _flood(url: str, token: str, total: int, workers: int) -> dict[str, Any]:
     """Submit `total` tasks as fast as `workers` connections allow, half REST, half RPC."""
-    outcome: dict[str, Any] = {"accepted": [], "codes": Counter(), "retry_after": set(),
-                               "bad": []}
+    outcome: dict[str, Any] = {"accepted": [], "codes": Counter(), "retry_after": set(), "bad": []}
     counter = iter(range(total))
     limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
-    async with httpx.AsyncClient(base_url=url, timeout=60.0, limits=limits,
-                                 headers={"Authorization": f"Bearer {token}"}) as http:
+    async with httpx.AsyncClient(
+        base_url=url, timeout=60.0, limits=limits, headers={"Authorization": f"Bearer {token}"}
+    ) as http:
 
         async def worker() -> None:
             for i in counter:
@@ -131,8 +151,9 @@ async def _flood(url: str, token: str, total: int, workers: int) -> dict[str, An
                         outcome["bad"].append(err)
                 outcome["codes"][f"rest {resp.status_code}"] += 1
             else:
-                doc = (await http.post("/rpc", json=rpc_body(
-                    "task/submit", {"goal": goal}, i))).json()
+                doc = (
+                    await http.post("/rpc", json=rpc_body("task/submit", {"goal": goal}, i))
+                ).json()
                 if "result" in doc:
                     outcome["accepted"].append(doc["result"]["task_id"])
                     outcome["codes"]["rpc ok"] += 1
@@ -146,13 +167,16 @@ async def _flood(url: str, token: str, total: int, workers: int) -> dict[str, An
     return outcome
 
 
-async def _load(d: DaemonProcess, probe_task: str, n_streams: int, n_submits: int,
-                ) -> dict[str, Any]:
+async def _load(
+    d: DaemonProcess,
+    probe_task: str,
+    n_streams: int,
+    n_submits: int,
+) -> dict[str, Any]:
     stop = asyncio.Event()
     samples: list[dict[str, Any]] = []
     failures: list[str] = []
-    observer = asyncio.create_task(_observer(d.url, d.token, probe_task, stop, samples,
-                                             failures))
+    observer = asyncio.create_task(_observer(d.url, d.token, probe_task, stop, samples, failures))
     # Streams open a few dozen at a time: a burst of 500 connects at once would only test
     # the kernel's accept queue.
     streams = [RawStream(d.url, d.token) for _ in range(n_streams)]
@@ -180,10 +204,16 @@ def test_floods_of_streams_and_submits_get_busy_not_drowned(tmp_path: Path) -> N
     home = tmp_path / "home"
     home.mkdir()
     with running_simulator(SCENARIO) as sim:
-        write_config(home, sim.url, f"[limits]\nmax_active_tasks = {MAX_ACTIVE}\n"
-                                    f"max_event_streams = {MAX_STREAMS}\n")
-        text = (home / "config.toml").read_text().replace("interval_ms = 100",
-                                                          "interval_ms = 100\nceiling = 20")
+        write_config(
+            home,
+            sim.url,
+            f"[limits]\nmax_active_tasks = {MAX_ACTIVE}\nmax_event_streams = {MAX_STREAMS}\n",
+        )
+        text = (
+            (home / "config.toml")
+            .read_text()
+            .replace("interval_ms = 100", "interval_ms = 100\nceiling = 20")
+        )
         (home / "config.toml").write_text(text)
         d = DaemonProcess(home).start()
         try:
@@ -254,8 +284,10 @@ def test_limits_hold_exactly_and_free_on_vanish(tmp_path: Path) -> None:
     finished task's place come back, and the limits survive a restart."""
     home = tmp_path / "home"
     home.mkdir()
-    slow = {"latency": {"planner": 30.0, "orchestrator": 0.1, "executor": 0.1},
-            "plan": {"streams": [stream("a")]}}
+    slow = {
+        "latency": {"planner": 30.0, "orchestrator": 0.1, "executor": 0.1},
+        "plan": {"streams": [stream("a")]},
+    }
     with running_simulator(slow) as sim:
         write_config(home, sim.url, "[limits]\nmax_active_tasks = 3\nmax_event_streams = 4\n")
         d = DaemonProcess(home).start()
@@ -273,8 +305,10 @@ def test_limits_hold_exactly_and_free_on_vanish(tmp_path: Path) -> None:
             assert doc["error"]["code"] == -32005 and doc["error"]["data"]["retry_after_s"] > 0
 
             async def streams() -> None:
-                held = [await RawStream(d.url, d.token, f"/v1/tasks/{ids[0]}/events").open()
-                        for _ in range(4)]
+                held = [
+                    await RawStream(d.url, d.token, f"/v1/tasks/{ids[0]}/events").open()
+                    for _ in range(4)
+                ]
                 assert [s.status for s in held] == [200] * 4
                 extra = await RawStream(d.url, d.token).open()
                 assert extra.status == 429 and int(extra.headers["retry-after"]) >= 1
@@ -305,8 +339,10 @@ def test_limits_hold_exactly_and_free_on_vanish(tmp_path: Path) -> None:
             assert d.rpc("task/submit", {"goal": "still full"})["error"]["code"] == -32005
             status = d.rpc("daemon/status")["result"]
             assert status["limits"] == {"active_tasks": 3, "max_active_tasks": 3}
-            assert {t["id"] for t in d.rpc("task/list", {"limit": 10})["result"]["tasks"]} \
-                >= {*ids, fourth}
+            assert {t["id"] for t in d.rpc("task/list", {"limit": 10})["result"]["tasks"]} >= {
+                *ids,
+                fourth,
+            }
         finally:
             d.stop()
 
@@ -321,8 +357,9 @@ def test_many_followers_share_one_read_per_event(tmp_path: Path) -> None:
     class CountingStore(Store):
         reads = 0
 
-        async def events_after(self, last_id: int, task_id: str | None = None,
-                               limit: int = 500) -> list[dict[str, Any]]:
+        async def events_after(
+            self, last_id: int, task_id: str | None = None, limit: int = 500
+        ) -> list[dict[str, Any]]:
             CountingStore.reads += 1
             return await super().events_after(last_id, task_id, limit)
 

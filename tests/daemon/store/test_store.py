@@ -34,8 +34,7 @@ async def test_state_change_and_event_are_written_together(tmp_path: Path) -> No
     await store.close()
 
 
-async def test_a_write_whose_caller_is_cancelled_still_announces_its_event(
-        tmp_path: Path) -> None:
+async def test_a_write_whose_caller_is_cancelled_still_announces_its_event(tmp_path: Path) -> None:
     # A task cancelled while its final state is being committed: the commit happens, so the
     # listeners (event feed, active-task count) must hear of it, or they drift from the rows.
     import asyncio
@@ -77,8 +76,9 @@ async def test_wal_mode_and_version_recorded(tmp_path: Path) -> None:
 
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == \
-        str(SCHEMA_VERSION)
+    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(
+        SCHEMA_VERSION
+    )
     conn.close()
 
 
@@ -102,8 +102,9 @@ async def test_older_database_is_migrated_keeping_its_rows(tmp_path: Path) -> No
     import sqlite3
 
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == \
-        str(SCHEMA_VERSION)
+    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(
+        SCHEMA_VERSION
+    )
     conn.close()
 
 
@@ -117,7 +118,8 @@ async def _make_v2_database(db: Path) -> None:
     await store.execute_raw(
         "INSERT INTO tasks (id, state, goal, context, options_json, created_at, updated_at, "
         "result) VALUES ('t-old-1', 'completed', 'old goal 1', '', '{}', 1, 2, 'the result'), "
-        "('t-old-2', 'running', 'old goal 2', 'ctx', '{}', 3, 4, NULL)")
+        "('t-old-2', 'running', 'old goal 2', 'ctx', '{}', 3, 4, NULL)"
+    )
     await store.close()
 
 
@@ -177,9 +179,11 @@ async def test_unique_key_race_lost_in_the_database_returns_the_winner(tmp_path:
         # Runs after the look-up found no task with key k, just before the insert.
         if any(getattr(o, "id", None) == "t-loser" for o in session.new):
             conn = sqlite3.connect(db)
-            conn.execute("INSERT INTO tasks (id, state, goal, context, options_json, "
-                         "created_at, updated_at, idempotency_key) "
-                         "VALUES ('t-winner', 'queued', 'g', '', '{}', 0, 0, 'k')")
+            conn.execute(
+                "INSERT INTO tasks (id, state, goal, context, options_json, "
+                "created_at, updated_at, idempotency_key) "
+                "VALUES ('t-winner', 'queued', 'g', '', '{}', 0, 0, 'k')"
+            )
             conn.commit()
             conn.close()
 

@@ -33,8 +33,12 @@ def test_judge_passes_a_flat_run_and_catches_each_leak() -> None:
     assert not verdict.ok
     assert [c["name"] for c in verdict.checks if not c["ok"]] == ["rss growth"]
     # File descriptors, threads or asyncio tasks left behind once idle.
-    for leak, name in ((idle(fds=40), "idle open_fds"), (idle(threads=15), "idle threads"),
-                       (idle(tasks=30), "idle asyncio_tasks"), (idle(active=1), "idle tasks")):
+    for leak, name in (
+        (idle(fds=40), "idle open_fds"),
+        (idle(threads=15), "idle threads"),
+        (idle(tasks=30), "idle asyncio_tasks"),
+        (idle(active=1), "idle tasks"),
+    ):
         verdict = judge(flat, idle(), leak)
         assert [c["name"] for c in verdict.checks if not c["ok"]] == [name]
     # Too short a run to judge is not a pass.
@@ -46,8 +50,22 @@ def test_judge_passes_a_flat_run_and_catches_each_leak() -> None:
 def test_short_soak_finds_no_leak(tmp_path: Path) -> None:
     out = tmp_path / "soak.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "daemon.tools.soak", "--seconds", "20", "--sample-s", "2",
-         "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=280)
+        [
+            sys.executable,
+            "-m",
+            "daemon.tools.soak",
+            "--seconds",
+            "20",
+            "--sample-s",
+            "2",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     report = json.loads(out.read_text())
     assert report["ok"] and all(c["ok"] for c in report["checks"])

@@ -590,12 +590,22 @@ async def test_a_fallback_on_another_server_is_never_sent_the_tiers_key() -> Non
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("content-length", "0")))
             seen.append(self.headers.get("authorization", ""))
-            body = json.dumps({
-                "id": "x", "object": "chat.completion", "created": 0, "model": "m",
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": "from elsewhere"}}],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-            }).encode()
+            body = json.dumps(
+                {
+                    "id": "x",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": "m",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": "from elsewhere"},
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                }
+            ).encode()
             self.send_response(200)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(body)))
@@ -617,8 +627,7 @@ async def test_a_fallback_on_another_server_is_never_sent_the_tiers_key() -> Non
             backoff_s=0.01,
             timeout_s=5,
         )
-        result = await call_model(tier, MESSAGES, role="executor", purpose="execute",
-                                  task_id="t1")
+        result = await call_model(tier, MESSAGES, role="executor", purpose="execute", task_id="t1")
     finally:
         other.shutdown()
     assert result.text == "from elsewhere"
