@@ -97,7 +97,8 @@ class AuthRecorder:
                 body = json.dumps(
                     {
                         "error": {
-                            "message": f"Incorrect API key provided: {auth.removeprefix('Bearer ')}",
+                            "message": "Incorrect API key provided: "
+                            + auth.removeprefix("Bearer "),
                             "type": "invalid_request_error",
                             "code": "invalid_api_key",
                         }
