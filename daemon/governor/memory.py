@@ -250,7 +250,8 @@ class PsutilSource:
     def read(self) -> MemoryReading:
         with self._lock:
             vm = psutil.virtual_memory()
-            total, available, source = int(vm.total), int(vm.available), "machine"
+            total, available = int(vm.total), int(vm.available)
+            source: Source = "machine"
             cg = self.cgroup()
             if cg is not None and cg.available < available:
                 total, available, source = cg.limit, cg.available, "cgroup"

@@ -21,6 +21,7 @@ import pytest
 from support import ROOT
 
 from daemon.config import layers as cfg
+from daemon.config import user_file
 from daemon.config.layers import (
     BOUNDS,
     CHOICES,
@@ -393,7 +394,7 @@ def test_set_is_atomic_and_keeps_the_mode(tmp_path: Path, monkeypatch: pytest.Mo
     def crash(*_a: Any) -> None:
         raise OSError("disk gone")
 
-    monkeypatch.setattr(cfg.os, "replace", crash)
+    monkeypatch.setattr(user_file.os, "replace", crash)
     with pytest.raises(OSError, match="disk gone"):
         set_user_value(path, "plan.max_streams", 5, DEFAULTS)
     assert path.read_text() == before  # never half-written

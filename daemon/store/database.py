@@ -1,0 +1,41 @@
+"""Connecting to the database: an SQLAlchemy engine for the store URL, tuned for SQLite.
+
+SQLite gets WAL (readers never wait for the writer), a busy timeout instead of immediate
+"database is locked" errors, and foreign keys switched on. Other URLs are used as given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Engine, make_url
+from sqlmodel import create_engine
+
+
+def connect(url: str) -> Engine:
+    """An engine for `url`; for SQLite, every connection gets the pragmas below."""
+    is_sqlite = make_url(url).get_backend_name() == "sqlite"
+    kwargs: dict[str, Any] = {}
+    if is_sqlite:
+        # The store's one thread uses the connections, but not always the thread that made them.
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+    engine = create_engine(url, **kwargs)
+    if is_sqlite:
+        sa_event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    # NORMAL is durable in WAL mode except for a power cut; commits stay fast.
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def redact_url(url: str) -> str:
+    """The store URL without a password, for status output."""
+    return make_url(url).render_as_string(hide_password=True)

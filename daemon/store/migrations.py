@@ -1,0 +1,82 @@
+"""The schema's version, kept in the `meta` table, and the steps that bring an older one up.
+
+An older database is migrated at start, one version at a time; a newer one (from a later
+tierd) is refused with a message rather than silently misread. A database with tierd's tables
+but no version was not made by tierd and is refused too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel
+
+from daemon.store.tables import MetaRow
+
+SCHEMA_VERSION = 3
+
+
+class SchemaTooNew(RuntimeError):
+    pass
+
+
+def _v1_to_v2(engine: Engine) -> None:
+    # v2 added the step memo and the questions table; existing rows are untouched.
+    tables = SQLModel.metadata.tables
+    SQLModel.metadata.create_all(engine, tables=[tables["steps"], tables["questions"]])
+
+
+def _v2_to_v3(engine: Engine) -> None:
+    # v3 added tasks.idempotency_key. SQLite cannot add a UNIQUE column, so the column is added
+    # plain and made unique by the same unique index a new database gets from the model.
+    # Each step is skipped when already done: the version is recorded in a later transaction,
+    # so a crash between the two must not leave a database that fails this step forever.
+    with engine.begin() as conn:
+        found = inspect(conn)
+        if "idempotency_key" not in {c["name"] for c in found.get_columns("tasks")}:
+            conn.execute(text("ALTER TABLE tasks ADD COLUMN idempotency_key VARCHAR"))
+        have = {i["name"] for i in found.get_indexes("tasks")}
+        for index in SQLModel.metadata.tables["tasks"].indexes:
+            if list(index.columns.keys()) == ["idempotency_key"] and index.name not in have:
+                index.create(conn)
+
+
+#: from-version -> the function that moves the schema one version up.
+MIGRATIONS: dict[int, Callable[[Engine], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
+
+
+def migrate(engine: Engine) -> None:
+    """Create a new database's tables, or bring an older one up to `SCHEMA_VERSION`.
+
+    Raises SchemaTooNew for a database newer than this tierd or not made by tierd.
+    """
+    tables = set(inspect(engine).get_table_names())
+    if "meta" not in tables:
+        if tables & {"tasks", "events"}:
+            raise SchemaTooNew(
+                "the database has tierd tables but no schema version: "
+                "it was not made by tierd; point store.url elsewhere"
+            )
+        SQLModel.metadata.create_all(engine)
+        _set_version(engine, SCHEMA_VERSION)
+        return
+    with Session(engine) as s:
+        row = s.get(MetaRow, "schema_version")
+        version = int(row.value) if row else 1
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"the database schema is version {version}, newer than this tierd understands "
+            f"({SCHEMA_VERSION}): upgrade tierd, or point store.url at another database"
+        )
+    while version < SCHEMA_VERSION:
+        MIGRATIONS[version](engine)
+        version += 1
+        _set_version(engine, version)
+
+
+def _set_version(engine: Engine, version: int) -> None:
+    with Session(engine) as s:
+        s.merge(MetaRow(key="schema_version", value=str(version)))
+        s.commit()

@@ -1,0 +1,160 @@
+"""The store's tasks: creating them (once per idempotency key), reading them, and moving them
+from state to state with the event that says so, in one transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from daemon.store.events import NewEvent, add_event, as_new, as_new_or_none
+from daemon.store.states import TERMINAL, check_move
+from daemon.store.tables import TaskRow
+from daemon.store.thread import StoreThread
+
+
+class TaskQueries(StoreThread):
+    """Reads and writes of the `tasks` table."""
+
+    async def create_task(self, row: TaskRow) -> NewEvent:
+        def work() -> NewEvent:
+            with self._session() as s:
+                s.add(row)
+                ev = add_event(s, row.id, "task.state", {"state": row.state, "previous": None})
+                s.commit()
+                return as_new(ev)
+
+        return await self._write(work, lambda ev: [ev])
+
+    async def create_task_once(self, row: TaskRow) -> tuple[TaskRow, bool]:
+        """Create `row` unless a task already holds its idempotency key.
+
+        Returns (the task, created). With a key that is taken, nothing is written and the
+        task that holds it comes back with created False. The look-up and the insert share
+        one transaction on the store's single thread; the unique index still decides if
+        another process writes the same database, and losing that race reads the winner.
+        """
+        key = row.idempotency_key
+        assert key is not None, "create_task_once needs an idempotency key"
+
+        def work() -> tuple[TaskRow, NewEvent | None]:
+            with self._session() as s:
+                existing = s.exec(select(TaskRow).where(TaskRow.idempotency_key == key)).first()
+                if existing is not None:
+                    return existing, None
+                s.add(row)
+                ev = add_event(s, row.id, "task.state", {"state": row.state, "previous": None})
+                try:
+                    s.commit()
+                except IntegrityError:
+                    s.rollback()
+                    winner = s.exec(select(TaskRow).where(TaskRow.idempotency_key == key)).first()
+                    if winner is None:
+                        raise  # some other constraint: not a lost race
+                    return winner, None
+                return row, as_new(ev)
+
+        task, ev = await self._write(work, lambda r: [r[1]])
+        return task, ev is not None
+
+    async def task_by_key(self, key: str) -> TaskRow | None:
+        """The task created with idempotency key `key`, if any."""
+
+        def work() -> TaskRow | None:
+            with self._session() as s:
+                return s.exec(select(TaskRow).where(TaskRow.idempotency_key == key)).first()
+
+        return await self._run(work)
+
+    async def get_task(self, task_id: str) -> TaskRow | None:
+        def work() -> TaskRow | None:
+            with self._session() as s:
+                return s.get(TaskRow, task_id)
+
+        return await self._run(work)
+
+    async def list_tasks(self, state: str | None, limit: int, cursor: str | None) -> list[TaskRow]:
+        """Tasks newest id first, `limit` at a time; `cursor` is the last id of the page before."""
+
+        def work() -> list[TaskRow]:
+            with self._session() as s:
+                q = select(TaskRow)
+                if state:
+                    q = q.where(TaskRow.state == state)
+                if cursor:
+                    q = q.where(TaskRow.id < cursor)
+                return list(s.exec(q.order_by(col(TaskRow.id).desc()).limit(limit)))
+
+        return await self._run(work)
+
+    async def nonterminal_task_ids(self) -> list[str]:
+        def work() -> list[str]:
+            with self._session() as s:
+                q = select(TaskRow.id).where(col(TaskRow.state).not_in([str(t) for t in TERMINAL]))
+                return list(s.exec(q.order_by(TaskRow.id)))
+
+        return await self._run(work)
+
+    async def counts_by_state(self) -> dict[str, int]:
+        def work() -> dict[str, int]:
+            with self._session() as s:
+                q = select(TaskRow.state, func.count()).group_by(TaskRow.state)
+                return {state: n for state, n in s.exec(q)}
+
+        return await self._run(work)
+
+    async def transition(
+        self, task_id: str, new_state: str, *, reason: str | None = None, **fields: Any
+    ) -> tuple[str, NewEvent | None]:
+        """Move a task to `new_state` (checked) and update fields, with its event, atomically.
+
+        Returns the previous state and the event (None when the state did not change).
+        """
+
+        def work() -> tuple[str, NewEvent | None]:
+            with self._session() as s:
+                row = s.get(TaskRow, task_id)
+                if row is None:
+                    raise KeyError(task_id)
+                previous = row.state
+                check_move(previous, new_state)
+                row.state = new_state
+                row.updated_at = time.time()
+                for k, v in fields.items():
+                    setattr(row, k, v)
+                s.add(row)
+                ev = None
+                if previous != new_state:
+                    data: dict[str, Any] = {"state": new_state, "previous": previous}
+                    if reason:
+                        data["reason"] = reason
+                    ev = add_event(s, task_id, "task.state", data)
+                s.commit()
+                return previous, as_new_or_none(ev)
+
+        return await self._write(work, lambda r: [r[1]])
+
+    async def update_task(
+        self, task_id: str, *, event: tuple[str, dict[str, Any]] | None = None, **fields: Any
+    ) -> NewEvent | None:
+        """Update a task's fields; with `event` (type, data), append it in the same
+        transaction, so a crash never keeps the change and loses its event (or the reverse)."""
+
+        def work() -> NewEvent | None:
+            with self._session() as s:
+                row = s.get(TaskRow, task_id)
+                if row is None:
+                    raise KeyError(task_id)
+                for k, v in fields.items():
+                    setattr(row, k, v)
+                row.updated_at = time.time()
+                s.add(row)
+                ev = add_event(s, task_id, *event) if event else None
+                s.commit()
+                return as_new_or_none(ev)
+
+        return await self._write(work, lambda ev: [ev])

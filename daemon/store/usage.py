@@ -1,0 +1,28 @@
+"""The store's usage log: one row per model call (tokens, cost, latency, outcome) of a task."""
+
+from __future__ import annotations
+
+from sqlmodel import col, select
+
+from daemon.store.tables import UsageRow
+from daemon.store.thread import StoreThread
+
+
+class UsageLog(StoreThread):
+    """Reads and writes of the `usage` table."""
+
+    async def record_usage(self, row: UsageRow) -> None:
+        def work() -> None:
+            with self._session() as s:
+                s.add(row)
+                s.commit()
+
+        await self._run(work)
+
+    async def usage_of(self, task_id: str) -> list[UsageRow]:
+        def work() -> list[UsageRow]:
+            with self._session() as s:
+                q = select(UsageRow).where(UsageRow.task_id == task_id)
+                return list(s.exec(q.order_by(col(UsageRow.id))))
+
+        return await self._run(work)

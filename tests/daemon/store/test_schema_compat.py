@@ -1,0 +1,136 @@
+"""The database format stays compatible: a database written by an earlier tierd (schema
+version 3, the store before it was split into modules) opens and reads, and a new database has
+exactly that shape.
+
+`V3_SCHEMA` is copied from `sqlite_master` of a database that the earlier store created. A
+change to the tables must come with a new `SCHEMA_VERSION` and a migration, and then this
+snapshot is what the migration must be tested from.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from daemon.store.store import SCHEMA_VERSION, Store, TaskRow
+
+V3_SCHEMA = [
+    "CREATE TABLE events (id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, task_id VARCHAR, "
+    "type VARCHAR NOT NULL, data_json VARCHAR NOT NULL, created_at FLOAT NOT NULL)",
+    "CREATE INDEX ix_events_task_id ON events (task_id)",
+    "CREATE TABLE meta (key VARCHAR NOT NULL, value VARCHAR NOT NULL, PRIMARY KEY (key))",
+    "CREATE TABLE questions (id VARCHAR NOT NULL, task_id VARCHAR NOT NULL, stream_id VARCHAR, "
+    "question VARCHAR NOT NULL, answer VARCHAR, created_at FLOAT NOT NULL, answered_at FLOAT, "
+    "PRIMARY KEY (id))",
+    "CREATE INDEX ix_questions_task_id ON questions (task_id)",
+    "CREATE TABLE steps (task_id VARCHAR NOT NULL, key VARCHAR NOT NULL, "
+    "value_json VARCHAR NOT NULL, created_at FLOAT NOT NULL, PRIMARY KEY (task_id, key))",
+    "CREATE TABLE tasks (id VARCHAR NOT NULL, state VARCHAR NOT NULL, goal VARCHAR NOT NULL, "
+    "context VARCHAR NOT NULL, options_json VARCHAR NOT NULL, created_at FLOAT NOT NULL, "
+    "updated_at FLOAT NOT NULL, result VARCHAR, report_json VARCHAR, error VARCHAR, "
+    "plan_json VARCHAR, settings_json VARCHAR, idempotency_key VARCHAR, PRIMARY KEY (id))",
+    "CREATE UNIQUE INDEX ix_tasks_idempotency_key ON tasks (idempotency_key)",
+    "CREATE INDEX ix_tasks_state ON tasks (state)",
+    "CREATE TABLE streams (id INTEGER NOT NULL, task_id VARCHAR NOT NULL, "
+    "stream_id VARCHAR NOT NULL, parent_id VARCHAR, title VARCHAR NOT NULL, "
+    "spec_json VARCHAR NOT NULL, state VARCHAR NOT NULL, output VARCHAR, verdict VARCHAR, "
+    "reason VARCHAR, rounds INTEGER NOT NULL, depth INTEGER NOT NULL, started_at FLOAT, "
+    "ended_at FLOAT, PRIMARY KEY (id), UNIQUE (task_id, stream_id), "
+    "FOREIGN KEY(task_id) REFERENCES tasks (id))",
+    "CREATE INDEX ix_streams_task_id ON streams (task_id)",
+    "CREATE TABLE usage (id INTEGER NOT NULL, task_id VARCHAR NOT NULL, stream_id VARCHAR, "
+    "role VARCHAR NOT NULL, purpose VARCHAR NOT NULL, model VARCHAR NOT NULL, "
+    "prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, "
+    "cost_usd FLOAT NOT NULL, latency_s FLOAT NOT NULL, outcome VARCHAR NOT NULL, "
+    "attempts INTEGER NOT NULL, error VARCHAR, started_at FLOAT NOT NULL, PRIMARY KEY (id))",
+    "CREATE INDEX ix_usage_task_id ON usage (task_id)",
+]
+
+V3_ROWS = [
+    "INSERT INTO meta VALUES ('schema_version', '3')",
+    "INSERT INTO tasks VALUES ('t-old', 'running', 'the goal', 'ctx', '{\"a\": 1}', 1.0, 2.0, "
+    "NULL, NULL, NULL, '{\"streams\": []}', '{\"review\": {}}', 'key-1')",
+    "INSERT INTO streams VALUES (1, 't-old', 's1', NULL, 'first', '{}', 'done', 'out', 'pass', "
+    "NULL, 1, 0, 1.5, 1.8)",
+    "INSERT INTO steps VALUES ('t-old', 'exec:s1:r0:a0', '{\"output\": \"out\"}', 1.8)",
+    "INSERT INTO events (task_id, type, data_json, created_at) VALUES "
+    '(\'t-old\', \'task.state\', \'{"state": "running", "previous": "planning"}\', 1.2)',
+    "INSERT INTO questions VALUES ('q1', 't-old', 's1', 'which?', NULL, 1.6, NULL)",
+    "INSERT INTO usage VALUES (1, 't-old', 's1', 'executor', 'execute', 'cheap', 10, 20, "
+    "0.001, 0.5, 'ok', 1, NULL, 1.5)",
+]
+
+
+def _shape(db: Path) -> dict[str, Any]:
+    """Each table's columns, indexes and foreign keys, as SQLite reports them."""
+    conn = sqlite3.connect(db)
+    try:
+        tables = dict(
+            conn.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type='table' "
+                "AND name NOT LIKE 'sqlite_%'"
+            ).fetchall()
+        )
+        shape: dict[str, Any] = {}
+        for table, sql in sorted(tables.items()):
+            columns = [r[1:] for r in conn.execute(f"PRAGMA table_info({table})")]
+            indexes = sorted(
+                (name, unique, [c[2] for c in conn.execute(f"PRAGMA index_info({name})")])
+                for _, name, unique, *_ in conn.execute(f"PRAGMA index_list({table})")
+            )
+            keys = [r[2:5] for r in conn.execute(f"PRAGMA foreign_key_list({table})")]
+            shape[table] = {
+                "columns": columns,
+                "indexes": indexes,
+                "foreign_keys": keys,
+                # Event ids are never reused: AUTOINCREMENT is part of the format.
+                "autoincrement": "AUTOINCREMENT" in sql.upper(),
+            }
+        return shape
+    finally:
+        conn.close()
+
+
+def _v3_database(db: Path) -> None:
+    conn = sqlite3.connect(db)
+    for statement in V3_SCHEMA + V3_ROWS:
+        conn.execute(statement)
+    conn.commit()
+    conn.close()
+
+
+async def test_a_new_database_has_the_shape_of_schema_version_3(tmp_path: Path) -> None:
+    assert SCHEMA_VERSION == 3, "a new schema version needs a new snapshot and a migration test"
+    old, new = tmp_path / "old.sqlite", tmp_path / "new.sqlite"
+    _v3_database(old)
+    store = Store(f"sqlite:///{new}")
+    await store.open()
+    await store.close()
+    assert _shape(new) == _shape(old)
+
+
+async def test_a_database_written_by_the_previous_store_opens_and_reads(tmp_path: Path) -> None:
+    db = tmp_path / "db.sqlite"
+    _v3_database(db)
+    store = Store(f"sqlite:///{db}")
+    await store.open()
+    task = await store.get_task("t-old")
+    assert task is not None and task.goal == "the goal" and task.idempotency_key == "key-1"
+    assert (await store.task_by_key("key-1")) is not None
+    assert await store.nonterminal_task_ids() == ["t-old"]
+    assert [s.stream_id for s in await store.streams_of("t-old")] == ["s1"]
+    # The step memo keys of the previous version are found: a finished call is not made again.
+    assert await store.get_step("t-old", "exec:s1:r0:a0") == {"output": "out"}
+    assert [q.id for q in await store.questions_of("t-old")] == ["q1"]
+    assert [u.model for u in await store.usage_of("t-old")] == ["cheap"]
+    events = await store.events_after(0, "t-old")
+    assert [e["data"]["state"] for e in events] == ["running"]
+    # It takes writes too, and event ids go on from where the old ones ended.
+    previous, ev = await store.transition("t-old", "reviewing")
+    assert previous == "running" and ev is not None and ev.id > events[-1]["id"]
+    now = 3.0
+    new = TaskRow(id="t-new", state="queued", goal="g", created_at=now, updated_at=now)
+    await store.create_task(new)
+    assert {t.id for t in await store.list_tasks(None, 10, None)} == {"t-old", "t-new"}
+    await store.close()
