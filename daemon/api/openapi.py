@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from daemon.api.rpc import METHODS
+from daemon.api.rpc_methods import DISCOVER, METHODS
 
 _ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -57,7 +57,7 @@ def rpc_openapi() -> dict[str, Any]:
         "required": ["jsonrpc", "method"],
         "properties": {
             "jsonrpc": {"const": "2.0"},
-            "method": {"enum": [*METHODS, "rpc/discover"]},
+            "method": {"enum": [*METHODS, DISCOVER]},
             "params": {"type": "object", "description": "named parameters (see rpc/discover)"},
             "id": {
                 "anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}],
@@ -70,7 +70,7 @@ def rpc_openapi() -> dict[str, Any]:
         "required": ["jsonrpc", "id"],
         "properties": {
             "jsonrpc": {"const": "2.0"},
-            "result": {},
+            "result": {"description": "the method's result; rpc/discover describes each one"},
             "id": {},
             "error": {"type": "object", "required": ["code", "message"]},
         },
@@ -100,6 +100,68 @@ def rpc_openapi() -> dict[str, Any]:
     }
 
 
+def _operation_errors(path: str, method: str) -> dict[str, str]:
+    """The error statuses an operation can answer beyond its own: the guard's, and the
+    service's for a body, a task id or a state."""
+    extra = dict(_GUARD_RESPONSES)
+    if method in ("post", "put"):
+        extra["413"] = "Body over server.max_body_bytes"
+        if path != "/rpc":
+            extra["400"] = (
+                "Body is not strict JSON (not UTF-8, NaN, a number out "
+                "of range, a lone surrogate, nested too deeply)"
+            )
+    if path.startswith("/v1/"):
+        extra["429"] = "Busy: retry after the Retry-After header's seconds"
+    if "{task_id}" in path:
+        extra.update(_TASK_RESPONSES)
+        if method == "post":
+            extra.update(_STATE_RESPONSES)
+    return extra
+
+
+def _describe_operation(path: str, method: str, op: dict[str, Any]) -> None:
+    """Add to one operation what its signature cannot say: security, errors, event streams."""
+    responses = op.setdefault("responses", {})
+    if "422" in responses or (method in ("post", "put") and path != "/rpc"):
+        responses["422"] = _error_response("Bad input: data names the field")
+    if path.endswith("/events") and "200" in responses:
+        responses["200"]["content"] = {
+            "text/event-stream": {
+                "schema": {
+                    "type": "string",
+                    "description": "Server-Sent Events; id is the event id",
+                }
+            }
+        }
+    if path == "/healthz":
+        op["security"] = []
+        return
+    op["security"] = [{"bearer": []}]
+    for status, text in _operation_errors(path, method).items():
+        responses.setdefault(status, _error_response(text))
+
+
+def _link_submit(paths: dict[str, Any]) -> None:
+    """Links let a client (and schemathesis' stateful tests) follow a submit to the
+    operations on the task it created."""
+    submit = paths.get("/v1/tasks", {}).get("post")
+    if submit is None:
+        return
+    task_id = {"task_id": "$response.body#/task_id"}
+    links = {}
+    for name, (path, method) in {
+        "GetTask": ("/v1/tasks/{task_id}", "get"),
+        "CancelTask": ("/v1/tasks/{task_id}/cancel", "post"),
+        "AnswerTask": ("/v1/tasks/{task_id}/answer", "post"),
+        "ApproveTask": ("/v1/tasks/{task_id}/approve", "post"),
+    }.items():
+        target = paths.get(path, {}).get(method)
+        if target is not None and "operationId" in target:
+            links[name] = {"operationId": target["operationId"], "parameters": task_id}
+    submit["responses"]["202"]["links"] = links
+
+
 def openapi_document(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document plus the security scheme, error responses and links."""
     if app.openapi_schema:
@@ -121,53 +183,7 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     }
     for path, item in doc["paths"].items():
         for method, op in item.items():
-            responses = op.setdefault("responses", {})
-            if "422" in responses or (method in ("post", "put") and path != "/rpc"):
-                responses["422"] = _error_response("Bad input: data names the field")
-            if path.endswith("/events") and "200" in responses:
-                responses["200"]["content"] = {
-                    "text/event-stream": {
-                        "schema": {
-                            "type": "string",
-                            "description": "Server-Sent Events; id is the event id",
-                        }
-                    }
-                }
-            if path == "/healthz":
-                op["security"] = []
-                continue
-            op["security"] = [{"bearer": []}]
-            extra = dict(_GUARD_RESPONSES)
-            if method in ("post", "put"):
-                extra["413"] = "Body over server.max_body_bytes"
-                if path != "/rpc":
-                    extra["400"] = (
-                        "Body is not strict JSON (not UTF-8, NaN, a number out "
-                        "of range, a lone surrogate, nested too deeply)"
-                    )
-            if path.startswith("/v1/"):
-                extra["429"] = "Busy: retry after the Retry-After header's seconds"
-            if "{task_id}" in path:
-                extra.update(_TASK_RESPONSES)
-                if method == "post":
-                    extra.update(_STATE_RESPONSES)
-            for status, text in extra.items():
-                responses.setdefault(status, _error_response(text))
-    submit = doc["paths"].get("/v1/tasks", {}).get("post")
-    if submit is not None:
-        # Links let a client (and schemathesis' stateful tests) follow a submit to the
-        # operations on the task it created.
-        task_id = {"task_id": "$response.body#/task_id"}
-        links = {}
-        for name, (path, method) in {
-            "GetTask": ("/v1/tasks/{task_id}", "get"),
-            "CancelTask": ("/v1/tasks/{task_id}/cancel", "post"),
-            "AnswerTask": ("/v1/tasks/{task_id}/answer", "post"),
-            "ApproveTask": ("/v1/tasks/{task_id}/approve", "post"),
-        }.items():
-            target = doc["paths"].get(path, {}).get(method)
-            if target is not None and "operationId" in target:
-                links[name] = {"operationId": target["operationId"], "parameters": task_id}
-        submit["responses"]["202"]["links"] = links
+            _describe_operation(path, method, op)
+    _link_submit(doc["paths"])
     app.openapi_schema = doc
     return doc

@@ -1,6 +1,7 @@
 """REST adapter under /v1 for scripts, plus Server-Sent Events for live progress.
 
-Thin: each route validates with the shared pydantic models and calls the service.
+Thin: each route validates with the shared params models, calls the service and answers with
+its result model (which is also the route's documented response).
 Events are read from the store, so `Last-Event-ID` resumes exactly where a client left off,
 across reconnects and daemon restarts.
 """
@@ -30,6 +31,17 @@ from daemon.service.params import (
     TaskIdParams,
 )
 from daemon.service.params import AnswerParams as _AnswerParams
+from daemon.service.results import (
+    Answered,
+    Canceled,
+    ConfigDocument,
+    ConfigEntry,
+    DaemonStatus,
+    Decided,
+    Submitted,
+    TaskDetail,
+    TaskPage,
+)
 from daemon.service.service import Service
 from daemon.store.feed import EventFeed
 
@@ -66,9 +78,13 @@ class ApproveBody(BaseModel):
     comment: str | None = Field(default=None, max_length=20000)
 
 
+class Health(BaseModel):
+    ok: bool
+
+
 @router.get("/healthz", tags=["daemon"])
-async def healthz() -> dict[str, Any]:
-    return {"ok": True}
+async def healthz() -> Health:
+    return Health(ok=True)
 
 
 @router.post("/v1/tasks", status_code=202, tags=["tasks"], responses=BUSY_RESPONSE)
@@ -85,7 +101,7 @@ async def submit_task(
             description="the same as the body's idempotency_key (either one, or both equal)",
         ),
     ] = None,
-) -> dict[str, Any]:
+) -> Submitted:
     if idempotency_key is not None:
         if body.idempotency_key not in (None, idempotency_key):
             raise InvalidParams(
@@ -102,44 +118,44 @@ async def list_tasks(
     state: STATES | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
-) -> dict[str, Any]:
+) -> TaskPage:
     return await _service(request).list(ListParams(state=state, limit=limit, cursor=cursor))
 
 
 @router.get("/v1/tasks/{task_id}", tags=["tasks"])
-async def get_task(task_id: TaskId, request: Request) -> dict[str, Any]:
+async def get_task(task_id: TaskId, request: Request) -> TaskDetail:
     return await _service(request).get(TaskIdParams(task_id=task_id))
 
 
 @router.post("/v1/tasks/{task_id}/cancel", tags=["tasks"])
-async def cancel_task(task_id: TaskId, request: Request) -> dict[str, Any]:
+async def cancel_task(task_id: TaskId, request: Request) -> Canceled:
     return await _service(request).cancel(TaskIdParams(task_id=task_id))
 
 
 @router.post("/v1/tasks/{task_id}/answer", tags=["tasks"])
-async def answer_task(task_id: TaskId, body: AnswerBody, request: Request) -> dict[str, Any]:
+async def answer_task(task_id: TaskId, body: AnswerBody, request: Request) -> Answered:
     return await _service(request).answer(_AnswerParams(task_id=task_id, answers=body.answers))
 
 
 @router.post("/v1/tasks/{task_id}/approve", tags=["tasks"])
-async def approve_task(task_id: TaskId, body: ApproveBody, request: Request) -> dict[str, Any]:
+async def approve_task(task_id: TaskId, body: ApproveBody, request: Request) -> Decided:
     return await _service(request).approve(
         ApproveParams(task_id=task_id, decision=body.decision, comment=body.comment)
     )
 
 
 @router.get("/v1/status", tags=["daemon"])
-async def status(request: Request) -> dict[str, Any]:
+async def status(request: Request) -> DaemonStatus:
     return await _service(request).status()
 
 
 @router.get("/v1/config", tags=["config"])
-async def get_config(request: Request, key: str | None = None) -> dict[str, Any]:
+async def get_config(request: Request, key: str | None = None) -> ConfigDocument | ConfigEntry:
     return await _service(request).config_get(ConfigGetParams(key=key))
 
 
 @router.put("/v1/config", tags=["config"])
-async def put_config(body: ConfigSetParams, request: Request) -> dict[str, Any]:
+async def put_config(body: ConfigSetParams, request: Request) -> ConfigEntry:
     return await _service(request).config_set(body)
 
 

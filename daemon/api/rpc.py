@@ -3,24 +3,24 @@
 Written here rather than taken from a library because the available ones either tie method
 registration to their own schema system or do not give control over batch and notification
 edge cases (an empty batch, an all-notification batch) and the -32000 codes tierd documents.
-The dispatcher is small; the methods are the service's, with params validated by the same
-pydantic models the REST routes use, and `rpc/discover` describes them as OpenRPC.
+The dispatcher is small; the methods (`rpc_methods`) are the service's, with params validated
+by the same pydantic models the REST routes use, results written as the service's result
+models say, and `rpc/discover` (`openrpc`) describes both.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import math
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from daemon import __version__
+from daemon.api.openrpc import openrpc_document
+from daemon.api.rpc_methods import DISCOVER, METHODS
+from daemon.api.strict_json import decode_json
 from daemon.service.errors import (
-    ERROR_CODES,
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
@@ -28,88 +28,13 @@ from daemon.service.errors import (
     PARSE_ERROR,
     ServiceError,
 )
-from daemon.service.params import (
-    AnswerParams,
-    ApproveParams,
-    ConfigGetParams,
-    ConfigSetParams,
-    ListParams,
-    NoParams,
-    SubmitParams,
-    TaskIdParams,
-)
+from daemon.service.results import wire
 from daemon.service.service import Service
 
 _MISSING = object()
 #: Calls in one batch. A 1 MiB body holds hundreds of thousands of tiny calls, all run at
 #: once; no client needs that many, so a longer batch is refused whole (-32600).
 MAX_BATCH = 100
-#: Digits in one integer literal. Python refuses more than 4300 with a message about its own
-#: internals; nothing in the API needs a fraction of this many.
-MAX_INT_DIGITS = 1000
-
-
-@dataclass(frozen=True)
-class Method:
-    name: str
-    params: type[BaseModel]
-    summary: str
-    call: Callable[[Service, Any], Awaitable[Any]]
-
-
-METHODS: dict[str, Method] = {
-    m.name: m
-    for m in [
-        Method(
-            "task/submit",
-            SubmitParams,
-            "Submit a task; returns its id at once.",
-            lambda s, p: s.submit(p),
-        ),
-        Method(
-            "task/get",
-            TaskIdParams,
-            "A task with its streams, verdicts, result and report.",
-            lambda s, p: s.get(p),
-        ),
-        Method(
-            "task/list", ListParams, "Tasks, newest first, paged by cursor.", lambda s, p: s.list(p)
-        ),
-        Method(
-            "task/cancel", TaskIdParams, "Cancel a live task at once.", lambda s, p: s.cancel(p)
-        ),
-        Method(
-            "task/answer",
-            AnswerParams,
-            "Answer open questions; resumes the waiting streams.",
-            lambda s, p: s.answer(p),
-        ),
-        Method(
-            "task/approve",
-            ApproveParams,
-            "Approve or reject a result awaiting approval.",
-            lambda s, p: s.approve(p),
-        ),
-        Method(
-            "daemon/status",
-            NoParams,
-            "Version, pid, uptime, store, task counts, concurrency.",
-            lambda s, p: s.status(),
-        ),
-        Method(
-            "config/get",
-            ConfigGetParams,
-            "The effective configuration, or one key.",
-            lambda s, p: s.config_get(p),
-        ),
-        Method(
-            "config/set",
-            ConfigSetParams,
-            "Set one key in the user's global configuration.",
-            lambda s, p: s.config_set(p),
-        ),
-    ]
-}
 
 
 def _error(id_: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
@@ -124,57 +49,6 @@ def _validation_data(exc: ValidationError) -> list[dict[str, str]]:
         {"field": ".".join(str(p) for p in e["loc"]) or "params", "message": e["msg"]}
         for e in exc.errors(include_url=False, include_input=False)
     ]
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        # 1e400 is valid JSON but no float: it would come back as Infinity, which is not JSON.
-        raise ValueError(f"number {text[:40]} is out of range")
-    return value
-
-
-def _bounded_int(text: str) -> int:
-    if len(text) > MAX_INT_DIGITS:
-        raise ValueError(f"integer with {len(text)} digits; at most {MAX_INT_DIGITS} are accepted")
-    return int(text)
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def decode_json(body: bytes) -> Any:
-    """Parse a request body as strict JSON, or raise ValueError saying what is wrong.
-
-    Stricter than `json.loads` where its leniency would hurt later: the body must be UTF-8
-    (RFC 8259 for JSON between systems), NaN/Infinity literals and numbers beyond a float's
-    range are refused (they cannot be written back as JSON), and a string escape that yields
-    a lone surrogate is refused (it cannot be encoded as UTF-8 in a reply, a log or SQLite).
-    Nesting deeper than the interpreter's recursion limit is a parse error, not a crash.
-    """
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"the body is not UTF-8: {exc.reason} at byte {exc.start}") from None
-    try:
-        doc = json.loads(
-            text, parse_float=_finite_float, parse_int=_bounded_int, parse_constant=_no_constant
-        )
-    except RecursionError:
-        raise ValueError("the document is nested too deeply") from None
-    # Only a \uD800-\uDFFF escape can produce a lone surrogate, so the full check runs only
-    # for bodies that contain one.
-    if "\\ud" in text.lower():
-        try:
-            json.dumps(doc, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(
-                "a string holds a lone UTF-16 surrogate (\\uD800-\\uDFFF) that is not a character"
-            ) from None
-        except RecursionError:
-            raise ValueError("the document is nested too deeply") from None
-    return doc
 
 
 def encode_reply(reply: Any) -> bytes:
@@ -266,14 +140,14 @@ class RpcDispatcher:
         return {"jsonrpc": "2.0", "result": result, "id": reply_id}
 
     async def _call(self, name: str, params: dict[str, Any] | list[Any]) -> Any:
-        if name == "rpc/discover":
+        if name == DISCOVER:
             return openrpc_document()
         method = METHODS.get(name)
         if method is None:
             return _Failure(
                 METHOD_NOT_FOUND,
                 "Method not found",
-                {"method": name, "available": sorted([*METHODS, "rpc/discover"])},
+                {"method": name, "available": sorted([*METHODS, DISCOVER])},
             )
         if isinstance(params, list):
             # By-name only (OpenRPC paramStructure "by-name"): positions would tie clients to
@@ -294,7 +168,7 @@ class RpcDispatcher:
         except ValidationError as exc:
             return _Failure(INVALID_PARAMS, "Invalid params", _validation_data(exc))
         try:
-            return await method.call(self.service, parsed)
+            return wire(await method.call(self.service, parsed))
         except ServiceError as exc:
             return _Failure(exc.code, exc.message, exc.data)
         except Exception as exc:  # never a traceback on the wire
@@ -306,45 +180,3 @@ class _Failure:
     code: int
     message: str
     data: Any = None
-
-
-def openrpc_document() -> dict[str, Any]:
-    """An OpenRPC 1.3 description of every method."""
-    methods = []
-    components: dict[str, Any] = {}
-    for m in METHODS.values():
-        schema = m.params.model_json_schema(ref_template="#/components/schemas/{model}")
-        components.update(schema.pop("$defs", {}))
-        required = set(schema.get("required", []))
-        methods.append(
-            {
-                "name": m.name,
-                "summary": m.summary,
-                "paramStructure": "by-name",
-                "params": [
-                    {"name": n, "required": n in required, "schema": s}
-                    for n, s in schema.get("properties", {}).items()
-                ],
-                "result": {"name": "result", "schema": {"type": "object"}},
-            }
-        )
-    methods.append(
-        {
-            "name": "rpc/discover",
-            "summary": "This document.",
-            "params": [],
-            "result": {"name": "OpenRPC", "schema": {"type": "object"}},
-        }
-    )
-    return {
-        "openrpc": "1.3.2",
-        "info": {"title": "tierd", "version": __version__},
-        "servers": [{"name": "tierd", "url": "/rpc"}],
-        "methods": methods,
-        "components": {
-            "schemas": components,
-            "errors": {
-                str(code): {"code": code, "message": msg} for code, msg in ERROR_CODES.items()
-            },
-        },
-    }

@@ -29,7 +29,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from daemon import __version__
-from daemon.api.app import Daemon, create_app, store_url
+from daemon.api.app import create_app
+from daemon.api.composition import Daemon, store_url
 from daemon.api.guard import is_loopback_name
 from daemon.config.layers import Config, ConfigError, load_config
 from daemon.engine import notify
@@ -108,7 +109,7 @@ def _store_files(homes: Homes, config: Config) -> list[Path]:
         url = make_url(store_url(homes, config))
     except ArgumentError:
         return []  # the store reports a bad URL itself, more clearly
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return []
     return sqlite_files(Path(url.database))
 
@@ -125,6 +126,11 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _refuse(message: str, status: int) -> int:
+    print(f"tierd: {message}", file=sys.stderr)
+    return status
+
+
 def serve(opts: ServeOptions, homes: Homes | None = None) -> int:
     """Run the daemon in the foreground; returns the process exit status."""
     homes = homes or resolve_homes()
@@ -134,86 +140,87 @@ def serve(opts: ServeOptions, homes: Homes | None = None) -> int:
     try:
         config = load_config(homes.config_file)
     except ConfigError as exc:
-        print(f"tierd: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return _refuse(f"configuration error: {exc}", 2)
     homes.make_private(_store_files(homes, config))
     host = opts.host or config.get("server.host")
     port = config.get("server.port") if opts.port is None else opts.port
     if not _is_loopback_host(host) and not opts.allow_remote:
-        print(
-            f"tierd: refusing to listen on non-loopback host {host!r}: the API would be "
+        return _refuse(
+            f"refusing to listen on non-loopback host {host!r}: the API would be "
             "reachable from the network. Use --allow-remote if you really mean it.",
-            file=sys.stderr,
+            2,
         )
-        return 2
     lock = InstanceLock(homes.lock_file, homes.discovery_file)
     try:
         lock.acquire()
     except AlreadyRunning as exc:
-        print(f"tierd: {exc}", file=sys.stderr)
-        return 3
+        return _refuse(str(exc), 3)
     try:
         try:
             sock = _bind(host, port)
         except OSError as exc:
-            print(
-                f"tierd: cannot listen on {host}:{port}: {exc.strerror}. Choose another "
+            return _refuse(
+                f"cannot listen on {host}:{port}: {exc.strerror}. Choose another "
                 "port with --port or server.port.",
-                file=sys.stderr,
+                2,
             )
-            return 2
-        real_port = sock.getsockname()[1]
-        url_host = f"[{host}]" if ":" in host else host
-        url = f"http://{url_host}:{real_port}"
-        token = load_or_create_token(homes.token_file)
         try:
-            daemon = Daemon(homes, config)
-        except ValueError as exc:  # e.g. concurrency.soft above concurrency.hard
-            print(f"tierd: configuration error: {exc}", file=sys.stderr)
-            return 2
-        app = create_app(daemon, token, allow_remote=opts.allow_remote)
-        uv_config = uvicorn.Config(
-            app,
-            log_level=opts.log_level,
-            access_log=False,
-            timeout_graceful_shutdown=5,
-            lifespan="on",
-            # Clients (editor plugins) reuse connections; uvicorn's
-            # 5 s default closes them under a client that is about
-            # to send, which it sees as a dropped request.
-            timeout_keep_alive=65,
-        )
-        info = Discovery(url=url, token=token, pid=os.getpid(), version=__version__)
-
-        def announce() -> None:
-            write_discovery(homes.discovery_file, info)
-            print(
-                f"tierd {__version__} listening on {url} (pid {os.getpid()}); "
-                f"discovery file {homes.discovery_file}",
-                file=sys.stderr,
-                flush=True,
-            )
-
-        server = _Server(uv_config, daemon, announce)
-
-        async def _run() -> None:
-            # Start the parts here rather than in the ASGI lifespan, so a start-up failure
-            # (say, a database from a newer tierd) is one clear line, not a server traceback.
-            try:
-                await daemon.start()
-            except Exception as exc:
-                print(f"tierd: cannot start: {exc}", file=sys.stderr)
-                await daemon.stop()
-                raise SystemExit(1) from None
-            await server.serve(sockets=[sock])
-
-        try:
-            asyncio.run(_run())
-        except SystemExit as exc:
-            return int(exc.code or 1)
+            return _serve_on(sock, host, opts, homes, config)
         finally:
-            remove_discovery(homes.discovery_file, os.getpid())
             sock.close()
-        return 0 if server.started else 1
     finally:
         lock.release()
+
+
+def _serve_on(
+    sock: socket.socket, host: str, opts: ServeOptions, homes: Homes, config: Config
+) -> int:
+    """Serve on the bound socket until a signal stops the server; the exit status."""
+    url_host = f"[{host}]" if ":" in host else host
+    url = f"http://{url_host}:{sock.getsockname()[1]}"
+    token = load_or_create_token(homes.token_file)
+    try:
+        daemon = Daemon(homes, config)
+    except ValueError as exc:  # e.g. concurrency.soft above concurrency.hard
+        return _refuse(f"configuration error: {exc}", 2)
+    uv_config = uvicorn.Config(
+        create_app(daemon, token, allow_remote=opts.allow_remote),
+        log_level=opts.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        lifespan="on",
+        # Clients (editor plugins) reuse connections; uvicorn's 5 s default closes them
+        # under a client that is about to send, which it sees as a dropped request.
+        timeout_keep_alive=65,
+    )
+    info = Discovery(url=url, token=token, pid=os.getpid(), version=__version__)
+
+    def announce() -> None:
+        write_discovery(homes.discovery_file, info)
+        print(
+            f"tierd {__version__} listening on {url} (pid {os.getpid()}); "
+            f"discovery file {homes.discovery_file}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    server = _Server(uv_config, daemon, announce)
+    try:
+        asyncio.run(_run(daemon, server, sock))
+    except SystemExit as exc:
+        return int(exc.code or 1)
+    finally:
+        remove_discovery(homes.discovery_file, os.getpid())
+    return 0 if server.started else 1
+
+
+async def _run(daemon: Daemon, server: _Server, sock: socket.socket) -> None:
+    # Start the parts here rather than in the ASGI lifespan, so a start-up failure (say, a
+    # database from a newer tierd) is one clear line, not a server traceback.
+    try:
+        await daemon.start()
+    except Exception as exc:
+        print(f"tierd: cannot start: {exc}", file=sys.stderr)
+        await daemon.stop()
+        raise SystemExit(1) from None
+    await server.serve(sockets=[sock])

@@ -1,56 +1,67 @@
-"""Strict JSON for REST bodies: the same rules as the JSON-RPC adapter, before FastAPI parses.
+"""Strict JSON: the one definition of the JSON the API accepts, for JSON-RPC and REST alike.
 
-Its own layer because FastAPI's parser is lenient in ways that fail later, far from the input.
+Stricter than `json.loads` where its leniency would hurt later, far from the input: a NaN, a
+number beyond a float's range or a lone UTF-16 surrogate parses, and then fails where it is
+written (a reply, the config file, SQLite).
 """
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
-from fastapi.responses import JSONResponse
-
-from daemon.api.guard import read_body, replaying
-from daemon.api.rpc import decode_json
-from daemon.service.errors import PARSE_ERROR
+#: Digits in one integer literal. Python refuses more than 4300 with a message about its own
+#: internals; nothing in the API needs a fraction of this many.
+MAX_INT_DIGITS = 1000
 
 
-class StrictJsonBody:
-    """Refuses a REST body that is not strict JSON, with the same rules as JSON-RPC.
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        # 1e400 is valid JSON but no float: it would come back as Infinity, which is not JSON.
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
 
-    FastAPI's parser takes NaN, 1e400 (as infinity) and lone UTF-16 surrogates, which then
-    fail later where they are written (a reply, the config file, SQLite), and it answers a
-    too-deep document with a bare 400. `decode_json` is the one definition of acceptable
-    JSON for both adapters. Runs inside the guard, so the body is already read and capped.
+
+def _bounded_int(text: str) -> int:
+    if len(text) > MAX_INT_DIGITS:
+        raise ValueError(f"integer with {len(text)} digits; at most {MAX_INT_DIGITS} are accepted")
+    return int(text)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def decode_json(body: bytes) -> Any:
+    """Parse a request body as strict JSON, or raise ValueError saying what is wrong.
+
+    The body must be UTF-8 (RFC 8259 for JSON between systems), NaN/Infinity literals and
+    numbers beyond a float's range are refused (they cannot be written back as JSON), and a
+    string escape that yields a lone surrogate is refused (it cannot be encoded as UTF-8 in a
+    reply, a log or SQLite). Nesting deeper than the interpreter's recursion limit is a parse
+    error, not a crash.
     """
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] not in {"POST", "PUT", "PATCH"}
-            or scope["path"] == "/rpc"
-        ):  # the dispatcher answers in JSON-RPC's terms
-            await self.app(scope, receive, send)
-            return
-        body = await read_body(receive)
-        if body is None:  # the client went away
-            return
-        if body.strip():
-            try:
-                decode_json(body)
-            except ValueError as exc:
-                reply = JSONResponse(
-                    {
-                        "error": {
-                            "code": PARSE_ERROR,
-                            "message": f"body: {exc}",
-                            "data": {"field": "body"},
-                        }
-                    },
-                    status_code=400,
-                )
-                await reply(scope, receive, send)
-                return
-        await self.app(scope, replaying(body, receive), send)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"the body is not UTF-8: {exc.reason} at byte {exc.start}") from None
+    try:
+        doc = json.loads(
+            text, parse_float=_finite_float, parse_int=_bounded_int, parse_constant=_no_constant
+        )
+    except RecursionError:
+        raise ValueError("the document is nested too deeply") from None
+    # Only a \uD800-\uDFFF escape can produce a lone surrogate, so the full check runs only
+    # for bodies that contain one.
+    if "\\ud" in text.lower():
+        try:
+            json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(
+                "a string holds a lone UTF-16 surrogate (\\uD800-\\uDFFF) that is not a character"
+            ) from None
+        except RecursionError:
+            raise ValueError("the document is nested too deeply") from None
+    return doc

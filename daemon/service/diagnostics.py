@@ -8,14 +8,15 @@ descriptors, threads and asyncio tasks. Reading them for our own process is a fe
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import psutil
+
+from daemon.service.results import ProcessView
 
 _PROCESS = psutil.Process()
 
 
-def process_snapshot() -> dict[str, Any]:
+def process_snapshot() -> ProcessView:
     """Resident memory, open fds, threads and live asyncio tasks of this process."""
     with _PROCESS.oneshot():
         rss = _PROCESS.memory_info().rss
@@ -25,4 +26,4 @@ def process_snapshot() -> dict[str, Any]:
         tasks: int | None = len(asyncio.all_tasks())
     except RuntimeError:  # no running loop
         tasks = None
-    return {"rss_bytes": rss, "open_fds": fds, "threads": threads, "asyncio_tasks": tasks}
+    return ProcessView(rss_bytes=rss, open_fds=fds, threads=threads, asyncio_tasks=tasks)

@@ -1,11 +1,22 @@
-"""Errors the service raises, each with its JSON-RPC code and HTTP status.
+"""Errors the service raises: what went wrong, its JSON-RPC code and HTTP status, what to do.
 
-Adapters translate them; the codes are documented in the README and in `rpc/discover`.
+The tree, with what a client should do about each one::
+
+    ServiceError        -32603  500  the daemon failed on its side: report it, with the request
+    ├── InvalidParams   -32602  422  fix the field `data` names and send again
+    ├── NotConfigured   -32003  422  set the config key or environment variable `data` names
+    ├── TaskNotFound    -32001  404  check the task id (task/list shows the tasks)
+    ├── InvalidState    -32002  409  read the task (task/get) and act on the state it is in
+    └── Busy            -32005  429  send again after `data.retry_after_s` seconds
+
+The adapters translate them; the codes only the adapters raise (a body that is not JSON, not a
+JSON-RPC request, an unknown method) are below with them, in `ERROR_CODES`, which `rpc/discover`
+publishes and the README documents.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 # JSON-RPC 2.0 reserved codes.
 PARSE_ERROR = -32700
@@ -17,13 +28,19 @@ INTERNAL_ERROR = -32603
 TASK_NOT_FOUND = -32001
 INVALID_STATE = -32002
 NOT_CONFIGURED = -32003
+#: Reserved, never sent: the guard refuses a request without the token before any adapter
+#: reads it (HTTP 401). Kept so the number is not given to another error.
 UNAUTHORIZED = -32004
 BUSY = -32005
 
 
 class ServiceError(Exception):
-    code = INTERNAL_ERROR
-    http_status = 500
+    """Base of every error the service raises; itself, the daemon failed on its side."""
+
+    code: ClassVar[int] = INTERNAL_ERROR
+    http_status: ClassVar[int] = 500
+    #: What the client should do, for the documentation of the code (`rpc/discover`).
+    remedy: ClassVar[str] = "Internal error: the daemon failed on its side; report it"
 
     def __init__(self, message: str, data: Any = None) -> None:
         super().__init__(message)
@@ -32,27 +49,38 @@ class ServiceError(Exception):
 
 
 class InvalidParams(ServiceError):
+    """A parameter is wrong; `data` names the field (and the config key, if one is at fault)."""
+
     code = INVALID_PARAMS
     http_status = 422
-
-
-class TaskNotFound(ServiceError):
-    code = TASK_NOT_FOUND
-    http_status = 404
-
-
-class InvalidState(ServiceError):
-    """The task exists but is in a state where this action makes no sense."""
-
-    code = INVALID_STATE
-    http_status = 409
+    remedy = "Invalid params: fix the field data names and send again"
 
 
 class NotConfigured(ServiceError):
-    """No model or API key for a role: says which config key or variable to set."""
+    """A role has no model or no API key, so no task could run; `data` names what to set."""
 
     code = NOT_CONFIGURED
     http_status = 422
+    remedy = "A role has no usable model or API key: set the key or variable data names"
+
+
+class TaskNotFound(ServiceError):
+    """No task has this id."""
+
+    code = TASK_NOT_FOUND
+    http_status = 404
+    remedy = "Task not found: check the id (task/list shows the tasks)"
+
+
+class InvalidState(ServiceError):
+    """The task exists but its state does not allow this action (e.g. cancel a completed task)."""
+
+    code = INVALID_STATE
+    http_status = 409
+    remedy = (
+        "The task's state does not allow this (e.g. cancel a completed task): read it with "
+        "task/get and act on the state it is in"
+    )
 
 
 class Busy(ServiceError):
@@ -64,20 +92,20 @@ class Busy(ServiceError):
 
     code = BUSY
     http_status = 429
+    remedy = "Busy: a bounded queue is full; send again after data.retry_after_s seconds"
 
     def __init__(self, message: str, retry_after_s: float = 1.0, data: Any = None) -> None:
         super().__init__(message, {"retry_after_s": retry_after_s, **(data or {})})
         self.retry_after_s = retry_after_s
 
 
+#: Every code a reply can carry, with what it means and what to do.
 ERROR_CODES: dict[int, str] = {
-    PARSE_ERROR: "Parse error: the body is not valid JSON",
-    INVALID_REQUEST: "Invalid Request: not a JSON-RPC 2.0 request object",
-    METHOD_NOT_FOUND: "Method not found",
-    INVALID_PARAMS: "Invalid params: data names the field",
-    INTERNAL_ERROR: "Internal error",
-    TASK_NOT_FOUND: "Task not found",
-    INVALID_STATE: "The task's state does not allow this (e.g. cancel a completed task)",
-    NOT_CONFIGURED: "A role has no usable model or API key; data names what to set",
-    BUSY: "Busy: a bounded queue is full; retry after data.retry_after_s seconds",
+    PARSE_ERROR: "Parse error: the body is not strict JSON (UTF-8, no NaN); fix it and resend",
+    INVALID_REQUEST: "Invalid Request: not a JSON-RPC 2.0 request object; data says what is wrong",
+    METHOD_NOT_FOUND: "Method not found: data lists the methods available",
+    **{
+        error.code: error.remedy
+        for error in (InvalidParams, ServiceError, TaskNotFound, InvalidState, NotConfigured, Busy)
+    },
 }

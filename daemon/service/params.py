@@ -93,7 +93,3 @@ class ConfigSetParams(Strict):
 
 class NoParams(Strict):
     pass
-
-
-class CeilingParams(Strict):
-    ceiling: int = Field(ge=1, le=10000, strict=True)

@@ -1,0 +1,137 @@
+"""What a client does to a task that is under way: cancel it, answer its questions, approve
+or reject its result.
+
+Each action is checked against the task's state first, for a clear refusal, and then done as
+one atomic store call that checks again: the task moves on its own meanwhile, and only the
+store's answer says whether the action took. The write runs detached, so a client that goes
+away cannot leave an answer stored but its stream never woken.
+"""
+
+from __future__ import annotations
+
+from daemon.service.detached import Detached
+from daemon.service.errors import InvalidParams, InvalidState
+from daemon.service.params import AnswerParams, ApproveParams, TaskIdParams
+from daemon.service.ports import Engine
+from daemon.service.results import Answered, Canceled, Decided
+from daemon.service.task_views import find_task
+from daemon.store.states import TERMINAL, TaskState
+from daemon.store.store import QuestionRow, Store, TaskRow
+
+
+def _not_live(row: TaskRow) -> InvalidState:
+    return InvalidState(
+        f"task {row.id} is already {row.state}; only a live task can be canceled",
+        {"task_id": row.id, "state": row.state},
+    )
+
+
+def _check_answers(row: TaskRow, questions: list[QuestionRow], answers: dict[str, str]) -> None:
+    """Refuse answers to no open question, to unknown or answered questions, or blank ones."""
+    known = {q.id for q in questions}
+    open_ids = {q.id for q in questions if q.answer is None}
+    if not open_ids:
+        raise InvalidState(
+            f"task {row.id} has no open questions (state {row.state})",
+            {"task_id": row.id, "state": row.state},
+        )
+    unknown = sorted(set(answers) - known)
+    if unknown:
+        raise InvalidParams(
+            f"answers: unknown question ids: {', '.join(unknown)}; "
+            f"open: {', '.join(sorted(open_ids))}",
+            {"field": "answers", "unknown": unknown, "open": sorted(open_ids)},
+        )
+    blank = sorted(qid for qid, text in answers.items() if not text.strip())
+    if blank:
+        raise InvalidParams(
+            f"answers: blank answer for {', '.join(blank)}",
+            {"field": "answers", "blank": blank},
+        )
+    closed = sorted(set(answers) - open_ids)
+    if closed:
+        raise InvalidState(
+            f"already answered: {', '.join(closed)}; open: {', '.join(sorted(open_ids))}",
+            {"task_id": row.id, "state": row.state, "answered": closed},
+        )
+
+
+class Interventions:
+    """`task/cancel`, `task/answer` and `task/approve`."""
+
+    def __init__(self, store: Store, engine: Engine, detached: Detached) -> None:
+        self._store = store
+        self._engine = engine
+        self._detached = detached
+
+    async def cancel(self, params: TaskIdParams) -> Canceled:
+        row = await find_task(self._store, params.task_id)
+        if TaskState(row.state) in TERMINAL:
+            raise _not_live(row)
+        return await self._detached.run(self._cancel(row.id))
+
+    async def _cancel(self, task_id: str) -> Canceled:
+        await self._engine.cancel(task_id)
+        row = await find_task(self._store, task_id)
+        if TaskState(row.state) not in TERMINAL:
+            await self._store.transition(row.id, TaskState.canceled, reason="canceled by client")
+            row = await find_task(self._store, task_id)
+        if row.state != TaskState.canceled:
+            raise _not_live(row)  # it ended on its own between the check and the cancellation
+        return Canceled(task_id=row.id, state=TaskState.canceled)
+
+    async def answer(self, params: AnswerParams) -> Answered:
+        row = await find_task(self._store, params.task_id)
+        if TaskState(row.state) in TERMINAL:
+            raise InvalidState(
+                f"task {row.id} is {row.state}; it takes no more answers",
+                {"task_id": row.id, "state": row.state},
+            )
+        _check_answers(row, await self._store.questions_of(row.id), params.answers)
+        return await self._detached.run(self._answer(row.id, params.answers))
+
+    async def _answer(self, task_id: str, answers: dict[str, str]) -> Answered:
+        store = self._store
+        done = await store.answer_questions(task_id, answers, resume=TaskState.running.value)
+        if not done:  # answered (or the task ended) since the checks above
+            row = await find_task(store, task_id)
+            raise InvalidState(
+                f"task {task_id} took none of these answers (state "
+                f"{row.state}): they were answered meanwhile or it ended",
+                {"task_id": task_id, "state": row.state},
+            )
+        await store.append_event(task_id, "task.answered", {"questions": done})
+        self._engine.wake(task_id)
+        return Answered(task_id=task_id, answered=done)
+
+    async def approve(self, params: ApproveParams) -> Decided:
+        row = await find_task(self._store, params.task_id)
+        if row.state != TaskState.awaiting_approval:
+            raise InvalidState(
+                f"task {row.id} is {row.state}, not awaiting_approval",
+                {"task_id": row.id, "state": row.state},
+            )
+        return await self._detached.run(self._approve(row.id, params))
+
+    async def _approve(self, task_id: str, params: ApproveParams) -> Decided:
+        decision = {"decision": params.decision, "comment": params.comment}
+        state, round_, recorded = await self._store.decide(
+            task_id,
+            decision,
+            waiting=TaskState.awaiting_approval.value,
+            reject_to=TaskState.merging.value,
+        )
+        if not recorded:
+            if state != TaskState.awaiting_approval:
+                raise InvalidState(
+                    f"task {task_id} is {state}, not awaiting_approval",
+                    {"task_id": task_id, "state": state},
+                )
+            raise InvalidState(
+                f"task {task_id} already has a decision on this result "
+                f"(revision {round_}); it is acting on it",
+                {"task_id": task_id, "state": state, "revision": round_},
+            )
+        await self._store.append_event(task_id, "task.decision", {**decision, "revision": round_})
+        self._engine.wake(task_id)
+        return Decided(task_id=task_id, decision=params.decision)

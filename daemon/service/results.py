@@ -1,0 +1,205 @@
+"""Pydantic models of the service's answers: one definition for JSON-RPC, REST and their schemas.
+
+Each method of the service returns one of these; the adapters write it as JSON (`wire`) and
+describe it from the model (`/openapi.json`, `rpc/discover`). The JSON is the contract the CLI
+and scripts read, so a field keeps its name, nesting and nulls: a model here describes what
+clients already get, it does not redesign it. Stored JSON the service passes through as it was
+written (a task's options, plan and report) stays an object here rather than being re-read.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from daemon.store.states import TaskState
+
+
+def wire(result: BaseModel) -> dict[str, Any]:
+    """The result as the JSON-ready dict every adapter sends."""
+    return result.model_dump(mode="json")
+
+
+# --- tasks -------------------------------------------------------------------------------------
+
+
+class TaskSummary(BaseModel):
+    """A task as `task/list` shows it."""
+
+    id: str
+    state: TaskState
+    goal: str
+    created_at: float = Field(description="Unix time of the submit")
+    updated_at: float = Field(description="Unix time of the last change of state")
+    error: str | None = Field(description="why the task failed, if it did")
+
+
+class StreamView(BaseModel):
+    """One stream of work in a task's plan, with its review."""
+
+    id: str
+    parent: str | None = Field(description="the stream this one was split from")
+    title: str
+    state: str
+    depends_on: list[str] = Field(description="ids of the streams this one waits for")
+    output: str | None
+    verdict: str | None = Field(description="the orchestrator's review: accept, fix or redo")
+    reason: str | None
+    rounds: int = Field(description="review rounds so far")
+    depth: int = Field(description="0 for a planned stream, n for the n-th level of splits")
+    started_at: float | None
+    ended_at: float | None
+
+
+class QuestionView(BaseModel):
+    """A question a stream asked the human, and the answer once given."""
+
+    id: str
+    stream_id: str | None
+    question: str
+    answer: str | None
+
+
+class TaskDetail(TaskSummary):
+    """A task with everything known about it: `task/get`."""
+
+    context: str
+    options: dict[str, Any] = Field(description="the task's options, as submitted")
+    plan: dict[str, Any] | None = Field(description="the planner's plan, once there is one")
+    streams: list[StreamView]
+    questions: list[QuestionView]
+    result: str | None = Field(description="the merged result, once the task completed")
+    report: dict[str, Any] | None = Field(description="usage and outcome, once the task ended")
+
+
+class TaskPage(BaseModel):
+    """One page of tasks, newest first."""
+
+    tasks: list[TaskSummary]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: last")
+
+
+class Submitted(BaseModel):
+    """The answer to a submit: the task's id at once, before any work."""
+
+    task_id: str
+    state: TaskState
+    duplicate: bool = Field(
+        default=False,
+        # Absent, not false, for a new task: the field only ever says "this is a retry".
+        exclude_if=lambda duplicate: not duplicate,
+        description="present (true) when the idempotency key already named this task",
+    )
+
+
+class Canceled(BaseModel):
+    task_id: str
+    state: Literal[TaskState.canceled]
+
+
+class Answered(BaseModel):
+    task_id: str
+    answered: list[str] = Field(description="ids of the questions this call answered")
+
+
+class Decided(BaseModel):
+    task_id: str
+    decision: Literal["approve", "reject"]
+
+
+# --- the daemon --------------------------------------------------------------------------------
+
+
+class _Open(BaseModel):
+    """A view of another part's snapshot: keys added there pass through unchanged."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class LimitChange(_Open):
+    """The governor's last change of the agent limit (also sent as a `governor.limit` event)."""
+
+    old: int
+    new: int
+    reason: str
+    cause: str = Field(description="memory or ceiling")
+    ceiling: int
+    in_flight: int
+    waiting: int
+    used_fraction: float | None
+    per_agent_estimate: int = Field(description="bytes")
+    reaction_s: float | None = Field(description="seconds from the reading to the change")
+    at: float = Field(description="Unix time")
+
+
+class MemoryView(_Open):
+    """The memory reading the governor acts on, in bytes, and its thresholds."""
+
+    total: int | None
+    available: int | None
+    used_fraction: float | None
+    daemon_rss: int | None = Field(description="the daemon and its child processes")
+    per_agent_estimate: int
+    source: str | None = Field(description="what bounds the daemon: the machine or a cgroup")
+    soft: float
+    hard: float
+    reserve_bytes: int
+
+
+class ConcurrencyView(_Open):
+    """How many agents may run now, and why."""
+
+    limit: int = Field(description="agents allowed to run now; 0 while paused")
+    target: int
+    ceiling: int
+    floor: int
+    in_flight: int
+    waiting: int
+    memory: MemoryView
+    reason: str
+    paused: bool
+    last_change: LimitChange | None
+
+
+class Limits(BaseModel):
+    active_tasks: int = Field(description="tasks not yet completed, failed or canceled")
+    max_active_tasks: int
+
+
+class ProcessView(BaseModel):
+    """The daemon's own resource use: numbers that only grow under a steady load are leaks."""
+
+    rss_bytes: int
+    open_fds: int | None
+    threads: int
+    asyncio_tasks: int | None
+
+
+class DaemonStatus(BaseModel):
+    version: str
+    pid: int
+    uptime_s: float
+    store: str = Field(description="the store's URL, without a password")
+    tasks: dict[TaskState, int] = Field(description="how many tasks are in each state")
+    concurrency: ConcurrencyView
+    limits: Limits
+    process: ProcessView
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+
+class ConfigDocument(BaseModel):
+    """The effective configuration, and where each value came from."""
+
+    config: dict[str, Any] = Field(description="nested tables, as in config.toml")
+    sources: dict[str, str] = Field(description="dotted key -> default, global (file), project")
+
+
+class ConfigEntry(BaseModel):
+    """One key (or table) of the configuration, and where its value came from."""
+
+    key: str
+    value: Any
+    source: str

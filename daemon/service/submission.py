@@ -1,0 +1,153 @@
+"""`task/submit`: check a new task, admit it under the limits, store it and start it.
+
+A submit answers at once with the task's id; the work runs in the engine. A submit with an
+idempotency key is safe to retry: the key names one task, across retries, restarts and
+processes sharing the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from daemon.config.layers import Config
+from daemon.service.admission import ActiveTasks, KeyLocks
+from daemon.service.configuration import Configuration
+from daemon.service.detached import Detached
+from daemon.service.errors import Busy, InvalidParams
+from daemon.service.params import SubmitParams
+from daemon.service.ports import Engine
+from daemon.service.results import Submitted
+from daemon.service.task_config import check_models, effective_config, task_settings
+from daemon.store.states import TaskState
+from daemon.store.store import Store, TaskRow
+
+#: Seconds a client refused a new task is told to wait: tasks take seconds to minutes, so
+#: retrying sooner would only add load.
+SUBMIT_RETRY_AFTER_S = 5.0
+
+
+def new_task_id() -> str:
+    # Time-ordered ids: listing by id is listing by submission, and ids make stable cursors.
+    return f"t{int(time.time() * 1000):012x}{secrets.token_hex(4)}"
+
+
+def _check_text(params: SubmitParams, config: Config) -> None:
+    """Refuse a goal or context over the configured sizes, or a blank goal."""
+    for name, text in (("goal", params.goal), ("context", params.context)):
+        most = config.get(f"limits.max_{name}_chars")
+        if len(text) > most:
+            raise InvalidParams(
+                f"{name}: too long ({len(text)} characters, at most {most})", {"field": name}
+            )
+    if not params.goal.strip():
+        raise InvalidParams("goal: must not be blank", {"field": "goal"})
+
+
+def _duplicate(row: TaskRow, params: SubmitParams) -> Submitted:
+    """The answer to a submit whose idempotency key already names `row`."""
+    same = (
+        row.goal == params.goal
+        and row.context == params.context
+        and row.options_json == params.options.model_dump_json(exclude_none=True)
+    )
+    if not same:
+        raise InvalidParams(
+            f"idempotency_key: already used for another request (task {row.id}, with a "
+            "different goal, context or options); use a new key for a new task",
+            {"field": "idempotency_key", "task_id": row.id},
+        )
+    return Submitted(task_id=row.id, state=TaskState(row.state), duplicate=True)
+
+
+class Submission:
+    """Admits, stores and starts new tasks."""
+
+    def __init__(
+        self,
+        store: Store,
+        engine: Engine,
+        configuration: Configuration,
+        active: ActiveTasks,
+        detached: Detached,
+        env: Mapping[str, str],
+    ) -> None:
+        self._store = store
+        self._engine = engine
+        self._configuration = configuration
+        self._active = active
+        self._detached = detached
+        self._env = env
+        # Submits admitted but not yet stored: they count against the limit too.
+        self._admitting = 0
+        self._key_locks = KeyLocks()
+
+    async def submit(self, params: SubmitParams) -> Submitted:
+        _check_text(params, self._configuration.current)
+        key = params.idempotency_key
+        if key is None:
+            return await self._submit_new(params)
+        # One submit per key at a time in this daemon: a concurrent retry waits for the first
+        # and then finds its task, instead of racing it through admission.
+        async with self._key_locks.hold(key):
+            existing = await self._store.task_by_key(key)
+            if existing is not None:
+                # Before admission: a retry of a task already counted is not a new task.
+                return _duplicate(existing, params)
+            return await self._submit_new(params)
+
+    async def _admit(self) -> None:
+        """Refuse a task when limits.max_active_tasks are already unfinished."""
+        limit = int(self._configuration.current.get("limits.max_active_tasks"))
+        # Submits between this check and their task.state event count too, or a burst of
+        # concurrent submits would all pass it.
+        active = await self._active.count() + self._admitting
+        if active >= limit:
+            raise Busy(
+                f"too many unfinished tasks ({limit}, limits.max_active_tasks); "
+                "retry when some have finished",
+                retry_after_s=SUBMIT_RETRY_AFTER_S,
+                data={"limit": limit},
+            )
+
+    async def _submit_new(self, params: SubmitParams) -> Submitted:
+        await self._admit()
+        config = effective_config(self._configuration.current, params.options)
+        check_models(config, self._env)
+        self._admitting += 1
+        creating = asyncio.ensure_future(self._create(params, config))
+        # Counted until the creation itself ends, not the request: a client that goes away
+        # leaves the creation running, and it must still count against the limit.
+        creating.add_done_callback(self._admitted)
+        # Detached: a client that goes away mid-submit must not leave its task stored but
+        # never started (its retry would find the task and start nothing).
+        return await self._detached.run(creating)
+
+    def _admitted(self, _creation: asyncio.Future[Any]) -> None:
+        self._admitting -= 1
+
+    async def _create(self, params: SubmitParams, config: Config) -> Submitted:
+        now = time.time()
+        row = TaskRow(
+            id=new_task_id(),
+            state=TaskState.queued,
+            goal=params.goal,
+            context=params.context,
+            options_json=params.options.model_dump_json(exclude_none=True),
+            created_at=now,
+            updated_at=now,
+            settings_json=json.dumps(task_settings(config)),
+            idempotency_key=params.idempotency_key,
+        )
+        if row.idempotency_key is None:
+            await self._store.create_task(row)
+        else:
+            stored, created = await self._store.create_task_once(row)
+            if not created:  # another process sharing the database took the key first
+                return _duplicate(stored, params)
+        self._engine.start(row.id)
+        return Submitted(task_id=row.id, state=TaskState.queued)

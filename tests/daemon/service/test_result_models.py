@@ -1,0 +1,164 @@
+"""The service's result models write exactly the JSON clients have always read.
+
+In-process and fast: the views are built from store rows by hand, so a change to a model that
+would change the wire (a field renamed, a null dropped, a key added) fails here by name.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from daemon.service.errors import ERROR_CODES, ServiceError
+from daemon.service.params import ListParams
+from daemon.service.results import (
+    Canceled,
+    ConcurrencyView,
+    ConfigEntry,
+    Submitted,
+    wire,
+)
+from daemon.service.task_views import TaskViews
+from daemon.store.store import QuestionRow, StreamRow, TaskRow
+
+TASK = TaskRow(
+    id="t1",
+    state="running",
+    goal="Write a note",
+    context="ctx",
+    options_json='{"approval":"required"}',
+    created_at=1.5,
+    updated_at=2.5,
+    plan_json='{"streams": []}',
+)
+STREAM = StreamRow(
+    task_id="t1",
+    stream_id="a",
+    title="Part a",
+    spec_json='{"depends_on": ["b"]}',
+    state="running",
+    rounds=1,
+    started_at=3.0,
+)
+QUESTION = QuestionRow(id="q1", task_id="t1", stream_id="a", question="Which?", created_at=4.0)
+
+
+class _Store:
+    async def get_task(self, task_id: str) -> TaskRow | None:
+        return TASK if task_id == "t1" else None
+
+    async def streams_of(self, task_id: str) -> list[StreamRow]:
+        return [STREAM]
+
+    async def questions_of(self, task_id: str) -> list[QuestionRow]:
+        return [QUESTION]
+
+    async def list_tasks(self, state: str | None, limit: int, cursor: str | None) -> list[TaskRow]:
+        return [TASK, TASK][:limit]
+
+
+def _json(value: Any) -> str:
+    # Compared as text: key order and nulls are part of what clients see.
+    return json.dumps(value)
+
+
+async def test_a_task_in_full_is_the_documented_shape() -> None:
+    views = TaskViews(_Store())  # type: ignore[arg-type]
+    got = wire(await views.detail(TASK))
+    expected = {
+        "id": "t1",
+        "state": "running",
+        "goal": "Write a note",
+        "created_at": 1.5,
+        "updated_at": 2.5,
+        "error": None,
+        "context": "ctx",
+        "options": {"approval": "required"},
+        "plan": {"streams": []},
+        "streams": [
+            {
+                "id": "a",
+                "parent": None,
+                "title": "Part a",
+                "state": "running",
+                "depends_on": ["b"],
+                "output": None,
+                "verdict": None,
+                "reason": None,
+                "rounds": 1,
+                "depth": 0,
+                "started_at": 3.0,
+                "ended_at": None,
+            }
+        ],
+        "questions": [{"id": "q1", "stream_id": "a", "question": "Which?", "answer": None}],
+        "result": None,
+        "report": None,
+    }
+    assert _json(got) == _json(expected)
+
+
+async def test_a_page_lists_summaries_and_the_next_cursor() -> None:
+    page = wire(await TaskViews(_Store()).list(ListParams(limit=1)))  # type: ignore[arg-type]
+    summary = {
+        "id": "t1",
+        "state": "running",
+        "goal": "Write a note",
+        "created_at": 1.5,
+        "updated_at": 2.5,
+        "error": None,
+    }
+    assert _json(page) == _json({"tasks": [summary], "next_cursor": "t1"})
+
+
+def test_duplicate_is_there_only_for_a_retry() -> None:
+    assert wire(Submitted(task_id="t1", state="queued")) == {"task_id": "t1", "state": "queued"}
+    retry = wire(Submitted(task_id="t1", state="running", duplicate=True))
+    assert retry == {"task_id": "t1", "state": "running", "duplicate": True}
+    assert wire(Canceled(task_id="t1", state="canceled")) == {"task_id": "t1", "state": "canceled"}
+
+
+def test_config_values_pass_through_as_they_are() -> None:
+    for value in (5, 0.8, "always", None, [["a/", "b/"]], {"parallelize": "never"}):
+        entry = ConfigEntry(key="k", value=value, source="default")
+        assert wire(entry) == {"key": "k", "value": value, "source": "default"}
+
+
+def test_the_governors_snapshot_passes_through_with_keys_it_adds_later() -> None:
+    memory = {
+        "total": 8,
+        "available": 4,
+        "used_fraction": 0.5,
+        "daemon_rss": 1,
+        "per_agent_estimate": 2,
+        "source": "machine",
+        "soft": 0.8,
+        "hard": 0.95,
+        "reserve_bytes": 0,
+        "later": "kept",
+    }
+    snapshot = {
+        "limit": 5,
+        "target": 5,
+        "ceiling": 5,
+        "floor": 1,
+        "in_flight": 0,
+        "waiting": 0,
+        "memory": memory,
+        "reason": "at ceiling",
+        "paused": False,
+        "last_change": None,
+    }
+    assert _json(wire(ConcurrencyView.model_validate(snapshot))) == _json(snapshot)
+
+
+def test_every_error_is_documented_with_its_own_code() -> None:
+    def tree(cls: type[ServiceError]) -> list[type[ServiceError]]:
+        return [cls, *(c for sub in cls.__subclasses__() for c in tree(sub))]
+
+    errors = tree(ServiceError)
+    codes = [e.code for e in errors]
+    assert len(set(codes)) == len(codes)
+    for error in errors:
+        assert ERROR_CODES[error.code] == error.remedy
+        assert 400 <= error.http_status < 600
