@@ -1,7 +1,8 @@
 """The planner (premium tier): turns a goal into a validated plan.
 
 The plan is checked in code by the validator; an invalid plan goes back to the planner with
-the validator's message, a bounded number of times.
+the validator's message, a bounded number of times. An answer that never parsed as a plan
+(`ModelOutputError`) counts as such an attempt; any other model error ends the planning.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from roles.calls import Caller
+from roles.models.errors import ModelOutputError
 from roles.plan.schema import Plan
 from roles.plan.validator import PlanRules, format_problems, validate_plan
 from roles.prompts import PromptRules, planner_messages
@@ -46,7 +48,7 @@ async def make_plan(
                 round=attempt,
                 response_model=Plan,
             )
-        except ValueError as exc:  # the answer never parsed as a plan
+        except ModelOutputError as exc:  # the answer never parsed as a plan
             problems = [f"the answer was not a valid plan: {exc}"]
             previous_plan = None
         else:

@@ -32,6 +32,7 @@ __all__ = [
     "conflicts_messages",
     "executor_messages",
     "fix_messages",
+    "goal_line",
     "merge_messages",
     "one_line",
     "planner_messages",
@@ -137,6 +138,11 @@ def _messages(name: str, **variables: Any) -> list[Message]:
         content = re.sub(r"\n{3,}", "\n\n", content).strip()
         messages.append({"role": role, "content": content})
     return messages
+
+
+def goal_line(goal: str) -> str:
+    """The goal's first line (at most 300 characters): all an executor is told of the goal."""
+    return goal.strip().splitlines()[0][:300]
 
 
 def one_line(text: str, limit: int = GOAL_LINE_CHARS) -> str:

@@ -1,11 +1,12 @@
 """The runner: executes task workflows in the background, resumes them, cancels them.
 
-The workflow's definition lives in `workflow.py`; this module owns execution: one asyncio task
-per live tierd task, started on submit and again for every non-terminal task when the daemon
-starts (a task waiting for a human resumes into the same wait). Stopping the daemon
-interrupts workflows without touching their state, so the next start resumes them; cancelling
-a task interrupts its workflow (in-flight model requests are closed, governor slots released,
-streams not started yet never start) and marks it canceled.
+The workflow's definition lives in `workflow.py` (what it does for a task, in `task_run.py`);
+this module owns execution: one asyncio task per live tierd task, started on submit and again
+for every non-terminal task when the daemon starts (a task waiting for a human resumes into
+the same wait). Stopping the daemon interrupts workflows without touching their state, so the
+next start resumes them; cancelling a task interrupts its workflow (in-flight model requests
+are closed, governor slots released, streams not started yet never start) and marks it
+canceled.
 
 Nothing a client does with its connection reaches a workflow: the asyncio tasks here belong
 to the daemon, not to a request.
@@ -19,11 +20,14 @@ import importlib
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemon.engine.notify import Notifier
 from daemon.governor.governor import Governor
 from daemon.store.store import Store
+
+if TYPE_CHECKING:  # imported for real lazily, off the event loop (see _open_workflow)
+    from daemon.engine.workflow import Workflow
 
 log = logging.getLogger("tierd.runner")
 
@@ -42,8 +46,8 @@ class Runner:
         self.notifier = Notifier()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wakers: dict[str, asyncio.Event] = {}
-        self._workflow: Any = None
-        self._opening: asyncio.Future[Any] | None = None
+        self._workflow: Workflow | None = None
+        self._opening: asyncio.Future[Workflow] | None = None
         self._stopping = False
 
     def preload(self) -> None:
@@ -54,7 +58,7 @@ class Runner:
         """
         self._begin_open()
 
-    def _begin_open(self) -> asyncio.Future[Any]:
+    def _begin_open(self) -> asyncio.Future[Workflow]:
         if self._opening is None:
             self._opening = asyncio.ensure_future(self._open_workflow())
             # A failed open is reported to every task that awaits it; nobody may await a
@@ -62,7 +66,7 @@ class Runner:
             self._opening.add_done_callback(lambda f: f.cancelled() or f.exception())
         return self._opening
 
-    async def _get_workflow(self) -> Any:
+    async def _get_workflow(self) -> Workflow:
         if self._workflow is not None:
             return self._workflow
         self._begin_open()
@@ -71,7 +75,7 @@ class Runner:
         # for every other task.
         return await asyncio.shield(self._opening)
 
-    async def _open_workflow(self) -> Any:
+    async def _open_workflow(self) -> Workflow:
         # Imported lazily (langgraph and litellm are heavy, and only the engine needs them)
         # and off the event loop: the import takes seconds, during which the API must keep
         # answering. A daemon thread, so that a stop never waits for an import to finish.
@@ -106,7 +110,9 @@ class Runner:
                     f"loading the engine (litellm, langgraph) took over "
                     f"{ENGINE_IMPORT_TIMEOUT_S:.0f}s; is the machine out of memory or CPU?"
                 ) from None
-            workflow = module.Workflow(self.store, self.governor, self)
+            workflow = module.Workflow(
+                self.store, self.governor, signals=self, notifier=self.notifier
+            )
             await workflow.open(self.checkpoints)
         except BaseException:
             self._opening = None
@@ -162,7 +168,7 @@ class Runner:
     def set_ceiling(self, ceiling: int) -> None:
         self.governor.set_ceiling(ceiling)
 
-    # --- what the workflow calls -----------------------------------------------------------
+    # --- what the workflow calls (the runner is its `human.HumanSignals`) ---------------------
 
     def human_signal(self, task_id: str) -> asyncio.Event:
         """The event the next `wake(task_id)` sets.
@@ -206,7 +212,7 @@ class Runner:
             # a bug never leaves a task silently stuck.
             log.exception("workflow for task %s crashed", task_id)
             with contextlib.suppress(Exception):
-                from daemon.engine.workflow import fail_task
+                from daemon.engine.ending import fail_task
 
                 await fail_task(
                     self.store,

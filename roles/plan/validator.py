@@ -165,8 +165,8 @@ def _graph(streams: Sequence[StreamSpec]) -> tuple[list[str], dict[str, list[str
     return ids, deps
 
 
-def _strongly_connected(ids: list[str], deps: dict[str, list[str]]) -> list[list[str]]:
-    """Kosaraju's algorithm, iterative so a huge plan cannot exhaust the recursion limit."""
+def _finish_order(ids: list[str], deps: dict[str, list[str]]) -> list[str]:
+    """The streams in the order a depth-first walk along depends_on finishes them."""
     order: list[str] = []
     seen: set[str] = set()
     for root in ids:
@@ -184,6 +184,12 @@ def _strongly_connected(ids: list[str], deps: dict[str, list[str]]) -> list[list
                     stack.append((nxt, 0))
             else:
                 order.append(node)
+    return order
+
+
+def _strongly_connected(ids: list[str], deps: dict[str, list[str]]) -> list[list[str]]:
+    """Kosaraju's algorithm, iterative so a huge plan cannot exhaust the recursion limit."""
+    order = _finish_order(ids, deps)
     reverse: dict[str, list[str]] = {node: [] for node in ids}
     for node in ids:
         for dep in deps[node]:
@@ -324,7 +330,17 @@ def validate_plan(plan: Plan, rules: PlanRules) -> list[str]:
         )
 
     problems.extend(_graph_checks(streams))
+    problems.extend(_blank_field_problems(streams))
+    owned = [(stream.id, _owned_areas(stream)) for stream in streams]
+    problems.extend(_ownership_problems(owned))
+    problems.extend(_coupled_problems(owned, rules.coupled))
+    if rules.require_tests_first:
+        problems.extend(_tests_first_problems(streams))
+    return problems
 
+
+def _blank_field_problems(streams: Sequence[StreamSpec]) -> list[str]:
+    problems: list[str] = []
     for stream in streams:
         if not stream.job.strip():
             problems.append(
@@ -334,8 +350,11 @@ def validate_plan(plan: Plan, rules: PlanRules) -> list[str]:
             problems.append(
                 f"stream '{stream.id}' has no output_definition: say what its output must contain"
             )
+    return problems
 
-    owned = [(stream.id, _owned_areas(stream)) for stream in streams]
+
+def _ownership_problems(owned: Sequence[tuple[str, list[str]]]) -> list[str]:
+    problems: list[str] = []
     for index, (first_id, first_areas) in enumerate(owned):
         for second_id, second_areas in owned[index + 1 :]:
             overlap = _first_overlap(first_areas, second_areas)
@@ -345,8 +364,14 @@ def validate_plan(plan: Plan, rules: PlanRules) -> list[str]:
                     f"'{overlap[0]}' and '{overlap[1]}': ownership must be disjoint, give "
                     "each area to exactly one stream"
                 )
+    return problems
 
-    for group in rules.coupled:
+
+def _coupled_problems(
+    owned: Sequence[tuple[str, list[str]]], coupled: Sequence[Sequence[str]]
+) -> list[str]:
+    problems: list[str] = []
+    for group in coupled:
         areas = [area for area in group if area.strip()]
         if not areas:
             continue
@@ -363,9 +388,6 @@ def validate_plan(plan: Plan, rules: PlanRules) -> list[str]:
                 f"coupled areas {_join_words(areas)} are split across streams "
                 f"{_quote_ids(touching)}: put them in one stream"
             )
-
-    if rules.require_tests_first:
-        problems.extend(_tests_first_problems(streams))
     return problems
 
 

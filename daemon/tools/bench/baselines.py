@@ -1,10 +1,12 @@
 """The baselines `tierd bench` runs beside tierd: one sequential agent, and LangGraph `Send`.
 
-Both make real calls through litellm (`roles.models.call_model`) to the simulator, with the
-prompts tierd's roles build (`roles.executor.execute`, `roles.orchestrator.review`), and both
-send the tierd task's id in `X-Tierd-Task`: the simulator draws each call's latency and tokens
-from the call's identity, so after a reset of its counters a baseline's call for stream `s07`
-takes exactly as long, and costs exactly as many tokens, as tierd's did.
+Both make real calls through litellm to the simulator, through the model gateway tierd's
+engine uses (`roles.model_caller.ModelCaller`, without the engine's memo and governor), with
+the prompts tierd's roles build (`roles.executor.execute`, `roles.orchestrator.review`) under
+the task's own settings (`TaskSettings`), and both send the tierd task's id in
+`X-Tierd-Task`: the simulator draws each call's latency and tokens from the call's identity,
+so after a reset of its counters a baseline's call for stream `s07` takes exactly as long,
+and costs exactly as many tokens, as tierd's did.
 
 - `run_sequential`: one agent doing the streams one after another in dependency order, each
   with its dependencies' outputs; executor calls only (nobody reviews a lone agent's work).
@@ -19,23 +21,23 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, TypedDict, cast
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
-from pydantic import BaseModel
 
+from daemon.engine.settings import TaskSettings
 from roles import orchestrator
-from roles.calls import CallOutput
+from roles.calls import Caller
 from roles.executor import execute
-from roles.models.gateway import CallRecord, ModelTier, call_model
+from roles.model_caller import ModelCaller
+from roles.models.gateway import ModelTier, UsageRecord
 from roles.plan.schema import Plan, StreamSpec
-from roles.plan.validator import is_code_shaped, topological_order
-from roles.prompts import PromptRules
+from roles.plan.validator import topological_order
+from roles.prompts import PromptRules, goal_line
 
 __all__ = [
     "BaselineRun",
-    "DirectCaller",
     "dependency_levels",
     "prompt_rules_for",
     "run_langgraph",
@@ -48,7 +50,7 @@ class BaselineRun:
     """What one baseline run measured."""
 
     wall_s: float
-    records: list[CallRecord] = field(default_factory=list)
+    records: list[UsageRecord] = field(default_factory=list)
     #: CPU time of the calling thread (the litellm client side; the simulator has its own).
     client_cpu_s: float = 0.0
     outputs: dict[str, str] = field(default_factory=dict)
@@ -62,58 +64,15 @@ class BaselineRun:
         return len(self.records)
 
 
-class DirectCaller:
-    """A `roles.calls.Caller` straight to `call_model`: no governor, no store, no memo."""
-
-    def __init__(self, tiers: dict[str, ModelTier], task_id: str) -> None:
-        self.tiers = tiers
-        self.task_id = task_id
-        self.records: list[CallRecord] = []
-
-    async def __call__(
-        self,
-        role: str,
-        purpose: str,
-        messages: list[dict[str, str]],
-        *,
-        key: str,
-        stream_id: str | None = None,
-        round: int = 0,
-        response_model: type[BaseModel] | None = None,
-    ) -> CallOutput:
-        result = await call_model(
-            self.tiers[role],
-            messages,
-            role=role,
-            purpose=purpose,
-            task_id=self.task_id,
-            stream_id=stream_id,
-            round=round,
-            response_model=response_model,
-            on_record=self.records.append,
-        )
-        data = result.parsed.model_dump() if result.parsed is not None else None
-        return CallOutput(result.text, data)
-
-
 def prompt_rules_for(goal: str, settings: dict[str, Any]) -> tuple[PromptRules, bool, str]:
     """The prompt rules, split permission and goal line tierd used for a task's executors.
 
-    Mirrors `daemon.workflow.TaskRun._load`, so a baseline's prompts are the very prompts
-    tierd sent (and the simulator counts the same prompt tokens).
+    From the task's stored settings (`report["settings"]`) as the engine reads them, so a
+    baseline's prompts are the very prompts tierd sent (and the simulator counts the same
+    prompt tokens).
     """
-    never = settings.get("rules.parallelize") == "never"
-    split_depth = 0 if never else int(settings.get("plan.split_depth", 2))
-    rules = PromptRules(
-        instructions=list(settings.get("rules.instructions", [])),
-        parallelize=settings.get("rules.parallelize", "when-possible"),
-        coupled=[list(g) for g in settings.get("rules.coupled", [])],
-        max_streams=int(settings.get("plan.max_streams", 8)),
-        tests_first=is_code_shaped(goal),
-        split_depth_left=split_depth,
-    )
-    goal_line = goal.strip().splitlines()[0][:300]
-    return rules, split_depth > 0, goal_line
+    task = TaskSettings.from_stored(settings)
+    return task.prompt_rules(goal), task.split_depth_left > 0, goal_line(goal)
 
 
 def dependency_levels(plan: Plan) -> list[list[str]]:
@@ -130,7 +89,7 @@ def dependency_levels(plan: Plan) -> list[list[str]]:
 
 
 async def _execute_output(
-    caller: DirectCaller,
+    caller: Caller,
     spec: StreamSpec,
     goal_line: str,
     deps: dict[str, str],
@@ -156,17 +115,18 @@ async def run_sequential(
     plan: Plan, goal: str, settings: dict[str, Any], tiers: dict[str, ModelTier], task_id: str
 ) -> BaselineRun:
     """One agent, one stream at a time, in dependency order: executor calls only."""
-    rules, may_split, goal_line = prompt_rules_for(goal, settings)
-    caller = DirectCaller(tiers, task_id)
+    rules, may_split, line = prompt_rules_for(goal, settings)
+    records: list[UsageRecord] = []
+    caller = ModelCaller(tiers, task_id, records.append)
     specs = {s.id: s for s in plan.streams}
     outputs: dict[str, str] = {}
     cpu0, t0 = time.thread_time(), time.perf_counter()
     for sid in topological_order(plan):
         spec = specs[sid]
         deps = {d: outputs[d] for d in spec.depends_on}
-        outputs[sid] = await _execute_output(caller, spec, goal_line, deps, rules, may_split)
+        outputs[sid] = await _execute_output(caller, spec, line, deps, rules, may_split)
     wall = time.perf_counter() - t0
-    return BaselineRun(wall, caller.records, time.thread_time() - cpu0, outputs)
+    return BaselineRun(wall, records, time.thread_time() - cpu0, outputs)
 
 
 def _merge_dicts(a: dict[str, str], b: dict[str, str]) -> dict[str, str]:
@@ -192,8 +152,9 @@ async def run_langgraph(
     max_concurrency: int,
 ) -> BaselineRun:
     """The streams as a LangGraph `Send` map-reduce, one dependency level per superstep."""
-    rules, may_split, goal_line = prompt_rules_for(goal, settings)
-    caller = DirectCaller(tiers, task_id)
+    rules, may_split, line = prompt_rules_for(goal, settings)
+    records: list[UsageRecord] = []
+    caller = ModelCaller(tiers, task_id, records.append)
     specs = {s.id: s for s in plan.streams}
     levels = dependency_levels(plan)
 
@@ -208,7 +169,7 @@ async def run_langgraph(
     async def work(item: _WorkItem) -> dict[str, Any]:
         spec = specs[item["stream"]]
         deps = {d: item["outputs"][d] for d in spec.depends_on}
-        output = await _execute_output(caller, spec, goal_line, deps, rules, may_split)
+        output = await _execute_output(caller, spec, line, deps, rules, may_split)
         await orchestrator.review(caller, spec, output, rules, round=0)
         return {"outputs": {spec.id: output}}
 
@@ -216,7 +177,8 @@ async def run_langgraph(
         return {"level": state["level"] + 1}
 
     graph = StateGraph(_GraphState)
-    graph.add_node("work", work)
+    # `work` takes a Send's item, not the graph's state, which the stubs cannot express.
+    graph.add_node("work", cast(Any, work))
     graph.add_node("barrier", barrier)
     graph.add_conditional_edges(START, route, ["work", END])
     graph.add_edge("work", "barrier")
@@ -226,4 +188,4 @@ async def run_langgraph(
     cpu0, t0 = time.thread_time(), time.perf_counter()
     final = await app.ainvoke({"outputs": {}, "level": 0}, config)
     wall = time.perf_counter() - t0
-    return BaselineRun(wall, caller.records, time.thread_time() - cpu0, dict(final["outputs"]))
+    return BaselineRun(wall, records, time.thread_time() - cpu0, dict(final["outputs"]))

@@ -22,7 +22,8 @@ from support.daemon import DaemonProcess, wait_for, write_config
 from support.simulator import calls, running_simulator, use_scenario
 
 from roles.calls import CallOutput
-from roles.models.gateway import ModelTier, call_model
+from roles.model_caller import ModelCaller
+from roles.models.gateway import ModelTier
 from roles.plan.schema import Plan
 from roles.plan.validator import PlanRules, validate_plan
 from roles.planner import make_plan
@@ -214,30 +215,14 @@ async def test_the_planner_is_told_which_coupled_group_it_split() -> None:
     with running_simulator(SPLIT) as sim:
         tier.api_base = sim.api_base
 
+        # The planner "learns" after its first answer.
+        models = ModelCaller({"planner": tier}, "t-coupled", lambda _: use_scenario(sim, WHOLE))
+
         async def caller(
-            role: str,
-            purpose: str,
-            messages: list[dict[str, str]],
-            *,
-            key: str,
-            stream_id: str | None = None,
-            round: int = 0,
-            response_model: Any = None,
+            role: str, purpose: str, messages: list[dict[str, str]], **kw: Any
         ) -> CallOutput:
             sent.append(messages)
-            result = await call_model(
-                tier,
-                messages,
-                role=role,
-                purpose=purpose,
-                task_id="t-coupled",
-                stream_id=stream_id,
-                round=round,
-                response_model=response_model,
-            )
-            use_scenario(sim, WHOLE)  # the planner "learns" after its first answer
-            parsed = result.parsed.model_dump() if result.parsed is not None else None
-            return CallOutput(result.text, parsed)
+            return await models(role, purpose, messages, **kw)
 
         coupled = [["auth/", "db/"]]
         outcome = await make_plan(

@@ -336,6 +336,105 @@ def _trigger(kind: str, progress: Progress, acked: int, sim_url: str, need: int)
     return _answered(sim_url) >= need or sum(states[s] for s in TERMINAL) >= TASKS
 
 
+def _wait_for_moment(
+    kind: str, rng: random.Random, sim_url: str, progress: Progress, submitter: Submitter
+) -> float:
+    """Wait until the run reaches the moment a kill of `kind` aims at; the delay it waited."""
+    if kind == "any" and rng.random() < 0.3:
+        # Soon after a start: the engine may still be loading, tasks resuming.
+        delay = rng.uniform(0.2, 3.0)
+    else:
+        # After some random amount of model work by this daemon, plus a little.
+        need = _answered(sim_url) + rng.randint(1, 30) if kind == "any" else 0
+        wait_for(
+            lambda k=kind, m=need: _trigger(k, progress, len(submitter.acked), sim_url, m),
+            300,
+            0.1,
+        )
+        delay = rng.uniform(0.0, 0.5)
+    time.sleep(delay)
+    return delay
+
+
+def _check_tasks(d: DaemonProcess, tasks: list[dict[str, Any]], submitter: Submitter) -> set[str]:
+    """Zero lost, nothing extra, every task completed with exactly the scripted outputs."""
+    # Each goal once, every acknowledged id among them.
+    goals = Counter(t["goal"] for t in tasks)
+    assert goals == Counter(_goal(i) for i in range(TASKS)), goals
+    ids = {t["id"] for t in tasks}
+    assert set(submitter.acked.values()) <= ids
+    assert len(ids) == TASKS
+    with d.http() as h:
+        full = {t: h.get(f"/v1/tasks/{t}").json() for t in ids}
+    for task in full.values():
+        assert task["state"] == "completed", (task["id"], task["error"])
+        streams = {s["id"]: s for s in task["streams"]}
+        assert set(streams) == set(STREAM_IDS)
+        for sid, s in streams.items():
+            assert s["state"] == "accepted" and s["output"] == _output(sid), s
+        assert task["result"] == EXPECTED_RESULT
+        assert [v["id"] for v in task["report"]["streams"]] == STREAM_IDS
+    return ids
+
+
+def _check_no_finished_work_repeated(
+    records: list[dict[str, Any]], snapshots: list[Snapshot], ids: set[str]
+) -> None:
+    """Once a stream was accepted (or a plan stored), no later daemon called the model for it
+    again. A call answered just as the daemon died, before it saved the answer, may be
+    repeated: that work was not finished."""
+    answered = Counter(
+        (c["task_id"], c["stream_id"], c["purpose"])
+        for c in records
+        if c["status"] == 200 and not c["disconnected"]
+    )
+    for snap in snapshots:
+        later = Counter(
+            (c["task_id"], c["stream_id"], c["purpose"])
+            for c in records
+            if c["started_wall"] > snap.killed_at
+        )
+        for task_id, sid in snap.accepted:
+            for purpose in ("execute", "review"):
+                assert later[(task_id, sid, purpose)] == 0, (task_id, sid, purpose)
+        for task_id in snap.planned:
+            assert later[(task_id, None, "plan")] == 0, task_id
+    accepted_before = set().union(*(s.accepted for s in snapshots))
+    assert accepted_before and set().union(*(s.planned for s in snapshots))
+    for task_id in ids:  # every stream was really done by the executor, and at most
+        for sid in STREAM_IDS:  # once more for each kill that interrupted it
+            assert 1 <= answered[(task_id, sid, "execute")] <= 1 + len(snapshots)
+
+
+def _check_events_seen_once(follower: Follower, d: DaemonProcess, home: Path) -> list[int]:
+    """The SSE client saw every event exactly once, in order, across every kill."""
+    last = int(_query(home / "tierd.db", "SELECT max(id) FROM events")[0][0])
+    follower.stop_at = last
+    wait_for(follower.done, 60, 0.1)
+    seen = list(follower.ids)
+    dups = {i for i, n in Counter(seen).items() if n > 1}
+    assert not dups, [e for e in follower.log if e[0] in dups]
+    assert seen == sorted(seen)
+    everything: list[int] = []
+    with (
+        httpx.Client(timeout=httpx.Timeout(5.0, read=20.0)) as http,
+        connect_sse(
+            http,
+            "GET",
+            f"{d.url}/v1/events",
+            headers={"Authorization": f"Bearer {d.token}", "Last-Event-ID": "0"},
+        ) as source,
+    ):
+        for sse in source.iter_sse():
+            if sse.data:
+                everything.append(int(sse.id))
+                if everything[-1] >= seen[-1]:
+                    break
+    assert seen == everything
+    assert follower.connects >= 2  # it did reconnect after a kill
+    return seen
+
+
 @pytest.mark.timeout(900)
 def test_sigkill_at_random_moments_loses_nothing_and_repeats_no_finished_work(
     home: Path, tmp_path_factory: pytest.TempPathFactory
@@ -367,21 +466,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_repeats_no_finished_work(
             submitting.start()
 
             for n, kind in enumerate(plan, 1):
-                if kind == "any" and rng.random() < 0.3:
-                    # Soon after a start: the engine may still be loading, tasks resuming.
-                    delay = rng.uniform(0.2, 3.0)
-                else:
-                    # After some random amount of model work by this daemon, plus a little.
-                    need = _answered(sim.url) + rng.randint(1, 30) if kind == "any" else 0
-                    wait_for(
-                        lambda k=kind, m=need: _trigger(
-                            k, progress, len(submitter.acked), sim.url, m
-                        ),
-                        300,
-                        0.1,
-                    )
-                    delay = rng.uniform(0.0, 0.5)
-                time.sleep(delay)
+                delay = _wait_for_moment(kind, rng, sim.url, progress, submitter)
                 before = progress.states()
                 d.kill()
                 snap = _snapshot(home)
@@ -403,51 +488,9 @@ def test_sigkill_at_random_moments_loses_nothing_and_repeats_no_finished_work(
             submitting.join(120)
             assert not submitting.is_alive() and not submitter.pending
             tasks = wait_for(lambda: _all_terminal(d), 300, 0.5)
-
-            # Zero lost, nothing extra: each goal once, every acknowledged id among them.
-            goals = Counter(t["goal"] for t in tasks)
-            assert goals == Counter(_goal(i) for i in range(TASKS)), goals
-            ids = {t["id"] for t in tasks}
-            assert set(submitter.acked.values()) <= ids
-            assert len(ids) == TASKS
-
-            # Every task completed with exactly the scripted outputs.
-            with d.http() as h:
-                full = {t: h.get(f"/v1/tasks/{t}").json() for t in ids}
-            for task in full.values():
-                assert task["state"] == "completed", (task["id"], task["error"])
-                streams = {s["id"]: s for s in task["streams"]}
-                assert set(streams) == set(STREAM_IDS)
-                for sid, s in streams.items():
-                    assert s["state"] == "accepted" and s["output"] == _output(sid), s
-                assert task["result"] == EXPECTED_RESULT
-                assert [v["id"] for v in task["report"]["streams"]] == STREAM_IDS
-
-            # No finished work done twice: once a stream was accepted (or a plan stored), no
-            # later daemon called the model for it again. A call answered just as the daemon
-            # died, before it saved the answer, may be repeated: that work was not finished.
+            ids = _check_tasks(d, tasks, submitter)
             records = stats(sim.url)["calls"]
-            answered = Counter(
-                (c["task_id"], c["stream_id"], c["purpose"])
-                for c in records
-                if c["status"] == 200 and not c["disconnected"]
-            )
-            for snap in snapshots:
-                later = Counter(
-                    (c["task_id"], c["stream_id"], c["purpose"])
-                    for c in records
-                    if c["started_wall"] > snap.killed_at
-                )
-                for task_id, sid in snap.accepted:
-                    for purpose in ("execute", "review"):
-                        assert later[(task_id, sid, purpose)] == 0, (task_id, sid, purpose)
-                for task_id in snap.planned:
-                    assert later[(task_id, None, "plan")] == 0, task_id
-            accepted_before = set().union(*(s.accepted for s in snapshots))
-            assert accepted_before and set().union(*(s.planned for s in snapshots))
-            for task_id in ids:  # every stream was really done by the executor, and at most
-                for sid in STREAM_IDS:  # once more for each kill that interrupted it
-                    assert 1 <= answered[(task_id, sid, "execute")] <= 1 + len(snapshots)
+            _check_no_finished_work_repeated(records, snapshots, ids)
 
             # The kills hit the phases they were meant to.
             hit = [set(s.states.values()) for s in snapshots]
@@ -455,31 +498,8 @@ def test_sigkill_at_random_moments_loses_nothing_and_repeats_no_finished_work(
             if KILLS >= 2:
                 assert any(s.accepted for s in snapshots[1:])
 
-            # The SSE client saw every event exactly once, in order, across every kill.
-            last = int(_query(home / "tierd.db", "SELECT max(id) FROM events")[0][0])
-            follower.stop_at = last
-            wait_for(follower.done, 60, 0.1)
-            seen = list(follower.ids)
-            dups = {i for i, n in Counter(seen).items() if n > 1}
-            assert not dups, [e for e in follower.log if e[0] in dups]
-            assert seen == sorted(seen)
-            everything: list[int] = []
-            with (
-                httpx.Client(timeout=httpx.Timeout(5.0, read=20.0)) as http,
-                connect_sse(
-                    http,
-                    "GET",
-                    f"{d.url}/v1/events",
-                    headers={"Authorization": f"Bearer {d.token}", "Last-Event-ID": "0"},
-                ) as source,
-            ):
-                for sse in source.iter_sse():
-                    if sse.data:
-                        everything.append(int(sse.id))
-                        if everything[-1] >= seen[-1]:
-                            break
-            assert seen == everything
-            assert follower.connects >= 2  # it did reconnect after a kill
+            seen = _check_events_seen_once(follower, d, home)
+            accepted_before = set().union(*(s.accepted for s in snapshots))
             print(
                 f"{len(seen)} events, {follower.connects} SSE connections, "
                 f"{len(records)} simulator calls, {len(accepted_before)} streams accepted "

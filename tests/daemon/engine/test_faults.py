@@ -2,8 +2,9 @@
 
 About a fifth of all calls fail with every kind a provider shows (429 with Retry-After, 500,
 a dropped connection, a hang past the timeout, broken JSON, a body cut mid-answer, an empty
-answer) and every task still completes; a model nobody can reach fails its streams with an
-error naming the model and the cause (never the key); a dead server's work moves to a
+answer) and every task still completes; an answer that never parses fails the task with an
+error naming the role, the model and the cause; a model nobody can reach fails its streams
+with an error naming the model and the cause (never the key); a dead server's work moves to a
 fallback on another server. Every wait in these tests is bounded, and so is every model call
 in the daemon: the timeout kind hangs for 30 s, far longer than `timeout_s`.
 """
@@ -151,6 +152,27 @@ def test_tasks_complete_when_a_fifth_of_all_calls_fail(env: tuple[DaemonProcess,
     hung = [c for c in s["calls"] if c["injected"] == "timeout"]
     assert all(c["disconnected"] for c in hung)
     no_key_anywhere(d.home, str(tasks))
+
+
+def test_a_conflict_check_that_never_parses_fails_the_task_clearly(
+    env: tuple[DaemonProcess, Any],
+) -> None:
+    """The conflict check's answer is never valid JSON: the task fails with the role, the
+    model and the cause (a `ModelOutputError` outside any stream), not an internal error."""
+    d, sim = env
+    broken = [{"kind": "malformed", "purpose": "conflicts", "rate": 1.0}]
+    use_scenario(sim, {**FAST, "failures": broken})
+    with d.client() as client:
+        (task,) = finish(d, [client.submit("Write a short market note")["task_id"]])
+    assert task["state"] == "failed"
+    error = task["error"]
+    assert error.startswith("orchestrator/conflicts: the answer of openai/gpt-5 never parsed")
+    assert "ConflictReport" in error and "not valid JSON" in error
+    assert "internal error" not in error
+    assert {s["state"] for s in task["streams"]} == {"accepted"}  # the streams' work is kept
+    assert task["report"]["state"] == "failed"
+    conflicts = [c for c in stats(sim.url)["calls"] if c["purpose"] == "conflicts"]
+    assert len(conflicts) == 3 and all(c["injected"] == "malformed" for c in conflicts)
 
 
 def test_a_model_nobody_can_reach_fails_its_streams_clearly(env: tuple[DaemonProcess, Any]) -> None:

@@ -17,11 +17,11 @@ from support import CHEAP, KEY_ENV, PREMIUM
 from support.simulator import calls, running_simulator, stats
 
 from roles.models.gateway import (
-    CallRecord,
     ModelCallError,
     ModelConfigError,
     ModelOutputError,
     ModelTier,
+    UsageRecord,
     call_model,
     extract_json,
     premium_cost,
@@ -51,9 +51,9 @@ class Recorder:
     """An async on_record, as the workflow passes (it writes to the store)."""
 
     def __init__(self) -> None:
-        self.records: list[CallRecord] = []
+        self.records: list[UsageRecord] = []
 
-    async def __call__(self, record: CallRecord) -> None:
+    async def __call__(self, record: UsageRecord) -> None:
         await asyncio.sleep(0)
         self.records.append(record)
 
@@ -532,9 +532,9 @@ async def test_cancelling_the_call_closes_the_request() -> None:
 
 
 async def test_sync_on_record_and_a_failing_recorder() -> None:
-    seen: list[CallRecord] = []
+    seen: list[UsageRecord] = []
 
-    def broken(record: CallRecord) -> None:
+    def broken(record: UsageRecord) -> None:
         seen.append(record)
         raise RuntimeError("recorder down")
 

@@ -1,0 +1,108 @@
+"""The one way a task's roles reach a model: `TaskGateway`, the memoised, governed caller.
+
+Around the model gateway (`roles.model_caller.ModelCaller`, or whatever `Caller` a test gives)
+it adds what a durable daemon needs, in this order:
+
+1. the step memo: a call whose answer is stored under its key is never made again;
+2. a LangGraph `task` per call, so the checkpointer knows the call;
+3. `before_call`: a task still marked as waiting for a human works again;
+4. a governor slot: every model call of every task passes the daemon-wide limit;
+5. the answer is stored under its key inside the task: once that commits, the call is never
+   made again, whatever happens next.
+
+Why a step memo beside the checkpointer: LangGraph identifies a task call by its position in
+the order of calls, and parallel streams finish in a different order on every run, so after a
+crash a saved result could not always be matched to its call. Every call therefore has a
+stable key (`exec:<stream>:r<round>:a<attempt>`, ...), and a resumed task reads the answer
+back instead of calling the model again.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol, cast
+
+from langgraph.func import task
+from pydantic import BaseModel
+
+from daemon.store.store import Store
+from roles.calls import Caller, CallOutput
+from roles.models.tier import ModelTier
+from roles.models.usage import OnRecord
+
+__all__ = ["ModelsFactory", "Slots", "TaskGateway", "task_name"]
+
+
+class Slots(Protocol):
+    """The daemon-wide concurrency limit (the governor): one slot per model call."""
+
+    def slot(self, task_id: str) -> AbstractAsyncContextManager[Any]: ...
+
+
+#: Makes a task's model gateway from its tiers, its id and its usage recorder
+#: (`roles.model_caller.ModelCaller` fits; tests give a scripted caller).
+ModelsFactory = Callable[[Mapping[str, ModelTier], str, OnRecord], Caller]
+
+
+def task_name(key: str) -> str:
+    """The LangGraph task name of the call with memo key `key` (stored in checkpoints)."""
+    return "call_" + re.sub(r"[^A-Za-z0-9_]", "_", key)
+
+
+class TaskGateway:
+    """A `roles.calls.Caller` for one task: memo, LangGraph task, governor, then the models."""
+
+    def __init__(
+        self,
+        store: Store,
+        task_id: str,
+        slots: Slots,
+        models: Caller,
+        before_call: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.store = store
+        self.task_id = task_id
+        self.slots = slots
+        self.models = models
+        self.before_call = before_call
+
+    async def __call__(
+        self,
+        role: str,
+        purpose: str,
+        messages: list[dict[str, str]],
+        *,
+        key: str,
+        stream_id: str | None = None,
+        round: int = 0,
+        response_model: type[BaseModel] | None = None,
+    ) -> CallOutput:
+        cached = await self.store.get_step(self.task_id, key)
+        if cached is not None:
+            return CallOutput(cached["text"], cached.get("data"))
+
+        async def body(_key: str) -> dict[str, Any]:
+            again = await self.store.get_step(self.task_id, key)
+            if again is not None:
+                return dict(again)
+            await self.before_call()
+            async with self.slots.slot(self.task_id):
+                out = await self.models(
+                    role,
+                    purpose,
+                    messages,
+                    key=key,
+                    stream_id=stream_id,
+                    round=round,
+                    response_model=response_model,
+                )
+            value = {"text": out.text, "data": out.data}
+            # Written inside the task: once this commits, the call is never made again.
+            await self.store.put_step(self.task_id, key, value)
+            return value
+
+        # LangGraph's `task` is typed for its decorator use; here it wraps a closure per call.
+        value: dict[str, Any] = await cast(Any, task)(name=task_name(key))(body)(key)
+        return CallOutput(value["text"], value.get("data"))

@@ -1,0 +1,68 @@
+"""Where a running task is in its life: `TaskStates` moves it, only along legal moves.
+
+The engine's work goes through phases (running, reviewing, merging); a task that waits for a
+human (input_required, awaiting_approval) leaves the wait only when a human's action, the
+work it unblocks, a failure or a cancellation moves it. A resumed task replays its finished
+steps and passes phases it had already left: a move backwards is ignored, not an error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from daemon.store.states import TERMINAL, IllegalTransition, TaskState, can_move
+from daemon.store.store import Store
+
+__all__ = ["WAITING", "TaskStates"]
+
+#: Task states in which a task waits for a human. Only a human's action (an answer, a
+#: decision), the work that action unblocks, a failure or a cancellation moves a task out.
+WAITING = frozenset({TaskState.input_required, TaskState.awaiting_approval})
+
+
+class TaskStates:
+    """The state of one task in the store, and the phase its work is in."""
+
+    def __init__(self, store: Store, task_id: str) -> None:
+        self.store = store
+        self.task_id = task_id
+        #: Where the work is (running, reviewing, merging): where a task that waited for a
+        #: human goes back to when the work resumes.
+        self.phase = TaskState.running
+
+    async def enter(self, phase: TaskState, reason: str | None = None) -> None:
+        """The work moves on to `phase`: remember it and move the task there."""
+        self.phase = phase
+        await self.move(phase, reason=reason)
+
+    async def move(
+        self,
+        state: TaskState,
+        reason: str | None = None,
+        *,
+        leave_wait: bool = False,
+        **fields: Any,
+    ) -> bool:
+        """Move the task to `state` if that is a legal move; True if the state changed.
+
+        A resumed task replays its finished steps from the memo and passes phases it had
+        already left (running while it was merging): it keeps its later state. A task that
+        waits for a human keeps waiting unless `leave_wait`: a replay must not make a
+        waiting task look busy (and then announce the same wait again).
+        """
+        row = await self.store.get_task(self.task_id)
+        if row is None:
+            return False
+        current = TaskState(row.state)
+        if current in TERMINAL:
+            return False
+        if current != state and can_move(current, state) and (current not in WAITING or leave_wait):
+            try:
+                await self.store.transition(self.task_id, state, reason=reason, **fields)
+            except IllegalTransition:  # it moved meanwhile (cancel): leave it alone
+                return False
+            return True
+        changed = {k: v for k, v in fields.items() if getattr(row, k) != v}
+        if changed:
+            await self.store.update_task(self.task_id, **changed)
+        return False

@@ -1,0 +1,145 @@
+"""One run of one task: plan -> streams as a DAG -> conflict review -> merge (-> approval).
+
+`TaskRun` reads the task and its settings, assembles the parts of the run around one shared
+`TaskContext` (the way to a model, the task's states, its streams, the human waits, the
+scheduler, the conflict check, the merge gate) and drives them in order. It is what the
+LangGraph program (`workflow`) runs for a task; a resumed run replays finished steps from the
+memo and continues where the task stopped.
+
+Every failure ends here with a message a person can act on: a `TaskFailed` (no valid plan,
+failed streams, rejections used up) or any `ModelError` (a tier set up wrongly, a model nobody
+could reach, an answer that never parsed) fails the task with a partial report.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from daemon.engine.conflicts import ConflictCheck
+from daemon.engine.context import TaskContext
+from daemon.engine.ending import finalize, partial_report
+from daemon.engine.errors import TaskFailed
+from daemon.engine.gateway import ModelsFactory, Slots, TaskGateway
+from daemon.engine.human import HumanSignals, HumanWaits, attention
+from daemon.engine.lifecycle import TaskStates
+from daemon.engine.merge import MergeGate
+from daemon.engine.notify import Notifier
+from daemon.engine.scheduler import Scheduler
+from daemon.engine.settings import TaskSettings
+from daemon.engine.stream_work import StreamWork
+from daemon.engine.streams import StreamBook
+from daemon.engine.usage import UsageRecorder
+from daemon.store.states import TERMINAL, TaskState
+from daemon.store.store import Store, TaskRow
+from roles.model_caller import ModelCaller
+from roles.models.errors import ModelError
+from roles.plan.schema import Plan
+from roles.plan.validator import sequentialize
+from roles.planner import make_plan
+
+__all__ = ["Collaborators", "TaskRun"]
+
+
+@dataclass(frozen=True)
+class Collaborators:
+    """What the engine is given by the daemon: the store, the governor, the human's signals,
+    the notification hook, and how a task's calls reach the models."""
+
+    store: Store
+    slots: Slots
+    signals: HumanSignals
+    notifier: Notifier | None = None
+    models: ModelsFactory = ModelCaller
+
+
+class TaskRun:
+    """One execution of one task's workflow."""
+
+    def __init__(self, parts: Collaborators, task_id: str) -> None:
+        self.parts = parts
+        self.store = parts.store
+        self.task_id = task_id
+
+    async def drive(self) -> dict[str, Any]:
+        row = await self.store.get_task(self.task_id)
+        if row is None:
+            raise TaskFailed(f"task {self.task_id} vanished from the store")
+        if TaskState(row.state) in TERMINAL:
+            return {"state": row.state}
+        settings = TaskSettings.from_json(row.settings_json)
+        try:
+            await self._run(row, settings)
+        except (TaskFailed, ModelError) as exc:
+            # A ModelError here: every model of a tier failed (retries and fallbacks used up),
+            # an answer never parsed, or a tier is set up wrongly, outside any one stream
+            # (the planner, the conflict check, the merge); a stream's own failure arrives
+            # as a TaskFailed naming the stream.
+            await finalize(self.store, self.task_id, TaskState.failed, str(exc))
+            reason = f"task failed: {exc}"
+            notifier = self.parts.notifier
+            await attention(self.store, notifier, self.task_id, settings, "failed", reason)
+            return {"state": "failed"}
+        return {"state": "completed"}
+
+    async def _run(self, row: TaskRow, settings: TaskSettings) -> None:
+        tiers = settings.tiers()
+        states = TaskStates(self.store, self.task_id)
+        book = StreamBook(self.store, self.task_id, tiers["executor"].model)
+        human = HumanWaits(
+            self.store,
+            self.task_id,
+            settings,
+            states,
+            book,
+            self.parts.signals,
+            self.parts.notifier,
+        )
+        models = self.parts.models(tiers, self.task_id, UsageRecorder(self.store, self.task_id))
+        gateway = TaskGateway(self.store, self.task_id, self.parts.slots, models, human.progress)
+        ctx = TaskContext.of(self.store, row, settings, gateway)
+        work = StreamWork(ctx, book, human)
+        plan = await self._planning(ctx, states)
+        outputs = await Scheduler(ctx, states, book, work, human).execute(plan)
+        outputs = await ConflictCheck(ctx, states, book, work).review(plan, outputs)
+        result = await MergeGate(ctx, states, human).merge_and_approve(plan, outputs)
+        fresh = await self.store.get_task(self.task_id)
+        assert fresh is not None
+        report = await partial_report(self.store, fresh, TaskState.completed, None)
+        # leave_wait: an approved result leaves awaiting_approval for completed.
+        await states.move(
+            TaskState.completed, leave_wait=True, result=result, report_json=json.dumps(report)
+        )
+
+    async def _planning(self, ctx: TaskContext, states: TaskStates) -> Plan:
+        row = ctx.row
+        if row.plan_json:
+            return Plan.model_validate_json(row.plan_json)
+        await states.move(TaskState.planning)
+        outcome = await make_plan(
+            ctx.call, row.goal, row.context, ctx.rules, ctx.plan_rules, ctx.settings.max_attempts
+        )
+        if outcome.plan is None:
+            raise TaskFailed(
+                f"no valid plan after {outcome.attempts} attempts: " + "; ".join(outcome.problems)
+            )
+        plan = sequentialize(outcome.plan) if ctx.settings.never else outcome.plan
+        # The plan and its event together: a resumed task skips planning once plan_json is
+        # set, so an event written separately could be lost for good.
+        await self.store.update_task(
+            self.task_id,
+            plan_json=plan.model_dump_json(),
+            event=(
+                "task.plan",
+                {
+                    "attempts": outcome.attempts,
+                    "summary": plan.summary,
+                    "streams": [
+                        {"id": s.id, "title": s.title, "depends_on": s.depends_on}
+                        for s in plan.streams
+                    ],
+                },
+            ),
+        )
+        return plan

@@ -1,0 +1,60 @@
+"""The task's usage log: every model-call attempt as a `usage` row and a `model.call` event.
+
+The model layer's `UsageRecord` is the one record of a call; the store's `usage` table holds
+the same fields under the same names, so a record is converted by name, never field by field
+(the store does not know the model layer, and must not).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+
+from daemon.store.store import Store, UsageRow
+from roles.models.usage import UsageRecord
+
+__all__ = ["EVENT_FIELDS", "UsageRecorder", "records_of", "to_record", "to_row"]
+
+#: What a `model.call` event tells of a record (clients read these names).
+EVENT_FIELDS = (
+    "role",
+    "purpose",
+    "stream_id",
+    "model",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "latency_s",
+    "outcome",
+)
+_RECORD_FIELDS = frozenset(f.name for f in fields(UsageRecord))
+
+
+def to_row(record: UsageRecord) -> UsageRow:
+    """The `usage` row of a record: every field the table has a column for."""
+    return UsageRow(**{k: v for k, v in asdict(record).items() if k in UsageRow.model_fields})
+
+
+def to_record(row: UsageRow) -> UsageRecord:
+    """A stored row as a record again (fields the table does not keep get their defaults)."""
+    return UsageRecord(**{k: v for k, v in row.model_dump().items() if k in _RECORD_FIELDS})
+
+
+async def records_of(store: Store, task_id: str) -> list[UsageRecord]:
+    """Every recorded attempt of the task's model calls, in the order they were recorded."""
+    return [to_record(row) for row in await store.usage_of(task_id)]
+
+
+class UsageRecorder:
+    """An `on_record` for one task: each attempt's row, then its event."""
+
+    def __init__(self, store: Store, task_id: str) -> None:
+        self.store = store
+        self.task_id = task_id
+
+    async def __call__(self, record: UsageRecord) -> None:
+        row = to_row(record)
+        row.task_id = self.task_id
+        await self.store.record_usage(row)
+        data = {name: getattr(record, name) for name in EVENT_FIELDS}
+        data["latency_s"] = round(record.latency_s, 4)
+        await self.store.append_event(self.task_id, "model.call", data)

@@ -1,0 +1,309 @@
+"""One answer from a tier: the litellm call with its deadline, retries and fallbacks.
+
+A small loop of our own rather than litellm's num_retries/fallbacks or its Router: every
+attempt must yield its own `UsageRecord` (model, latency, error) for the report, the Router
+wants deployments configured up front while tiers come from per-task config, and the delays
+must honour Retry-After exactly. litellm is still used for the call itself, the exception
+mapping and the price table.
+
+Nothing waits without a bound: each attempt is cut at 1.5 x timeout_s + 1 s whatever the HTTP
+client does, a wait between attempts is at most MAX_RETRY_AFTER_S, and the attempts are finite
+((max_retries + 1) per model).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from roles.models.client import litellm
+from roles.models.costs import premium_cost
+from roles.models.errors import ModelCallError, ModelConfigError
+from roles.models.structured import response_format, schema_instruction
+from roles.models.tier import NO_KEY, ModelTier
+from roles.models.usage import OnRecord, UsageRecord, emit
+
+__all__ = ["MAX_BACKOFF_S", "MAX_RETRY_AFTER_S", "Attempts", "complete"]
+
+log = logging.getLogger("tierd.models")
+
+#: Longest Retry-After honoured by waiting; a longer one moves on to the next model instead.
+MAX_RETRY_AFTER_S = 60.0
+#: Ceiling of the exponential backoff between two attempts on one model.
+MAX_BACKOFF_S = 30.0
+
+
+class EmptyAnswerError(RuntimeError):
+    """The server said 200 but sent no content: a provider fault, retried like a 500.
+
+    Not a repair case: there is nothing to quote back to the model.
+    """
+
+
+# --- which failures are worth another attempt -----------------------------------------------
+
+
+def _status(exc: BaseException) -> int | None:
+    status = getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(
+        exc, TimeoutError | EmptyAnswerError | litellm.Timeout | litellm.APIConnectionError
+    ):
+        return True
+    status = _status(exc)
+    return status is not None and (status in (408, 409, 429) or status >= 500)
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """Seconds the server asked us to wait (Retry-After / retry-after-ms), if it did."""
+    headers: Any = getattr(exc, "litellm_response_headers", None)
+    if not headers:
+        response = getattr(exc, "response", None)
+        headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    try:
+        ms = headers.get("retry-after-ms")
+        if ms is not None:
+            return max(0.0, float(ms) / 1000)
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value)
+            return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception of a chain: litellm's message ("Connection error.") hides
+    whether the port was closed, the connection reset or the body cut."""
+    seen = {id(exc)}
+    while True:
+        inner = exc.__cause__ or exc.__context__
+        if inner is None or id(inner) in seen:
+            return exc
+        seen.add(id(inner))
+        exc = inner
+
+
+def _clean_error(exc: BaseException, secret: str | None) -> str:
+    if isinstance(exc, TimeoutError):  # our guard (litellm's own is litellm.Timeout)
+        message = "TimeoutError: no complete answer within the guard time"
+    else:
+        message = f"{type(exc).__name__}: {exc}"
+        root = _root_cause(exc)
+        if root is not exc and str(root) and str(root) not in message:
+            message += f" (cause: {type(root).__name__}: {root})"
+    if secret and secret != NO_KEY:
+        message = message.replace(secret, "***")
+    return message[:1000]
+
+
+# --- one call ---------------------------------------------------------------------------------
+
+
+def _provider_args(model: str, api_base: str | None) -> dict[str, Any]:
+    if not api_base:
+        return {}
+    try:
+        litellm.get_llm_provider(model)
+    except Exception:
+        # A bare name ("llama3") on an OpenAI-compatible server (Ollama, vLLM, simulator).
+        return {"custom_llm_provider": "openai"}
+    return {}
+
+
+def _supports_schema(model: str) -> bool:
+    """Whether litellm knows `model` to accept a JSON schema as `response_format`."""
+    try:
+        return bool(litellm.supports_response_schema(model=model))
+    except Exception:  # unknown model: instruct in the prompt instead
+        return False
+
+
+def _content_and_usage(response: Any) -> tuple[str, int, int]:
+    choices = getattr(response, "choices", None) or []
+    message = getattr(choices[0], "message", None) if choices else None
+    text = getattr(message, "content", None) or ""
+    usage = getattr(response, "usage", None)
+    prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+    completion = int(getattr(usage, "completion_tokens", 0) or 0)
+    return text, prompt, completion
+
+
+@dataclass
+class Attempts:
+    """The fixed parts of one `call_model` invocation, shared by its attempts, and their count."""
+
+    tier: ModelTier
+    role: str
+    purpose: str
+    task_id: str
+    stream_id: str | None
+    round: int
+    on_record: OnRecord | None
+    headers: dict[str, str]
+    attempts: int = 0
+    last_error: str = "no attempt made"
+
+    def record(self, model: str, started: float, wall: float, **kw: Any) -> UsageRecord:
+        return UsageRecord(
+            task_id=self.task_id,
+            stream_id=self.stream_id,
+            role=self.role,
+            purpose=self.purpose,
+            model=model,
+            attempts=self.attempts,
+            latency_s=time.monotonic() - started,
+            started_at=wall,
+            ended_at=time.time(),
+            round=self.round,
+            **kw,
+        )
+
+    def request(
+        self,
+        model: str,
+        api_base: str | None,
+        key: str | None,
+        messages: list[dict[str, Any]],
+        response_model: type[BaseModel] | None,
+    ) -> dict[str, Any]:
+        """litellm's arguments for one endpoint of the tier."""
+        kwargs: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            "timeout": self.tier.timeout_s,
+            # Retries happen here, once, with a record each: none inside litellm or openai.
+            "num_retries": 0,
+            "max_retries": 0,
+            "extra_headers": self.headers,
+            **_provider_args(model, api_base),
+        }
+        if api_base:
+            kwargs["api_base"] = api_base
+        if key is not None and api_base == self.tier.api_base:
+            kwargs["api_key"] = key
+        elif api_base:
+            # A keyless local server, or a fallback on a server of its own ("model@url"):
+            # the tier's key belongs to the tier's provider and never goes to another host.
+            kwargs["api_key"] = NO_KEY
+        if response_model is not None and _supports_schema(model):
+            kwargs["response_format"] = response_format(response_model)
+        elif response_model is not None:
+            kwargs["messages"] = [*messages, schema_instruction(response_model)]
+        return kwargs
+
+    def next_wait(self, exc: BaseException, retry: int, model: str) -> float | None:
+        """Seconds to wait before the next attempt on `model`; None: move on to the next."""
+        if not _retryable(exc) or retry >= self.tier.max_retries:
+            log.info(
+                "%s/%s: %s failed (%s), moving on", self.role, self.purpose, model, self.last_error
+            )
+            return None
+        wait = _retry_after(exc)
+        if wait is not None and wait > MAX_RETRY_AFTER_S:
+            log.info("%s asks to wait %.0fs: trying the next model", model, wait)
+            return None
+        if wait is None:
+            wait = min(MAX_BACKOFF_S, self.tier.backoff_s * 2**retry)
+        return wait
+
+
+async def _on_endpoint(
+    c: Attempts, model: str, kwargs: dict[str, Any], key: str | None
+) -> tuple[str, UsageRecord] | None:
+    """Up to max_retries + 1 attempts on one model; None when it gave up (see c.last_error)."""
+    for retry in range(c.tier.max_retries + 1):
+        c.attempts += 1
+        started, wall = time.monotonic(), time.time()
+        prompt_tokens = completion_tokens = 0
+        try:
+            # A guard over the HTTP client's own timeout (which bounds each read, not the
+            # whole exchange): a slowly trickling answer cannot hang a stream forever.
+            async with asyncio.timeout(c.tier.timeout_s * 1.5 + 1):
+                response = await litellm.acompletion(**kwargs)
+            text, prompt_tokens, completion_tokens = _content_and_usage(response)
+            if not text.strip():
+                raise EmptyAnswerError(f"{model} answered 200 with empty content")
+        except asyncio.CancelledError:
+            # Cancelling the awaiting task cancelled the request: httpx closed the
+            # connection, so the provider sees the client go away and stops the work.
+            await emit(
+                c.on_record, c.record(model, started, wall, outcome="error", error="cancelled")
+            )
+            raise
+        except Exception as exc:
+            c.last_error = _clean_error(exc, key)
+            # An empty answer was still billed: its tokens are kept in the record.
+            failed = c.record(
+                model,
+                started,
+                wall,
+                outcome="error",
+                error=c.last_error,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                cost_usd=premium_cost(prompt_tokens, completion_tokens, model),
+            )
+            await emit(c.on_record, failed)
+            wait = c.next_wait(exc, retry, model)
+            if wait is None:
+                return None
+            # Jitter only ever adds, so a Retry-After is never undercut.
+            await asyncio.sleep(wait * (1 + random.random() * 0.1))
+            continue
+        return text, c.record(
+            model,
+            started,
+            wall,
+            outcome="ok",
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost_usd=premium_cost(prompt_tokens, completion_tokens, model),
+        )
+    return None
+
+
+async def complete(
+    c: Attempts, messages: list[dict[str, Any]], response_model: type[BaseModel] | None
+) -> tuple[str, UsageRecord]:
+    """One answer from the tier: retries with backoff, then the fallbacks in order.
+
+    The returned record (the answering attempt) is not emitted yet: the caller first decides
+    whether the text is usable. Raises ModelCallError when no model answered, and
+    ModelConfigError when the tier's key variable is not set.
+    """
+    try:
+        key = c.tier.api_key()
+    except ModelConfigError as exc:
+        raise ModelConfigError(
+            f"{c.role}/{c.purpose}: {exc}", role=c.role, model=c.tier.model
+        ) from exc
+    tried: list[str] = []
+    for model, api_base in c.tier.endpoints():
+        tried.append(model)
+        kwargs = c.request(model, api_base, key, messages, response_model)
+        answered = await _on_endpoint(c, model, kwargs, key)
+        if answered is not None:
+            return answered
+    raise ModelCallError(
+        f"{c.role}/{c.purpose}: every attempt failed on "
+        f"{', '.join(tried)} ({c.attempts} attempts); last error: {c.last_error}",
+        role=c.role,
+        model=c.tier.model,
+    )

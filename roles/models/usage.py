@@ -1,0 +1,57 @@
+"""The record of one attempt at a model call: `UsageRecord`, and how it is handed on.
+
+`UsageRecord` is the one type for a model call's facts: the model layer makes one per attempt
+(a retry, a fallback model, a repair request), the engine stores it (the `usage` table holds
+the same fields) and the report reads it back. Failed attempts cost time and sometimes money,
+so they are records too.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+__all__ = ["OnRecord", "UsageRecord", "emit"]
+
+log = logging.getLogger("tierd.models")
+
+
+@dataclass
+class UsageRecord:
+    """One attempt at a model call: who asked, which model answered, tokens, cost, time."""
+
+    task_id: str
+    stream_id: str | None
+    role: str
+    purpose: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    outcome: str = "ok"  # "ok" | "error"
+    #: Which attempt of this call this was (1-based, across retries, fallbacks and repairs).
+    attempts: int = 1
+    error: str | None = None
+    started_at: float = 0.0
+    ended_at: float = 0.0
+    round: int = 0
+
+
+#: Told of each record as soon as it is known; may be a coroutine function.
+OnRecord = Callable[[UsageRecord], Awaitable[None] | None]
+
+
+async def emit(on_record: OnRecord | None, record: UsageRecord) -> None:
+    """Hand `record` to `on_record`; a failing recorder is logged, never raised."""
+    if on_record is None:
+        return
+    try:
+        result = on_record(record)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        # A failing recorder must not turn a good answer into a failed call; it is logged.
+        log.exception("on_record failed for a %s/%s call", record.role, record.purpose)
