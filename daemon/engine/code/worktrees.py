@@ -1,0 +1,379 @@
+"""The worktrees and branches of one repository's code tasks: make, commit, merge, clean up.
+
+A stream works in `ROOT/<task>/<stream>` (ROOT is `$TIERD_HOME/worktrees`, never inside the
+user's repository) on branch `tierd/<task>/<stream>`, which starts from the task's base commit
+or, with dependencies, from their branches merged in order (git 2.39 has no `--merge-base`:
+`git merge-tree --write-tree A B`, then `git commit-tree TREE -p A -p B`; a conflict raises
+`MergeConflict` listing the files). The user's working tree and index are never touched: every
+command is `git -C repo` plumbing or runs inside a tierd worktree.
+
+Everything is idempotent, so a daemon killed at any point can run the same call again: `create`
+returns the worktree already there, merge commits have fixed dates (the same parents give the
+same commit), and `remove_task` / `reconcile` remove whatever is left of what tierd made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from daemon.engine.code.git import GitError, git, identity_env, worktree_env
+from daemon.engine.code.repository import Repo, RepoError, snapshot_uncommitted, validate_repo
+
+__all__ = [
+    "BRANCH_PREFIX",
+    "Cleanup",
+    "CommitResult",
+    "MergeConflict",
+    "Repo",
+    "RepoError",
+    "Worktree",
+    "WorktreeError",
+    "WorktreeManager",
+    "branch_name",
+    "snapshot_uncommitted",
+    "validate_repo",
+]
+
+BRANCH_PREFIX = "tierd/"
+_HEADS = "refs/heads/"
+#: Task and stream ids become path and ref components: keep them to plain names.
+_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+class WorktreeError(RuntimeError):
+    """A worktree or branch could not be made (a dependency that does not resolve, say)."""
+
+
+class MergeConflict(WorktreeError):
+    """Dependency branches that do not merge cleanly; `files` lists the conflicted paths."""
+
+    def __init__(self, left: str, right: str, files: Sequence[str]) -> None:
+        self.files = tuple(files)
+        super().__init__(
+            f"merging {right} into {left} conflicts in: {', '.join(self.files) or '(unknown)'}"
+        )
+
+
+@dataclass(frozen=True)
+class Worktree:
+    """A stream's worktree: where it is, its branch, and the commit it started from."""
+
+    task_id: str
+    stream_id: str
+    path: Path
+    branch: str
+    start_commit: str
+    #: Its git directory (`<common dir>/worktrees/<name>`), as the repository records it:
+    #: daemon-side git commands use this, never the worktree's own `.git` file.
+    git_dir: Path
+
+    def git_env(self) -> dict[str, str]:
+        """Variables for running git in this worktree safely (see `git.worktree_env`)."""
+        return worktree_env(self.git_dir, self.path)
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """A stream's change so far: its branch head and what differs from its start."""
+
+    head: str
+    #: True when this call made a commit (False: nothing new to commit).
+    committed: bool
+    files: tuple[str, ...]
+    insertions: int
+    deletions: int
+
+    @property
+    def files_changed(self) -> int:
+        return len(self.files)
+
+
+@dataclass(frozen=True)
+class Cleanup:
+    """What `remove_task` or `reconcile` removed."""
+
+    worktrees: tuple[Path, ...] = ()
+    #: Task directories under the root that no kept task owns (left by a crash, say).
+    directories: tuple[Path, ...] = ()
+    branches: tuple[str, ...] = ()
+    #: Branches left because git refused (checked out by the user, say), with git's reason.
+    left: tuple[str, ...] = ()
+
+
+def _check_id(kind: str, value: str) -> str:
+    if not _ID.fullmatch(value) or value.endswith(".lock") or ".." in value:
+        raise ValueError(f"{kind} id {value!r} cannot name a branch or directory")
+    return value
+
+
+def branch_name(task_id: str, stream_id: str) -> str:
+    """The branch of a stream: `tierd/<task id>/<stream id>`."""
+    return f"{BRANCH_PREFIX}{_check_id('task', task_id)}/{_check_id('stream', stream_id)}"
+
+
+def _task_of_branch(branch: str) -> str | None:
+    parts = branch.split("/")
+    return parts[1] if len(parts) >= 2 and parts[0] + "/" == BRANCH_PREFIX else None
+
+
+async def _numstat(cwd: Path, a: str, b: str) -> tuple[tuple[str, ...], int, int]:
+    out = (await git(cwd, "diff", "--numstat", "-z", "--no-renames", a, b, "--")).out
+    files, ins, dels = [], 0, 0
+    for entry in out.split("\0"):
+        if not entry:
+            continue
+        added, deleted, path = entry.split("\t", 2)
+        files.append(path)
+        # Binary files count "-": files changed, no lines.
+        ins += int(added) if added.isdigit() else 0
+        dels += int(deleted) if deleted.isdigit() else 0
+    return tuple(files), ins, dels
+
+
+class WorktreeManager:
+    """The tierd worktrees and branches of one repository, under one root directory."""
+
+    def __init__(self, repo: Path, root: Path) -> None:
+        self.repo = repo.resolve()
+        self.root = root.resolve()
+        if self.root == self.repo or self.root.is_relative_to(self.repo):
+            raise ValueError(f"worktrees root {self.root} is inside the repository {self.repo}")
+
+    def path_for(self, task_id: str, stream_id: str) -> Path:
+        return self.root / _check_id("task", task_id) / _check_id("stream", stream_id)
+
+    async def _git(
+        self, *args: str, env: Mapping[str, str] | None = None, stdin: bytes | None = None
+    ) -> str:
+        return (await git(self.repo, *args, env=env, stdin=stdin)).out
+
+    async def resolve(self, ref: str) -> str:
+        """The commit `ref` names, or `WorktreeError`."""
+        found = await git(
+            self.repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}",
+            check=False,
+        )  # fmt: skip
+        if found.exit_code != 0 or ref.startswith("-"):
+            raise WorktreeError(f"{ref!r} does not resolve to a commit in {self.repo}")
+        return found.out.strip()
+
+    async def _is_ancestor(self, a: str, b: str) -> bool:
+        found = await git(self.repo, "merge-base", "--is-ancestor", a, b, check=False)
+        return found.exit_code == 0
+
+    async def _merge_two(self, left: str, right: str, names: tuple[str, str]) -> str:
+        if await self._is_ancestor(right, left):
+            return left
+        if await self._is_ancestor(left, right):
+            return right
+        merged = await git(
+            self.repo, "merge-tree", "--write-tree", "--name-only", "-z", left, right, check=False
+        )
+        parts = merged.out.split("\0")
+        if merged.exit_code == 1:
+            files = parts[1 : parts.index("")] if "" in parts else parts[1:]
+            raise MergeConflict(*names, list(dict.fromkeys(files)))
+        if merged.exit_code != 0:
+            raise GitError(("merge-tree", left, right), merged.exit_code, merged.err)
+        # Fixed dates (the newer parent's): the same parents always give the same commit, so
+        # a resumed stream finds its start again.
+        when = (await self._git("show", "-s", "--format=%ct", left, right)).split()
+        date = f"@{max(int(w) for w in when)} +0000"
+        env = {**identity_env("tierd"), "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
+        message = f"tierd: merge {right[:12]} into {left[:12]}\n".encode()
+        return (
+            await self._git(
+                "commit-tree", parts[0], "-p", left, "-p", right, env=env, stdin=message
+            )
+        ).strip()
+
+    async def merge(self, refs: Sequence[str]) -> str:
+        """One commit holding all of `refs` merged in order (`MergeConflict` if they conflict)."""
+        named: dict[str, str] = {}
+        for ref in refs:
+            named.setdefault(await self.resolve(ref), ref)
+        commits = list(named)
+        if not commits:
+            raise ValueError("nothing to merge")
+        head, label = commits[0], named[commits[0]]
+        for other in commits[1:]:
+            head = await self._merge_two(head, other, (label, named[other]))
+            label = f"{label} + {named[other]}"
+        return head
+
+    async def start_commit(self, base: str, depends_on: Sequence[str] = ()) -> str:
+        """Where a stream starts: its dependencies merged, or the base without any."""
+        return await self.merge(depends_on) if depends_on else await self.resolve(base)
+
+    async def registered(self) -> dict[Path, str | None]:
+        """Worktrees git knows for this repository: path -> branch (None when detached)."""
+        out = await self._git("worktree", "list", "--porcelain", "-z")
+        found: dict[Path, str | None] = {}
+        path: Path | None = None
+        for line in out.split("\0"):
+            if line.startswith("worktree "):
+                path = Path(line[len("worktree ") :])
+                found[path] = None
+            elif line.startswith("branch ") and path is not None:
+                found[path] = line[len("branch ") :].removeprefix(_HEADS)
+        return found
+
+    async def _admin_dir(self, path: Path) -> Path:
+        """The git directory the repository keeps for the worktree at `path`."""
+        found = await self._git("rev-parse", "--path-format=absolute", "--git-common-dir")
+        records = Path(found.strip()) / "worktrees"
+        want = str(path / ".git")
+
+        def find() -> Path:
+            for entry in sorted(records.iterdir()) if records.is_dir() else []:
+                try:
+                    if (entry / "gitdir").read_text().strip() == want:
+                        return entry
+                except OSError:
+                    continue
+            raise WorktreeError(f"the repository has no record of the worktree {path}")
+
+        return await asyncio.to_thread(find)
+
+    async def _branch_exists(self, branch: str) -> bool:
+        found = await git(
+            self.repo, "show-ref", "--verify", "--quiet", _HEADS + branch, check=False
+        )
+        return found.exit_code == 0
+
+    async def create(
+        self, task_id: str, stream_id: str, *, base: str, depends_on: Sequence[str] = ()
+    ) -> Worktree:
+        """The stream's worktree on its branch; made if missing, the existing one if not.
+
+        `base` should be a commit (the task's `Repo.base_commit`, fixed at submit), so that a
+        stream started later, or again after a restart, starts where the others did.
+        """
+        branch = branch_name(task_id, stream_id)
+        path = self.path_for(task_id, stream_id)
+        start = await self.start_commit(base, depends_on)
+        current = await self.registered()
+        if not (current.get(path) == branch and await asyncio.to_thread(path.is_dir)):
+            if path in current or await asyncio.to_thread(path.exists):
+                await self._remove_worktree(path)
+            await self.prune()
+            if await self._branch_exists(branch):
+                await self._git("worktree", "add", "--quiet", str(path), branch)
+            else:
+                await self._git("worktree", "add", "--quiet", "-b", branch, str(path), start)
+        admin = await self._admin_dir(path)
+        return Worktree(task_id, stream_id, path, branch, start, admin)
+
+    async def commit(
+        self, wt: Worktree, summary: str = "", *, exclude: Sequence[str] = ()
+    ) -> CommitResult:
+        """Commit everything changed in the worktree (but `exclude`: linked dirs, say) on its
+        branch; return the stream's whole change since its start."""
+        specs = [f":(exclude,literal){p}" for p in exclude]
+        env = wt.git_env()
+        await git(wt.path, "add", "--all", "--", ".", *specs, env=env)
+        staged = await git(wt.path, "diff", "--cached", "--quiet", env=env, check=False)
+        committed = staged.exit_code == 1
+        if committed:
+            message = (
+                f"tierd: task {wt.task_id}, stream {wt.stream_id}\n\n"
+                + (summary.strip() + "\n\n" if summary.strip() else "")
+                + f"Tierd-Task: {wt.task_id}\nTierd-Stream: {wt.stream_id}\n"
+            )
+            author = identity_env(f"tierd (task {wt.task_id}, stream {wt.stream_id})")
+            await git(wt.path, "commit", "--quiet", "--no-verify", "-F", "-",
+                      env={**env, **author}, stdin=message.encode())  # fmt: skip
+        head = (await git(wt.path, "rev-parse", "HEAD", env=env)).out.strip()
+        files, ins, dels = await _numstat(self.repo, wt.start_commit, head)
+        return CommitResult(head, committed, files, ins, dels)
+
+    async def diff_stat(self, a: str, b: str) -> tuple[tuple[str, ...], int, int]:
+        """Files, insertions and deletions between two commits."""
+        return await _numstat(self.repo, a, b)
+
+    async def prune(self) -> None:
+        """Forget worktrees whose directories are gone (`git worktree prune`)."""
+        await self._git("worktree", "prune")
+
+    def _ours(self, path: Path) -> bool:
+        return path != self.root and path.is_relative_to(self.root)
+
+    async def _remove_worktree(self, path: Path) -> None:
+        if not self._ours(path):
+            raise WorktreeError(f"{path} is not under {self.root}: tierd did not make it")
+        removed = await git(self.repo, "worktree", "remove", "--force", str(path), check=False)
+        if removed.exit_code != 0 and await asyncio.to_thread(path.exists):
+            # Not registered (or half made): it is ours by its place, remove the directory.
+            await asyncio.to_thread(shutil.rmtree, path, True)
+
+    async def _delete_branches(self, branches: Sequence[str]) -> tuple[list[str], list[str]]:
+        deleted, left = [], []
+        for b in branches:
+            gone = await git(self.repo, "branch", "--quiet", "-D", b, check=False)
+            if gone.exit_code == 0:
+                deleted.append(b)
+            else:
+                left.append(f"{b}: {gone.err.strip()}")
+        return deleted, left
+
+    async def tierd_branches(self) -> list[str]:
+        """All `tierd/...` branches of the repository."""
+        out = await self._git("for-each-ref", "--format=%(refname)", _HEADS + BRANCH_PREFIX)
+        return [r.removeprefix(_HEADS) for r in out.splitlines() if r]
+
+    async def _sweep(
+        self, doomed_task: Callable[[str | None], bool], keep_branches: Collection[str]
+    ) -> Cleanup:
+        """Remove worktrees under the root and tierd branches of the tasks `doomed_task` picks."""
+        wts: list[Path] = []
+        for path in await self.registered():
+            if self._ours(path) and doomed_task(path.relative_to(self.root).parts[0]):
+                await self._remove_worktree(path)
+                wts.append(path)
+        await self.prune()
+        doomed = [
+            b
+            for b in await self.tierd_branches()
+            if b not in keep_branches and doomed_task(_task_of_branch(b))
+        ]
+        deleted, left = await self._delete_branches(doomed)
+        return Cleanup(worktrees=tuple(wts), branches=tuple(deleted), left=tuple(left))
+
+    async def remove_task(self, task_id: str, keep_branches: Collection[str] = ()) -> Cleanup:
+        """Remove the task's worktrees and branches, except `keep_branches` (results to keep)."""
+        _check_id("task", task_id)
+        done = await self._sweep(lambda t: t == task_id, keep_branches)
+        task_dir = self.root / task_id
+        if await asyncio.to_thread(task_dir.is_dir):
+            await asyncio.to_thread(shutil.rmtree, task_dir, True)
+        return done
+
+    async def reconcile(
+        self, keep_tasks: Collection[str], keep_branches: Collection[str] = ()
+    ) -> Cleanup:
+        """Remove all tierd made that no task in `keep_tasks` needs: worktrees under the root,
+        directories left there, `tierd/*` branches (but `keep_branches`); prune worktrees.
+
+        `keep_tasks` must hold every task still needing worktrees, whatever its repository:
+        directories under the root that no listed task owns are removed.
+        """
+        keep = set(keep_tasks)
+        done = await self._sweep(lambda t: t not in keep, keep_branches)
+        strays = await asyncio.to_thread(self._strays, keep)
+        for stray in strays:
+            await asyncio.to_thread(shutil.rmtree, stray, True)
+        return Cleanup(done.worktrees, tuple(strays), done.branches, done.left)
+
+    def _strays(self, keep: set[str]) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return [
+            p
+            for p in sorted(self.root.iterdir())
+            if p.name not in keep and p.is_dir() and not p.is_symlink()
+        ]
