@@ -13,6 +13,7 @@ import contextlib
 import http.client
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,59 +127,75 @@ class LiveTask:
         now = float(ev.get("created_at") or time.time())
         if self.started is None:
             self.started = now
-        if kind == "task.state":
-            self.state = data["state"]
-            self.ended = now if self.state in TERMINAL_STATES else None
-        elif kind == "task.plan":
-            for s in data.get("streams", []):
-                self.titles[s["id"]] = s.get("title", "")
-                self.streams.setdefault(s["id"], StreamLine(s["id"]))
-        elif kind == "stream.state":
-            sid = data["stream_id"]
-            line = self.streams.setdefault(sid, StreamLine(sid))
-            line.parent = data.get("parent", line.parent)
-            line.state = data["state"]
-            line.model = data.get("model") or line.model
-            line.rounds = data.get("rounds", line.rounds)
-            if data["state"] == "running":
-                line.started = line.started or now
-                line.ended = None  # a redo runs the stream again
-                line.verdict = data.get("verdict")  # "redo" when sent back
-            elif data["state"] in {"accepted", "fixed", "failed"}:
-                line.ended = now
-                line.verdict = data.get("verdict", line.verdict)
-        elif kind == "stream.split":
-            for sid in data.get("into", []) if data.get("accepted", True) else []:
-                self.streams.setdefault(sid, StreamLine(sid, parent=data["stream_id"]))
-        elif kind == "model.call":
-            role = data.get("role", "?")
-            use = self.roles.setdefault(role, RoleUse())
-            tokens = int(data.get("prompt_tokens", 0)) + int(data.get("completion_tokens", 0))
-            cost = float(data.get("cost_usd") or 0.0)
-            use.model = data.get("model") or use.model
-            use.calls += 1
-            use.tokens += tokens
-            use.cost += cost
-            sid = data.get("stream_id")
-            if sid and sid in self.streams:
-                self.streams[sid].tokens += tokens
-                self.streams[sid].cost += cost
-        elif kind == "review.verdict":
-            line = self.streams.get(data.get("stream_id", ""))
-            if line is not None and data.get("verdict") in {"redo", "escalate"}:
-                line.verdict = data["verdict"]
-        elif kind == "review.conflicts":
-            for c in data.get("conflicts") or []:
-                redo = ", ".join(c.get("redo") or [])
-                self.notes.append(
-                    f"conflict: {c.get('description', '')}" + (f" -> redo {redo}" if redo else "")
-                )
-        elif kind == "question":
-            self.questions[data["question_id"]] = data.get("question", "")
-        elif kind == "task.answered":
-            for qid in data.get("questions", []):
-                self.questions.pop(qid, None)
-        elif kind == "attention" and not data.get("questions"):
+        handler = _HANDLERS.get(kind or "")
+        if handler is not None:
+            handler(self, data, now)
+
+    # --- one method per event kind (see _HANDLERS) ------------------------------------------
+
+    def _on_task_state(self, data: dict[str, Any], now: float) -> None:
+        self.state = data["state"]
+        self.ended = now if self.state in TERMINAL_STATES else None
+
+    def _on_plan(self, data: dict[str, Any], now: float) -> None:
+        for s in data.get("streams", []):
+            self.titles[s["id"]] = s.get("title", "")
+            self.streams.setdefault(s["id"], StreamLine(s["id"]))
+
+    def _on_stream_state(self, data: dict[str, Any], now: float) -> None:
+        sid = data["stream_id"]
+        line = self.streams.setdefault(sid, StreamLine(sid))
+        line.parent = data.get("parent", line.parent)
+        line.state = data["state"]
+        line.model = data.get("model") or line.model
+        line.rounds = data.get("rounds", line.rounds)
+        if data["state"] == "running":
+            line.started = line.started or now
+            line.ended = None  # a redo runs the stream again
+            line.verdict = data.get("verdict")  # "redo" when sent back
+        elif data["state"] in {"accepted", "fixed", "failed"}:
+            line.ended = now
+            line.verdict = data.get("verdict", line.verdict)
+
+    def _on_split(self, data: dict[str, Any], now: float) -> None:
+        for sid in data.get("into", []) if data.get("accepted", True) else []:
+            self.streams.setdefault(sid, StreamLine(sid, parent=data["stream_id"]))
+
+    def _on_model_call(self, data: dict[str, Any], now: float) -> None:
+        role = data.get("role", "?")
+        use = self.roles.setdefault(role, RoleUse())
+        tokens = int(data.get("prompt_tokens", 0)) + int(data.get("completion_tokens", 0))
+        cost = float(data.get("cost_usd") or 0.0)
+        use.model = data.get("model") or use.model
+        use.calls += 1
+        use.tokens += tokens
+        use.cost += cost
+        sid = data.get("stream_id")
+        if sid and sid in self.streams:
+            self.streams[sid].tokens += tokens
+            self.streams[sid].cost += cost
+
+    def _on_verdict(self, data: dict[str, Any], now: float) -> None:
+        line = self.streams.get(data.get("stream_id", ""))
+        if line is not None and data.get("verdict") in {"redo", "escalate"}:
+            line.verdict = data["verdict"]
+
+    def _on_conflicts(self, data: dict[str, Any], now: float) -> None:
+        for c in data.get("conflicts") or []:
+            redo = ", ".join(c.get("redo") or [])
+            self.notes.append(
+                f"conflict: {c.get('description', '')}" + (f" -> redo {redo}" if redo else "")
+            )
+
+    def _on_question(self, data: dict[str, Any], now: float) -> None:
+        self.questions[data["question_id"]] = data.get("question", "")
+
+    def _on_answered(self, data: dict[str, Any], now: float) -> None:
+        for qid in data.get("questions", []):
+            self.questions.pop(qid, None)
+
+    def _on_attention(self, data: dict[str, Any], now: float) -> None:
+        if not data.get("questions"):
             self.notes.append(f"needs attention: {data.get('reason', '')}")
 
     # --- rendering -------------------------------------------------------------------------
@@ -316,6 +333,20 @@ class LiveTask:
         )
         return table
 
+
+#: What each event kind changes in a LiveTask; other kinds change nothing.
+_HANDLERS: dict[str, Callable[[LiveTask, dict[str, Any], float], None]] = {
+    "task.state": LiveTask._on_task_state,
+    "task.plan": LiveTask._on_plan,
+    "stream.state": LiveTask._on_stream_state,
+    "stream.split": LiveTask._on_split,
+    "model.call": LiveTask._on_model_call,
+    "review.verdict": LiveTask._on_verdict,
+    "review.conflicts": LiveTask._on_conflicts,
+    "question": LiveTask._on_question,
+    "task.answered": LiveTask._on_answered,
+    "attention": LiveTask._on_attention,
+}
 
 #: A quiet event stream is reopened after this many seconds (from the last event seen), and
 #: being quiet tells the watcher it has caught up with the task's history.

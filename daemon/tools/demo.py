@@ -189,7 +189,7 @@ def run_demo(as_json: bool = False, scale: float = DEFAULT_SCALE) -> int:
     from rich.console import Console
 
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    from daemon.tools.simulator.server import SimulatorThread, load_scenario
+    from daemon.tools.simulator import SimulatorThread, load_scenario
 
     out = Console(stderr=as_json)  # in --json mode stdout carries the JSON alone
     sim: SimulatorThread | None = None

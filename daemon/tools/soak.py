@@ -41,7 +41,7 @@ from rich.console import Console
 from rich.table import Table
 
 from daemon.tools.demo import DaemonHandle, demo_config, start_daemon
-from daemon.tools.simulator.server import SimulatorThread
+from daemon.tools.simulator import SimulatorThread
 
 TERMINAL = {"completed", "failed", "canceled"}
 #: Allowed growth of the median RSS from the first third of the run to the last.

@@ -24,7 +24,7 @@ import httpx
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from daemon.tools.simulator.server import Scenario, SimulatorThread
+from daemon.tools.simulator import Scenario, SimulatorThread
 from support import ROOT
 
 

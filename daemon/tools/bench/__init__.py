@@ -1,1 +1,7 @@
-"""daemon/tools/bench"""
+"""`tierd bench`: tierd against a sequential agent and LangGraph `Send`, on the simulator.
+
+`run` drives a run; `workloads` says what runs, `harness` starts and talks to the daemon,
+`compare` runs one workload three ways, `figures` computes its figures, `micro` and
+`governor_reaction` measure the API and the governor once per run, `measure` holds the
+instruments, `report` prints the tables and the targets, `baselines` are the two baselines.
+"""

@@ -60,13 +60,14 @@ def evaluate_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
             f"orchestration ({t['deviation']:+.1%} of sequential)",
         )
     for name in ("wide", "dag"):
-        wl = w.get(name)
-        if wl and wl.get("premium_only_cost_usd"):
-            ratio = wl["cost_usd"] / wl["premium_only_cost_usd"]
+        costed = w.get(name)
+        if costed and costed.get("premium_only_cost_usd"):
+            ratio = costed["cost_usd"] / costed["premium_only_cost_usd"]
             add(
                 f"{name}: tiered cost under 1/3 of premium-only",
                 ratio < COST_FRACTION,
-                f"${wl['cost_usd']:.4f} vs ${wl['premium_only_cost_usd']:.4f} ({ratio:.2f}x)",
+                f"${costed['cost_usd']:.4f} vs ${costed['premium_only_cost_usd']:.4f} "
+                f"({ratio:.2f}x)",
             )
     overhead = report.get("overhead", {})
     cpu = overhead.get("daemon_cpu_ms_per_stream")
@@ -90,8 +91,7 @@ def _s(value: Any, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def print_report(report: dict[str, Any], console: Console | None = None) -> None:
-    console = console or Console()
+def _execution_table(report: dict[str, Any]) -> Table:
     settings = report["settings"]
     title = (
         f"tierd bench ({report['mode']}): execution phase; latencies (executor "
@@ -120,7 +120,10 @@ def print_report(report: dict[str, Any], console: Console | None = None) -> None
             _s(wl["sequential_s"]),
             f"{_s(wl['planning_s'], 1)}/{_s(wl['review_s'], 1)}/{_s(wl['merge_s'], 1)}",
         )
-    console.print(t)
+    return t
+
+
+def _usage_table(report: dict[str, Any]) -> Table:
     u = Table(title="tokens, cost and daemon CPU per workload", title_justify="left")
     for col in (
         "workload",
@@ -142,17 +145,16 @@ def print_report(report: dict[str, Any], console: Console | None = None) -> None
             f"{wl['premium_only_cost_usd']:.4f}",
             _s(wl["daemon_cpu_ms_per_stream"], 1),
         )
-    console.print(u)
+    return u
 
-    o = Table(title="once per run", title_justify="left", show_header=True)
-    o.add_column("measure")
-    o.add_column("value", justify="right")
+
+Rows = list[tuple[str, str]]
+
+
+def _overhead_rows(report: dict[str, Any]) -> Rows:
     ov = report.get("overhead", {})
-    api = report.get("api", {})
-    scale = report.get("scale", {})
-    gov = report.get("governor", {})
-    first = api.get("submit_to_first_call_ms", {})
-    rows: list[tuple[str, str]] = [
+    first = report.get("api", {}).get("submit_to_first_call_ms", {})
+    return [
         (
             "daemon CPU per stream, all workloads (excl. litellm client est.)",
             f"{_s(ov.get('daemon_cpu_ms_per_stream'), 1)} ms "
@@ -167,6 +169,11 @@ def print_report(report: dict[str, Any], console: Console | None = None) -> None
             f"{_s(first.get('p50'), 1)} / {_s(first.get('p99'), 1)} ms",
         ),
     ]
+
+
+def _api_rows(report: dict[str, Any]) -> Rows:
+    api = report.get("api", {})
+    rows: Rows = []
     get = api.get("task_get", {})
     if get:
         rows.append(
@@ -183,37 +190,57 @@ def print_report(report: dict[str, Any], console: Console | None = None) -> None
                 f"{status['median_s'] * 1000:.0f} ms",
             )
         )
-    if scale:
-        rows += [
-            (
-                f"{scale['tasks']} tasks x {scale['streams_per_task']} streams at once, ceiling "
-                f"{scale['ceiling']}: throughput",
-                f"{scale['tasks_per_s']:.2f} tasks/s",
-            ),
-            (
-                "  submit latency p50 / p99",
-                f"{scale['submit_p50_ms']:.0f} / {scale['submit_p99_ms']:.0f} ms",
-            ),
-            ("  daemon peak RSS", f"{scale['peak_rss_mib']:.0f} MiB"),
-            ("  daemon CPU per stream", f"{scale['daemon_cpu_ms_per_stream']:.1f} ms"),
-            ("  errors", str(scale["errors"])),
-        ]
-    if gov:
-        react = gov["reaction_ms"]
-        rows += [
-            (
-                f"governor reaction (interval {gov['interval_ms']} ms), mean / max",
-                f"{react['mean']:.0f} / {react['max']:.0f} ms",
-            ),
-            (
-                "governor tick CPU (real psutil reading), mean",
-                f"{gov['tick_cpu_ms']['mean']:.2f} ms = {gov['cpu_share_of_core']:.2%} of a core",
-            ),
-        ]
-    for k, v in rows:
-        o.add_row(k, v)
-    console.print(o)
+    return rows
 
+
+def _scale_rows(report: dict[str, Any]) -> Rows:
+    scale = report.get("scale", {})
+    if not scale:
+        return []
+    return [
+        (
+            f"{scale['tasks']} tasks x {scale['streams_per_task']} streams at once, ceiling "
+            f"{scale['ceiling']}: throughput",
+            f"{scale['tasks_per_s']:.2f} tasks/s",
+        ),
+        (
+            "  submit latency p50 / p99",
+            f"{scale['submit_p50_ms']:.0f} / {scale['submit_p99_ms']:.0f} ms",
+        ),
+        ("  daemon peak RSS", f"{scale['peak_rss_mib']:.0f} MiB"),
+        ("  daemon CPU per stream", f"{scale['daemon_cpu_ms_per_stream']:.1f} ms"),
+        ("  errors", str(scale["errors"])),
+    ]
+
+
+def _governor_rows(report: dict[str, Any]) -> Rows:
+    gov = report.get("governor", {})
+    if not gov:
+        return []
+    react = gov["reaction_ms"]
+    return [
+        (
+            f"governor reaction (interval {gov['interval_ms']} ms), mean / max",
+            f"{react['mean']:.0f} / {react['max']:.0f} ms",
+        ),
+        (
+            "governor tick CPU (real psutil reading), mean",
+            f"{gov['tick_cpu_ms']['mean']:.2f} ms = {gov['cpu_share_of_core']:.2%} of a core",
+        ),
+    ]
+
+
+def _once_table(report: dict[str, Any]) -> Table:
+    o = Table(title="once per run", title_justify="left", show_header=True)
+    o.add_column("measure")
+    o.add_column("value", justify="right")
+    for rows in (_overhead_rows, _api_rows, _scale_rows, _governor_rows):
+        for k, v in rows(report):
+            o.add_row(k, v)
+    return o
+
+
+def _targets_table(report: dict[str, Any]) -> Table:
     g = Table(title="targets (reported, not asserted)", title_justify="left")
     g.add_column("target")
     g.add_column("met")
@@ -221,7 +248,16 @@ def print_report(report: dict[str, Any], console: Console | None = None) -> None
     for tg in report.get("targets", []):
         met = {True: "[green]yes[/]", False: "[red]no[/]", None: "?"}[tg["met"]]
         g.add_row(tg["target"], met, tg["measured"])
-    console.print(g)
+    return g
+
+
+def print_report(report: dict[str, Any], console: Console | None = None) -> None:
+    """The bench's tables: execution, usage, once-per-run figures, targets; the machine."""
+    console = console or Console()
+    console.print(_execution_table(report))
+    console.print(_usage_table(report))
+    console.print(_once_table(report))
+    console.print(_targets_table(report))
     m = report["machine"]
     console.print(
         f"machine: {m['cpu_count']} CPUs, {m['memory_gib']:.1f} GiB, "

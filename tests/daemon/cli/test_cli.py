@@ -20,7 +20,7 @@ from support.simulator import running_simulator
 
 from daemon import __version__
 from daemon.home.discovery import Discovery, read_discovery, write_discovery
-from daemon.tools.simulator.server import load_scenario
+from daemon.tools.simulator import load_scenario
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from support import ROOT
 
+from daemon.tools.bench.measure import pct
 from daemon.tools.bench.report import evaluate_targets
-from daemon.tools.bench.run import WORKLOADS, _pct, tiny_scenario
+from daemon.tools.bench.workloads import WORKLOADS, tiny_scenario
 
 WORKLOAD_KEYS = {
     "name",
@@ -174,9 +175,9 @@ def test_targets_are_reported_not_asserted() -> None:
 
 
 def test_percentiles_and_tiny_scenario() -> None:
-    assert _pct([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
-    assert _pct([1.0, 2.0], 100) == 2.0
-    assert _pct([], 99) == 0.0
-    from daemon.tools.simulator.server import load_scenario
+    assert pct([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
+    assert pct([1.0, 2.0], 100) == 2.0
+    assert pct([], 99) == 0.0
+    from daemon.tools.simulator import load_scenario
 
     assert len(load_scenario(tiny_scenario(5)).plan_streams()) == 5

@@ -15,7 +15,7 @@ import pytest
 from support import CHEAP, PREMIUM
 from support.simulator import SimulatorProcess, calls, reset, running_simulator, stats
 
-from daemon.tools.simulator.server import Scenario, load_scenario, scenarios_dir
+from daemon.tools.simulator import Scenario, load_scenario, scenarios_dir
 from roles.plan.schema import ConflictReport, ExecutorReply, Plan, Review
 from roles.plan.validator import PlanRules, topological_order, validate_plan
 
@@ -48,7 +48,7 @@ def ask(
     prompt: str = "hello",
     **body: Any,
 ) -> httpx.Response:
-    from daemon.tools.simulator.server import ROLE_OF_PURPOSE
+    from daemon.tools.simulator import ROLE_OF_PURPOSE
 
     return httpx.post(
         f"{url}/v1/chat/completions",
@@ -512,7 +512,7 @@ def test_reset_drops_the_connection_without_an_answer() -> None:
 
 
 def test_failure_rule_kinds_are_validated() -> None:
-    from daemon.tools.simulator.server import FailureRule
+    from daemon.tools.simulator import FailureRule
 
     for kind in ("429", "500", "timeout", "malformed", "wrapped", "truncated", "empty", "reset"):
         assert FailureRule(kind=kind).kind == kind

@@ -1,0 +1,207 @@
+"""The commands about tasks, each one or two calls to the running daemon: submit, ls, show,
+watch, answer, approve, cancel, and the daemon's status.
+
+They load rich and the views only to print, and never the engine: see `output.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from daemon.cli.output import (
+    EXIT_ERROR,
+    EXIT_NEEDS_HUMAN,
+    EXIT_OK,
+    EXIT_USAGE,
+    client,
+    console,
+    err,
+    print_json,
+)
+
+if TYPE_CHECKING:
+    from daemon.cli.client import Client
+
+__all__ = [
+    "cmd_answer",
+    "cmd_approve",
+    "cmd_cancel",
+    "cmd_ls",
+    "cmd_show",
+    "cmd_status",
+    "cmd_submit",
+    "cmd_watch",
+]
+
+
+def _read_context(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    return Path(path).read_text(encoding="utf-8")
+
+
+def _submit_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The task options the flags ask for; None (after saying why) when they cannot be used."""
+    options: dict[str, Any] = {}
+    if args.project_dir:
+        project = Path(args.project_dir).expanduser().resolve()
+        if not project.is_dir():
+            err(f"--project-dir: no such directory: {project}")
+            return None
+        options["project_dir"] = str(project)
+    if args.approval:
+        options["approval"] = "required"
+    if args.parallelize:
+        options["parallelize"] = args.parallelize
+    if args.max_streams:
+        options["max_streams"] = args.max_streams
+    return options
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    context = ""
+    if args.context_file:
+        try:
+            context = _read_context(args.context_file)
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            err(f"cannot read --context-file {args.context_file}: {reason}")
+            return EXIT_USAGE
+    options = _submit_options(args)
+    if options is None:
+        return EXIT_USAGE
+    with client() as daemon:
+        out = daemon.submit(args.goal, context, options, idempotency_key=args.idempotency_key)
+        if args.watch:
+            print(f"submitted {out['task_id']}", file=sys.stderr)
+            return watch(daemon, out["task_id"], as_json=args.json)
+    if args.json:
+        print_json(out)
+    else:
+        print(out["task_id"])
+    return EXIT_OK
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    with client() as daemon:
+        out = daemon.list(state=args.state, limit=args.limit, cursor=args.cursor)
+    if args.json:
+        print_json(out)
+        return EXIT_OK
+    if not out["tasks"]:
+        print("no tasks" + (f" in state {args.state}" if args.state else ""), file=sys.stderr)
+        return EXIT_OK
+    from rich.table import Table
+    from rich.text import Text
+
+    from daemon.cli.views import STYLE
+
+    table = Table("id", "state", "submitted", "goal", box=None, header_style="dim")
+    for t in out["tasks"]:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(t["created_at"]))
+        table.add_row(
+            t["id"],
+            Text(t["state"], style=STYLE.get(t["state"], "")),
+            when,
+            Text(t["goal"].splitlines()[0] if t["goal"] else "", no_wrap=True, overflow="ellipsis"),
+        )
+    console().print(table)
+    if out.get("next_cursor"):
+        print(f"more: tierd ls --cursor {out['next_cursor']}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with client() as daemon:
+        task = daemon.get(args.task_id)
+    if args.json:
+        print_json(task)
+        return EXIT_OK
+    from daemon.cli.views import print_task
+
+    print_task(task, console())
+    return EXIT_OK
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    with client() as daemon:
+        return watch(daemon, args.task_id, as_json=args.json)
+
+
+def watch(daemon: Client, task_id: str, *, as_json: bool) -> int:
+    """Follow a task until it ends or waits for a human; the exit code says which."""
+    from daemon.cli.views import watch_task
+
+    task = watch_task(daemon, task_id, quiet=as_json, console=None if as_json else console())
+    if as_json:
+        print_json(task)
+    state = task["state"]
+    if not as_json:
+        if state == "completed":
+            print(
+                f"completed: `tierd show {task_id}` prints the result and the report",
+                file=sys.stderr,
+            )
+        elif state in {"failed", "canceled"}:
+            print(f"{state}: {task.get('error') or ''}".rstrip(": "), file=sys.stderr)
+    if state == "completed":
+        return EXIT_OK
+    if state in {"input_required", "awaiting_approval"}:
+        return EXIT_NEEDS_HUMAN
+    return EXIT_ERROR
+
+
+def cmd_answer(args: argparse.Namespace) -> int:
+    with client() as daemon:
+        out = daemon.answer(args.task_id, {args.question_id: args.text})
+    if args.json:
+        print_json(out)
+    else:
+        print(f"answered {', '.join(out['answered'])}; task {args.task_id} goes on")
+    return EXIT_OK
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    decision = "reject" if args.reject else "approve"
+    with client() as daemon:
+        out = daemon.approve(args.task_id, decision, args.comment)
+    if args.json:
+        print_json(out)
+    else:
+        print(f"{'rejected' if args.reject else 'approved'} {args.task_id}")
+    return EXIT_OK
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    with client() as daemon:
+        out = daemon.cancel(args.task_id)
+    if args.json:
+        print_json(out)
+    else:
+        print(f"canceled {args.task_id}")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with client() as daemon:
+        out = daemon.status()
+        url = daemon.url
+    if args.json:
+        print_json({**out, "url": url})
+        return EXIT_OK
+    c = out.get("concurrency") or {}
+    busy = {k: v for k, v in out["tasks"].items() if v}
+    print(f"tierd {out['version']} at {url} (pid {out['pid']}, up {out['uptime_s']:.0f}s)")
+    print(f"store: {out['store']}")
+    print("tasks: " + (", ".join(f"{v} {k}" for k, v in busy.items()) or "none"))
+    if c:
+        print(
+            f"agents: {c.get('in_flight', 0)} running, {c.get('waiting', 0)} waiting, "
+            f"limit {c.get('limit')} of ceiling {c.get('ceiling')}"
+            + (f" ({c['reason']})" if c.get("reason") else "")
+        )
+    return EXIT_OK
