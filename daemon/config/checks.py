@@ -1,5 +1,9 @@
 """Checking values: each key against its type and what `daemon.config.schema` allows, a layer
 against who may set what, and the keys that must agree with each other.
+
+Numbers are checked against their range before anything converts them: a 310-digit integer
+given for a float key would overflow `float()`, and one beyond 64 bits would overflow SQLite's
+INTEGER wherever it is stored; both are refused naming the key and the allowed range.
 """
 
 from __future__ import annotations
@@ -27,15 +31,42 @@ from daemon.config.schema import (
 )
 from daemon.config.toml_files import line_of
 
+#: Longest value echoed in a message; a longer one is cut (a pasted file is not a value).
+_SHOWN_CHARS = 80
+
 
 def _shown(key: str, value: Any) -> str:
     if generic_key(key) in SECRET_KEYS:
         return "the value given"  # it may be the secret itself: never echo it
-    return repr(value)
+    if _is_int(value):
+        return _shown_number(value)
+    try:
+        text = repr(value)
+    except ValueError:  # e.g. a list holding an integer of more than 4300 digits
+        return f"a {type(value).__name__} too large to show"
+    if len(text) <= _SHOWN_CHARS:
+        return text
+    return f"{text[: _SHOWN_CHARS - 20]}... ({len(text)} characters)"
 
 
 def _fmt(number: float) -> str:
     return str(int(number)) if float(number).is_integer() else f"{number:g}"
+
+
+#: The widest integer anything may hold: SQLite's INTEGER (and Python's float stops at ~1.8e308).
+INT64 = (-(1 << 63), (1 << 63) - 1)
+#: Integers longer than this are described by their size, not printed (Python refuses to turn
+#: an integer of more than 4300 digits into text at all).
+_SHOWN_DIGITS = 24
+
+
+def _shown_number(value: Any) -> str:
+    """A number as a message shows it: a huge integer by its length, never in full."""
+    if _is_int(value) and abs(value).bit_length() > _SHOWN_DIGITS * 3.33:
+        if abs(value).bit_length() > 14_000:
+            return "an integer of more than 4000 digits"
+        return f"an integer of {len(str(abs(value)))} digits"
+    return repr(value)
 
 
 def _is_int(value: Any) -> bool:
@@ -73,30 +104,37 @@ def _expected(key: str, default: Any) -> tuple[Callable[[Any], bool], str]:
 
 
 def _check_type(key: str, value: Any, default: Any) -> Any:
-    """`value` if it has the type of `default` (an integer taken as a float where a number
-    is expected), else ConfigError."""
+    """`value` if it has the type of `default`, else ConfigError."""
     ok, kind = _expected(key, default)
     if not ok(value):
         if isinstance(value, dict):
             raise ConfigError(f"'{key}' must be {kind}, not a table", key=key)
         raise ConfigError(f"'{key}' must be {kind}, not {_shown(key, value)}", key=key)
-    if isinstance(default, float):
-        value = float(value)
-        if not math.isfinite(value):
-            raise ConfigError(f"'{key}' must be a finite number, not {value!r}", key=key)
     return value
 
 
-def _check_choice_and_bounds(key: str, value: Any) -> None:
+def _check_number(key: str, value: Any, default: Any) -> Any:
+    """A number within its key's range (an integer taken as a float where a number is
+    expected), else ConfigError naming the range. Checked before `float()`, which a huge
+    integer would overflow."""
+    if not _is_number(default):
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"'{key}' must be a finite number, not {value!r}", key=key)
+    lo, hi = BOUNDS.get(generic_key(key), INT64)
+    # Python compares integers and floats exactly, whatever their size: no overflow here.
+    if not lo <= value <= hi:
+        raise ConfigError(
+            f"'{key}' must be between {_fmt(lo)} and {_fmt(hi)}, not {_shown_number(value)}",
+            key=key,
+        )
+    return float(value) if isinstance(default, float) else value
+
+
+def _check_choice(key: str, value: Any) -> None:
     if key in CHOICES and value not in CHOICES[key]:
         allowed = " | ".join(f'"{c}"' for c in CHOICES[key])
-        raise ConfigError(f"'{key}' must be one of {allowed}, not {value!r}", key=key)
-    bounds = BOUNDS.get(generic_key(key))
-    if bounds is not None and not bounds[0] <= value <= bounds[1]:
-        lo, hi = bounds
-        raise ConfigError(
-            f"'{key}' must be between {_fmt(lo)} and {_fmt(hi)}, not {value!r}", key=key
-        )
+        raise ConfigError(f"'{key}' must be one of {allowed}, not {_shown(key, value)}", key=key)
 
 
 def _check_format(key: str, value: Any) -> None:
@@ -121,9 +159,16 @@ def check_value(key: str, value: Any, defaults: dict[str, Any]) -> Any:
     if key not in defaults:
         raise unknown_key(key, defaults)
     value = _check_type(key, value, defaults[key])
-    _check_choice_and_bounds(key, value)
+    value = _check_number(key, value, defaults[key])
+    _check_choice(key, value)
     _check_format(key, value)
     return value
+
+
+#: An integer in TOML's decimal syntax, ASCII digits only (`re.ASCII`: `\d` is no Unicode digit).
+_TOO_LONG_INTEGER = re.compile(r"[+-]?[0-9](?:_?[0-9]){4000,}", re.ASCII)
+#: Stands in for an integer too long for Python to read: larger than any range allows.
+_HUGE = 1 << 14_001
 
 
 def parse_text_value(key: str, text: str, defaults: dict[str, Any]) -> Any:
@@ -137,9 +182,17 @@ def parse_text_value(key: str, text: str, defaults: dict[str, Any]) -> Any:
     if isinstance(defaults[key], str):
         return check_value(key, text, defaults)
     try:
-        value = tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = text
+        parsed = tomllib.loads(f"v = {text}")
+    except ValueError:  # TOMLDecodeError, or an integer too long to read (> 4300 digits)
+        parsed = {}
+    if not parsed and _TOO_LONG_INTEGER.fullmatch(text.strip()):
+        # Python will not read it; any integer that long is out of every range, so stand in
+        # one of its size for it, and the range check names the key and what is allowed.
+        parsed = {"v": -_HUGE if text.strip().startswith("-") else _HUGE}
+    # Anything but one value (`5\nother = 6`) is not a value: checked as the text it is, which
+    # names the type wanted. So is what TOML does not read as a number: "²" or "١٢" are digits
+    # to `str.isdigit()` and `int()`, never to TOML.
+    value = parsed["v"] if list(parsed) == ["v"] else text
     return check_value(key, value, defaults)
 
 

@@ -1,4 +1,5 @@
-"""The one error of the configuration: a problem with a key, and where it was found."""
+"""The errors of the configuration: a problem with a key, and where it was found; and a global
+file that cannot be written (a read-only home, a full disk)."""
 
 from __future__ import annotations
 
@@ -22,3 +23,15 @@ class ConfigError(ValueError):
         self.key = key
         self.path = path
         self.line = line
+
+
+class ConfigNotWritable(ConfigError):
+    """The global file, or its directory, cannot be written; nothing was changed.
+
+    `errno` is the system's reason (EROFS, EACCES, ENOSPC, ...): a caller may word a full
+    disk (ENOSPC, EDQUOT) apart from a home it may not write at all.
+    """
+
+    def __init__(self, path: str, reason: str, errno: int | None = None) -> None:
+        super().__init__(f"cannot write the config file: {reason}", path=path)
+        self.errno = errno

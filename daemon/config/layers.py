@@ -41,7 +41,7 @@ from daemon.config.effective import (
     read_layer,
     reload_if_changed,
 )
-from daemon.config.errors import ConfigError
+from daemon.config.errors import ConfigError, ConfigNotWritable
 from daemon.config.schema import (
     BOUNDS,
     CHOICES,
@@ -77,6 +77,7 @@ __all__ = [
     "SECRET_KEYS",
     "Config",
     "ConfigError",
+    "ConfigNotWritable",
     "Layer",
     "add_to_user_list",
     "check_value",

@@ -28,10 +28,15 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "rules.parallelize": ("when-possible", "always", "never"),
     "review.approval": ("none", "required"),
 }
-#: Keys with numeric bounds (inclusive). `models.*.x` stands for every role's table.
+#: Keys with numeric bounds (inclusive). `models.*.x` stands for every role's table. Every
+#: number key has one (a test checks): no value may overflow a float or SQLite's INTEGER.
 BOUNDS: dict[str, tuple[float, float]] = {
     "server.port": (0, 65535),
     "server.max_body_bytes": (1024, 1 << 30),
+    "server.header_timeout_s": (0.1, 3600),
+    "server.body_timeout_s": (0.1, 3600),
+    "server.max_connections": (1, 1_000_000),
+    "server.stream_send_timeout_s": (0.1, 3600),
     "limits.max_goal_chars": (1, 10_000_000),
     "limits.max_context_chars": (0, 100_000_000),
     "limits.max_active_tasks": (1, 1_000_000),

@@ -93,6 +93,10 @@ def read_text(path: Path) -> str:
         raise ConfigError(f"cannot read the file: {exc.strerror or exc}", path=str(path)) from exc
 
 
+#: An integer Python will not read (more than 4300 digits): tomllib raises a bare ValueError.
+_LONG_DIGITS = re.compile(r"[0-9_]{4300,}", re.ASCII)
+
+
 def parse_toml(text: str, path: Path) -> dict[str, Any]:
     """The parsed document; invalid TOML raises ConfigError with the file and line."""
     try:
@@ -100,6 +104,15 @@ def parse_toml(text: str, path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             f"not valid TOML: {exc}", path=str(path), line=_decode_error_line(exc, text)
+        ) from exc
+    except ValueError as exc:  # an integer too long for Python to read
+        found = _LONG_DIGITS.search(text)
+        if found is None:
+            raise ConfigError(f"not valid TOML: {exc}", path=str(path)) from exc
+        raise ConfigError(
+            "a number far too large (more than 4000 digits): no key allows it",
+            path=str(path),
+            line=text.count("\n", 0, found.start()) + 1,
         ) from exc
 
 

@@ -19,7 +19,7 @@ import tomlkit.exceptions
 
 from daemon.config.checks import check_value
 from daemon.config.effective import Config, layer_from_text
-from daemon.config.errors import ConfigError
+from daemon.config.errors import ConfigError, ConfigNotWritable
 from daemon.config.schema import unknown_key
 from daemon.config.toml_files import parse_toml, read_text
 
@@ -93,6 +93,21 @@ def _update_user_file(
     already in the file names its path and line.
     """
     target = config_file.resolve() if config_file.is_symlink() else config_file
+    try:
+        return _update_locked(config_file, target, key, defaults, change)
+    except OSError as exc:
+        # A read-only home, a full disk, a file where the directory should be: one line that
+        # names the file and the reason, never a traceback.
+        raise ConfigNotWritable(str(target), exc.strerror or str(exc), exc.errno) from exc
+
+
+def _update_locked(
+    config_file: Path,
+    target: Path,
+    key: str,
+    defaults: dict[str, Any],
+    change: Callable[[Any], Any],
+) -> Any:
     target.parent.mkdir(parents=True, exist_ok=True)
     with _locked(target.parent):
         text = read_text(target) if target.exists() else ""
@@ -132,7 +147,8 @@ def set_user_value(config_file: Path, key: str, value: Any, defaults: dict[str, 
     """Write one key to the user's global file atomically, keeping its comments (tomlkit).
 
     Raises ConfigError, and writes nothing, for an unknown key, a wrong value, or a value that
-    disagrees with another key (`concurrency.floor` above `concurrency.ceiling`, ...).
+    disagrees with another key (`concurrency.floor` above `concurrency.ceiling`, ...);
+    ConfigNotWritable when the file cannot be written (a read-only home, a full disk).
     """
     value = check_value(key, value, defaults)
 

@@ -103,9 +103,20 @@ class ConcurrencySettings:
                 )
             # TOML writes 5 for 5.0: accept integers where a number is expected.
             if known[key].type in ("float", float) and type(value) is int:
-                value = float(value)
+                value = _as_float(key, value)
             values[key] = value
         return cls(**values)
+
+
+def _as_float(key: str, value: int) -> float:
+    """An integer as a float; one too large for a float (310 digits) is a ConfigError."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise ConfigError(
+            f"'concurrency.{key}' must be a finite number, not an integer too large for one",
+            key=f"concurrency.{key}",
+        ) from None
 
 
 def check_ceiling(n: int, floor: int) -> None:

@@ -1,22 +1,39 @@
 """The discovery file (daemon.json) and the token: how plugins and the CLI find the daemon.
 
-`daemon.json` = {url, token, pid, version}, mode 0600, written when the daemon listens and
-removed on a clean stop. One daemon per home is enforced with an flock on `daemon.lock`, which
-the kernel releases when the process dies, so a daemon.json left by a killed daemon is
-recognised as stale and replaced.
+`daemon.json` = {url, token, pid, version, instance_id}, mode 0600, written when the daemon
+listens and removed on a clean stop. One daemon per home is enforced with an flock on
+`daemon.lock`, which the kernel releases when the process dies, so a daemon.json left by a
+killed daemon is recognised as stale and replaced.
+
+A stale daemon.json can still look alive: its pid reused by another program, its port taken
+by another server. The token must never go there. So each daemon start draws a random
+`instance_id`, writes it here and answers it, unauthenticated, at `/healthz`
+(`HEALTH_INSTANCE_FIELD`); a client sends the token only after `identity_problem` found the
+two equal. A daemon.json without an instance id (from an older tierd) cannot be verified and
+counts as no daemon.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hmac
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import psutil
+
+#: The field of `/healthz`'s answer (and of daemon.json) that holds the daemon's instance id.
+HEALTH_INSTANCE_FIELD = "instance_id"
+
+
+def new_instance_id() -> str:
+    """A fresh instance id: drawn at each daemon start, never reused."""
+    return secrets.token_hex(16)
 
 
 @dataclass
@@ -25,9 +42,35 @@ class Discovery:
     token: str
     pid: int
     version: str
+    #: None only for a daemon.json from a tierd older than the identity check.
+    instance_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"url": self.url, "token": self.token, "pid": self.pid, "version": self.version}
+        data: dict[str, Any] = {
+            "url": self.url,
+            "token": self.token,
+            "pid": self.pid,
+            "version": self.version,
+        }
+        if self.instance_id is not None:
+            data[HEALTH_INSTANCE_FIELD] = self.instance_id
+        return data
+
+
+def identity_problem(info: Discovery, health: object) -> str | None:
+    """Why the server that answered `/healthz` with `health` (its parsed JSON body) is not the
+    daemon daemon.json describes, or None when it is. Until this says None, send no token."""
+    if not info.instance_id:
+        return (
+            "its daemon.json has no instance id (written by an older tierd), so it cannot be "
+            "verified: restart the daemon"
+        )
+    claimed = health.get(HEALTH_INSTANCE_FIELD) if isinstance(health, Mapping) else None
+    if not isinstance(claimed, str) or not hmac.compare_digest(
+        claimed.encode(), info.instance_id.encode()
+    ):
+        return f"the server at {info.url} is not the tierd daemon that wrote daemon.json"
+    return None
 
 
 def write_private(path: Path, text: str) -> None:
@@ -58,10 +101,18 @@ def load_or_create_token(path: Path) -> str:
 def read_discovery(path: Path) -> Discovery | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+        instance = data.get(HEALTH_INSTANCE_FIELD)
+        pid = int(data["pid"])
+        if not 0 < pid < 1 << 31:
+            return None  # no process has it: a hand-made or damaged file
         return Discovery(
-            str(data["url"]), str(data["token"]), int(data["pid"]), str(data.get("version", ""))
+            str(data["url"]),
+            str(data["token"]),
+            pid,
+            str(data.get("version", "")),
+            instance if isinstance(instance, str) and instance else None,
         )
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError):
         return None
 
 
@@ -79,7 +130,7 @@ def remove_discovery(path: Path, pid: int) -> None:
 def pid_alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
         return False
 
 

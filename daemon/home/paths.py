@@ -6,6 +6,10 @@ always set it to a temporary directory so they never touch a user's real files.
 Everything here is private to the user: the token drives the daemon, and the databases hold
 every goal, answer and result. The directories are 0700 and the files 0600, whatever made
 them (an older tierd, a copy, an editor): `make_private` puts that right at each start.
+
+A home tierd cannot write (a read-only mount, a file where the directory should be, a
+directory of another user) is found at start by `Homes.ensure`, which tries a real write:
+`os.access` would say yes to root on a directory the kernel still refuses to write.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,9 +56,10 @@ class Homes:
         return self.state_dir / "token"
 
     def ensure(self) -> None:
-        """Create the directories, private to the user (they hold the token)."""
-        for d in {self.config_dir, self.data_dir, self.state_dir}:
-            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        """Create the directories, private to the user (they hold the token), and check that
+        each takes a file; raises HomeNotWritable naming the directory and the problem."""
+        for d in sorted({self.config_dir, self.data_dir, self.state_dir}):
+            ensure_writable_dir(d)
 
     def files(self) -> list[Path]:
         """Every file tierd itself keeps here, SQLite's companions included."""
@@ -73,6 +79,37 @@ class Homes:
                 mode = stat.S_IMODE(path.stat().st_mode)
                 if mode & 0o077:
                     path.chmod(mode & 0o700)
+
+
+class HomeNotWritable(RuntimeError):
+    """A directory of tierd's home cannot be created or written; the message is one line."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(
+            f"tierd cannot keep its files in {path}: {problem}. Make it writable, or set "
+            "TIERD_HOME to a directory you can write"
+        )
+        self.path = path
+        self.problem = problem
+
+
+def ensure_writable_dir(path: Path) -> None:
+    """Create `path` (0700) if it is missing and check that a file can be made in it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except FileExistsError:
+        raise HomeNotWritable(path, "it exists and is not a directory") from None
+    except OSError as exc:
+        failed = exc.filename if exc.filename and exc.filename != str(path) else None
+        what = f"cannot create {failed}" if failed else "cannot create it"
+        raise HomeNotWritable(path, f"{what} ({exc.strerror or exc})") from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".tierd-write-check-", dir=path)
+    except OSError as exc:
+        raise HomeNotWritable(path, f"cannot write in it ({exc.strerror or exc})") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
 
 
 def sqlite_files(db: Path) -> list[Path]:

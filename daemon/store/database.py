@@ -6,10 +6,12 @@ SQLite gets WAL (readers never wait for the writer), a busy timeout instead of i
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlmodel import create_engine
 
 
@@ -39,3 +41,34 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 def redact_url(url: str) -> str:
     """The store URL without a password, for status output."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The absolute path of the SQLite file `url` names, symlinks resolved, so that two ways
+    of naming one file give one path; None for another database or one held in memory."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):  # a URI filename (`?uri=true`)
+        if parsed.query.get("mode") == "memory":
+            return None
+        database = database.removeprefix("file:").split("?", 1)[0]
+        if not database or database == ":memory:":
+            return None
+    # Relative to the working directory, as SQLite itself reads it (SQLite expands no `~`).
+    return Path(database).resolve()
+
+
+def store_location(url: str) -> str:
+    """Where the store is, for messages: its SQLite file, or its URL without the password."""
+    path = sqlite_path(url)
+    if path is not None:
+        return str(path)
+    try:
+        return redact_url(url)
+    except ArgumentError:
+        return "(an invalid store URL)"

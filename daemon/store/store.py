@@ -12,6 +12,7 @@ their own modules, and the names other packages use are importable from here.
 
 - `tables`: the tables; `migrations`: the schema version and its upgrades;
   `database`: the engine and SQLite's settings; `thread`: the store's own thread;
+  `lock`: one daemon per database; `errors`: the store's own errors (in use, disk full);
   `events`: the event record;
 - the queries: `tasks`, `event_log`, `streams` (with the step memo), `usage`,
   `questions` (answers and approvals).
@@ -20,6 +21,7 @@ their own modules, and the names other packages use are importable from here.
 from __future__ import annotations
 
 from daemon.store.database import redact_url
+from daemon.store.errors import StoreError, StoreFull, StoreInUse, StoreUnavailable
 from daemon.store.event_log import EventLog
 from daemon.store.events import NewEvent, event_to_dict
 from daemon.store.migrations import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew
@@ -47,6 +49,10 @@ __all__ = [
     "SchemaTooNew",
     "StepRow",
     "Store",
+    "StoreError",
+    "StoreFull",
+    "StoreInUse",
+    "StoreUnavailable",
     "StreamRow",
     "TaskRow",
     "UsageRow",

@@ -3,11 +3,15 @@
 One thread serialises the writes, so event ids come out in commit order, and the event loop
 never blocks on SQLite. The listeners hear of each event once its transaction has committed.
 The store's queries (`daemon.store.tasks`, `.streams`, ...) are written on top of this base.
+
+Opening takes the store's own lock (`daemon.store.lock`: one daemon per database), and every
+call that fails for a full or failing disk raises `StoreFull`, never the driver's bare error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -16,8 +20,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from daemon.store.database import connect
+from daemon.store.database import connect, store_location
+from daemon.store.errors import as_store_full
 from daemon.store.events import NewEvent
+from daemon.store.lock import StoreLock, lock_store
 from daemon.store.migrations import migrate
 
 T = TypeVar("T")
@@ -30,15 +36,22 @@ class StoreThread:
         self.url = url
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tierd-store")
         self._engine: Engine | None = None
+        self._lock: StoreLock | None = None
         self._listeners: list[Callable[[NewEvent], None]] = []
+        #: The store in messages: its SQLite file, or its URL without the password.
+        self.location = store_location(url)
 
     async def open(self) -> None:
-        """Connect and bring the schema up to date (raises SchemaTooNew for a newer one)."""
+        """Lock the store, connect and bring the schema up to date.
+
+        Raises StoreInUse when another daemon holds the store, SchemaTooNew for a newer
+        schema, StoreFull when the disk is full.
+        """
         await self._run(self._open_sync)
 
     async def close(self) -> None:
         if self._engine is not None:
-            await self._run(self._engine.dispose)
+            await self._run(self._close_sync)
         self._executor.shutdown(wait=True)
 
     def add_listener(self, listener: Callable[[NewEvent], None]) -> None:
@@ -58,11 +71,41 @@ class StoreThread:
     def _open_sync(self) -> None:
         # Kept before migrating, so that `close` disposes of it even if the schema is refused.
         self._engine = connect(self.url)
-        migrate(self._engine)
+        # Before the first query: a second daemon must not even migrate the first one's store.
+        self._lock = lock_store(self.url, self._engine)
+        try:
+            migrate(self._engine)
+        except BaseException:
+            self._release_lock()  # a store that did not open holds nothing
+            raise
+
+    def _close_sync(self) -> None:
+        assert self._engine is not None
+        try:
+            self._engine.dispose()
+        finally:
+            self._release_lock()
+
+    def _release_lock(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
+
+    def _guarded(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)`, with a full or failing disk raised as StoreFull (on the store thread)."""
+        try:
+            return fn(*args)
+        except Exception as exc:
+            full = as_store_full(exc, self.location)
+            if full is None or full is exc:
+                raise
+            raise full from exc
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+        return await loop.run_in_executor(
+            self._executor, functools.partial(self._guarded, fn, *args)
+        )
 
     async def _write(
         self, fn: Callable[[], T], announce: Callable[[T], Sequence[NewEvent | None]]
@@ -74,7 +117,7 @@ class StoreThread:
         feed, the active-task count) without an event that is in the database.
         """
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, fn)
+        future = loop.run_in_executor(self._executor, functools.partial(self._guarded, fn))
 
         def committed(f: asyncio.Future[T]) -> None:
             if not f.cancelled() and f.exception() is None:

@@ -395,7 +395,10 @@ def test_set_is_atomic_and_keeps_the_mode(tmp_path: Path, monkeypatch: pytest.Mo
         raise OSError("disk gone")
 
     monkeypatch.setattr(user_file.os, "replace", crash)
-    with pytest.raises(OSError, match="disk gone"):
+    # One line naming the file and the reason (a ConfigError), never a bare OSError.
+    with pytest.raises(
+        cfg.ConfigNotWritable, match=f"{path}: cannot write the config file: disk gone"
+    ):
         set_user_value(path, "plan.max_streams", 5, DEFAULTS)
     assert path.read_text() == before  # never half-written
     assert sorted(p.name for p in tmp_path.iterdir()) == [".config.toml.lock", "config.toml"]

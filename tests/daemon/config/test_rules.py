@@ -310,6 +310,10 @@ def test_project_file_and_task_options_layer_over_the_global_file(
             "'concurrency.floor' (50) must not exceed 'concurrency.ceiling' (5)",
         ),
         ("concurrency.ceiling", 0, "'concurrency.ceiling' must be between 1 and 10000"),
+        ("concurrency.reserve_bytes", (1 << 63) - 1, "'concurrency.reserve_bytes' must be "),
+        # Unicode digits are digits to str.isdigit() and int(), never a number to tierd.
+        ("plan.max_streams", "²", "'plan.max_streams' must be an integer, not '²'"),
+        ("review.max_rounds", "١٢", "'review.max_rounds' must be an integer, not '١٢'"),
     ],
 )
 def test_bad_config_set_is_refused_over_rpc_and_rest(
@@ -326,6 +330,31 @@ def test_bad_config_set_is_refused_over_rpc_and_rest(
     assert r.status_code == 422
     assert r.json()["error"]["code"] == -32602
     assert needle in r.json()["error"]["message"]
+    assert (d.home / "config.toml").read_text() == before  # nothing written
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("concurrency.soft", int("9" * 310)),  # float() would overflow
+        ("models.executor.timeout_s", -int("9" * 310)),
+        ("plan.max_streams", 1 << 64),  # past SQLite's 64-bit INTEGER
+        ("concurrency.reserve_bytes", 1 << 63),
+    ],
+    ids=["310-digits-float-key", "minus-310-digits", "2**64", "2**63"],
+)
+def test_a_huge_number_in_config_set_is_a_4xx_naming_the_key(
+    env: tuple[DaemonProcess, Any], key: str, value: int
+) -> None:
+    d, _sim = env
+    before = (d.home / "config.toml").read_text()
+    reply = d.rpc("config/set", {"key": key, "value": value})
+    assert reply["error"]["code"] == -32602, reply
+    assert key in reply["error"]["message"]
+    with d.http() as h:
+        r = h.put("/v1/config", json={"key": key, "value": value})
+    assert r.status_code == 422, r.text
+    assert key in r.json()["error"]["message"]
     assert (d.home / "config.toml").read_text() == before  # nothing written
 
 
