@@ -215,15 +215,20 @@ def _postgres_user() -> str | None:
 
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster on loopback, if this machine has one and psycopg."""
-    pytest.importorskip("psycopg")
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    if not initdb or not pg_ctl:
-        pytest.skip("no PostgreSQL server binaries")
+    """A throwaway PostgreSQL cluster on loopback (Debian's `postgresql`, driven by psycopg)."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.fail("the PostgreSQL tests need the psycopg package (uv sync installs it)")
+    bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+    initdb = shutil.which("initdb") or (str(bins[-1] / "initdb") if bins else None)
+    pg_ctl = shutil.which("pg_ctl") or (str(bins[-1] / "pg_ctl") if bins else None)
+    if not initdb or not pg_ctl or not Path(initdb).exists():
+        pytest.fail("the PostgreSQL tests need a server: apt-get install -y postgresql")
     user = _postgres_user() if os.geteuid() == 0 else None
     run_as = ["runuser", "-u", user, "--"] if user else []
     if os.geteuid() == 0 and not user:
-        pytest.skip("PostgreSQL will not run as root and there is no other user")
+        pytest.fail("PostgreSQL will not run as root: create a 'postgres' user (apt's postgresql does)")
     base = Path(tempfile.mkdtemp(prefix="tierd-pg-"))
     if user:
         shutil.chown(base, user)
