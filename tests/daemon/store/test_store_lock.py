@@ -228,7 +228,9 @@ def postgres_url() -> Iterator[str]:
     user = _postgres_user() if os.geteuid() == 0 else None
     run_as = ["runuser", "-u", user, "--"] if user else []
     if os.geteuid() == 0 and not user:
-        pytest.fail("PostgreSQL will not run as root: create a 'postgres' user (apt's postgresql does)")
+        pytest.fail(
+            "PostgreSQL will not run as root: create a 'postgres' user (apt's postgresql does)"
+        )
     base = Path(tempfile.mkdtemp(prefix="tierd-pg-"))
     if user:
         shutil.chown(base, user)
