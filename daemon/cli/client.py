@@ -4,6 +4,11 @@ It finds the daemon through daemon.json and speaks JSON-RPC for calls and SSE fo
 It is built on the standard library's `http.client` alone (no httpx, litellm or langgraph),
 so a command that only talks to the daemon starts in a few tens of milliseconds. Calls reuse
 one keep-alive connection; every event stream has a connection of its own.
+
+A daemon.json can outlive its daemon with its pid and port taken by other programs, so
+`discover` first asks `/healthz` without the token and sends the token only once the answer
+echoes the instance id daemon.json holds (`daemon.home.discovery.identity_problem`);
+otherwise no daemon answers for this home.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from daemon import __version__
-from daemon.home.discovery import pid_alive, read_discovery
+from daemon.home.discovery import Discovery, identity_problem, pid_alive, read_discovery
 from daemon.home.paths import Homes, resolve_homes
 
 #: Errors that mean the daemon is not there (or went away) rather than that it said no.
@@ -125,7 +130,28 @@ class Client:
             raise DaemonNotRunning(f"no {homes.discovery_file}")
         if not pid_alive(info.pid):
             raise DaemonNotRunning(f"the daemon with pid {info.pid} is gone")
-        return cls(info.url, info.token, timeout=timeout, daemon_version=info.version)
+        try:
+            found = cls(info.url, info.token, timeout=timeout, daemon_version=info.version)
+        except ValueError as exc:  # a URL that is not http://host:port: not ours
+            raise DaemonNotRunning(f"{homes.discovery_file}: {exc}") from None
+        found.verify(info)
+        return found
+
+    def verify(self, info: Discovery) -> None:
+        """Make sure the server at our URL is the daemon `info` describes before any request
+        carries the token: ask `/healthz` (open, no token) and compare the instance id it
+        echoes with daemon.json's. Raises DaemonNotRunning (and closes) when it is not."""
+        status, payload = self.request("GET", "/healthz", auth=False)
+        health: object = None
+        if status == 200:
+            try:
+                health = json.loads(payload)
+            except ValueError:
+                health = None
+        problem = identity_problem(info, health)
+        if problem is not None:
+            self.close()
+            raise DaemonNotRunning(f"no daemon answering: {problem}")
 
     @property
     def version_mismatch(self) -> str | None:
@@ -183,10 +209,13 @@ class Client:
             self._conn = conn
         return conn
 
-    def request(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
-        """Send one request on the keep-alive connection; return (status, body bytes)."""
+    def request(
+        self, method: str, path: str, body: Any = None, *, auth: bool = True
+    ) -> tuple[int, bytes]:
+        """Send one request on the keep-alive connection; return (status, body bytes).
+        `auth=False` sends no token (for `/healthz`, before the server is known to be ours)."""
         data = None if body is None else json.dumps(body).encode()
-        headers = {**self._auth, "Accept": "application/json"}
+        headers = {**(self._auth if auth else {}), "Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = "application/json"
         with self._lock:
@@ -201,6 +230,9 @@ class Client:
             except _GONE as exc:
                 self._drop()
                 raise DaemonNotRunning(f"the connection to {self.url} was closed") from exc
+            except http.client.HTTPException as exc:  # not an HTTP answer: not a daemon
+                self._drop()
+                raise DaemonNotRunning(f"the server at {self.url} does not speak HTTP") from exc
             if resp.will_close:
                 self._drop()
             return resp.status, payload

@@ -51,9 +51,11 @@ def _api_error(exc: ApiError) -> None:
     if exc.code == NOT_CONFIGURED:
         err(f"the task was not submitted: {exc.message}")
         if data.get("env"):
+            from daemon.cli.terminal import clean
+
             print(
                 f"  The daemon reads API keys from its own environment: stop it, then start "
-                f"it again with the variable set, e.g. `{data['env']}=... tierd serve`.",
+                f"it again with the variable set, e.g. `{clean(data['env'])}=... tierd serve`.",
                 file=sys.stderr,
             )
         return

@@ -1,5 +1,6 @@
 """How every command speaks: its exit codes, JSON (only) on stdout with `--json`, messages
-and warnings on stderr, and the daemon client and terminal console it uses.
+and warnings on stderr, and the daemon client and terminal console it uses. Text from the
+daemon reaches the terminal only neutralised (`terminal.py`).
 
 Nothing heavy is imported here (the client and rich load when first used): client commands
 start fast.
@@ -42,7 +43,10 @@ def print_json(data: Any) -> None:
 
 
 def err(message: str) -> None:
-    print(f"tierd: {message}", file=sys.stderr)
+    """A message on stderr; daemon text in it is neutralised (see `terminal.py`)."""
+    from daemon.cli.terminal import clean
+
+    print(f"tierd: {clean(message)}", file=sys.stderr)
 
 
 def client() -> Client:
@@ -56,6 +60,7 @@ def client() -> Client:
 
 
 def console() -> Console:
-    from rich.console import Console
+    """The terminal console: it reads no markup in strings (`terminal.console`)."""
+    from daemon.cli.terminal import console as safe_console
 
-    return Console()
+    return safe_console()

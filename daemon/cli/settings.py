@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from daemon.cli.output import EXIT_OK, EXIT_USAGE, err, print_json
+from daemon.cli.terminal import clean
 
 if TYPE_CHECKING:
     from daemon.config.layers import Config
@@ -84,13 +85,13 @@ def _config_read(args: argparse.Namespace, config: Config) -> int:
         if args.json:
             print_json({k: {"value": v, "source": src} for k, v, src in config.rows()})
         else:
-            print(format_show(config), end="")
+            print(clean(format_show(config)), end="")
         return EXIT_OK
     value = config.get(args.key)
     if args.json:
         print_json(value)
     else:
-        print(json.dumps(value) if not isinstance(value, str) else value)
+        print(json.dumps(value) if not isinstance(value, str) else clean(value))
     return EXIT_OK
 
 
@@ -124,11 +125,12 @@ def _rules_list(args: argparse.Namespace, config: Config) -> int:
     if args.json:
         print_json(rules)
         return EXIT_OK
-    print(f"parallelize: {rules['parallelize']}")
+    # A project's config file is anyone's text: shown neutralised, like the daemon's.
+    print(clean(f"parallelize: {rules['parallelize']}"))
     for i, group in enumerate(rules["coupled"], 1):
-        print(f"coupled {i}: {' + '.join(group)}")
+        print(clean(f"coupled {i}: {' + '.join(group)}"))
     for i, text in enumerate(rules["instructions"], 1):
-        print(f"rule {i}: {text}")
+        print(clean(f"rule {i}: {text}"))
     if not rules["coupled"] and not rules["instructions"]:
         print("no coupled areas or instructions yet (tierd rules add / couple)", file=sys.stderr)
     return EXIT_OK

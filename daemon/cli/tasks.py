@@ -22,6 +22,7 @@ from daemon.cli.output import (
     err,
     print_json,
 )
+from daemon.cli.terminal import clean, clean_data
 
 if TYPE_CHECKING:
     from daemon.cli.client import Client
@@ -101,17 +102,17 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from daemon.cli.views import STYLE
 
     table = Table("id", "state", "submitted", "goal", box=None, header_style="dim")
-    for t in out["tasks"]:
+    for t in clean_data(out["tasks"]):
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(t["created_at"]))
         table.add_row(
-            t["id"],
+            Text(t["id"]),
             Text(t["state"], style=STYLE.get(t["state"], "")),
             when,
             Text(t["goal"].splitlines()[0] if t["goal"] else "", no_wrap=True, overflow="ellipsis"),
         )
     console().print(table)
     if out.get("next_cursor"):
-        print(f"more: tierd ls --cursor {out['next_cursor']}", file=sys.stderr)
+        print(f"more: tierd ls --cursor {clean(out['next_cursor'])}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -147,7 +148,7 @@ def watch(daemon: Client, task_id: str, *, as_json: bool) -> int:
                 file=sys.stderr,
             )
         elif state in {"failed", "canceled"}:
-            print(f"{state}: {task.get('error') or ''}".rstrip(": "), file=sys.stderr)
+            print(clean(f"{state}: {task.get('error') or ''}".rstrip(": ")), file=sys.stderr)
     if state == "completed":
         return EXIT_OK
     if state in {"input_required", "awaiting_approval"}:
@@ -161,7 +162,7 @@ def cmd_answer(args: argparse.Namespace) -> int:
     if args.json:
         print_json(out)
     else:
-        print(f"answered {', '.join(out['answered'])}; task {args.task_id} goes on")
+        print(clean(f"answered {', '.join(out['answered'])}; task {args.task_id} goes on"))
     return EXIT_OK
 
 
@@ -193,6 +194,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print_json({**out, "url": url})
         return EXIT_OK
+    out, url = clean_data(out), clean(url)
     c = out.get("concurrency") or {}
     busy = {k: v for k, v in out["tasks"].items() if v}
     print(f"tierd {out['version']} at {url} (pid {out['pid']}, up {out['uptime_s']:.0f}s)")

@@ -5,6 +5,9 @@ followed), so what a user sees is what any other client of the API could see. Ea
 tree is one stream: its state, the model doing it, the tokens and dollars spent on it (its
 executor calls and the orchestrator's reviews of it), how long it has run, and its verdict.
 Sub-streams of a split hang under their parent.
+
+Everything shown comes from the daemon and may hold a model's or a stranger's text: it passes
+through `terminal.clean` before rich sees it, and goes to rich as `Text` (never markup).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from rich.table import Table
 from rich.text import Text
 
 from daemon.cli.client import DaemonNotRunning
+from daemon.cli.terminal import clean, clean_data
+from daemon.cli.terminal import console as safe_console
 
 TERMINAL_STATES = frozenset({"completed", "failed", "canceled"})
 HUMAN_STATES = frozenset({"input_required", "awaiting_approval"})
@@ -119,8 +124,9 @@ class LiveTask:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def apply(self, ev: dict[str, Any]) -> None:
+        """Take in one event; its text is neutralised first (it may hold a model's output)."""
         with self._lock:
-            self._apply(ev)
+            self._apply(clean_data(ev))
 
     def _apply(self, ev: dict[str, Any]) -> None:
         data, kind = ev.get("data") or {}, ev.get("type")
@@ -284,7 +290,7 @@ class LiveTask:
                 Text.assemble(prefix, (MARK.get(line.state, " ") + " ", style), (line.id, "bold"))
             ]
             if titles:
-                cells.append(self.titles.get(line.id, ""))
+                cells.append(Text(self.titles.get(line.id, "")))
             cells += [
                 Text(line.state, style=style),
                 Text(short_model(line.model), style="dim"),
@@ -318,8 +324,8 @@ class LiveTask:
             total.tokens += use.tokens
             total.cost += use.cost
             table.add_row(
-                role,
-                short_model(use.model),
+                Text(role),
+                Text(short_model(use.model)),
                 f"{use.calls} call{'s' if use.calls != 1 else ''}",
                 f"{fmt_tokens(use.tokens)} tok",
                 fmt_usd(use.cost),
@@ -364,9 +370,12 @@ def watch_task(
     event seen; a daemon that went away raises DaemonNotRunning.
     """
     task = client.get(task_id)  # an unknown id fails here, before anything is drawn
-    console = console or Console()
+    console = console or safe_console()
     live_task = LiveTask(
-        task_id, goal=task.get("goal", ""), started=task.get("created_at"), width=console.width
+        task_id,
+        goal=clean(task.get("goal", "")),
+        started=task.get("created_at"),
+        width=console.width,
     )
     last_id: int | None = None
 
@@ -416,8 +425,10 @@ def watch_task(
 def print_task(
     task: dict[str, Any], console: Console | None = None, *, result: bool = True
 ) -> None:
-    """`tierd show`: the task, its streams and verdicts, open questions, result and report."""
-    console = console or Console()
+    """`tierd show`: the task, its streams and verdicts, open questions, result and report.
+    Its text is neutralised first (`terminal.clean`): it holds goals and model output."""
+    console = console or safe_console()
+    task = clean_data(task)
     console.print(
         Text.assemble(
             ("task ", "bold"),
@@ -449,15 +460,21 @@ def print_task(
             )
         )
     if result and task.get("result"):
-        console.print(Panel(Markdown(task["result"]), title="result", title_align="left"))
+        console.print(Panel(result_markdown(task["result"]), title="result", title_align="left"))
     if task.get("error"):
         console.print(Text.assemble(("error: ", "red"), task["error"]))
     if task.get("report"):
         print_report_summary(task["report"], console)
 
 
+def result_markdown(text: str) -> Markdown:
+    """A task's result as Markdown: neutralised, and its links shown as text and URL rather
+    than as terminal hyperlinks whose target the user cannot see."""
+    return Markdown(clean(text), hyperlinks=False)
+
+
 def print_streams(task: dict[str, Any], console: Console) -> None:
-    streams = task.get("streams") or []
+    streams = clean_data(task.get("streams") or [])
     if not streams:
         return
     table = Table(
@@ -469,7 +486,7 @@ def print_streams(task: dict[str, Any], console: Console) -> None:
             took = fmt_s(s["ended_at"] - s["started_at"])
         indent = "  " * int(s.get("depth") or 0)
         table.add_row(
-            indent + s["id"],
+            Text(indent + s["id"]),
             Text(s["state"], style=STYLE.get(s["state"], "")),
             Text(s.get("verdict") or "", style=STYLE.get(s.get("verdict") or "", "")),
             str(s.get("rounds", 0)),
@@ -507,6 +524,7 @@ def report_lines(report: dict[str, Any]) -> list[str]:
 
 
 def print_report_summary(report: dict[str, Any], console: Console) -> None:
+    report = clean_data(report)
     for line in report_lines(report):
         console.print(Text(line))
     per_role = (report.get("usage") or {}).get("per_role") or {}
@@ -520,8 +538,8 @@ def print_report_summary(report: dict[str, Any], console: Console) -> None:
     for role in order:
         b = per_role[role]
         table.add_row(
-            role,
-            str(settings.get(f"models.{role}.model", "")),
+            Text(role),
+            Text(str(settings.get(f"models.{role}.model", ""))),
             str(int(b["calls"])),
             fmt_tokens(b["tokens"]),
             fmt_usd(b["cost_usd"]),

@@ -287,15 +287,16 @@ def _intro(out: Any, scale: float, *, quiet: bool) -> None:
 
 
 def _outro(out: Any, task: dict[str, Any]) -> None:
-    from rich.markdown import Markdown
     from rich.panel import Panel
     from rich.text import Text
 
-    from daemon.cli.views import print_report_summary, print_streams
+    from daemon.cli.terminal import clean_data
+    from daemon.cli.views import print_report_summary, print_streams, result_markdown
 
+    task = clean_data(task)
     out.print()
     if task.get("result"):
-        out.print(Panel(Markdown(task["result"]), title="merged result", title_align="left"))
+        out.print(Panel(result_markdown(task["result"]), title="merged result", title_align="left"))
     if task.get("error"):
         out.print(Text.assemble(("the task failed: ", "red"), task["error"]))
     out.print(Text("streams and the orchestrator's verdicts", style="bold"))

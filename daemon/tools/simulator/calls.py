@@ -1,9 +1,10 @@
 """The calls: what one request asks (read from tierd's headers and the body), and the log of
 every call the simulator took with the statistics `GET /_sim/stats` serves.
 
-The log records whether the client went away before the answer was sent, so a test can prove
-that no finished stream was called twice and that cancelling a task closed its in-flight
-request.
+The log records whether the client went away before the answer was sent, and the step each
+call belongs to (tierd's `X-Tierd-Step` header: the call's memo key, `exec:a:r0:a0`,
+`review:a:r0`, `plan:0`, ...), so a test can prove that no saved step was asked for again and
+that cancelling a task closed its in-flight request.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class CallInfo:
     include_usage: bool
     prompt: str
     schema_name: str | None
+    #: The memo key of the step the call is for (`X-Tierd-Step`; None when not sent).
+    step: str | None = None
 
 
 @dataclass
@@ -79,6 +82,8 @@ class CallRecord:
     injected: str | None = None
     #: The json_schema name of a structured-output request (None: plain request).
     schema: str | None = None
+    #: The memo key of the step the call is for (`X-Tierd-Step`), None when not sent.
+    step: str | None = None
     latency_s: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -118,6 +123,7 @@ class SimState:
             round=call.round,
             streaming=call.streaming,
             schema=call.schema_name,
+            step=call.step,
             started_mono=time.monotonic(),
             started_wall=time.time(),
         )
@@ -196,4 +202,5 @@ def read_call(request: Request, body: dict[str, Any]) -> CallInfo:
         include_usage=bool(options.get("include_usage")),
         prompt=_prompt_text(body),
         schema_name=schema_name,
+        step=h.get("x-tierd-step") or None,
     )

@@ -3,6 +3,7 @@ models are the simulator: every command, its `--json` output, its exit codes and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -365,7 +366,7 @@ def test_a_daemon_of_another_version_says_so(keyless: DaemonProcess) -> None:
     path = keyless.home / "daemon.json"
     info = read_discovery(path)
     assert info is not None
-    write_discovery(path, Discovery(info.url, info.token, info.pid, "0.0.1-old"))
+    write_discovery(path, dataclasses.replace(info, version="0.0.1-old"))
     try:
         proc = tierd(keyless.home, "status", "--json")
         assert proc.returncode == 0

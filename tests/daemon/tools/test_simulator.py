@@ -176,6 +176,31 @@ def test_stats_count_per_role_purpose_and_stream_and_reset_clears() -> None:
         assert stats(sim.url)["total"] == 0
 
 
+def test_each_call_records_the_step_it_belongs_to() -> None:
+    with running_simulator(FAST) as sim:
+        for step, purpose, sid in (
+            ("plan:0", "plan", None),
+            ("exec:a:r0:a0", "execute", "a"),
+            ("review:a:r0", "review", "a"),
+            ("merge:0", "merge", None),
+        ):
+            resp = httpx.post(
+                f"{sim.url}/v1/chat/completions",
+                timeout=30,
+                headers={**headers("x", purpose, "t1", sid), "X-Tierd-Step": step},
+                json={"model": "gpt-5", "messages": [{"role": "user", "content": "hi"}]},
+            )
+            assert resp.status_code == 200, resp.text
+        ask(sim.url, "execute", sid="b")  # a client that sends no step
+        assert [c["step"] for c in stats(sim.url)["calls"]] == [
+            "plan:0",
+            "exec:a:r0:a0",
+            "review:a:r0",
+            "merge:0",
+            None,
+        ]
+
+
 def test_latency_is_scaled_seeded_and_in_range() -> None:
     scenario = {"seed": 3, "latency": {"executor": [1.0, 2.0]}}
     with running_simulator(scenario, scale=0.05) as sim:
