@@ -1,6 +1,8 @@
 """The adapters: how clients reach the service over HTTP.
 
-`app` builds the ASGI application (`guard` around `json_body` around FastAPI); `rest` and `rpc`
-translate requests into service calls and results into JSON; `openapi` and `openrpc` describe
-them; `composition` builds the daemon's parts and `server` runs them (`tierd serve`).
+`app` builds the ASGI application (`guard` around `json_body` around FastAPI); `rest`, `events`
+(Server-Sent Events) and `rpc` translate requests into service calls and results into JSON;
+`openapi` and `openrpc` describe them; `composition` builds the daemon's parts, `server` runs
+them (`tierd serve`) and `connections` bounds the connections under them (deadlines on
+half-sent requests and stalled readers, a cap on how many are open).
 """

@@ -1,8 +1,9 @@
 """The ASGI application: the security guard around strict JSON around FastAPI around the daemon.
 
-FastAPI carries the REST routes (`rest`), POST /rpc (the JSON-RPC dispatcher, `rpc`) and the
-OpenAPI document (`openapi`); errors leave in one shape (`http_errors`). The daemon's parts
-are built in `composition`.
+FastAPI carries the REST routes (`rest`), the event streams (`events`), POST /rpc (the
+JSON-RPC dispatcher, `rpc`) and the OpenAPI document (`openapi`); errors leave in one shape
+(`http_errors`). The daemon's parts are built in `composition`; `connections` bounds the
+connections under them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from daemon import __version__
+from daemon.api import events
 from daemon.api.composition import Daemon
+from daemon.api.connections import ConnectionLimits
 from daemon.api.guard import Guard
 from daemon.api.http_errors import install_error_handlers
 from daemon.api.json_body import StrictJsonBody
@@ -24,8 +27,11 @@ from daemon.api.rest import router
 from daemon.api.rpc import RpcDispatcher, encode_reply
 
 
-def fastapi_app(daemon: Daemon) -> FastAPI:
-    """FastAPI with the daemon's lifespan, its error shape, the REST routes and /rpc."""
+def fastapi_app(
+    daemon: Daemon, stream_send_timeout_s: float = events.STREAM_SEND_TIMEOUT_S
+) -> FastAPI:
+    """FastAPI with the daemon's lifespan, its error shape, the REST routes, the event
+    streams and /rpc."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -44,6 +50,7 @@ def fastapi_app(daemon: Daemon) -> FastAPI:
         description="Local daemon running hierarchical teams of AI agents.",
     )
     app.state.daemon = daemon
+    app.state.stream_send_timeout_s = stream_send_timeout_s
     install_error_handlers(app)
     dispatcher = RpcDispatcher(daemon.service)
 
@@ -55,14 +62,18 @@ def fastapi_app(daemon: Daemon) -> FastAPI:
         return Response(encode_reply(reply), media_type="application/json")
 
     app.include_router(router)
+    app.include_router(events.router)
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     return app
 
 
 def create_app(daemon: Daemon, token: str, *, allow_remote: bool = False) -> Any:
-    """The ASGI application: the guard around FastAPI around the daemon."""
+    """The ASGI application: the guard around FastAPI around the daemon. ValueError for a
+    server setting out of its range."""
+    limits = ConnectionLimits.from_config(daemon.config)
+    app = fastapi_app(daemon, limits.send_timeout_s)
     return Guard(
-        StrictJsonBody(fastapi_app(daemon)),
+        StrictJsonBody(app),
         token=token,
         allowed_origins=list(daemon.config.get("server.allowed_origins")),
         max_body_bytes=int(daemon.config.get("server.max_body_bytes")),

@@ -62,6 +62,14 @@ def is_loopback_name(name: str | None) -> bool:
         return False
 
 
+def declares_over(content_length: str, most: int) -> bool:
+    """Whether a Content-Length header declares more than `most` bytes. Only ASCII digits
+    are a length (`isdigit` alone takes "²", which `int` refuses); anything else is left to
+    the capped read of the body."""
+    text = content_length.strip()
+    return text.isascii() and text.isdigit() and int(text) > most
+
+
 class BodyTooLarge(Exception):
     """The request body passed the cap `read_body` was given."""
 
@@ -230,7 +238,7 @@ class Guard:
                 ),
                 None,
             )
-            if declared is not None and declared.isdigit() and int(declared) > self._max_body:
+            if declared is not None and declares_over(declared, self._max_body):
                 await _reply(send, 413, f"request body over {self._max_body} bytes")
                 return
             # Read the body here, so a chunked body without a length is capped as well.

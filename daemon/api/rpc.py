@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ from daemon.service.errors import (
 from daemon.service.results import wire
 from daemon.service.service import Service
 
+log = logging.getLogger("tierd.rpc")
 _MISSING = object()
 #: Calls in one batch. A 1 MiB body holds hundreds of thousands of tiny calls, all run at
 #: once; no client needs that many, so a longer batch is refused whole (-32600).
@@ -58,6 +60,7 @@ def encode_reply(reply: Any) -> bytes:
             "utf-8"
         )
     except (TypeError, ValueError, RecursionError) as exc:
+        log.exception("internal error: a JSON-RPC reply could not be written as JSON")
         id_ = reply.get("id") if isinstance(reply, dict) else None
         fallback = _error(
             id_,
@@ -171,7 +174,10 @@ class RpcDispatcher:
             return wire(await method.call(self.service, parsed))
         except ServiceError as exc:
             return _Failure(exc.code, exc.message, exc.data)
-        except Exception as exc:  # never a traceback on the wire
+        except Exception as exc:
+            # A bug of the daemon's: its traceback goes to the daemon's log (stderr), where
+            # it can be found and reported, and never on the wire.
+            log.exception("internal error in JSON-RPC method %s", name)
             return _Failure(INTERNAL_ERROR, "Internal error", {"type": type(exc).__name__})
 
 

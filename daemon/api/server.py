@@ -31,6 +31,7 @@ from sqlalchemy.exc import ArgumentError
 from daemon import __version__
 from daemon.api.app import create_app
 from daemon.api.composition import Daemon, store_url
+from daemon.api.connections import ConnectionLimits, protocol_for
 from daemon.api.guard import is_loopback_name
 from daemon.config.layers import Config, ConfigError, load_config
 from daemon.engine import notify
@@ -180,11 +181,16 @@ def _serve_on(
     url = f"http://{url_host}:{sock.getsockname()[1]}"
     token = load_or_create_token(homes.token_file)
     try:
+        limits = ConnectionLimits.from_config(config)
         daemon = Daemon(homes, config)
+        app = create_app(daemon, token, allow_remote=opts.allow_remote)
     except ValueError as exc:  # e.g. concurrency.soft above concurrency.hard
         return _refuse(f"configuration error: {exc}", 2)
     uv_config = uvicorn.Config(
-        create_app(daemon, token, allow_remote=opts.allow_remote),
+        app,
+        # uvicorn's h11 protocol, with deadlines on half-sent requests and a bound on the
+        # connections open at once (`connections`).
+        http=protocol_for(limits),
         log_level=opts.log_level,
         access_log=False,
         timeout_graceful_shutdown=5,

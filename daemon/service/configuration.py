@@ -7,12 +7,29 @@ restart (except the tables read only at start, which say so in config/default.to
 
 from __future__ import annotations
 
+from typing import Any
+
 from daemon.config.layers import Config, ConfigError, check_value, load_config, set_user_value
 from daemon.home.paths import Homes
 from daemon.service.errors import InvalidParams
-from daemon.service.params import ConfigGetParams, ConfigSetParams
+from daemon.service.params import MAX_INT64, ConfigGetParams, ConfigSetParams
 from daemon.service.ports import Engine
 from daemon.service.results import ConfigDocument, ConfigEntry
+
+
+def _check_int64(key: str, value: Any) -> None:
+    """Refuse an integer (alone or in a list) beyond a signed 64-bit number, whatever the key:
+    no setting needs one, and it would overflow where it is used, far from the input."""
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if isinstance(item, list):
+            _check_int64(key, item)
+        elif isinstance(item, int) and not isinstance(item, bool) and abs(item) > MAX_INT64:
+            raise InvalidParams(
+                f"{key}: an integer of {len(str(abs(item)))} digits is out of range (no "
+                f"setting takes one beyond -{MAX_INT64} to {MAX_INT64})",
+                {"field": "value", "key": key, "max": MAX_INT64},
+            )
 
 
 class Configuration:
@@ -38,6 +55,7 @@ class Configuration:
             raise InvalidParams(str(exc), {"field": "key", "key": params.key}) from exc
 
     async def set(self, params: ConfigSetParams) -> ConfigEntry:
+        _check_int64(params.key, params.value)
         try:
             value = check_value(params.key, params.value, self.current.defaults)
             if params.key == "concurrency.ceiling":

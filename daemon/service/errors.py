@@ -73,13 +73,17 @@ class TaskNotFound(ServiceError):
 
 
 class InvalidState(ServiceError):
-    """The task exists but its state does not allow this action (e.g. cancel a completed task)."""
+    """The task exists but its state does not allow this action (e.g. cancel a completed task).
+
+    It is also the answer to the loser of two racing actions on one task (two cancels, an
+    approval and a rejection), and to an action that raced the task's own ending.
+    """
 
     code = INVALID_STATE
     http_status = 409
     remedy = (
-        "The task's state does not allow this (e.g. cancel a completed task): read it with "
-        "task/get and act on the state it is in"
+        "The task's state does not allow this (e.g. cancel a completed task, or another "
+        "action on it came first): read it with task/get and act on the state it is in"
     )
 
 

@@ -5,17 +5,24 @@ Each action is checked against the task's state first, for a clear refusal, and 
 one atomic store call that checks again: the task moves on its own meanwhile, and only the
 store's answer says whether the action took. The write runs detached, so a client that goes
 away cannot leave an answer stored but its stream never woken.
+
+Racing actions (two cancels, a cancel and an answer, an approval and a rejection, any of them
+and the task ending on its own) each get success or the wrong-state error (-32002 / 409),
+never an internal error: a move the store refuses because the task moved first is that
+wrong-state error. Cancels of one task take turns, so of two racing cancels exactly one
+succeeds and the other is told the task is already canceled, as a cancel sent after it is.
 """
 
 from __future__ import annotations
 
+from daemon.service.admission import KeyLocks
 from daemon.service.detached import Detached
 from daemon.service.errors import InvalidParams, InvalidState
 from daemon.service.params import AnswerParams, ApproveParams, TaskIdParams
 from daemon.service.ports import Engine
 from daemon.service.results import Answered, Canceled, Decided
 from daemon.service.task_views import find_task
-from daemon.store.states import TERMINAL, TaskState
+from daemon.store.states import TERMINAL, IllegalTransition, TaskState
 from daemon.store.store import QuestionRow, Store, TaskRow
 
 
@@ -63,18 +70,38 @@ class Interventions:
         self._store = store
         self._engine = engine
         self._detached = detached
+        # One cancel per task at a time: the engine's cancellation reads the state and then
+        # writes it, so two at once would both find the task live.
+        self._cancel_turns = KeyLocks()
 
     async def cancel(self, params: TaskIdParams) -> Canceled:
         row = await find_task(self._store, params.task_id)
         if TaskState(row.state) in TERMINAL:
             raise _not_live(row)
-        return await self._detached.run(self._cancel(row.id))
+        # The turn is taken inside the detached work: a client that goes away must not hand
+        # the turn on while its cancellation still runs.
+        return await self._detached.run(self._cancel_in_turn(row.id))
+
+    async def _cancel_in_turn(self, task_id: str) -> Canceled:
+        async with self._cancel_turns.hold(task_id):
+            row = await find_task(self._store, task_id)
+            if TaskState(row.state) in TERMINAL:  # a racing cancel came first, or it ended
+                raise _not_live(row)
+            return await self._cancel(task_id)
 
     async def _cancel(self, task_id: str) -> Canceled:
-        await self._engine.cancel(task_id)
+        try:
+            await self._engine.cancel(task_id)
+        except IllegalTransition:
+            pass  # the task ended on its own meanwhile: the state read below says how
         row = await find_task(self._store, task_id)
         if TaskState(row.state) not in TERMINAL:
-            await self._store.transition(row.id, TaskState.canceled, reason="canceled by client")
+            try:
+                await self._store.transition(
+                    row.id, TaskState.canceled, reason="canceled by client"
+                )
+            except IllegalTransition:
+                pass  # as above: it ended between the read and the write
             row = await find_task(self._store, task_id)
         if row.state != TaskState.canceled:
             raise _not_live(row)  # it ended on its own between the check and the cancellation

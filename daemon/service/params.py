@@ -20,6 +20,14 @@ STATES = Literal[
 ]
 
 
+#: The largest integer any numeric input may hold: SQLite's INTEGER is a signed 64-bit number,
+#: and a larger one overflows where it is written or compared, far from the input. Inputs
+#: with a tighter range (limit, max_streams) say so themselves.
+MAX_INT64 = 2**63 - 1
+#: An event id: a non-negative integer that fits SQLite's INTEGER.
+MAX_EVENT_ID = MAX_INT64
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

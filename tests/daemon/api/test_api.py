@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -247,3 +248,31 @@ def test_bad_task_option_value_names_the_option(daemon: DaemonProcess) -> None:
     reply = daemon.rpc("task/submit", {"goal": "x", "options": {"instructions": [""]}})
     assert reply["error"]["code"] == -32602
     assert reply["error"]["data"]["field"] == "options.instructions"
+
+
+def test_an_internal_error_is_answered_plainly_and_logged_with_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """In process: a method that raises answers -32603 without a traceback on the wire, and
+    its traceback goes to the log (the daemon's stderr), where the fuzz tests look for it."""
+    import asyncio
+    import logging
+
+    from daemon.api.rpc import RpcDispatcher
+
+    class Broken:
+        async def get(self, params: Any) -> Any:
+            raise RuntimeError("a bug in task/get")
+
+    dispatcher = RpcDispatcher(Broken())  # type: ignore[arg-type]
+    request = {"jsonrpc": "2.0", "id": 7, "method": "task/get", "params": {"task_id": "t1"}}
+    with caplog.at_level(logging.ERROR, logger="tierd.rpc"):
+        reply = asyncio.run(dispatcher.handle_body(json.dumps(request).encode()))
+    assert reply == {
+        "jsonrpc": "2.0",
+        "error": {"code": -32603, "message": "Internal error", "data": {"type": "RuntimeError"}},
+        "id": 7,
+    }
+    (record,) = [r for r in caplog.records if r.name == "tierd.rpc"]
+    assert "task/get" in record.getMessage() and record.exc_info is not None
+    assert "a bug in task/get" in caplog.text and "Traceback" in caplog.text

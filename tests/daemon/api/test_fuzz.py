@@ -2,9 +2,15 @@
 
 The tests share one daemon on a simulator whose models take a minute, so submitted tasks
 stay live while the tests run. Whatever is sent, the answer must be a 4xx or a JSON-RPC
-error that says what is wrong, never a 5xx or a traceback; afterwards the daemon still serves
-and every task in the store is readable and in a valid state. The daemon's stderr goes to a
-file, read at the end for tracebacks.
+error that says what is wrong, never a 5xx, an internal error (-32603: /rpc answers a bug of
+the daemon's with HTTP 200) or a traceback; afterwards the daemon still serves and every task
+in the store is readable and in a valid state. The daemon logs every internal error with its
+traceback; its stderr goes to a file, read at the end, and any traceback fails the test.
+
+Beyond malformed JSON and JSON-RPC, the corpora carry the classes of input an attacker used:
+digits that are not ASCII (`str.isdigit` takes "²"), integers past SQLite's 64-bit INTEGER
+in every numeric field (params, config values, event ids, query strings), and control
+characters (C0, C1, NUL, escape sequences) in every text field.
 
 `TIERD_FUZZ_EXAMPLES` sets hypothesis' examples per operation and mode and the stateful
 runs (default 8: about two hundred requests in CI); the long run is
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,6 +35,7 @@ from support.daemon import DaemonProcess, daemon_on_simulator
 from support.simulator import SLOW_MODELS
 
 from daemon.api.rpc import MAX_BATCH
+from daemon.config.schema import load_defaults
 from daemon.service.params import STATES
 
 EXAMPLES = int(os.environ.get("TIERD_FUZZ_EXAMPLES", "8"))
@@ -45,10 +53,25 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
         yield d
 
 
+def internal_errors(doc: Any) -> list[Any]:
+    """The replies of a JSON-RPC answer (one or a batch) that are internal errors (-32603):
+    a bug of the daemon's, whatever the input, so a test fails on any of them."""
+    replies = doc if isinstance(doc, list) else [doc]
+    return [
+        r
+        for r in replies
+        if isinstance(r, dict)
+        and isinstance(r.get("error"), dict)
+        and r["error"].get("code") == -32603
+    ]
+
+
 def post_rpc(h: httpx.Client, body: bytes) -> httpx.Response:
     r = h.post("/rpc", content=body, headers=JSON)
     assert r.status_code < 500, (body[:200], r.status_code, r.text[:500])
     assert "Traceback" not in r.text
+    if r.content:
+        assert not internal_errors(r.json()), (body[:200], r.text[:500])
     return r
 
 
@@ -77,8 +100,16 @@ def assert_healthy(d: DaemonProcess, before: dict[str, Any]) -> None:
         assert seen >= 1
         counts = status.json()["tasks"]
         assert set(counts) <= VALID_STATES
+    assert_clean_log(d)
+
+
+def assert_clean_log(d: DaemonProcess) -> None:
+    """No traceback in the daemon's log: an internal error is logged with one (JSON-RPC
+    -32603 and REST 500 alike), so this finds every bug the answers hid."""
+    assert d.logs is not None
     log = (d.logs / "daemon.err").read_text(encoding="utf-8", errors="replace")
     assert "Traceback" not in log, log[-3000:]
+    assert "internal error" not in log.lower(), log[-3000:]
 
 
 def submit_one(d: DaemonProcess) -> dict[str, Any]:
@@ -103,8 +134,46 @@ def enc(doc: Any) -> bytes:
 
 
 DEEP = 100_000
+#: Numbers an attacker sends: past SQLite's 64-bit INTEGER, far past it, and past a float.
+HUGE_INTS = (2**63, -(2**63) - 1, 10**30, -(10**30), 10**400)
+#: Digits that are not ASCII: `str.isdigit` takes them, `int` reads some of them.
+UNICODE_DIGITS = ("\u00b2", "\u0661\u0662", "\uff11\uff12", "\u0967")
+NUMERIC_KEYS = [
+    k for k, v in load_defaults().items() if isinstance(v, int | float) and not isinstance(v, bool)
+]
+#: Huge integers and Unicode digits in every numeric field of every method.
+NUMBERS: list[tuple[str, bytes, int | None]] = [
+    *(
+        (f"{field} {n}", enc(req(method, wrap(n))), -32602)
+        for n in HUGE_INTS
+        for field, method, wrap in (
+            ("limit", "task/list", lambda n: {"limit": n}),
+            ("max_streams", "task/submit", lambda n: {"goal": "g", "options": {"max_streams": n}}),
+        )
+    ),
+    *(
+        (f"{field} {d!r}", enc(req(method, wrap(d))), -32602)
+        for d in UNICODE_DIGITS
+        for field, method, wrap in (
+            ("limit", "task/list", lambda d: {"limit": d}),
+            ("max_streams", "task/submit", lambda d: {"goal": "g", "options": {"max_streams": d}}),
+            ("config value", "config/set", lambda d: {"key": "concurrency.ceiling", "value": d}),
+        )
+    ),
+    *(
+        (f"config {key} = {n}", enc(req("config/set", {"key": key, "value": n})), -32602)
+        for key in NUMERIC_KEYS
+        for n in (HUGE_INTS[0], HUGE_INTS[1], HUGE_INTS[-1])
+    ),
+    (
+        "Unicode digits as a JSON number",
+        '{"jsonrpc": "2.0", "method": "task/list", "id": 1, "params": {"limit": \u0661}}'.encode(),
+        -32700,
+    ),
+]
 #: (name, body, expected code of the single reply; None = a result).
 SINGLE: list[tuple[str, bytes, int | None]] = [
+    *NUMBERS,
     ("truncated", b'{"jsonrpc": "2.0", "method": ', -32700),
     ("garbage", b"\x00\x01 not json", -32700),
     ("empty body", b"", -32700),
@@ -348,6 +417,102 @@ def test_jsonrpc_corpus(daemon: DaemonProcess) -> None:
     assert_healthy(daemon, before)
 
 
+# --- control characters in every text field ---------------------------------------------------
+
+#: C0 (NUL, BEL, ESC sequences that retitle or clear a terminal), DEL, C1 (NEL, CSI) and a
+#: line separator: text that must be stored and read back as sent, or refused, never a crash.
+CONTROL = "a\x00b\x01\x07\x1b]0;TITLE\x07\x1b[2J\x1b[31m\x7f\u0085\u009b\u2028\ttab\nline"
+TEXT_KEYS = [k for k, v in load_defaults().items() if isinstance(v, str | list)]
+
+
+#: A result or a refusal that names the field: anything but an internal error.
+ANY_4XX = {None, -32602}
+
+
+def rpc_doc(h: httpx.Client, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    doc = post_rpc(h, enc(req(method, params))).json()
+    assert isinstance(doc, dict)
+    return doc
+
+
+def code_of(doc: dict[str, Any]) -> int | None:
+    return None if "result" in doc else int(doc["error"]["code"])
+
+
+def test_control_characters_in_every_text_field(daemon: DaemonProcess) -> None:
+    before = submit_one(daemon)
+    live = before["id"]
+    with daemon.http() as h:
+        # Stored as sent and read back as sent (JSON escapes them), through both adapters.
+        doc = rpc_doc(h, "task/submit", {"goal": CONTROL, "context": CONTROL})
+        task_id = doc["result"]["task_id"]
+        got = rpc_doc(h, "task/get", {"task_id": task_id})["result"]
+        assert (got["goal"], got["context"]) == (CONTROL, CONTROL)
+        r = h.post("/v1/tasks", json={"goal": CONTROL, "options": {"instructions": [CONTROL]}})
+        assert r.status_code == 202, r.text
+        assert h.get(f"/v1/tasks/{r.json()['task_id']}").json()["goal"] == CONTROL
+        # Refused or not found, naming what is wrong; never an internal error.
+        for method, params, codes in [
+            ("task/submit", {"goal": "g", "idempotency_key": CONTROL}, {-32602}),
+            ("task/submit", {"goal": "g", "options": {"project_dir": CONTROL}}, {-32602}),
+            ("task/submit", {"goal": "g", "options": {"coupled": [[CONTROL, "x"]]}}, ANY_4XX),
+            ("task/submit", {"goal": "g", "options": {"approval": CONTROL}}, {-32602}),
+            ("task/get", {"task_id": CONTROL}, {-32001}),
+            ("task/cancel", {"task_id": CONTROL}, {-32001}),
+            ("task/list", {"cursor": CONTROL}, {None}),
+            ("task/list", {"state": CONTROL}, {-32602}),
+            ("task/answer", {"task_id": CONTROL, "answers": {CONTROL: CONTROL}}, {-32001}),
+            ("task/answer", {"task_id": live, "answers": {CONTROL: CONTROL}}, {-32002}),
+            ("task/approve", {"task_id": live, "decision": "reject", "comment": CONTROL}, {-32002}),
+            ("task/approve", {"task_id": live, "decision": CONTROL}, {-32602}),
+            ("config/get", {"key": CONTROL}, {-32602}),
+            ("config/set", {"key": CONTROL, "value": CONTROL}, {-32602}),
+            (CONTROL, {}, {-32601}),
+        ]:
+            doc = rpc_doc(h, method, params)
+            assert code_of(doc) in codes, (method, params, doc)
+        # Every text setting: taken (and read back as sent) or refused, then put back.
+        for key in TEXT_KEYS:
+            kept = rpc_doc(h, "config/get", {"key": key})["result"]["value"]
+            value = [CONTROL] if isinstance(kept, list) else CONTROL
+            if key == "rules.coupled":
+                value = [[CONTROL, "other"]]
+            doc = rpc_doc(h, "config/set", {"key": key, "value": value})
+            assert code_of(doc) in (None, -32602), (key, doc)
+            if code_of(doc) is None:
+                assert rpc_doc(h, "config/get", {"key": key})["result"]["value"] == value
+                assert code_of(rpc_doc(h, "config/set", {"key": key, "value": kept})) is None
+        # In headers and paths: refused by the HTTP parser or not found, never a 5xx.
+        for path in ("/v1/tasks/%00%1B%5B2J", "/v1/tasks/%C2%85%C2%9B/events"):
+            assert h.get(path).status_code == 404
+        r = h.get("/v1/tasks", params={"cursor": CONTROL, "limit": 5})
+        assert r.status_code == 200
+        assert h.get("/v1/tasks", params={"state": CONTROL}).status_code == 422
+        r = h.put("/v1/config", json={"key": "rules.instructions", "value": [CONTROL]})
+        assert r.status_code == 200 and r.json()["value"] == [CONTROL]
+        assert h.put("/v1/config", json={"key": "rules.instructions", "value": []}).is_success
+    for header in (b"\x1b[2J", b"a\x00b", b"\x85\x9b"):
+        assert raw_status(daemon, b"Idempotency-Key: " + header) in (400, 422)
+    assert_healthy(daemon, before)
+
+
+def raw_status(d: DaemonProcess, header: bytes) -> int:
+    """The status of a submit carrying `header` as sent, byte for byte (httpx would refuse)."""
+    host, port = d.url.removeprefix("http://").rsplit(":", 1)
+    body = b'{"goal": "raw"}'
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v1/tasks HTTP/1.1\r\nHost: " + host.encode() + b"\r\n"
+            b"Authorization: Bearer " + d.token.encode() + b"\r\n" + header + b"\r\n"
+            b"Content-Type: application/json\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\nConnection: close\r\n\r\n"
+            + body
+        )
+        head = sock.recv(65536).split(b"\r\n", 1)[0]
+    return int(head.split()[1])
+
+
 # --- REST corpus -------------------------------------------------------------------------------
 
 REST_BAD: list[tuple[str, str, bytes, int]] = [
@@ -405,7 +570,72 @@ def test_rest_corpus(daemon: DaemonProcess) -> None:
         assert r.status_code == 405 and r.json()["error"]["message"]
         r = h.get("/v1/events", headers={"Last-Event-ID": "not-a-number"})
         assert r.status_code == 422 and "Last-Event-ID" in r.json()["error"]["message"]
+        for query in [*UNICODE_DIGITS, *map(str, HUGE_INTS), "1e3", "0x10", "", "1 2"]:
+            r = h.get("/v1/tasks", params={"limit": query})
+            assert r.status_code == 422 and r.json()["error"]["data"][0]["field"] == "limit"
+    assert_event_ids_bounded(daemon, before["id"])
     assert_healthy(daemon, before)
+
+
+#: Resume ids a client may send: every one is refused (422 naming the field) but the last.
+BAD_EVENT_IDS = [
+    *(d.encode() for d in UNICODE_DIGITS),
+    b"\xb2",  # "²" as one latin-1 byte, which is how a server reads a header
+    b"9" * 5000,
+    b"9" * 30,
+    str(2**63).encode(),
+    b"-1",
+    b"+5",
+    b"1e3",
+    b"0x10",
+]
+
+
+def assert_event_ids_bounded(d: DaemonProcess, task_id: str) -> None:
+    """Resume ids past SQLite's INTEGER, or not ASCII digits, are refused naming the field;
+    the largest one it holds opens a stream that stays open (the read is not cut)."""
+    with d.http() as h:
+        for path in ("/v1/events", f"/v1/tasks/{task_id}/events"):
+            for raw in BAD_EVENT_IDS:
+                r = h.get(path, headers=[("Last-Event-ID", raw)])
+                assert r.status_code == 422, (path, raw[:40], r.status_code, r.text[:300])
+                assert r.json()["error"]["data"]["field"] == "Last-Event-ID"
+            for after in [*UNICODE_DIGITS, *map(str, HUGE_INTS), "-1", "1.5"]:
+                r = h.get(path, params={"after": after})
+                assert r.status_code == 422, (path, after[:40], r.status_code, r.text[:300])
+                assert r.json()["error"]["data"][0]["field"] == "after"
+            largest = str(2**63 - 1)
+            for target, header in (
+                (path, f"Last-Event-ID: {largest}"),
+                (f"{path}?after={largest}", ""),
+            ):
+                assert stream_stays_open(d, target, header)
+
+
+def stream_stays_open(d: DaemonProcess, target: str, header: str) -> bool:
+    """Whether an event stream opens (200) and stays open and quiet for a moment: it is not
+    cut by an error reading from the store (the failure of a resume id past SQLite's INTEGER)."""
+    host, port = d.url.removeprefix("http://").rsplit(":", 1)
+    extra = f"{header}\r\n" if header else ""
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(
+            f"GET {target} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {d.token}\r\n"
+            f"{extra}\r\n".encode()
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(1)
+            if not chunk:
+                return False
+            head += chunk
+        if head.split()[1] != b"200":
+            return False
+        sock.settimeout(0.5)
+        try:
+            got = sock.recv(65536)
+        except TimeoutError:
+            return True  # open and quiet: the keep-alive ping comes every ten seconds
+        return bool(got) and b"event: error" not in got
 
 
 # --- schemathesis ------------------------------------------------------------------------------
@@ -419,9 +649,20 @@ FUZZ_SETTINGS = settings(
 )
 
 
+def no_internal_error(ctx: Any, response: Any, case: Any) -> bool | None:
+    """A JSON-RPC answer is never -32603: /rpc answers 200 even for a bug of the daemon's,
+    so `not_a_server_error` cannot see one."""
+    if response.status_code == 200 and response.content:
+        found = internal_errors(response.json())
+        if found:
+            raise AssertionError(f"internal error answered: {found}")
+    return None
+
+
 def _checks(path: str, mode: GenerationMode) -> list[Any]:
     found = [
         st_checks.not_a_server_error,
+        no_internal_error,
         st_checks.status_code_conformance,
         st_checks.content_type_conformance,
         st_checks.response_schema_conformance,

@@ -4,14 +4,20 @@ A real daemon with models on the simulator (with latency, so tasks pile up) face
 holding 500 event streams and another submitting 5,000 tasks as fast as it can. The daemon
 must answer 429 / -32005 with Retry-After for what is over its limits, keep its memory
 bounded, keep serving a third client, lose no accepted task, and take new work once the load
-is gone.
+is gone. The bound on unfinished tasks is checked by counting them in the store itself (the
+SQLite file, read-only), not by asking the daemon. An event stream whose client stops
+reading gives its slot back after `server.stream_send_timeout_s`, and the daemon lets go of
+the connection itself, though the client never closes it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
+import socket
+import sqlite3
 import time
 from collections import Counter
 from pathlib import Path
@@ -19,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import psutil
 import pytest
 from support.daemon import DaemonProcess, wait_for, write_config
 from support.simulator import running_simulator
@@ -95,6 +102,22 @@ class RawStream:
         """Drop the connection without a goodbye, as a killed client does."""
         if self.writer is not None:
             self.writer.transport.abort()
+
+
+def unfinished_in_store(database: Path) -> int:
+    """Tasks not yet finished, counted in the store's file (read-only), not by the daemon."""
+    uri = f"file:{database}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as db:
+        (count,) = db.execute(
+            "SELECT COUNT(*) FROM tasks WHERE state NOT IN ('completed', 'failed', 'canceled')"
+        ).fetchone()
+    return int(count)
+
+
+async def _store_sampler(database: Path, stop: asyncio.Event, counts: list[int]) -> None:
+    while not stop.is_set():
+        counts.append(await asyncio.to_thread(unfinished_in_store, database))
+        await asyncio.sleep(0.02)
 
 
 async def _observer(
@@ -176,7 +199,9 @@ async def _load(
     stop = asyncio.Event()
     samples: list[dict[str, Any]] = []
     failures: list[str] = []
+    unfinished: list[int] = []
     observer = asyncio.create_task(_observer(d.url, d.token, probe_task, stop, samples, failures))
+    sampler = asyncio.create_task(_store_sampler(d.home / "tierd.db", stop, unfinished))
     # Streams open a few dozen at a time: a burst of 500 connects at once would only test
     # the kernel's accept queue.
     streams = [RawStream(d.url, d.token) for _ in range(n_streams)]
@@ -193,9 +218,16 @@ async def _load(
     await asyncio.sleep(1.0)
     stop.set()
     await observer
+    await sampler
     for s in streams:
         s.vanish()
-    return {"flood": flood, "streams": streams, "samples": samples, "failures": failures}
+    return {
+        "flood": flood,
+        "streams": streams,
+        "samples": samples,
+        "failures": failures,
+        "unfinished": unfinished,
+    }
 
 
 @pytest.mark.slow
@@ -246,6 +278,11 @@ def test_floods_of_streams_and_submits_get_busy_not_drowned(tmp_path: Path) -> N
             samples, failures = result["samples"], result["failures"]
             assert not failures, failures[:5]
             assert len(samples) >= 3
+            # The bound, counted in the store: never more unfinished tasks than the limit,
+            # and the flood did fill it.
+            unfinished = result["unfinished"]
+            assert len(unfinished) >= 10 and max(unfinished) <= MAX_ACTIVE, max(unfinished)
+            assert max(unfinished) >= MAX_ACTIVE // 2, max(unfinished)
             assert max(s["limits"]["active_tasks"] for s in samples) <= MAX_ACTIVE
             peak = max(s["process"]["rss_bytes"] for s in samples)
             assert peak < baseline + RSS_HEADROOM, (peak, baseline)
@@ -294,6 +331,7 @@ def test_limits_hold_exactly_and_free_on_vanish(tmp_path: Path) -> None:
         try:
             client = d.client()
             ids = [client.submit(f"Slow task {i}")["task_id"] for i in range(3)]
+            database = home / "tierd.db"
             with d.http() as h:
                 refused = h.post("/v1/tasks", json={"goal": "one too many"})
                 assert refused.status_code == 429
@@ -303,6 +341,7 @@ def test_limits_hold_exactly_and_free_on_vanish(tmp_path: Path) -> None:
                 assert "limits.max_active_tasks" in err["message"]
             doc = d.rpc("task/submit", {"goal": "one too many"})
             assert doc["error"]["code"] == -32005 and doc["error"]["data"]["retry_after_s"] > 0
+            assert unfinished_in_store(database) == 3  # the refused ones stored nothing
 
             async def streams() -> None:
                 held = [
@@ -332,11 +371,13 @@ def test_limits_hold_exactly_and_free_on_vanish(tmp_path: Path) -> None:
             assert client.cancel(ids[0])["state"] == "canceled"
             fourth = client.submit("Takes the freed place")["task_id"]
             assert d.rpc("task/submit", {"goal": "over again"})["error"]["code"] == -32005
+            assert unfinished_in_store(database) == 3
 
             # After a restart the count comes from the store: still full.
             d.stop()
             d = DaemonProcess(home).start()
             assert d.rpc("task/submit", {"goal": "still full"})["error"]["code"] == -32005
+            assert unfinished_in_store(database) == 3
             status = d.rpc("daemon/status")["result"]
             assert status["limits"] == {"active_tasks": 3, "max_active_tasks": 3}
             assert {t["id"] for t in d.rpc("task/list", {"limit": 10})["result"]["tasks"]} >= {
@@ -394,3 +435,96 @@ def test_many_followers_share_one_read_per_event(tmp_path: Path) -> None:
     assert seen == [20] * 500  # every follower saw every event once
     # One shared read per wake-up (a few more when events land mid-read), not one each.
     assert reads <= 4 * 20, reads
+
+
+# --- a client that stops reading -------------------------------------------------------------
+
+#: Seconds a stream may wait on a client that stopped reading (server.stream_send_timeout_s).
+SEND_TIMEOUT_S = 2.0
+#: A task whose events are big: every stream's review gives a long reason, and each verdict
+#: is an event. 16 streams of 400 kB: several MB, more than the kernel's socket buffers and
+#: uvicorn's hold, so the daemon's sends to a client that does not read must block.
+N_CHATTY = 16
+CHATTY = {
+    "latency": {"planner": 0.02, "orchestrator": 0.02, "executor": 0.02},
+    "plan": {"streams": [stream(f"s{i}") for i in range(N_CHATTY)]},
+    "streams": {f"s{i}": {"review": ["accept"], "reason": "r" * 400_000} for i in range(N_CHATTY)},
+}
+
+
+def open_stream(d: DaemonProcess, receive_buffer: int | None = None) -> tuple[int, socket.socket]:
+    """An event stream over a plain socket (optionally with a tiny receive buffer, set before
+    connecting so the window stays small); its status and the socket."""
+    parts = urlsplit(d.url)
+    sock = socket.socket()
+    if receive_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.settimeout(30)
+    sock.connect((parts.hostname, parts.port))
+    sock.sendall(
+        f"GET /v1/events HTTP/1.1\r\nHost: {parts.netloc}\r\nAuthorization: Bearer {d.token}\r\n"
+        "Accept: text/event-stream\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(1)  # byte by byte: read nothing past the head
+        assert chunk, head
+        head += chunk
+    return int(head.split()[1]), sock
+
+
+def daemon_holds(d: DaemonProcess, client_port: int) -> bool:
+    """Whether the daemon process still has a connection from this client port open."""
+    assert d.proc is not None
+    connections = psutil.Process(d.proc.pid).net_connections(kind="tcp")
+    return any(c.raddr and c.raddr.port == client_port for c in connections)
+
+
+def slots_free(d: DaemonProcess, n: int) -> bool:
+    """Whether `n` new streams are all let in right now (they are closed again at once)."""
+    opened = [open_stream(d) for _ in range(n)]
+    for _, sock in opened:
+        sock.close()
+    return all(status == 200 for status, _ in opened)
+
+
+@pytest.mark.timeout(300)
+def test_a_client_that_stops_reading_gives_its_stream_slot_back(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    with running_simulator(CHATTY) as sim:
+        write_config(
+            home,
+            sim.url,
+            f"[limits]\nmax_event_streams = 2\n[plan]\nmax_streams = {N_CHATTY}\n"
+            f"[server]\nstream_send_timeout_s = {SEND_TIMEOUT_S}\n",
+        )
+        d = DaemonProcess(home).start()
+        try:
+            # A client that reads its stream's head and then nothing more, with the smallest
+            # receive buffer the kernel allows.
+            status, stalled = open_stream(d, receive_buffer=4096)
+            assert status == 200
+            status, other = open_stream(d)
+            assert status == 200
+            status, refused = open_stream(d)
+            refused.close()
+            assert status == 429  # both slots taken
+            other.close()
+            wait_for(lambda: slots_free(d, 1), 30, 0.2)
+
+            # Events pile up: the daemon's sends to the stalled client block once the
+            # buffers are full, and after stream_send_timeout_s it drops the client.
+            client = d.client()
+            task_id = client.submit("A task with a lot to say")["task_id"]
+            wait_for(lambda: client.get(task_id)["state"] in TERMINAL, 120, 0.5)
+            assert client.get(task_id)["state"] == "completed"
+            wait_for(lambda: slots_free(d, 2), 4 * SEND_TIMEOUT_S + 30, 0.2)
+
+            # The daemon let go of the stalled connection itself, though its client neither
+            # read nor closed it: nothing of it is held any more.
+            port = stalled.getsockname()[1]
+            wait_for(lambda: not daemon_holds(d, port), 2 * SEND_TIMEOUT_S + 30, 0.2)
+            stalled.close()
+        finally:
+            d.stop()
