@@ -19,6 +19,7 @@ from daemon import __version__
 from daemon.api import events
 from daemon.api.composition import Daemon
 from daemon.api.connections import ConnectionLimits
+from daemon.api.dashboard import DashboardSessions, dashboard_router
 from daemon.api.guard import Guard
 from daemon.api.http_errors import install_error_handlers
 from daemon.api.json_body import StrictJsonBody
@@ -67,15 +68,27 @@ def fastapi_app(
     return app
 
 
-def create_app(daemon: Daemon, token: str, *, allow_remote: bool = False) -> Any:
+def create_app(
+    daemon: Daemon,
+    token: str,
+    *,
+    allow_remote: bool = False,
+    instance_id: str | None = None,
+    dashboard: DashboardSessions | None = None,
+) -> Any:
     """The ASGI application: the guard around FastAPI around the daemon. ValueError for a
-    server setting out of its range."""
+    server setting out of its range. `instance_id` is echoed by /healthz."""
     limits = ConnectionLimits.from_config(daemon.config)
     app = fastapi_app(daemon, limits.send_timeout_s)
+    app.state.instance_id = instance_id
+    # The router and the guard share one set of sessions: the guard admits what it signed in.
+    sessions = dashboard or DashboardSessions()
+    app.include_router(dashboard_router(sessions))
     return Guard(
         StrictJsonBody(app),
         token=token,
         allowed_origins=list(daemon.config.get("server.allowed_origins")),
         max_body_bytes=int(daemon.config.get("server.max_body_bytes")),
         allow_remote=allow_remote,
+        dashboard=sessions,
     )

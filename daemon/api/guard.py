@@ -17,10 +17,13 @@ import ipaddress
 import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from starlette.middleware.cors import CORSMiddleware
+
+if TYPE_CHECKING:  # type only: the dashboard's sessions import this module
+    from daemon.api.dashboard import DashboardSessions
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -135,8 +138,11 @@ class Guard:
         allowed_origins: list[str],
         max_body_bytes: int,
         allow_remote: bool = False,
+        dashboard: DashboardSessions | None = None,
     ) -> None:
         self._token = token.encode()
+        #: Browser sessions of the dashboard: a cookie plus a page key, never the token.
+        self._dashboard = dashboard
         self._origins = {o.rstrip("/").lower() for o in allowed_origins}
         # Starlette's CORS layer gives the allowed pages the headers a browser needs to read
         # an answer; which origins get that far is decided here first.
@@ -170,7 +176,14 @@ class Guard:
                 [],
             )
         origin = headers.get("origin")
-        if origin is not None and origin.rstrip("/").lower() not in self._origins:
+        if (
+            origin is not None
+            and origin.rstrip("/").lower() not in self._origins
+            and not (
+                self._dashboard is not None
+                and self._dashboard.admits_origin(origin, headers.get("host", ""))
+            )
+        ):
             return (
                 403,
                 (
@@ -180,6 +193,8 @@ class Guard:
                 [],
             )
         if scope["path"] in OPEN_PATHS:
+            return None
+        if self._dashboard is not None and self._dashboard.open_path(scope["path"]):
             return None
         if (
             origin is not None
@@ -204,6 +219,12 @@ class Guard:
         if scheme.lower() != "bearer" or not hmac.compare_digest(
             supplied.strip().encode(), self._token
         ):
+            if (
+                self._dashboard is not None
+                and "authorization" not in headers
+                and self._dashboard.authenticate(scope)
+            ):
+                return None  # a dashboard session: its cookie and page key
             return (
                 401,
                 (

@@ -67,11 +67,13 @@ class ApproveBody(BaseModel):
 
 class Health(BaseModel):
     ok: bool
+    #: This daemon's start: a client checks it against daemon.json before sending the token.
+    instance_id: str | None = None
 
 
 @router.get("/healthz", tags=["daemon"])
-async def healthz() -> Health:
-    return Health(ok=True)
+async def healthz(request: Request) -> Health:
+    return Health(ok=True, instance_id=getattr(request.app.state, "instance_id", None))
 
 
 @router.post("/v1/tasks", status_code=202, tags=["tasks"], responses=BUSY_RESPONSE)

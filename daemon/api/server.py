@@ -40,10 +40,12 @@ from daemon.home.discovery import (
     Discovery,
     InstanceLock,
     load_or_create_token,
+    new_instance_id,
     remove_discovery,
     write_discovery,
 )
-from daemon.home.paths import Homes, resolve_homes, sqlite_files
+from daemon.home.paths import HomeNotWritable, Homes, resolve_homes, sqlite_files
+from daemon.store.errors import StoreInUse, StoreUnavailable
 
 log = logging.getLogger("tierd")
 
@@ -137,7 +139,10 @@ def serve(opts: ServeOptions, homes: Homes | None = None) -> int:
     homes = homes or resolve_homes()
     # The notification hook is the user's program: it gets the user's own umask back.
     notify.set_hook_umask(os.umask(PRIVATE_UMASK))
-    homes.ensure()
+    try:
+        homes.ensure()
+    except HomeNotWritable as exc:
+        return _refuse(str(exc), 2)
     try:
         config = load_config(homes.config_file)
     except ConfigError as exc:
@@ -183,7 +188,10 @@ def _serve_on(
     try:
         limits = ConnectionLimits.from_config(config)
         daemon = Daemon(homes, config)
-        app = create_app(daemon, token, allow_remote=opts.allow_remote)
+        # Echoed by /healthz so a client can tell this daemon from whatever else now owns
+        # the port of a stale daemon.json, before it sends the token.
+        instance_id = new_instance_id()
+        app = create_app(daemon, token, allow_remote=opts.allow_remote, instance_id=instance_id)
     except ValueError as exc:  # e.g. concurrency.soft above concurrency.hard
         return _refuse(f"configuration error: {exc}", 2)
     uv_config = uvicorn.Config(
@@ -199,7 +207,9 @@ def _serve_on(
         # under a client that is about to send, which it sees as a dropped request.
         timeout_keep_alive=65,
     )
-    info = Discovery(url=url, token=token, pid=os.getpid(), version=__version__)
+    info = Discovery(
+        url=url, token=token, pid=os.getpid(), version=__version__, instance_id=instance_id
+    )
 
     def announce() -> None:
         write_discovery(homes.discovery_file, info)
@@ -220,6 +230,15 @@ def _serve_on(
     return 0 if server.started else 1
 
 
+def _start_failure_status(exc: BaseException) -> int:
+    """The CLI's exit codes: 3 another daemon has it, 2 the setup is wrong, 1 anything else."""
+    if isinstance(exc, StoreInUse):
+        return 3
+    if isinstance(exc, StoreUnavailable):
+        return 2
+    return 1
+
+
 async def _run(daemon: Daemon, server: _Server, sock: socket.socket) -> None:
     # Start the parts here rather than in the ASGI lifespan, so a start-up failure (say, a
     # database from a newer tierd) is one clear line, not a server traceback.
@@ -228,5 +247,5 @@ async def _run(daemon: Daemon, server: _Server, sock: socket.socket) -> None:
     except Exception as exc:
         print(f"tierd: cannot start: {exc}", file=sys.stderr)
         await daemon.stop()
-        raise SystemExit(1) from None
+        raise SystemExit(_start_failure_status(exc)) from None
     await server.serve(sockets=[sock])

@@ -310,6 +310,13 @@ class Client:
     def status(self) -> dict[str, Any]:
         return self.rpc("daemon/status")
 
+    def login_link(self) -> dict[str, Any]:
+        """A one-time dashboard login link: {"url", "expires_in_s"} (bearer token only)."""
+        status, payload = self.request("POST", "/v1/dashboard/login-links")
+        if status != 200:
+            raise _http_error(status, payload)
+        return dict(json.loads(payload))
+
     def config_get(self, key: str | None = None) -> dict[str, Any]:
         return self.rpc("config/get", {"key": key} if key else {})
 

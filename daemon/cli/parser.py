@@ -140,6 +140,12 @@ def _add_task_commands(add: _Commands) -> None:
     sp.add_argument("--comment", help="what to change (with --reject)")
     add("cancel", tasks.cmd_cancel, "cancel a task").add_argument("task_id")
     add("status", tasks.cmd_status, "the daemon's status: version, tasks, agents")
+    sp = add(
+        "open",
+        tasks.cmd_open,
+        "sign a browser in to the dashboard: print (and open) a one-time link, valid 60 s",
+    )
+    sp.add_argument("--no-browser", action="store_true", help="only print the link")
 
 
 def _add_config(add: _Commands) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "cmd_approve",
     "cmd_cancel",
     "cmd_ls",
+    "cmd_open",
     "cmd_show",
     "cmd_status",
     "cmd_submit",
@@ -184,6 +185,23 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         print_json(out)
     else:
         print(f"canceled {args.task_id}")
+    return EXIT_OK
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    """Print a one-time dashboard login link and open it in a browser, if there is one."""
+    with client() as daemon:
+        link = daemon.login_link()
+    if args.json:
+        print_json(link)
+        return EXIT_OK
+    print(link["url"])
+    print(f"one-time link: it works once, within {link['expires_in_s']:g} s", file=sys.stderr)
+    if not args.no_browser:
+        import webbrowser
+
+        if not webbrowser.open(link["url"], new=2):
+            print("no browser found here: open the link above in one", file=sys.stderr)
     return EXIT_OK
 
 

@@ -24,7 +24,7 @@ def test_discovery_file_is_private_and_removed_on_sigterm(home: Path, daemon_fac
     mode = stat.S_IMODE(d.discovery.stat().st_mode)
     assert mode == 0o600
     info = json.loads(d.discovery.read_text())
-    assert set(info) == {"url", "token", "pid", "version"}
+    assert set(info) == {"url", "token", "pid", "version", "instance_id"}
     assert info["url"].startswith("http://127.0.0.1:")
     assert stat.S_IMODE((home / "token").stat().st_mode) == 0o600
     assert d.stop(signal.SIGTERM) == 0

@@ -146,10 +146,6 @@ def test_config_set_in_a_read_only_home_is_one_line_and_exit_2(tmp_path: Path) -
     assert not (home / "config.toml").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon/api/server.py does not catch HomeNotWritable yet (one line, exit 2)",
-)
 def test_serve_in_a_read_only_home_is_one_line_and_exit_2(tmp_path: Path) -> None:
     _needs_unshare()
     home = tmp_path / "home"
