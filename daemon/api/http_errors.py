@@ -17,7 +17,8 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from daemon.service.errors import INVALID_PARAMS, Busy, ServiceError
+from daemon.service.errors import INVALID_PARAMS, Busy, ServiceError, StorageFull
+from daemon.store.errors import StoreFull
 
 
 def _bad_input(fields: list[dict[str, Any]]) -> JSONResponse:
@@ -38,6 +39,10 @@ async def _service_error(_req: Request, exc: ServiceError) -> JSONResponse:
         status_code=exc.http_status,
         headers=headers,
     )
+
+
+async def _store_full(req: Request, exc: StoreFull) -> JSONResponse:
+    return await _service_error(req, StorageFull.from_store(exc))
 
 
 async def _validation_error(_req: Request, exc: RequestValidationError) -> JSONResponse:
@@ -83,6 +88,7 @@ async def _http_error(_req: Request, exc: StarletteHTTPException) -> JSONRespons
 def install_error_handlers(app: FastAPI) -> None:
     """Answer every error `app` raises in tierd's error shape."""
     app.exception_handler(ServiceError)(_service_error)
+    app.exception_handler(StoreFull)(_store_full)
     app.exception_handler(RequestValidationError)(_validation_error)
     app.exception_handler(ValidationError)(_model_error)
     app.exception_handler(StarletteHTTPException)(_http_error)

@@ -28,9 +28,11 @@ from daemon.service.errors import (
     METHOD_NOT_FOUND,
     PARSE_ERROR,
     ServiceError,
+    StorageFull,
 )
 from daemon.service.results import wire
 from daemon.service.service import Service
+from daemon.store.errors import StoreFull
 
 log = logging.getLogger("tierd.rpc")
 _MISSING = object()
@@ -174,6 +176,9 @@ class RpcDispatcher:
             return wire(await method.call(self.service, parsed))
         except ServiceError as exc:
             return _Failure(exc.code, exc.message, exc.data)
+        except StoreFull as exc:
+            full = StorageFull.from_store(exc)
+            return _Failure(full.code, full.message, full.data)
         except Exception as exc:
             # A bug of the daemon's: its traceback goes to the daemon's log (stderr), where
             # it can be found and reported, and never on the wire.

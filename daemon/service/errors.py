@@ -7,7 +7,8 @@ The tree, with what a client should do about each one::
     ├── NotConfigured   -32003  422  set the config key or environment variable `data` names
     ├── TaskNotFound    -32001  404  check the task id (task/list shows the tasks)
     ├── InvalidState    -32002  409  read the task (task/get) and act on the state it is in
-    └── Busy            -32005  429  send again after `data.retry_after_s` seconds
+    ├── Busy            -32005  429  send again after `data.retry_after_s` seconds
+    └── StorageFull     -32006  507  free disk space where `data.where` says; nothing was written
 
 The adapters translate them; the codes only the adapters raise (a body that is not JSON, not a
 JSON-RPC request, an unknown method) are below with them, in `ERROR_CODES`, which `rpc/discover`
@@ -17,6 +18,8 @@ publishes and the README documents.
 from __future__ import annotations
 
 from typing import Any, ClassVar
+
+from daemon.store.errors import StoreFull
 
 # JSON-RPC 2.0 reserved codes.
 PARSE_ERROR = -32700
@@ -32,6 +35,7 @@ NOT_CONFIGURED = -32003
 #: reads it (HTTP 401). Kept so the number is not given to another error.
 UNAUTHORIZED = -32004
 BUSY = -32005
+STORAGE_FULL = -32006
 
 
 class ServiceError(Exception):
@@ -103,6 +107,22 @@ class Busy(ServiceError):
         self.retry_after_s = retry_after_s
 
 
+class StorageFull(ServiceError):
+    """The disk under the task store is full (or failing): the request wrote nothing.
+
+    Tasks accepted earlier wait and continue once space returns (the runner retries with
+    backoff, then fails them with this reason); the same request succeeds then too.
+    """
+
+    code = STORAGE_FULL
+    http_status = 507
+    remedy = "Storage full: free disk space where data.where says, then send again"
+
+    @classmethod
+    def from_store(cls, exc: StoreFull) -> StorageFull:
+        return cls(str(exc), {"where": exc.where, "reason": exc.reason})
+
+
 #: Every code a reply can carry, with what it means and what to do.
 ERROR_CODES: dict[int, str] = {
     PARSE_ERROR: "Parse error: the body is not strict JSON (UTF-8, no NaN); fix it and resend",
@@ -110,6 +130,14 @@ ERROR_CODES: dict[int, str] = {
     METHOD_NOT_FOUND: "Method not found: data lists the methods available",
     **{
         error.code: error.remedy
-        for error in (InvalidParams, ServiceError, TaskNotFound, InvalidState, NotConfigured, Busy)
+        for error in (
+            InvalidParams,
+            ServiceError,
+            TaskNotFound,
+            InvalidState,
+            NotConfigured,
+            Busy,
+            StorageFull,
+        )
     },
 }
