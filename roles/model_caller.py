@@ -50,6 +50,7 @@ class ModelCaller:
             round=round,
             response_model=response_model,
             on_record=self.on_record,
+            step=key,
         )
         data = result.parsed.model_dump() if result.parsed is not None else None
         return CallOutput(result.text, data)

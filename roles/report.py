@@ -4,6 +4,9 @@ It answers what a reviewer of the work wants to know: the plan; each stream's ou
 and rounds; tokens and dollars per role and per stream; what the same tokens would have cost
 on the orchestrator's model ("tiering saved"); wall-clock time beside the sequential sum of
 the streams and the critical path.
+
+A model whose price litellm does not know makes every sum it is part of unknown (None), and
+the report names it in `cost.unknown_price_models`: an unknown cost is never shown as $0.
 """
 
 from __future__ import annotations
@@ -40,25 +43,43 @@ class StreamFacts:
         return max(0.0, self.ended_at - self.started_at)
 
 
-def _bucket() -> dict[str, float]:
+#: A bucket of usage: counts, and dollars (None once any part of them has no known price).
+Bucket = dict[str, float | None]
+#: What tokens cost on a model: (prompt tokens, completion tokens, model) -> dollars or None.
+Pricing = Callable[[int, int, str], float | None]
+
+
+def _bucket() -> Bucket:
     return {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "tokens": 0, "cost_usd": 0.0}
 
 
-def _add(bucket: dict[str, float], u: UsageRecord) -> None:
-    bucket["calls"] += 1
-    bucket["prompt_tokens"] += u.prompt_tokens
-    bucket["completion_tokens"] += u.completion_tokens
-    bucket["tokens"] += u.prompt_tokens + u.completion_tokens
-    bucket["cost_usd"] += u.cost_usd
+def _plus(a: float | None, b: float | None) -> float | None:
+    """A sum of dollars: unknown if any part is."""
+    return None if a is None or b is None else a + b
+
+
+def _add(bucket: Bucket, u: UsageRecord) -> None:
+    for name, value in (
+        ("calls", 1),
+        ("prompt_tokens", u.prompt_tokens),
+        ("completion_tokens", u.completion_tokens),
+        ("tokens", u.prompt_tokens + u.completion_tokens),
+    ):
+        bucket[name] = (bucket[name] or 0) + value
+    bucket["cost_usd"] = _plus(bucket["cost_usd"], u.cost_usd)
+
+
+def _rounded(dollars: float | None) -> float | None:
+    return None if dollars is None else round(dollars, 8)
 
 
 def _usage(
-    usage: list[UsageRecord], premium_model: str, premium_cost: Callable[[int, int, str], float]
-) -> tuple[dict[str, dict[str, float]], dict[str, Any], dict[str, Any]]:
+    usage: list[UsageRecord], premium_model: str, premium_cost: Pricing
+) -> tuple[dict[str, Bucket], dict[str, Any], dict[str, Any]]:
     """Tokens and dollars per stream, the report's `usage` section and its `cost` section."""
-    per_role: dict[str, dict[str, float]] = defaultdict(_bucket)
-    per_stream: dict[str, dict[str, float]] = defaultdict(_bucket)
-    per_purpose: dict[str, dict[str, float]] = defaultdict(_bucket)
+    per_role: dict[str, Bucket] = defaultdict(_bucket)
+    per_stream: dict[str, Bucket] = defaultdict(_bucket)
+    per_purpose: dict[str, Bucket] = defaultdict(_bucket)
     total = _bucket()
     for u in usage:
         _add(per_role[u.role], u)
@@ -66,24 +87,32 @@ def _usage(
         _add(total, u)
         if u.stream_id:
             _add(per_stream[u.stream_id], u)
-    premium_only = sum(
-        premium_cost(u.prompt_tokens, u.completion_tokens, premium_model) for u in usage
-    )
+    premium_only: float | None = 0.0
+    for u in usage:
+        premium_only = _plus(
+            premium_only, premium_cost(u.prompt_tokens, u.completion_tokens, premium_model)
+        )
+    spent = total["cost_usd"]
     orchestration_tokens = sum(
-        per_purpose[p]["tokens"] for p in ORCHESTRATION_PURPOSES if p in per_purpose
+        per_purpose[p]["tokens"] or 0 for p in ORCHESTRATION_PURPOSES if p in per_purpose
     )
+    tokens = total["tokens"] or 0
     section = {
         "total": total,
         "per_role": dict(per_role),
         "per_purpose": dict(per_purpose),
         "orchestration_tokens": orchestration_tokens,
-        "orchestration_share": (orchestration_tokens / total["tokens"] if total["tokens"] else 0.0),
+        "orchestration_share": (orchestration_tokens / tokens if tokens else 0.0),
     }
     cost = {
-        "total_usd": round(total["cost_usd"], 8),
+        "total_usd": _rounded(spent),
         "premium_model": premium_model,
-        "premium_only_usd": round(premium_only, 8),
-        "tiering_saved_usd": round(premium_only - total["cost_usd"], 8),
+        "premium_only_usd": _rounded(premium_only),
+        "tiering_saved_usd": _rounded(
+            None if premium_only is None or spent is None else premium_only - spent
+        ),
+        # The models whose use has no known price (every sum they are in is None).
+        "unknown_price_models": sorted({u.model for u in usage if u.cost_usd is None}),
     }
     return per_stream, section, cost
 
@@ -111,7 +140,7 @@ def build_report(
     streams: Iterable[StreamFacts],
     usage: Iterable[UsageRecord],
     premium_model: str,
-    premium_cost: Callable[[int, int, str], float],
+    premium_cost: Pricing,
     started_at: float,
     ended_at: float,
     settings: dict[str, Any],

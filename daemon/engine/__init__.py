@@ -9,5 +9,7 @@
   `stream_work` (execute and review, round after round), `human` (questions, approval,
   attention), `conflicts` (outputs checked together, redos), `merge` (merge and approval
   gate), `ending` (failed or canceled, with a partial report);
-- `notify`: the notification hook.
+- `notify`: the notification hook;
+- `disk_full` (a full disk: recognised, waited out) and `checkpoints` (the checkpoint file,
+  checked before any task runs on it).
 """

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 from daemon.engine.context import TaskContext
+from daemon.engine.disk_full import store_full
 from daemon.engine.lifecycle import TaskStates
 from daemon.engine.stream_work import StreamWork
 from daemon.engine.streams import StreamBook, StreamState
@@ -66,12 +69,28 @@ class ConflictCheck:
                 )
                 for sid in redo
             }
-            redone = await asyncio.gather(
-                *(self._redo(self.book[sid], feedback[sid], check) for sid in redo)
+            redone = await self._all_or_none(
+                [self._redo(self.book[sid], feedback[sid], check) for sid in redo]
             )
             top.update(dict(zip(redo, redone, strict=True)))
             await self.states.enter(TaskState.reviewing)
         return top
+
+    async def _all_or_none(self, redos: list[Coroutine[Any, Any, str]]) -> list[str]:
+        """Every redo's output; when one fails, the others are stopped before the error goes
+        on (left running, they would call models for a run that has ended). On a full disk,
+        the model calls in flight come back first: their answers are held, not lost."""
+        tasks = [asyncio.ensure_future(r) for r in redos]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except Exception as exc:
+            if store_full(exc) is not None:
+                await self.ctx.settled()
+            raise
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _redo(self, st: StreamState, feedback: str, check: int) -> str:
         key = f"conflict-redo:{st.spec.id}:{check}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from daemon.engine.settings import TaskSettings
@@ -25,11 +26,22 @@ class TaskContext:
     plan_rules: PlanRules
     #: Every model call of the run goes through this (the task's `TaskGateway`).
     call: Caller
+    #: Returns once no model call of the run is in flight (`TaskGateway.settled`).
+    settled: Callable[[], Awaitable[None]]
 
     @classmethod
-    def of(cls, store: Store, row: TaskRow, settings: TaskSettings, call: Caller) -> TaskContext:
+    def of(
+        cls,
+        store: Store,
+        row: TaskRow,
+        settings: TaskSettings,
+        call: Caller,
+        settled: Callable[[], Awaitable[None]] | None = None,
+    ) -> TaskContext:
         rules = settings.prompt_rules(row.goal)
-        return cls(store, row, settings, rules, rules.to_plan_rules(), call)
+        return cls(
+            store, row, settings, rules, rules.to_plan_rules(), call, settled or _nothing_flies
+        )
 
     @property
     def task_id(self) -> str:
@@ -38,3 +50,7 @@ class TaskContext:
     @property
     def goal_line(self) -> str:
         return goal_line(self.row.goal)
+
+
+async def _nothing_flies() -> None:
+    """`settled` of a caller that does not count its calls in flight."""

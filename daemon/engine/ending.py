@@ -3,11 +3,17 @@
 Whatever stage a task was in, what was done is kept: the report of a failed or canceled task
 shows the plan, the streams that finished and the usage so far. Streams that were running,
 waiting or not started yet are marked canceled when the task is.
+
+Ending races with everything else that moves a task: a second cancel, a failure, the task
+completing on its own. The first to reach the store wins and a task that reached a final
+state stays as it is: a later ending is a no-op that says so (it returns False), never an
+`IllegalTransition` for its caller to trip over.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -16,13 +22,15 @@ from daemon.engine.notify import Notifier
 from daemon.engine.settings import TaskSettings
 from daemon.engine.streams import STREAM_FINAL
 from daemon.engine.usage import records_of
-from daemon.store.states import TERMINAL, TaskState
+from daemon.store.states import TERMINAL, IllegalTransition, TaskState
 from daemon.store.store import Store, TaskRow
 from roles.models.costs import premium_cost
 from roles.plan.schema import Plan
 from roles.report import StreamFacts, build_report
 
 __all__ = ["fail_task", "finalize", "partial_report"]
+
+log = logging.getLogger("tierd.tasks")
 
 
 async def partial_report(
@@ -77,33 +85,56 @@ async def _cancel_streams(store: Store, task_id: str) -> None:
             )
 
 
-async def finalize(store: Store, task_id: str, state: TaskState, reason: str) -> None:
-    """End a task as failed or canceled, keeping what was done in a partial report."""
+async def finalize(store: Store, task_id: str, state: TaskState, reason: str) -> bool:
+    """End a task as failed or canceled, keeping what was done in a partial report.
+
+    True if this call ended it; False if it had ended already (or ends meanwhile: a racing
+    cancel, or the task completing on its own), in which case it is left as it is.
+    """
     row = await store.get_task(task_id)
     if row is None or TaskState(row.state) in TERMINAL:
-        return
+        return False
     if state == TaskState.canceled:
         await _cancel_streams(store, task_id)
     report = await partial_report(store, row, state, reason)
-    await store.transition(
+    return await _end(
+        store,
         task_id,
         state,
-        reason=reason,
+        reason,
         report_json=json.dumps(report),
         error=reason if state == TaskState.failed else None,
     )
 
 
+async def _end(store: Store, task_id: str, state: TaskState, reason: str, **fields: Any) -> bool:
+    """The move to a final state, unless another one got there first (then False)."""
+    try:
+        await store.transition(task_id, state, reason=reason, **fields)
+    except IllegalTransition as exc:
+        # The store checks the move in the same transaction that would make it: the task
+        # reached exc.current between our read and this write. It keeps that state.
+        log.info("task %s: already %s, not marked %s", task_id, exc.current, state)
+        return False
+    log.info("task %s: %s (%s)", task_id, state, reason)
+    return True
+
+
 async def fail_task(
     store: Store, task_id: str, reason: str, notifier: Notifier | None = None
-) -> None:
-    """Mark a task failed with a partial report, whatever stage it was in, and say so."""
+) -> bool:
+    """Mark a task failed with a partial report, whatever stage it was in, and say so.
+
+    True if this call failed it; False if it had ended already (it is left as it is).
+    """
     row = await store.get_task(task_id)
     if row is None or TaskState(row.state) in TERMINAL:
-        return
+        return False
     report = await partial_report(store, row, TaskState.failed, reason)
-    await store.transition(
-        task_id, TaskState.failed, reason=reason, error=reason, report_json=json.dumps(report)
-    )
+    if not await _end(
+        store, task_id, TaskState.failed, reason, error=reason, report_json=json.dumps(report)
+    ):
+        return False
     settings = TaskSettings.from_json(row.settings_json)
     await attention(store, notifier, task_id, settings, "failed", f"task failed: {reason}")
+    return True

@@ -10,6 +10,9 @@ it adds what a durable daemon needs, in this order:
 5. the answer is stored under its key inside the task: once that commits, the call is never
    made again, whatever happens next.
 
+An answer whose write fails (the disk is full) is held in memory (`HeldAnswers`) and written
+by the next run of the task instead of asking the model again: it was paid for.
+
 Why a step memo beside the checkpointer: LangGraph identifies a task call by its position in
 the order of calls, and parallel streams finish in a different order on every run, so after a
 crash a saved result could not always be matched to its call. Every call therefore has a
@@ -19,6 +22,7 @@ back instead of calling the model again.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -32,7 +36,7 @@ from roles.calls import Caller, CallOutput
 from roles.models.tier import ModelTier
 from roles.models.usage import OnRecord
 
-__all__ = ["ModelsFactory", "Slots", "TaskGateway", "task_name"]
+__all__ = ["HeldAnswers", "ModelsFactory", "Slots", "TaskGateway", "task_name"]
 
 
 class Slots(Protocol):
@@ -51,6 +55,31 @@ def task_name(key: str) -> str:
     return "call_" + re.sub(r"[^A-Za-z0-9_]", "_", key)
 
 
+class HeldAnswers:
+    """Model answers that came back but could not be saved yet, by (task id, memo key).
+
+    Kept across runs of a task's workflow (the runner runs it again once the disk has room),
+    dropped once saved or when the runner is done with the task.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def get(self, task_id: str, key: str) -> dict[str, Any] | None:
+        return self._held.get((task_id, key))
+
+    def hold(self, task_id: str, key: str, value: dict[str, Any]) -> None:
+        self._held[(task_id, key)] = value
+
+    def saved(self, task_id: str, key: str) -> None:
+        self._held.pop((task_id, key), None)
+
+    def forget(self, task_id: str) -> None:
+        """The runner is done with the task: nothing of it is held any longer."""
+        for held in [k for k in self._held if k[0] == task_id]:
+            del self._held[held]
+
+
 class TaskGateway:
     """A `roles.calls.Caller` for one task: memo, LangGraph task, governor, then the models."""
 
@@ -61,12 +90,22 @@ class TaskGateway:
         slots: Slots,
         models: Caller,
         before_call: Callable[[], Awaitable[None]],
+        held: HeldAnswers | None = None,
     ) -> None:
         self.store = store
         self.task_id = task_id
         self.slots = slots
         self.models = models
         self.before_call = before_call
+        self.held = held if held is not None else HeldAnswers()
+        #: Model calls in flight, and an event set whenever there are none.
+        self._flying = 0
+        self._landed = asyncio.Event()
+        self._landed.set()
+
+    async def settled(self) -> None:
+        """Return once no model call of this task is in flight."""
+        await self._landed.wait()
 
     async def __call__(
         self,
@@ -87,20 +126,32 @@ class TaskGateway:
             again = await self.store.get_step(self.task_id, key)
             if again is not None:
                 return dict(again)
-            await self.before_call()
-            async with self.slots.slot(self.task_id):
-                out = await self.models(
-                    role,
-                    purpose,
-                    messages,
-                    key=key,
-                    stream_id=stream_id,
-                    round=round,
-                    response_model=response_model,
-                )
-            value = {"text": out.text, "data": out.data}
+            value = self.held.get(self.task_id, key)
+            if value is None:
+                await self.before_call()
+                self._flying += 1
+                self._landed.clear()
+                try:
+                    async with self.slots.slot(self.task_id):
+                        out = await self.models(
+                            role,
+                            purpose,
+                            messages,
+                            key=key,
+                            stream_id=stream_id,
+                            round=round,
+                            response_model=response_model,
+                        )
+                finally:
+                    self._flying -= 1
+                    if not self._flying:
+                        self._landed.set()
+                value = {"text": out.text, "data": out.data}
+                # Held until written: a write that fails (a full disk) must not cost a call.
+                self.held.hold(self.task_id, key, value)
             # Written inside the task: once this commits, the call is never made again.
             await self.store.put_step(self.task_id, key, value)
+            self.held.saved(self.task_id, key)
             return value
 
         # LangGraph's `task` is typed for its decorator use; here it wraps a closure per call.

@@ -8,12 +8,15 @@ steps and passes phases it had already left: a move backwards is ignored, not an
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from daemon.store.states import TERMINAL, IllegalTransition, TaskState, can_move
 from daemon.store.store import Store
 
 __all__ = ["WAITING", "TaskStates"]
+
+log = logging.getLogger("tierd.tasks")
 
 #: Task states in which a task waits for a human. Only a human's action (an answer, a
 #: decision), the work that action unblocks, a failure or a cancellation moves a task out.
@@ -61,6 +64,13 @@ class TaskStates:
                 await self.store.transition(self.task_id, state, reason=reason, **fields)
             except IllegalTransition:  # it moved meanwhile (cancel): leave it alone
                 return False
+            log.info(
+                "task %s: %s -> %s%s",
+                self.task_id,
+                current,
+                state,
+                f" ({reason})" if reason else "",
+            )
             return True
         changed = {k: v for k, v in fields.items() if getattr(row, k) != v}
         if changed:

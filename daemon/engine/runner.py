@@ -10,6 +10,9 @@ canceled.
 
 Nothing a client does with its connection reaches a workflow: the asyncio tasks here belong
 to the daemon, not to a request.
+
+A full disk does not end a task: its workflow runs again once there may be room (see
+`disk_full`), and fails with that reason only when the disk stays full for minutes.
 """
 
 from __future__ import annotations
@@ -19,14 +22,19 @@ import contextlib
 import importlib
 import logging
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from daemon.engine.checkpoints import check as check_checkpoints
+from daemon.engine.disk_full import RoomWait, store_full
+from daemon.engine.errors import CheckpointsDamaged
 from daemon.engine.notify import Notifier
 from daemon.governor.governor import Governor
 from daemon.store.store import Store
 
 if TYPE_CHECKING:  # imported for real lazily, off the event loop (see _open_workflow)
+    from daemon.engine.gateway import ModelsFactory
     from daemon.engine.workflow import Workflow
 
 log = logging.getLogger("tierd.runner")
@@ -39,10 +47,22 @@ ENGINE_IMPORT_TIMEOUT_S = 300.0
 
 
 class Runner:
-    def __init__(self, store: Store, governor: Governor, *, checkpoints: Path | None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        governor: Governor,
+        *,
+        checkpoints: Path | None,
+        room: RoomWait | None = None,
+        models: ModelsFactory | None = None,
+    ) -> None:
         self.store = store
         self.governor = governor
         self.checkpoints = checkpoints
+        #: The pauses between runs of a workflow while the store's disk is full.
+        self.room = room or RoomWait()
+        #: How tasks reach their models (None: the model tiers; tests give a script).
+        self.models = models
         self.notifier = Notifier()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wakers: dict[str, asyncio.Event] = {}
@@ -110,8 +130,9 @@ class Runner:
                     f"loading the engine (litellm, langgraph) took over "
                     f"{ENGINE_IMPORT_TIMEOUT_S:.0f}s; is the machine out of memory or CPU?"
                 ) from None
+            options = {} if self.models is None else {"models": self.models}
             workflow = module.Workflow(
-                self.store, self.governor, signals=self, notifier=self.notifier
+                self.store, self.governor, signals=self, notifier=self.notifier, **options
             )
             await workflow.open(self.checkpoints)
         except BaseException:
@@ -125,6 +146,7 @@ class Runner:
     def start(self, task_id: str) -> None:
         if self._stopping or task_id in self._tasks:
             return
+        log.info("task %s: started", task_id)
         task = asyncio.create_task(self._drive(task_id), name=f"tierd-task-{task_id}")
         self._tasks[task_id] = task
         task.add_done_callback(lambda t: self._forget(task_id, t))
@@ -156,6 +178,22 @@ class Runner:
 
         await workflow.finalize(task_id, TaskState.canceled, "canceled by client")
 
+    async def check_models(
+        self, stored: Mapping[str, Any], *, wait: bool = False
+    ) -> list[str] | None:
+        """Check each role's model in task settings `stored` (flat keys) before any call.
+
+        Raises ModelConfigError naming the role and the model when a tier cannot be used (no
+        model, a model litellm cannot route); returns warnings for a person (a model whose
+        price is unknown: its cost will be reported as unknown). The check needs the engine
+        (litellm) loaded: until it is, None (not checked) unless `wait`; every task is
+        checked again before its first call anyway.
+        """
+        if self._workflow is None and not wait:
+            return None
+        workflow = await self._get_workflow()
+        return workflow.check_models(stored)
+
     def wake(self, task_id: str) -> None:
         """Something a waiting workflow may need arrived (an answer, a decision)."""
         signal = self._wakers.pop(task_id, None)
@@ -181,7 +219,16 @@ class Runner:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def resume_all(self) -> None:
-        for task_id in await self.store.nonterminal_task_ids():
+        """Start every unfinished task, once the checkpoint file is known to be usable.
+
+        Raises CheckpointsDamaged (before any task starts) when it is not: the daemon must
+        not start on it (`tierd serve` says so and exits with the configuration error code).
+        """
+        await check_checkpoints(self.checkpoints)
+        unfinished = await self.store.nonterminal_task_ids()
+        if unfinished:
+            log.info("resuming %d unfinished task(s)", len(unfinished))
+        for task_id in unfinished:
             self.start(task_id)
 
     async def stop(self) -> None:
@@ -202,23 +249,80 @@ class Runner:
             await self._workflow.close()
 
     async def _drive(self, task_id: str) -> None:
+        workflow: Workflow | None = None
         try:
             workflow = await self._get_workflow()
-            await workflow.run(task_id)
+            await self._run(workflow, task_id)
         except asyncio.CancelledError:
             raise
+        except CheckpointsDamaged as exc:
+            # Found at start, this stops the daemon (see resume_all); found later, every task
+            # fails with what to do, not with an internal error.
+            log.error("task %s cannot run: %s", task_id, exc)
+            await self._fail_quietly(task_id, str(exc))
         except Exception:
             # The workflow records failures itself; this is the last line of defence, so that
             # a bug never leaves a task silently stuck.
             log.exception("workflow for task %s crashed", task_id)
-            with contextlib.suppress(Exception):
-                from daemon.engine.ending import fail_task
-
-                await fail_task(
-                    self.store,
-                    task_id,
-                    "internal error in the workflow; see the daemon log",
-                    self.notifier,
-                )
+            await self._fail_quietly(task_id, "internal error in the workflow; see the daemon log")
         finally:
             self._wakers.pop(task_id, None)
+            if workflow is not None:
+                workflow.forget(task_id)
+
+    async def _fail_quietly(self, task_id: str, reason: str) -> None:
+        """Fail the task with `reason` if that can be written; nothing more can be done."""
+        from daemon.engine.ending import fail_task
+
+        with contextlib.suppress(Exception):
+            await fail_task(self.store, task_id, reason, self.notifier)
+
+    async def _run(self, workflow: Workflow, task_id: str) -> None:
+        """Run the task's workflow; while the disk is full, again after a pause, for a while.
+
+        A run cut by a full disk lost nothing (finished steps are in the memo, an answer that
+        could not be saved is held by the workflow), so the next run goes on from there.
+        """
+        delays = self.room.delays()
+        while True:
+            try:
+                await workflow.run(task_id)
+                return
+            except Exception as exc:
+                full = store_full(exc)
+                if full is None:
+                    raise
+                delay = next(delays, None)
+                if delay is None:
+                    reason = f"the disk stayed full for over {self.room.patience_s:.0f}s: {full}"
+                    await self._fail_when_written(task_id, reason)
+                    return
+                log.warning(
+                    "task %s waits for disk space: %s; trying again in %.0fs", task_id, full, delay
+                )
+                await asyncio.sleep(delay)
+
+    async def _fail_when_written(self, task_id: str, reason: str) -> None:
+        """Fail the task with `reason`, as soon as the disk takes the write.
+
+        Unbounded, but never silent or stuck: the task cannot be marked anything while no
+        write succeeds, each look is logged, and the daemon's stop ends the wait (the next
+        start runs the task again).
+        """
+        from daemon.engine.ending import fail_task
+
+        log.error("task %s: %s; failing it", task_id, reason)
+        while True:
+            try:
+                await fail_task(self.store, task_id, reason, self.notifier)
+                return
+            except Exception as exc:
+                if store_full(exc) is None:
+                    raise
+                log.warning(
+                    "task %s: cannot record its failure yet (%s); trying again in %.0fs",
+                    task_id,
+                    exc,
+                    self.room.longest_s,
+                )
+                await asyncio.sleep(self.room.longest_s)

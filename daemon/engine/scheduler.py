@@ -5,16 +5,22 @@ futures, then works (`StreamWork`). A failed stream fails its dependants (they r
 dependency failed) and, once every stream has ended, the task. A stream may split into
 sub-streams (layered parallelism, depth-limited): the split is validated like a plan and its
 sub-streams run as a DAG of their own, inside the parent stream.
+
+A full disk is not a stream's failure: the stream that hit it stops the whole DAG (every
+stream is cancelled, none is marked failed) and the error goes up to the runner, which runs
+the task again once there is room; finished streams replay from the memo.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from dataclasses import replace
 
 from daemon.engine.context import TaskContext
+from daemon.engine.disk_full import store_full
 from daemon.engine.errors import StreamFailed, TaskFailed
 from daemon.engine.human import HumanWaits
 from daemon.engine.lifecycle import TaskStates
@@ -25,6 +31,8 @@ from roles.plan.schema import Plan, StreamSpec
 from roles.plan.validator import topological_order, validate_plan
 
 __all__ = ["Scheduler"]
+
+log = logging.getLogger("tierd.tasks")
 
 
 class Scheduler:
@@ -54,16 +62,30 @@ class Scheduler:
         order = topological_order(Plan(streams=specs))
         runners = {sid: asyncio.create_task(self._run_stream(self.book[sid])) for sid in order}
         try:
-            await asyncio.gather(*runners.values(), return_exceptions=True)
-        except asyncio.CancelledError:
+            await self._until_done_or_disk_full(list(runners.values()))
+        except BaseException:
             for t in runners.values():
                 t.cancel()
+            await asyncio.gather(*runners.values(), return_exceptions=True)
             raise
         failed = [sid for sid, t in runners.items() if t.exception() is not None]
         if failed:
             reasons = "; ".join(f"{sid}: {runners[sid].exception()}" for sid in failed)
             raise TaskFailed(f"{len(failed)} stream(s) failed: {reasons}")
         return {sid: runners[sid].result() for sid in order}
+
+    async def _until_done_or_disk_full(self, runners: list[asyncio.Task[str]]) -> None:
+        """Wait until every stream has ended; if one met a full disk, raise that once the
+        model calls in flight have come back (their answers are held, not lost: see
+        `gateway.HeldAnswers`); the caller then stops the other streams."""
+        pending = set(runners)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+            for t in done:
+                error = None if t.cancelled() else t.exception()
+                if error is not None and store_full(error) is not None:
+                    await self.ctx.settled()
+                    raise error
 
     async def _run_stream(self, st: StreamState) -> str:
         try:
@@ -82,7 +104,10 @@ class Scheduler:
             st.future.cancel()
             raise
         except Exception as exc:
+            if store_full(exc) is not None:
+                raise  # not the stream's failure: the whole DAG stops (see run_dag)
             st.status = "failed"
+            log.warning("task %s: stream %s failed: %s", self.ctx.task_id, st.spec.id, exc)
             st.future.set_exception(StreamFailed(str(exc)))
             st.future.exception()  # mark retrieved: dependants report it themselves
             with contextlib.suppress(Exception):

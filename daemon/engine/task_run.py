@@ -14,14 +14,15 @@ could reach, an answer that never parsed) fails the task with a partial report.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 from daemon.engine.conflicts import ConflictCheck
 from daemon.engine.context import TaskContext
 from daemon.engine.ending import finalize, partial_report
 from daemon.engine.errors import TaskFailed
-from daemon.engine.gateway import ModelsFactory, Slots, TaskGateway
+from daemon.engine.gateway import HeldAnswers, ModelsFactory, Slots, TaskGateway
 from daemon.engine.human import HumanSignals, HumanWaits, attention
 from daemon.engine.lifecycle import TaskStates
 from daemon.engine.merge import MergeGate
@@ -35,11 +36,14 @@ from daemon.store.states import TERMINAL, TaskState
 from daemon.store.store import Store, TaskRow
 from roles.model_caller import ModelCaller
 from roles.models.errors import ModelError
+from roles.models.routing import check_tiers
 from roles.plan.schema import Plan
 from roles.plan.validator import sequentialize
 from roles.planner import make_plan
 
 __all__ = ["Collaborators", "TaskRun"]
+
+log = logging.getLogger("tierd.tasks")
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,8 @@ class Collaborators:
     signals: HumanSignals
     notifier: Notifier | None = None
     models: ModelsFactory = ModelCaller
+    #: Answers a full disk kept from being saved, for the task's next run to save.
+    held: HeldAnswers = field(default_factory=HeldAnswers)
 
 
 class TaskRun:
@@ -69,22 +75,28 @@ class TaskRun:
         if TaskState(row.state) in TERMINAL:
             return {"state": row.state}
         settings = TaskSettings.from_json(row.settings_json)
+        log.info("task %s: running (from %s)", self.task_id, row.state)
         try:
             await self._run(row, settings)
         except (TaskFailed, ModelError) as exc:
+            log.warning("task %s failed: %s", self.task_id, exc)
             # A ModelError here: every model of a tier failed (retries and fallbacks used up),
             # an answer never parsed, or a tier is set up wrongly, outside any one stream
             # (the planner, the conflict check, the merge); a stream's own failure arrives
             # as a TaskFailed naming the stream.
-            await finalize(self.store, self.task_id, TaskState.failed, str(exc))
-            reason = f"task failed: {exc}"
-            notifier = self.parts.notifier
-            await attention(self.store, notifier, self.task_id, settings, "failed", reason)
+            if await finalize(self.store, self.task_id, TaskState.failed, str(exc)):
+                reason = f"task failed: {exc}"
+                notifier = self.parts.notifier
+                await attention(self.store, notifier, self.task_id, settings, "failed", reason)
             return {"state": "failed"}
         return {"state": "completed"}
 
     async def _run(self, row: TaskRow, settings: TaskSettings) -> None:
         tiers = settings.tiers()
+        # Before any call: a model litellm cannot route fails the task now, not after the
+        # planner has been paid; an unknown price is only a warning (its cost is "unknown").
+        for warning in check_tiers(tiers):
+            log.warning("task %s: %s", self.task_id, warning)
         states = TaskStates(self.store, self.task_id)
         book = StreamBook(self.store, self.task_id, tiers["executor"].model)
         human = HumanWaits(
@@ -97,8 +109,10 @@ class TaskRun:
             self.parts.notifier,
         )
         models = self.parts.models(tiers, self.task_id, UsageRecorder(self.store, self.task_id))
-        gateway = TaskGateway(self.store, self.task_id, self.parts.slots, models, human.progress)
-        ctx = TaskContext.of(self.store, row, settings, gateway)
+        gateway = TaskGateway(
+            self.store, self.task_id, self.parts.slots, models, human.progress, self.parts.held
+        )
+        ctx = TaskContext.of(self.store, row, settings, gateway, gateway.settled)
         work = StreamWork(ctx, book, human)
         plan = await self._planning(ctx, states)
         outputs = await Scheduler(ctx, states, book, work, human).execute(plan)
@@ -108,9 +122,10 @@ class TaskRun:
         assert fresh is not None
         report = await partial_report(self.store, fresh, TaskState.completed, None)
         # leave_wait: an approved result leaves awaiting_approval for completed.
-        await states.move(
+        if await states.move(
             TaskState.completed, leave_wait=True, result=result, report_json=json.dumps(report)
-        )
+        ):
+            log.info("task %s completed", self.task_id)
 
     async def _planning(self, ctx: TaskContext, states: TaskStates) -> Plan:
         row = ctx.row
@@ -125,6 +140,12 @@ class TaskRun:
                 f"no valid plan after {outcome.attempts} attempts: " + "; ".join(outcome.problems)
             )
         plan = sequentialize(outcome.plan) if ctx.settings.never else outcome.plan
+        log.info(
+            "task %s: planned %d stream(s) after %d attempt(s)",
+            self.task_id,
+            len(plan.streams),
+            outcome.attempts,
+        )
         # The plan and its event together: a resumed task skips planning once plan_json is
         # set, so an event written separately could be lost for good.
         await self.store.update_task(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, fields
 
 from daemon.store.store import Store, UsageRow
+from roles.models.costs import price_known
 from roles.models.usage import UsageRecord
 
 __all__ = ["EVENT_FIELDS", "UsageRecorder", "records_of", "to_record", "to_row"]
@@ -30,13 +31,25 @@ _RECORD_FIELDS = frozenset(f.name for f in fields(UsageRecord))
 
 
 def to_row(record: UsageRecord) -> UsageRow:
-    """The `usage` row of a record: every field the table has a column for."""
-    return UsageRow(**{k: v for k, v in asdict(record).items() if k in UsageRow.model_fields})
+    """The `usage` row of a record: every field the table has a column for.
+
+    An unknown cost (None) is stored as 0.0 (the column is NOT NULL in every store written
+    so far); `to_record` reads it back as unknown, from the model's missing price.
+    """
+    row = UsageRow(**{k: v for k, v in asdict(record).items() if k in UsageRow.model_fields})
+    if row.cost_usd is None:
+        row.cost_usd = 0.0
+    return row
 
 
 def to_record(row: UsageRow) -> UsageRecord:
     """A stored row as a record again (fields the table does not keep get their defaults)."""
-    return UsageRecord(**{k: v for k, v in row.model_dump().items() if k in _RECORD_FIELDS})
+    record = UsageRecord(**{k: v for k, v in row.model_dump().items() if k in _RECORD_FIELDS})
+    used = record.prompt_tokens > 0 or record.completion_tokens > 0
+    # Tokens used at no recorded cost: free by the price table, or not priced at all.
+    if not record.cost_usd and used and not price_known(record.model):
+        record.cost_usd = None
+    return record
 
 
 async def records_of(store: Store, task_id: str) -> list[UsageRecord]:

@@ -8,6 +8,8 @@ per task id) are in every checkpoint written, so they stay as they are.
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +17,19 @@ import aiosqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.func import entrypoint
 
+from daemon.engine.checkpoints import open_checkpoints
+from daemon.engine.disk_full import store_full
 from daemon.engine.ending import fail_task, finalize
+from daemon.engine.errors import CheckpointsDamaged
 from daemon.engine.gateway import ModelsFactory, Slots
 from daemon.engine.human import HumanSignals
 from daemon.engine.notify import Notifier
+from daemon.engine.settings import TaskSettings
 from daemon.engine.task_run import Collaborators, TaskRun
 from daemon.store.states import TaskState
 from daemon.store.store import Store
 from roles.model_caller import ModelCaller
+from roles.models.routing import check_tiers
 
 __all__ = ["Workflow", "fail_task"]
 
@@ -45,10 +52,19 @@ class Workflow:
         self._graph: Any = None
 
     async def open(self, checkpoints: Path | None) -> None:
-        """Open the checkpointer (`checkpoints` None: in memory) and compile the program."""
-        self._conn = await aiosqlite.connect(str(checkpoints) if checkpoints else ":memory:")
+        """Open the checkpointer (`checkpoints` None: in memory) and compile the program.
+
+        Raises CheckpointsDamaged when the checkpoint file cannot be used.
+        """
+        self._conn = await open_checkpoints(checkpoints)
         saver = AsyncSqliteSaver(self._conn)
-        await saver.setup()
+        try:
+            await saver.setup()
+        except sqlite3.DatabaseError as exc:
+            await self.close()
+            if store_full(exc) is not None or checkpoints is None:
+                raise
+            raise CheckpointsDamaged(str(checkpoints), str(exc)) from exc
         parts = self.parts
 
         @entrypoint(checkpointer=saver)
@@ -70,6 +86,17 @@ class Workflow:
         payload = None if state.next else task_id
         await self._graph.ainvoke(payload, config, durability="sync")
 
-    async def finalize(self, task_id: str, state: TaskState, reason: str) -> None:
-        """End a task as failed or canceled, keeping what was done in a partial report."""
-        await finalize(self.store, task_id, state, reason)
+    def check_models(self, stored: Mapping[str, Any]) -> list[str]:
+        """Check each role's model in task settings `stored` (flat keys, as `settings_json`)
+        before any call: raises ModelConfigError naming the role and model (a tier set up
+        wrongly, a model litellm cannot route); returns warnings (an unknown price)."""
+        return check_tiers(TaskSettings.from_stored(stored).tiers())
+
+    def forget(self, task_id: str) -> None:
+        """The runner is done with the task for now: drop what is held in memory for it."""
+        self.parts.held.forget(task_id)
+
+    async def finalize(self, task_id: str, state: TaskState, reason: str) -> bool:
+        """End a task as failed or canceled, keeping what was done in a partial report; False
+        if it had reached a final state already (it stays as it is)."""
+        return await finalize(self.store, task_id, state, reason)

@@ -2,6 +2,8 @@
 
 - `tier`: a role's model, where it is served, its fallbacks and limits (`ModelTier`);
 - `client`: litellm, set up for a local daemon (no price-map fetch, no telemetry);
+- `environment`: provider settings from the environment, kept for their own server only;
+- `routing`: which provider serves a model; a tier checked before any call;
 - `transport`: one answer from a tier: the litellm call with its deadline, retries and
   fallbacks;
 - `structured`: JSON answers: finding, parsing and asking for them;

@@ -1,8 +1,10 @@
 """litellm, set up for a local daemon: import it from here, never directly.
 
 litellm reads LITELLM_LOCAL_MODEL_COST_MAP when it is imported, so the variable is set first:
-a daemon offline must not fetch the price map from the network. No debug banners, and no
-usage pings to litellm's servers.
+a daemon offline must not fetch the price map from the network. No debug banners (litellm's
+"LLM Provider NOT provided ... Give Feedback / Get Help" paragraphs), and no usage pings to
+litellm's servers. Provider settings in the environment (an organisation, a base URL) are
+taken out of the clients' reach (`environment`): each request is given only its own.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import litellm
 
+from roles.models import environment
+
 litellm.suppress_debug_info = True
 litellm.telemetry = False
+environment.take()
 
 __all__ = ["litellm"]

@@ -1,20 +1,42 @@
-"""What tokens cost, by litellm's bundled price table (never fetched: see `client`)."""
+"""What tokens cost, by litellm's bundled price table (never fetched: see `client`).
+
+A model missing from the table has no known price: what it used costs "unknown" (None),
+never $0, which would read as free.
+"""
 
 from __future__ import annotations
 
+import functools
+
 from roles.models.client import litellm
 
-__all__ = ["premium_cost"]
+__all__ = ["cost_of", "premium_cost", "price_known"]
 
 
-def premium_cost(prompt_tokens: int, completion_tokens: int, model: str) -> float:
-    """What these tokens cost on `model` by litellm's price table; 0.0 if it is not listed."""
-    if not model or (prompt_tokens <= 0 and completion_tokens <= 0):
-        return 0.0
+@functools.lru_cache(maxsize=256)
+def price_known(model: str) -> bool:
+    """Whether litellm's price table prices `model`."""
+    if not model:
+        return False
     try:
-        prompt_cost, completion_cost = litellm.cost_per_token(
-            model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
-        )
+        litellm.cost_per_token(model=model, prompt_tokens=1, completion_tokens=1)
     except Exception:  # litellm raises for models missing from its table
+        return False
+    return True
+
+
+def cost_of(prompt_tokens: int, completion_tokens: int, model: str) -> float | None:
+    """What these tokens cost on `model`; 0.0 for none; None when the price is unknown."""
+    if prompt_tokens <= 0 and completion_tokens <= 0:
         return 0.0
+    if not price_known(model):
+        return None
+    prompt_cost, completion_cost = litellm.cost_per_token(
+        model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+    )
     return float(prompt_cost) + float(completion_cost)
+
+
+def premium_cost(prompt_tokens: int, completion_tokens: int, model: str) -> float | None:
+    """What these tokens would cost on the premium `model` (None: its price is unknown)."""
+    return cost_of(prompt_tokens, completion_tokens, model)

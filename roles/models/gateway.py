@@ -22,7 +22,7 @@ from roles.models.costs import premium_cost
 from roles.models.errors import ModelCallError, ModelConfigError, ModelError, ModelOutputError
 from roles.models.structured import extract_json, parse
 from roles.models.tier import ModelTier
-from roles.models.transport import Attempts, complete
+from roles.models.transport import LOGGED_ERROR_CHARS, Attempts, complete, one_line
 from roles.models.usage import OnRecord, UsageRecord, emit
 
 __all__ = [
@@ -83,6 +83,7 @@ async def call_model(
     response_model: type[BaseModel] | None = None,
     on_record: OnRecord | None = None,
     repairs: int = DEFAULT_REPAIRS,
+    step: str | None = None,
 ) -> ModelResult:
     """Ask `tier` for an answer to `messages`; parse it as `response_model` if given.
 
@@ -93,6 +94,8 @@ async def call_model(
     Raises ModelCallError when no model answered, ModelOutputError when no answer parsed,
     ModelConfigError when the tier's key variable is not set: all `ModelError`s naming the
     role, the model and the cause. Cancelling the awaiting task closes the in-flight request.
+    `step` (the call's memo key) is sent as `X-Tierd-Step`, so a server's log (the
+    simulator's) can tell which step each request was for.
     """
     headers = {
         "X-Tierd-Role": role,
@@ -102,6 +105,8 @@ async def call_model(
     }
     if stream_id:
         headers["X-Tierd-Stream"] = stream_id
+    if step:
+        headers["X-Tierd-Step"] = step
     c = Attempts(tier, role, purpose, task_id, stream_id, round, on_record, headers)
     conversation = list(messages)
     for repair in range(repairs + 1):
@@ -124,7 +129,18 @@ async def call_model(
                     role=role,
                     model=record.model,
                 ) from exc
-            log.info("%s/%s: answer is not a valid %s, asking again", role, purpose, name)
+            log.warning(
+                "model answer unusable: role=%s purpose=%s task=%s stream=%s model=%s "
+                "attempt=%d: not a valid %s (%s); asking again",
+                role,
+                purpose,
+                task_id,
+                stream_id or "-",
+                record.model,
+                record.attempts,
+                name,
+                one_line(problem, LOGGED_ERROR_CHARS),
+            )
             conversation = _repair_request(messages, text, problem, response_model)
             continue
         await emit(on_record, record)

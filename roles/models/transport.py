@@ -23,14 +23,23 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from roles.models import environment
 from roles.models.client import litellm
-from roles.models.costs import premium_cost
+from roles.models.costs import cost_of
 from roles.models.errors import ModelCallError, ModelConfigError
+from roles.models.routing import provider_of
 from roles.models.structured import response_format, schema_instruction
 from roles.models.tier import NO_KEY, ModelTier
 from roles.models.usage import OnRecord, UsageRecord, emit
 
-__all__ = ["MAX_BACKOFF_S", "MAX_RETRY_AFTER_S", "Attempts", "complete"]
+__all__ = [
+    "LOGGED_ERROR_CHARS",
+    "MAX_BACKOFF_S",
+    "MAX_RETRY_AFTER_S",
+    "Attempts",
+    "complete",
+    "one_line",
+]
 
 log = logging.getLogger("tierd.models")
 
@@ -38,6 +47,8 @@ log = logging.getLogger("tierd.models")
 MAX_RETRY_AFTER_S = 60.0
 #: Ceiling of the exponential backoff between two attempts on one model.
 MAX_BACKOFF_S = 30.0
+#: Longest cause quoted in a log line (the record keeps up to 1000 characters).
+LOGGED_ERROR_CHARS = 300
 
 
 class EmptyAnswerError(RuntimeError):
@@ -113,6 +124,11 @@ def _clean_error(exc: BaseException, secret: str | None) -> str:
     return message[:1000]
 
 
+def one_line(text: str, limit: int) -> str:
+    """`text` on one log line (provider messages hold newlines), at most `limit` characters."""
+    return " ".join(text.split())[:limit]
+
+
 # --- one call ---------------------------------------------------------------------------------
 
 
@@ -125,6 +141,14 @@ def _provider_args(model: str, api_base: str | None) -> dict[str, Any]:
         # A bare name ("llama3") on an OpenAI-compatible server (Ollama, vLLM, simulator).
         return {"custom_llm_provider": "openai"}
     return {}
+
+
+def _same_server(model: str, api_base: str | None, tier: ModelTier) -> bool:
+    """Whether `model` at `api_base` is served where the tier's own model is: the tier's key
+    may go there. Without an api_base, each provider's own server: the same provider."""
+    if api_base != tier.api_base:
+        return False
+    return api_base is not None or provider_of(model, None) == provider_of(tier.model, None)
 
 
 def _supports_schema(model: str) -> bool:
@@ -184,6 +208,9 @@ class Attempts:
         response_model: type[BaseModel] | None,
     ) -> dict[str, Any]:
         """litellm's arguments for one endpoint of the tier."""
+        # What the environment holds for this provider, only for its own endpoint (no
+        # api_base of the config's): nothing from it reaches another server.
+        scoped = environment.for_endpoint(provider_of(model, api_base), api_base)
         kwargs: dict[str, Any] = {
             "model": model,
             "messages": messages,
@@ -191,12 +218,13 @@ class Attempts:
             # Retries happen here, once, with a record each: none inside litellm or openai.
             "num_retries": 0,
             "max_retries": 0,
-            "extra_headers": self.headers,
+            **scoped,
+            "extra_headers": {**scoped.get("extra_headers", {}), **self.headers},
             **_provider_args(model, api_base),
         }
         if api_base:
             kwargs["api_base"] = api_base
-        if key is not None and api_base == self.tier.api_base:
+        if key is not None and _same_server(model, api_base, self.tier):
             kwargs["api_key"] = key
         elif api_base:
             # A keyless local server, or a fallback on a server of its own ("model@url"):
@@ -211,17 +239,32 @@ class Attempts:
     def next_wait(self, exc: BaseException, retry: int, model: str) -> float | None:
         """Seconds to wait before the next attempt on `model`; None: move on to the next."""
         if not _retryable(exc) or retry >= self.tier.max_retries:
-            log.info(
-                "%s/%s: %s failed (%s), moving on", self.role, self.purpose, model, self.last_error
-            )
+            self.log_failure(model, "moving on to the next model, if any")
             return None
         wait = _retry_after(exc)
         if wait is not None and wait > MAX_RETRY_AFTER_S:
-            log.info("%s asks to wait %.0fs: trying the next model", model, wait)
+            self.log_failure(model, f"asked to wait {wait:.0f}s: trying the next model, if any")
             return None
         if wait is None:
             wait = min(MAX_BACKOFF_S, self.tier.backoff_s * 2**retry)
+        self.log_failure(model, f"retrying in {wait:.1f}s")
         return wait
+
+    def log_failure(self, model: str, then: str) -> None:
+        """One line in the daemon's log for a failed attempt: who asked, which model, which
+        attempt, why (`last_error`, already cleaned of the key) and what happens next. Never
+        the key, never the prompt."""
+        log.warning(
+            "model call failed: role=%s purpose=%s task=%s stream=%s model=%s attempt=%d: %s; %s",
+            self.role,
+            self.purpose,
+            self.task_id,
+            self.stream_id or "-",
+            model,
+            self.attempts,
+            one_line(self.last_error, LOGGED_ERROR_CHARS),
+            then,
+        )
 
 
 async def _on_endpoint(
@@ -258,7 +301,7 @@ async def _on_endpoint(
                 error=c.last_error,
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
-                cost_usd=premium_cost(prompt_tokens, completion_tokens, model),
+                cost_usd=cost_of(prompt_tokens, completion_tokens, model),
             )
             await emit(c.on_record, failed)
             wait = c.next_wait(exc, retry, model)
@@ -274,7 +317,7 @@ async def _on_endpoint(
             outcome="ok",
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
-            cost_usd=premium_cost(prompt_tokens, completion_tokens, model),
+            cost_usd=cost_of(prompt_tokens, completion_tokens, model),
         )
     return None
 

@@ -29,7 +29,8 @@ class UsageRecord:
     model: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost_usd: float = 0.0
+    #: Dollars by litellm's price table; None when the model's price is unknown (never $0).
+    cost_usd: float | None = 0.0
     latency_s: float = 0.0
     outcome: str = "ok"  # "ok" | "error"
     #: Which attempt of this call this was (1-based, across retries, fallbacks and repairs).

@@ -116,3 +116,26 @@ def test_a_usage_record_survives_the_store_by_name() -> None:
     again = to_record(row)
     # The table keeps no end time and no round: those come back as their defaults.
     assert again == dataclasses.replace(record, ended_at=0.0, round=0)
+
+
+def test_an_unknown_cost_is_stored_as_zero_and_read_back_as_unknown() -> None:
+    """The usage column is NOT NULL in every store written so far: an unknown cost is kept
+    as 0.0 there, and read back as unknown (None) because the model has no known price."""
+    unpriced = UsageRecord(
+        task_id="t1",
+        stream_id=None,
+        role="executor",
+        purpose="execute",
+        model="openai/qwen2.5-coder",
+        prompt_tokens=100,
+        completion_tokens=10,
+        cost_usd=None,
+    )
+    row = to_row(unpriced)
+    assert row.cost_usd == 0.0
+    assert to_record(row).cost_usd is None
+    # A priced model at $0 stays $0, and an attempt that used nothing costs nothing.
+    free = dataclasses.replace(unpriced, model="openai/gpt-5-mini", cost_usd=0.0)
+    assert to_record(to_row(free)).cost_usd == 0.0
+    unused = dataclasses.replace(unpriced, prompt_tokens=0, completion_tokens=0, cost_usd=0.0)
+    assert to_record(to_row(unused)).cost_usd == 0.0

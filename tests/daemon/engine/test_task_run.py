@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 from support.scripted import Call, ScriptedCaller
 
+from daemon.engine.runner import Runner
 from daemon.engine.settings import shipped_task_defaults
 from daemon.engine.workflow import Workflow
 from daemon.store.store import Store, TaskRow
-from roles.models.errors import ModelCallError, ModelOutputError
+from roles.models.errors import ModelCallError, ModelConfigError, ModelOutputError
 
 _ids = itertools.count(1)
 
@@ -327,6 +328,41 @@ async def test_a_tier_set_up_wrongly_fails_the_task_naming_the_key(engine: Engin
         "models.executor.model is required: a litellm model name, e.g. 'openai/gpt-5-mini'"
     )
     assert engine.model.calls == []
+
+
+async def test_a_model_no_provider_serves_fails_the_task_before_any_call(engine: Engine) -> None:
+    """`nosuchprovider/foo-7b` used to be found out only at the executor's first call, after
+    the planner had been paid; it is refused before planning, naming the role and model."""
+    engine.model.add("plan:*", plan(spec("a")))
+    task_id = await engine.submit(**{"models.executor.model": "nosuchprovider/foo-7b"})
+    row = await engine.run(task_id)
+    assert row.state == "failed"
+    assert row.error is not None and row.error.startswith(
+        "models.executor.model: litellm cannot tell which provider serves 'nosuchprovider/foo-7b'"
+    )
+    assert engine.model.calls == []
+
+
+async def test_the_models_of_settings_are_checked_for_the_service_before_a_task_exists(
+    store: Store,
+) -> None:
+    """What the service asks at submit and config/set: the runner's check_models, the same
+    check a task gets before its first call. Until the engine is loaded it says "not checked"
+    (None) rather than hold a submit; asked to wait, it checks."""
+    runner = Runner(store, NoLimit(), checkpoints=None)  # type: ignore[arg-type]
+    try:
+        stored = shipped_task_defaults()
+        assert await runner.check_models(stored) is None  # the engine is not loaded yet
+        assert await runner.check_models(stored, wait=True) == []
+        local = {**stored, "models.executor.model": "openai/qwen2.5-coder"}
+        local["models.executor.api_base"] = "http://127.0.0.1:11434/v1"
+        (warning,) = await runner.check_models(local) or []
+        assert "price" in warning and "openai/qwen2.5-coder" in warning
+        with pytest.raises(ModelConfigError) as refused:
+            await runner.check_models({**stored, "models.planner.model": "nosuchprovider/x"})
+        assert (refused.value.role, refused.value.model) == ("planner", "nosuchprovider/x")
+    finally:
+        await runner.stop()
 
 
 # --- merge and approval --------------------------------------------------------------------------

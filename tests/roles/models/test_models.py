@@ -105,8 +105,10 @@ def test_premium_cost_from_the_price_table() -> None:
     p, c = litellm.cost_per_token(model=PREMIUM, prompt_tokens=1000, completion_tokens=1000)
     assert premium == pytest.approx(p + c) and premium > 0
     assert premium_cost(1000, 1000, CHEAP) < premium
-    assert premium_cost(1000, 1000, "openai/not-a-real-model-xyz") == 0.0
+    # A price litellm does not know is unknown, never $0; no tokens cost nothing anywhere.
+    assert premium_cost(1000, 1000, "openai/not-a-real-model-xyz") is None
     assert premium_cost(0, 0, PREMIUM) == 0.0
+    assert premium_cost(0, 0, "openai/not-a-real-model-xyz") == 0.0
 
 
 # --- calls ------------------------------------------------------------------------------------
@@ -196,7 +198,7 @@ async def test_schema_in_the_prompt_when_the_model_has_no_schema_support() -> No
         )
         assert isinstance(result.parsed, Plan)
         assert calls(sim.url)[0]["schema"] is None
-        assert result.record.cost_usd == 0.0  # not in the price table
+        assert result.record.cost_usd is None  # not in the price table: unknown, not $0
 
 
 async def test_429_is_retried_after_the_retry_after_delay() -> None:
@@ -632,3 +634,15 @@ async def test_a_fallback_on_another_server_is_never_sent_the_tiers_key() -> Non
         other.shutdown()
     assert result.text == "from elsewhere"
     assert seen and all(SECRET not in h for h in seen), seen
+
+
+async def test_each_request_names_its_step() -> None:
+    """The model caller sends the call's memo key as X-Tierd-Step, so a server's log can match
+    every request to the step it was for (the chaos test proves no saved step is asked again)."""
+    from roles.model_caller import ModelCaller
+
+    with running_simulator(FAST) as sim:
+        caller = ModelCaller({"executor": tier(sim, CHEAP)}, "t-step")
+        await caller("executor", "execute", MESSAGES, key="exec:s1:r0:a0", stream_id="s1")
+        (call,) = calls(sim.url)
+    assert (call["task_id"], call["stream_id"], call["step"]) == ("t-step", "s1", "exec:s1:r0:a0")

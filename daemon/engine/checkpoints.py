@@ -1,0 +1,57 @@
+"""The checkpoint database: checked before any task runs on it, opened for the workflow.
+
+LangGraph keeps each task's checkpoints in one SQLite file (`checkpoints.db` in the data
+directory). A file that is not a database, or a damaged one, would otherwise let the daemon
+start, accept tasks and fail every one with an internal error; so it is checked when the
+engine starts (`check`) and again when the workflow opens it (`open_checkpoints`), and either
+raises `CheckpointsDamaged` naming the file and what to do. Only the standard library's
+sqlite3 here: the check runs before the heavy engine import has finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from pathlib import Path
+
+import aiosqlite
+
+from daemon.engine.disk_full import store_full
+from daemon.engine.errors import CheckpointsDamaged
+
+__all__ = ["check", "open_checkpoints"]
+
+#: Problems quick_check lists in a message, at most.
+SHOWN_PROBLEMS = 3
+
+
+def _check_sync(path: Path) -> None:
+    if not path.exists():
+        return  # a first start: LangGraph creates it
+    try:
+        # Not read-only: SQLite may need to replay the WAL a crash left behind.
+        with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn:
+            # Reads every page once (fast: the file holds checkpoints, not the task store),
+            # so damage deep in the file is found now, not mid-task.
+            rows = conn.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        if store_full(exc) is not None:
+            raise  # a full or failing disk is not the file's fault
+        raise CheckpointsDamaged(str(path), str(exc)) from exc
+    problems = [str(r[0]) for r in rows if r and r[0] != "ok"]
+    if problems:
+        raise CheckpointsDamaged(str(path), "; ".join(problems[:SHOWN_PROBLEMS]))
+
+
+async def check(path: Path | None) -> None:
+    """Raise CheckpointsDamaged if the checkpoint file at `path` cannot be used (None: the
+    checkpoints live in memory, nothing to check)."""
+    if path is not None:
+        await asyncio.to_thread(_check_sync, path)
+
+
+async def open_checkpoints(path: Path | None) -> aiosqlite.Connection:
+    """A connection to the checkpoint database (None: in memory), checked first."""
+    await check(path)
+    return await aiosqlite.connect(str(path) if path else ":memory:")
