@@ -35,6 +35,7 @@ from daemon.api.connections import ConnectionLimits, protocol_for
 from daemon.api.guard import is_loopback_name
 from daemon.config.layers import Config, ConfigError, load_config
 from daemon.engine import notify
+from daemon.engine.errors import CheckpointsDamaged
 from daemon.home.discovery import (
     AlreadyRunning,
     Discovery,
@@ -45,7 +46,9 @@ from daemon.home.discovery import (
     write_discovery,
 )
 from daemon.home.paths import HomeNotWritable, Homes, resolve_homes, sqlite_files
+from daemon.service.task_config import task_settings
 from daemon.store.errors import StoreInUse, StoreUnavailable
+from roles.models.errors import ModelConfigError
 
 log = logging.getLogger("tierd")
 
@@ -137,6 +140,7 @@ def _refuse(message: str, status: int) -> int:
 def serve(opts: ServeOptions, homes: Homes | None = None) -> int:
     """Run the daemon in the foreground; returns the process exit status."""
     homes = homes or resolve_homes()
+    _configure_logging(opts.log_level)
     # The notification hook is the user's program: it gets the user's own umask back.
     notify.set_hook_umask(os.umask(PRIVATE_UMASK))
     try:
@@ -244,8 +248,40 @@ async def _run(daemon: Daemon, server: _Server, sock: socket.socket) -> None:
     # database from a newer tierd) is one clear line, not a server traceback.
     try:
         await daemon.start()
+    except CheckpointsDamaged as exc:
+        print(f"tierd: {exc}", file=sys.stderr)
+        await daemon.stop()
+        raise SystemExit(2) from None
     except Exception as exc:
         print(f"tierd: cannot start: {exc}", file=sys.stderr)
         await daemon.stop()
         raise SystemExit(_start_failure_status(exc)) from None
-    await server.serve(sockets=[sock])
+    checking = asyncio.create_task(_check_models(daemon))
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        checking.cancel()
+
+
+async def _check_models(daemon: Daemon) -> None:
+    """Say at start, in the log, when a role's model cannot be used: submits are refused
+    with the same words (-32003) until the configuration is fixed. Not before serving: the
+    check needs litellm, and waiting for it would hold up the start by seconds."""
+    try:
+        await daemon.runner.check_models(task_settings(daemon.config), wait=True)
+    except ModelConfigError as exc:
+        log.error("%s; tasks are refused until it is fixed (tierd config set ...)", exc)
+    except Exception:  # the check must never take the daemon down
+        log.exception("could not check the configured models")
+
+
+def _configure_logging(level: str) -> None:
+    """tierd's own lines (task lifecycle, failed model calls) go to stderr at info level
+    unless a quieter level is asked for; uvicorn keeps `level` for its own."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    tierd = logging.getLogger("tierd")
+    tierd.handlers[:] = [handler]
+    quiet = {"error": logging.ERROR, "critical": logging.CRITICAL}
+    tierd.setLevel(logging.DEBUG if level in ("debug", "trace") else quiet.get(level, logging.INFO))
+    tierd.propagate = False

@@ -75,7 +75,10 @@ def fmt_tokens(n: float) -> str:
     return f"{int(n):,}"
 
 
-def fmt_usd(x: float) -> str:
+def fmt_usd(x: float | None) -> str:
+    """Dollars; "unknown" when a model's price is not known (never $0, which reads as free)."""
+    if x is None:
+        return "unknown"
     return f"${x:.4f}" if x < 100 else f"${x:,.2f}"
 
 
@@ -102,7 +105,8 @@ class RoleUse:
     model: str = ""
     calls: int = 0
     tokens: int = 0
-    cost: float = 0.0
+    #: None once a call of a model with no known price was made.
+    cost: float | None = 0.0
 
 
 @dataclass
@@ -171,11 +175,12 @@ class LiveTask:
         role = data.get("role", "?")
         use = self.roles.setdefault(role, RoleUse())
         tokens = int(data.get("prompt_tokens", 0)) + int(data.get("completion_tokens", 0))
+        priced = data.get("cost_usd") is not None
         cost = float(data.get("cost_usd") or 0.0)
         use.model = data.get("model") or use.model
         use.calls += 1
         use.tokens += tokens
-        use.cost += cost
+        use.cost = use.cost + cost if use.cost is not None and priced else None
         sid = data.get("stream_id")
         if sid and sid in self.streams:
             self.streams[sid].tokens += tokens
@@ -322,7 +327,9 @@ class LiveTask:
                 continue
             total.calls += use.calls
             total.tokens += use.tokens
-            total.cost += use.cost
+            total.cost = (
+                total.cost + use.cost if total.cost is not None and use.cost is not None else None
+            )
             table.add_row(
                 Text(role),
                 Text(short_model(use.model)),
@@ -512,9 +519,9 @@ def report_lines(report: dict[str, Any]) -> list[str]:
     elif t:
         lines.append(f"time: the whole task took {t.get('wall_clock_s', 0.0):.1f}s.")
     if c:
-        total, premium = c.get("total_usd", 0.0), c.get("premium_only_usd", 0.0)
-        saved = c.get("tiering_saved_usd", 0.0)
-        share = f" ({saved / premium:.0%})" if premium else ""
+        total, premium = c.get("total_usd"), c.get("premium_only_usd")
+        saved = c.get("tiering_saved_usd")
+        share = f" ({saved / premium:.0%})" if premium and saved is not None else ""
         lines.append(
             f"cost: {fmt_usd(total)}; the same tokens all on "
             f"{c.get('premium_model', 'the premium model')} would cost "

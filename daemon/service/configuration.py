@@ -15,6 +15,7 @@ from daemon.service.errors import InvalidParams
 from daemon.service.params import MAX_INT64, ConfigGetParams, ConfigSetParams
 from daemon.service.ports import Engine
 from daemon.service.results import ConfigDocument, ConfigEntry
+from daemon.service.task_config import check_routing, task_settings
 
 
 def _check_int64(key: str, value: Any) -> None:
@@ -58,6 +59,10 @@ class Configuration:
         _check_int64(params.key, params.value)
         try:
             value = check_value(params.key, params.value, self.current.defaults)
+            if params.key.startswith("models."):
+                # A model litellm cannot route is refused now, not after a planner was paid.
+                candidate = {**task_settings(self.current), params.key: value}
+                await check_routing(self._engine, candidate, wait=True)
             if params.key == "concurrency.ceiling":
                 # Applied first: a ceiling the governor refuses is never written to the file.
                 self._engine.set_ceiling(int(value))

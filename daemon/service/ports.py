@@ -5,6 +5,7 @@ The daemon's composition root hands the runner in; tests can hand in anything th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 
@@ -16,3 +17,6 @@ class Engine(Protocol):
     def wake(self, task_id: str) -> None: ...
     def concurrency(self) -> dict[str, Any]: ...
     def set_ceiling(self, ceiling: int) -> None: ...
+    async def check_models(
+        self, stored: Mapping[str, Any], *, wait: bool = False
+    ) -> list[str] | None: ...

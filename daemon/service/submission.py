@@ -22,7 +22,12 @@ from daemon.service.errors import Busy, InvalidParams
 from daemon.service.params import SubmitParams
 from daemon.service.ports import Engine
 from daemon.service.results import Submitted
-from daemon.service.task_config import check_models, effective_config, task_settings
+from daemon.service.task_config import (
+    check_models,
+    check_routing,
+    effective_config,
+    task_settings,
+)
 from daemon.store.states import TaskState
 from daemon.store.store import Store, TaskRow
 
@@ -118,6 +123,7 @@ class Submission:
         await self._admit()
         config = effective_config(self._configuration.current, params.options)
         check_models(config, self._env)
+        await check_routing(self._engine, task_settings(config), wait=False)
         self._admitting += 1
         creating = asyncio.ensure_future(self._create(params, config))
         # Counted until the creation itself ends, not the request: a client that goes away

@@ -8,6 +8,7 @@ task already submitted.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -15,6 +16,10 @@ from typing import Any
 from daemon.config.layers import Config, ConfigError, Layer, check_values, project_layer
 from daemon.service.errors import InvalidParams, NotConfigured
 from daemon.service.params import TaskOptions
+from daemon.service.ports import Engine
+from roles.models.errors import ModelConfigError
+
+log = logging.getLogger("tierd.service")
 
 ROLES = ("orchestrator", "planner", "executor")
 #: The task option that overrides each configuration key.
@@ -88,3 +93,19 @@ def check_models(config: Config, env: Mapping[str, str]) -> None:
 def task_settings(config: Config) -> dict[str, Any]:
     """The values a task stores with it: those of the tables its workflow reads."""
     return {k: v for k, v in config.values.items() if k.split(".")[0] in TASK_SECTIONS}
+
+
+async def check_routing(engine: Engine, stored: Mapping[str, Any], *, wait: bool) -> list[str]:
+    """Refuse models litellm cannot route before any call is paid for; the warnings (a model
+    whose price is unknown) for the caller to pass on. Until the engine has loaded (and not
+    `wait`), nothing is checked here: the task checks again before its first call."""
+    try:
+        warnings = await engine.check_models(stored, wait=wait)
+    except ModelConfigError as exc:
+        data: dict[str, Any] = {"role": exc.role, "model": exc.model}
+        if exc.role:
+            data["key"] = f"models.{exc.role}.model"
+        raise NotConfigured(str(exc), data) from exc
+    for warning in warnings or []:
+        log.warning("%s", warning)
+    return list(warnings or [])

@@ -640,3 +640,5 @@ def test_daemon_logs_are_not_empty(worked: Worked) -> None:
     # announces itself and reports each failed model call.
     text = (worked.d.logs / "daemon.err").read_text()
     assert "listening on" in text
+    # tierd's own lines, not only uvicorn's: every primary executor call fails in this scenario.
+    assert "model call failed: role=executor" in text

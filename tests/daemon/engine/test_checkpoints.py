@@ -173,11 +173,6 @@ def test_a_damaged_checkpoint_file_stops_serve_and_moving_it_away_resumes_the_ta
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon/api/server.py must answer CheckpointsDamaged with the configuration-error "
-    "exit code 2 (today: 'cannot start', 1); remove this mark once it does",
-)
 def test_serve_exits_with_the_configuration_error_code(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
