@@ -194,6 +194,18 @@ class Runner:
         workflow = await self._get_workflow()
         return workflow.check_models(stored)
 
+    def model_prices(
+        self, models: Mapping[str, str]
+    ) -> dict[str, tuple[float, float] | None] | None:
+        """Each role's model's price per million input and output tokens (None: unknown);
+        None as a whole until the engine has loaded: litellm's import must never block the
+        event loop for a status read."""
+        if self._workflow is None:
+            return None
+        from roles.models.costs import price_per_million
+
+        return {role: price_per_million(model) for role, model in models.items()}
+
     def wake(self, task_id: str) -> None:
         """Something a waiting workflow may need arrived (an answer, a decision)."""
         signal = self._wakers.pop(task_id, None)

@@ -176,6 +176,14 @@ class ProcessView(BaseModel):
     asyncio_tasks: int | None
 
 
+class ModelPrice(BaseModel):
+    """A role's model and its price by litellm's table (null: the price is not known)."""
+
+    model: str
+    input_usd_per_mtok: float | None = None
+    output_usd_per_mtok: float | None = None
+
+
 class DaemonStatus(BaseModel):
     version: str
     pid: int
@@ -185,6 +193,10 @@ class DaemonStatus(BaseModel):
     concurrency: ConcurrencyView
     limits: Limits
     process: ProcessView
+    models: dict[str, ModelPrice] | None = Field(
+        default=None,
+        description="each role's model and its price; null until the engine has loaded",
+    )
 
 
 # --- configuration -----------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from daemon.service.admission import ActiveTasks
 from daemon.service.configuration import Configuration
 from daemon.service.diagnostics import process_snapshot
 from daemon.service.ports import Engine
-from daemon.service.results import ConcurrencyView, DaemonStatus, Limits
+from daemon.service.results import ConcurrencyView, DaemonStatus, Limits, ModelPrice
+from daemon.service.task_config import ROLES
 from daemon.store.states import TaskState
 from daemon.store.store import Store, redact_url
 
@@ -46,4 +47,21 @@ class StatusReport:
                 max_active_tasks=self._configuration.current.get("limits.max_active_tasks"),
             ),
             process=process_snapshot(),
+            models=self._models(),
         )
+
+    def _models(self) -> dict[str, ModelPrice] | None:
+        config = self._configuration.current
+        models = {role: str(config.get(f"models.{role}.model") or "") for role in ROLES}
+        prices = self._engine.model_prices(models)
+        if prices is None:
+            return None
+        out = {}
+        for role, model in models.items():
+            known = prices[role]
+            out[role] = ModelPrice(
+                model=model,
+                input_usd_per_mtok=known[0] if known else None,
+                output_usd_per_mtok=known[1] if known else None,
+            )
+        return out

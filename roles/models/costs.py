@@ -10,7 +10,7 @@ import functools
 
 from roles.models.client import litellm
 
-__all__ = ["cost_of", "premium_cost", "price_known"]
+__all__ = ["cost_of", "premium_cost", "price_known", "price_per_million"]
 
 
 @functools.lru_cache(maxsize=256)
@@ -40,3 +40,14 @@ def cost_of(prompt_tokens: int, completion_tokens: int, model: str) -> float | N
 def premium_cost(prompt_tokens: int, completion_tokens: int, model: str) -> float | None:
     """What these tokens would cost on the premium `model` (None: its price is unknown)."""
     return cost_of(prompt_tokens, completion_tokens, model)
+
+
+def price_per_million(model: str) -> tuple[float, float] | None:
+    """Dollars per million input and per million output tokens of `model`; None: unknown."""
+    if not price_known(model):
+        return None
+    per_input, _ = litellm.cost_per_token(model=model, prompt_tokens=1_000_000, completion_tokens=0)
+    _, per_output = litellm.cost_per_token(
+        model=model, prompt_tokens=0, completion_tokens=1_000_000
+    )
+    return float(per_input), float(per_output)

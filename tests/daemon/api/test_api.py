@@ -8,7 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
-from support.daemon import DaemonProcess, daemon_on_simulator
+from support import CHEAP, PREMIUM
+from support.daemon import DaemonProcess, daemon_on_simulator, wait_for
 from support.simulator import SLOW_MODELS
 
 
@@ -154,6 +155,15 @@ def test_status_and_discover(daemon: DaemonProcess) -> None:
     submit_m = next(m for m in doc["methods"] if m["name"] == "task/submit")
     goal = next(p for p in submit_m["params"] if p["name"] == "goal")
     assert goal["required"] is True
+
+
+def test_status_gives_each_roles_model_and_price(daemon: DaemonProcess) -> None:
+    # Prices come from litellm's bundled table once the engine has loaded (in the background).
+    models = wait_for(lambda: daemon.rpc("daemon/status")["result"]["models"], 60)
+    assert models["planner"]["model"] == PREMIUM and models["executor"]["model"] == CHEAP
+    premium, cheap = models["planner"], models["executor"]
+    assert 0 < cheap["input_usd_per_mtok"] < premium["input_usd_per_mtok"]
+    assert 0 < cheap["output_usd_per_mtok"] < premium["output_usd_per_mtok"]
 
 
 def test_overlong_goal_names_the_field(daemon: DaemonProcess) -> None:

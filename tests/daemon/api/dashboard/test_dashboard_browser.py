@@ -429,6 +429,11 @@ def test_change_the_rules_from_the_settings_page(page: Page, daemon: DashboardDa
     expect(page.get_by_role("img", name=re.compile("Agent limit against memory"))).to_be_visible(
         timeout=10_000
     )
+    # Each role's model with its price from litellm's table (the simulator serves gpt-5*),
+    # filled in live once the daemon's engine has loaded.
+    expect(page.get_by_label("The planner")).to_contain_text(
+        re.compile(r"\$\d+\.\d+ in, \$\d+\.\d+ out per million tokens"), timeout=60_000
+    )
     _shoot(page, "settings")
 
 

@@ -95,7 +95,15 @@ function rules(doc, after) {
   ];
 }
 
-function models(doc, after) {
+function price(status, role) {
+  const known = status && status.models ? status.models[role] : null;
+  if (!status || !status.models) return "checking…";
+  if (!known || known.input_usd_per_mtok === null) return "price unknown";
+  const usd = (x) => `$${x.toFixed(x < 1 ? 3 : 2)}`;
+  return `${usd(known.input_usd_per_mtok)} in, ${usd(known.output_usd_per_mtok)} out per million tokens`;
+}
+
+function models(doc, after, status) {
   return h("div", { class: "models" }, ROLES.map((role) => {
     const m = doc.config.models[role];
     const input = h("input", { type: "text", value: m.model, size: 24 });
@@ -105,7 +113,7 @@ function models(doc, after) {
       h("dl", { class: "figures" },
         h("div", { class: "metric" }, h("dt", {}, "Server"), h("dd", {}, m.api_base || "the provider's own")),
         h("div", { class: "metric" }, h("dt", {}, "Fallbacks"), h("dd", {}, m.fallbacks.length ? m.fallbacks.join(", ") : "none")),
-        h("div", { class: "metric" }, h("dt", {}, "Price"), h("dd", {}, "price unknown"))));
+        h("div", { class: "metric" }, h("dt", {}, "Price"), h("dd", { class: "price", "data-role": role }, price(status, role)))));
   }));
 }
 
@@ -123,6 +131,7 @@ export function mount(main) {
 
   async function load() {
     const doc = await api.get("/v1/config");
+    const status = await api.get("/v1/status").catch(() => null);
     const c = doc.config;
     rerender(content, () => [
       h("section", { "aria-labelledby": "rules-title" }, h("h2", { id: "rules-title" }, "Rules"), rules(doc, load)),
@@ -133,13 +142,17 @@ export function mount(main) {
       h("section", { "aria-labelledby": "concurrency-title" }, h("h2", { id: "concurrency-title" }, "Concurrency"),
         numberSetting("concurrency.ceiling", "Most agents at once (ceiling)", c.concurrency.ceiling, 1, 10000, doc, load),
         governor, chart),
-      h("section", { "aria-labelledby": "models-title" }, h("h2", { id: "models-title" }, "Models"), models(doc, load)),
+      h("section", { "aria-labelledby": "models-title" }, h("h2", { id: "models-title" }, "Models"), models(doc, load, status)),
     ]);
   }
 
   load().catch((err) => rerender(content, () => h("p", { class: "error" }, `Could not load the settings: ${err.message}`)));
   statusFeed.setPeriod(1000);
   const unsubscribe = statusFeed.subscribe((status, samples) => {
+    // Prices arrive once the daemon's engine has loaded: fill them in as they do.
+    for (const cell of content.querySelectorAll("dd.price")) {
+      cell.textContent = price(status, cell.dataset.role);
+    }
     const c = status.concurrency;
     rerender(governor, () => h("dl", { class: "figures" },
       [["Agent limit now", `${c.limit} of ${c.ceiling}`], ["Running", String(c.in_flight)], ["Waiting", String(c.waiting)],
