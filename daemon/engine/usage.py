@@ -7,11 +7,15 @@ the same fields under the same names, so a record is converted by name, never fi
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, fields
 
+from daemon.store.errors import StoreFull
 from daemon.store.store import Store, UsageRow
 from roles.models.costs import price_known
 from roles.models.usage import UsageRecord
+
+log = logging.getLogger("tierd.models")
 
 __all__ = ["EVENT_FIELDS", "UsageRecorder", "records_of", "to_record", "to_row"]
 
@@ -67,7 +71,19 @@ class UsageRecorder:
     async def __call__(self, record: UsageRecord) -> None:
         row = to_row(record)
         row.task_id = self.task_id
-        await self.store.record_usage(row)
         data = {name: getattr(record, name) for name in EVENT_FIELDS}
         data["latency_s"] = round(record.latency_s, 4)
-        await self.store.append_event(self.task_id, "model.call", data)
+        try:
+            await self.store.record_usage(row)
+            await self.store.append_event(self.task_id, "model.call", data)
+        except StoreFull as exc:
+            # An expected condition, not a bug: one line, no traceback. The answer itself is
+            # kept by the gateway and saved once there is room; only this accounting row of
+            # the call is lost.
+            log.warning(
+                "task %s: usage of a %s/%s call not recorded: %s",
+                self.task_id,
+                record.role,
+                record.purpose,
+                exc,
+            )

@@ -16,6 +16,7 @@ provider and nowhere else.
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import secrets
@@ -327,10 +328,22 @@ def test_token_in_query_string_is_refused_even_when_right(worked: Worked, param:
 def test_healthz_is_open_but_says_nothing(worked: Worked) -> None:
     with httpx.Client(base_url=worked.d.url, timeout=30) as h:
         r = h.get("/healthz")
-        assert r.status_code == 200 and r.json() == {"ok": True}
+        # No secret, nothing about tasks: the instance id only lets a client check, before
+        # it sends the token, that this is the daemon its daemon.json names.
+        assert r.status_code == 200 and set(r.json()) == {"ok", "instance_id"}
+        info = json.loads((worked.d.home / "daemon.json").read_text())
+        assert r.json()["instance_id"] == info["instance_id"]
         # Only the exact path is open: look-alikes still want the token.
-        for path in ("/healthz/", "/healthz/../v1/status", "//healthz", "/HEALTHZ"):
+        for path in ("/healthz/", "/healthz/../v1/status", "/HEALTHZ"):
             assert h.get(path).status_code == 401, path
+    # httpx would read "//healthz" as a host name: send that path as it is.
+    url = httpx.URL(worked.d.url)
+    conn = http.client.HTTPConnection(url.host, url.port, timeout=30)
+    try:
+        conn.request("GET", "//healthz")
+        assert conn.getresponse().status == 401
+    finally:
+        conn.close()
 
 
 # --- Origin ---------------------------------------------------------------------------------
