@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
 from support.daemon import DaemonProcess, wait_for, write_config
+from support.plans import stream
 from support.simulator import running_simulator, stats, use_scenario
 
 from daemon.engine import checkpoints
@@ -25,18 +25,6 @@ from daemon.engine.workflow import Workflow
 from daemon.store.store import Store
 
 TERMINAL = {"completed", "failed", "canceled"}
-
-
-def stream(id_: str) -> dict[str, Any]:
-    return {
-        "id": id_,
-        "title": f"Stream {id_}",
-        "job": f"Do part {id_}.",
-        "output_definition": f"The {id_} part.",
-        "ownership": [f"area-{id_}/"],
-        "depends_on": [],
-        "acceptance_check": "It is there.",
-    }
 
 
 FAST = {"planner": 0.05, "orchestrator": 0.05, "executor": 0.05}

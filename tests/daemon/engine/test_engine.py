@@ -8,24 +8,12 @@ from typing import Any
 
 import pytest
 from support.daemon import DaemonProcess, wait_for, write_config
+from support.plans import stream
 from support.simulator import running_simulator, stats, use_scenario
 
 pytestmark = pytest.mark.slow
 
 LIVE = {"completed", "failed", "canceled", "input_required", "awaiting_approval"}
-
-
-def stream(id_: str, deps: list[str] | None = None, **kw: Any) -> dict[str, Any]:
-    return {
-        "id": id_,
-        "title": f"Stream {id_}",
-        "job": f"Do part {id_}.",
-        "output_definition": f"The {id_} part.",
-        "ownership": [f"area-{id_}/"],
-        "depends_on": deps or [],
-        "acceptance_check": "It is there.",
-        **kw,
-    }
 
 
 SIX = {

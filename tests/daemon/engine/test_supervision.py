@@ -21,6 +21,7 @@ import httpx
 import pytest
 from support import CHEAP, PREMIUM, ROOT
 from support.daemon import DaemonProcess, wait_for
+from support.plans import stream
 from support.simulator import running_simulator, stats
 
 pytestmark = pytest.mark.slow
@@ -29,18 +30,6 @@ WAITING = {"input_required", "awaiting_approval"}
 SETTLED = WAITING | {"completed", "failed", "canceled"}
 SECRET_ENV = "TIERD_SUPERVISION_KEY"
 SECRET = "sk-supervision-test-secret"
-
-
-def stream(id_: str, deps: list[str] | None = None) -> dict[str, Any]:
-    return {
-        "id": id_,
-        "title": f"Stream {id_}",
-        "job": f"Do part {id_}.",
-        "output_definition": f"The {id_} part.",
-        "ownership": [f"area-{id_}/"],
-        "depends_on": deps or [],
-        "acceptance_check": "It is there.",
-    }
 
 
 FAST = {"planner": 0.05, "orchestrator": 0.05, "executor": 0.1}

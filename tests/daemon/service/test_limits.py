@@ -28,21 +28,10 @@ import httpx
 import psutil
 import pytest
 from support.daemon import DaemonProcess, wait_for, write_config
+from support.plans import stream
 from support.simulator import running_simulator
 
 TERMINAL = {"completed", "failed", "canceled"}
-
-
-def stream(id_: str) -> dict[str, Any]:
-    return {
-        "id": id_,
-        "title": f"Stream {id_}",
-        "job": f"Do part {id_}.",
-        "output_definition": f"The {id_} part.",
-        "ownership": [f"area-{id_}/"],
-        "depends_on": [],
-        "acceptance_check": "It is there.",
-    }
 
 
 #: One stream per task; latencies long enough that accepted tasks are still running while

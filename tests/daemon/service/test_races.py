@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from support.daemon import DaemonProcess, wait_for, write_config
+from support.plans import stream
 from support.simulator import running_simulator, use_scenario
 
 pytestmark = pytest.mark.slow
@@ -26,18 +27,6 @@ TERMINAL = {"completed", "failed", "canceled"}
 #: Tasks raced at once in each phase.
 N = 9
 FAST = {"planner": 0.02, "orchestrator": 0.02, "executor": 0.05}
-
-
-def stream(id_: str) -> dict[str, Any]:
-    return {
-        "id": id_,
-        "title": f"Stream {id_}",
-        "job": f"Do part {id_}.",
-        "output_definition": f"The {id_} part.",
-        "ownership": [f"area-{id_}/"],
-        "depends_on": [],
-        "acceptance_check": "It is there.",
-    }
 
 
 #: Tasks stay running: the executor takes a minute.
