@@ -42,8 +42,12 @@ def premium_cost(prompt_tokens: int, completion_tokens: int, model: str) -> floa
     return cost_of(prompt_tokens, completion_tokens, model)
 
 
+@functools.lru_cache(maxsize=256)
 def price_per_million(model: str) -> tuple[float, float] | None:
-    """Dollars per million input and per million output tokens of `model`; None: unknown."""
+    """Dollars per million input and per million output tokens of `model`; None: unknown.
+
+    Cached: the price table is bundled and never changes in a process, and daemon/status
+    (which the dashboard polls every second) asks for every role's model each time."""
     if not price_known(model):
         return None
     per_input, _ = litellm.cost_per_token(model=model, prompt_tokens=1_000_000, completion_tokens=0)
