@@ -43,6 +43,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "limits.max_event_streams": (1, 100_000),
     "models.*.timeout_s": (0.1, 86_400),
     "models.*.max_retries": (0, 20),
+    "models.*.max_repairs": (0, 10),
     "plan.max_streams": (1, 200),
     "plan.max_attempts": (1, 20),
     "plan.split_depth": (0, 5),

@@ -41,8 +41,6 @@ __all__ = [
 
 log = logging.getLogger("tierd.models")
 
-#: How many times a structured answer that does not parse is sent back to the model.
-DEFAULT_REPAIRS = 2
 #: Longest piece of an invalid answer quoted back to the model in a repair request.
 REPAIR_QUOTE_CHARS = 4000
 
@@ -82,13 +80,14 @@ async def call_model(
     round: int = 0,
     response_model: type[BaseModel] | None = None,
     on_record: OnRecord | None = None,
-    repairs: int = DEFAULT_REPAIRS,
+    repairs: int | None = None,
     step: str | None = None,
 ) -> ModelResult:
     """Ask `tier` for an answer to `messages`; parse it as `response_model` if given.
 
     Retries (exponential backoff, Retry-After honoured), then fallback models, then, for an
-    answer that does not parse, up to `repairs` requests quoting the error back to the model.
+    answer that does not parse, up to `repairs` (default: the tier's `max_repairs`) requests
+    quoting the error back to the model.
     Retried: timeouts, refused or reset connections, 408/409/429/5xx, a body that is not
     JSON, an empty answer. Every wait is bounded (see `transport`).
     Raises ModelCallError when no model answered, ModelOutputError when no answer parsed,
@@ -109,6 +108,7 @@ async def call_model(
         headers["X-Tierd-Step"] = step
     c = Attempts(tier, role, purpose, task_id, stream_id, round, on_record, headers)
     conversation = list(messages)
+    repairs = tier.max_repairs if repairs is None else repairs
     for repair in range(repairs + 1):
         text, record = await complete(c, conversation, response_model)
         if response_model is None:

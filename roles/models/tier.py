@@ -41,6 +41,8 @@ class ModelTier:
     fallbacks: list[str] = field(default_factory=list)
     timeout_s: float = 120.0
     max_retries: int = 3
+    #: Requests quoting a parse error back to the model before its answer counts as unusable.
+    max_repairs: int = 2
     #: First delay of the exponential backoff between retries (doubles each time).
     backoff_s: float = 0.5
 
@@ -51,6 +53,7 @@ class ModelTier:
         "fallbacks",
         "timeout_s",
         "max_retries",
+        "max_repairs",
         "backoff_s",
     )
 
@@ -104,6 +107,7 @@ class ModelTier:
             fallbacks=[f.strip() for f in fallbacks],
             timeout_s=timeout,
             max_retries=number("max_retries", 3, 0, integer=True),
+            max_repairs=number("max_repairs", 2, 0, integer=True),
             backoff_s=number("backoff_s", 0.5, 0.0),
         )
 

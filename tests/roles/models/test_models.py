@@ -507,6 +507,23 @@ async def test_answer_that_never_parses_raises_model_output_error() -> None:
     assert len(rec.records) == 3 and all(r.outcome == "error" for r in rec.records)
 
 
+async def test_the_tiers_max_repairs_bounds_the_repair_requests() -> None:
+    scenario = {**FAST, "failures": [{"kind": "malformed", "purpose": "plan", "rate": 1.0}]}
+    rec = Recorder()
+    with running_simulator(scenario) as sim, pytest.raises(ModelOutputError) as err:
+        await call_model(
+            tier(sim, max_repairs=4),
+            MESSAGES,
+            role="planner",
+            purpose="plan",
+            task_id="t1",
+            response_model=Plan,
+            on_record=rec,
+        )
+    assert "after 4 repair request(s)" in str(err.value)
+    assert len(rec.records) == 5
+
+
 async def test_cancelling_the_call_closes_the_request() -> None:
     rec = Recorder()
     with running_simulator({"latency": {"executor": 5.0}}) as sim:
