@@ -279,7 +279,8 @@ def test_a_conflict_check_that_never_parses_fails_the_task_clearly(
     assert task["report"]["state"] == "failed"
     conflicts = [c for c in stats(sim.url)["calls"] if c["purpose"] == "conflicts"]
     # The first answer, then each repair request.
-    assert len(conflicts) == 1 + MAX_REPAIRS and all(c["injected"] == "malformed" for c in conflicts)
+    assert len(conflicts) == 1 + MAX_REPAIRS
+    assert all(c["injected"] == "malformed" for c in conflicts)
     assert f"after {MAX_REPAIRS} repair request(s)" in error
 
 
