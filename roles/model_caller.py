@@ -10,6 +10,7 @@ is. A role never knows which it was given: tests hand roles a scripted caller in
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -33,12 +34,13 @@ class ModelCaller:
         self,
         role: str,
         purpose: str,
-        messages: list[dict[str, str]],
+        messages: list[dict[str, Any]],
         *,
         key: str,
         stream_id: str | None = None,
         round: int = 0,
         response_model: type[BaseModel] | None = None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> CallOutput:
         result = await call_model(
             self.tiers[role],
@@ -51,6 +53,7 @@ class ModelCaller:
             response_model=response_model,
             on_record=self.on_record,
             step=key,
+            tools=tools,
         )
         data = result.parsed.model_dump() if result.parsed is not None else None
-        return CallOutput(result.text, data)
+        return CallOutput(result.text, data, result.tool_calls)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from roles.calls import Caller
 from roles.plan.schema import ConflictReport, Plan, Review, StreamSpec
+from roles.project import ProjectContext
 from roles.prompts import (
     PromptRules,
     conflicts_messages,
@@ -18,12 +19,21 @@ from roles.prompts import (
 
 
 async def review(
-    call: Caller, stream: StreamSpec, output: str, rules: PromptRules, *, round: int
+    call: Caller,
+    stream: StreamSpec,
+    output: str,
+    rules: PromptRules,
+    *,
+    round: int,
+    can_fix: bool | None = None,
+    project: ProjectContext | None = None,
 ) -> Review:
+    """One stream's verdict. For a code task `output` is `roles.coder.coder_review_text` and
+    `can_fix` defaults to off (see `review_messages`); `project` adds its instructions."""
     out = await call(
         "orchestrator",
         "review",
-        review_messages(stream, output, rules),
+        review_messages(stream, output, rules, can_fix=can_fix, project=project),
         key=f"review:{stream.id}:r{round}",
         stream_id=stream.id,
         round=round,

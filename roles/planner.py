@@ -13,6 +13,7 @@ from roles.calls import Caller
 from roles.models.errors import ModelOutputError
 from roles.plan.schema import Plan
 from roles.plan.validator import PlanRules, format_problems, validate_plan
+from roles.project import ProjectContext
 from roles.prompts import PromptRules, planner_messages
 
 
@@ -30,14 +31,26 @@ async def make_plan(
     prompt_rules: PromptRules,
     plan_rules: PlanRules,
     max_attempts: int,
+    *,
+    project: ProjectContext | None = None,
 ) -> PlanOutcome:
+    """Ask for a plan until one passes the validator, at most `max_attempts` times.
+
+    `project` makes it a code task's plan: the planner sees the repository (and `plan_rules`
+    should have `code=True`, so ownership globs are checked).
+    """
     previous_error: str | None = None
     previous_plan: Plan | str | None = None
     problems: list[str] = []
     for attempt in range(max_attempts):
         # The validator's message names stream ids: the planner needs its own plan beside it.
         messages = planner_messages(
-            goal, context, prompt_rules, previous_error=previous_error, previous_plan=previous_plan
+            goal,
+            context,
+            prompt_rules,
+            previous_error=previous_error,
+            previous_plan=previous_plan,
+            project=project,
         )
         try:
             out = await call(

@@ -1,6 +1,6 @@
 """Role prompts: jinja2 templates in `prompts/` rendered into chat messages.
 
-The wording lives in text files (`prompts/planner.md`, `executor.md`, `review.md`,
+The wording lives in text files (`prompts/planner.md`, `executor.md`, `coder.md`, `review.md`,
 `conflicts.md`, `fix.md`, `merge.md`) so it can be read and tuned without touching code; this
 module only finds them, renders them and returns `[{"role": "system", ...}, {"role": "user",
 ...}]`. Each template has a `system` block (the role and the exact answer shape) and a `user`
@@ -24,6 +24,7 @@ import jinja2
 
 from roles.plan.schema import Plan, StreamSpec
 from roles.plan.validator import PARALLELIZE_MODES, Parallelize, PlanRules
+from roles.project import ProjectContext
 
 __all__ = [
     "TEMPLATE_NAMES",
@@ -36,7 +37,9 @@ __all__ = [
     "merge_messages",
     "one_line",
     "planner_messages",
+    "project_variables",
     "prompts_dir",
+    "render_messages",
     "review_messages",
 ]
 
@@ -46,6 +49,7 @@ Message = dict[str, str]
 TEMPLATE_NAMES: tuple[str, ...] = (
     "planner.md",
     "executor.md",
+    "coder.md",
     "review.md",
     "conflicts.md",
     "fix.md",
@@ -63,18 +67,25 @@ class PromptRules:
 
     `tests_first` is the already-decided flag for this task (normally the config's wish and
     `is_code_shaped(goal)`), so the prompt states exactly the rule the validator will enforce;
-    `to_plan_rules` gives the validator the same rules. `split_depth_left` is how many more
-    levels of splitting are allowed below the stream being prompted: 0 means it may not split.
+    left as None it is decided by `code`: on for code tasks, off otherwise. `to_plan_rules`
+    gives the validator the same rules. `split_depth_left` is how many more levels of
+    splitting are allowed below the stream being prompted: 0 means it may not split. `code`
+    marks a code task (a repository, streams owning path globs): the prompts speak of files,
+    diffs and test runs, and the validator checks globs.
     """
 
     instructions: list[str] = field(default_factory=list)
     parallelize: Parallelize = "when-possible"
     coupled: list[list[str]] = field(default_factory=list)
     max_streams: int = 8
-    tests_first: bool = False
+    tests_first: bool | None = None
     split_depth_left: int = 0
+    code: bool = False
 
     def __post_init__(self) -> None:
+        if self.tests_first is None:
+            # Code tasks write the tests that pin the behaviour down before implementing it.
+            self.tests_first = self.code
         # The planner prompt explains the mode in words; an unknown mode would silently fall
         # through to the "when-possible" wording.
         if self.parallelize not in PARALLELIZE_MODES:
@@ -89,7 +100,8 @@ class PromptRules:
             max_streams=self.max_streams,
             coupled=[list(group) for group in self.coupled],
             parallelize=self.parallelize,
-            require_tests_first=self.tests_first,
+            require_tests_first=bool(self.tests_first),
+            code=self.code,
         )
 
 
@@ -128,6 +140,11 @@ def _template(name: str) -> jinja2.Template:
     return _environment().get_template(name)
 
 
+def render_messages(name: str, **variables: Any) -> list[Message]:
+    """The system and user messages of template `name` rendered with `variables`."""
+    return _messages(name, **variables)
+
+
 def _messages(name: str, **variables: Any) -> list[Message]:
     template = _template(name)
     messages: list[Message] = []
@@ -163,11 +180,14 @@ def planner_messages(
     previous_error: str | None = None,
     *,
     previous_plan: Plan | str | None = None,
+    project: ProjectContext | None = None,
 ) -> list[Message]:
     """The planner's prompt; on a retry, `previous_error` is the validator's message.
 
     `previous_plan` (optional) is the rejected plan, shown with the error so the planner can
     correct it rather than start over: the validator's messages refer to its stream ids.
+    `project` (a code task) adds the repository: its file tree, the project's own
+    instructions, its commands, and how ownership globs work.
     """
     if isinstance(previous_plan, Plan):
         previous_plan = previous_plan.model_dump_json(indent=2)
@@ -178,7 +198,20 @@ def planner_messages(
         rules=rules,
         previous_error=previous_error,
         previous_plan=previous_plan if previous_error else None,
+        **project_variables(project),
     )
+
+
+def project_variables(project: ProjectContext | None) -> dict[str, Any]:
+    """What the templates read of a code task's repository (all empty for a text task)."""
+    if project is None:
+        return {"project": None, "file_tree": "", "project_instructions": "", "commands": {}}
+    return {
+        "project": project,
+        "file_tree": project.tree_for_prompt(),
+        "project_instructions": project.instructions_for_prompt(),
+        "commands": project.commands(),
+    }
 
 
 def executor_messages(
@@ -222,14 +255,25 @@ def review_messages(
     rules: PromptRules,
     *,
     goal_line: str | None = None,
+    can_fix: bool | None = None,
+    project: ProjectContext | None = None,
 ) -> list[Message]:
-    """The orchestrator's review of one stream's output; the answer is a `Review`."""
+    """The orchestrator's review of one stream's output; the answer is a `Review`.
+
+    For a code task (`rules.code`) `output` is `roles.coder.coder_review_text` and the prompt
+    holds the review to the recorded facts (exit codes, diff) over the executor's summary.
+    `can_fix` offers the "fix" verdict; by default on for text tasks and off for code tasks
+    (fixing a code stream needs the orchestrator's own tool loop). `project` adds the
+    project's instructions.
+    """
     return _messages(
         "review.md",
         stream=stream,
         output=output,
         rules=rules,
         goal_line=one_line(goal_line or ""),
+        can_fix=not rules.code if can_fix is None else can_fix,
+        project_instructions=project.instructions_for_prompt() if project else "",
     )
 
 

@@ -44,7 +44,13 @@ class Daemon:
             ConcurrencySettings.from_config(self.config.get("concurrency")),
             on_change=self._on_governor_change,
         )
-        self.runner = Runner(self.store, self.governor, checkpoints=self.homes.checkpoints)
+        self.runner = Runner(
+            self.store,
+            self.governor,
+            checkpoints=self.homes.checkpoints,
+            worktrees=self.homes.worktrees,
+            private_dirs=self.homes.private_dirs,
+        )
         self.service = Service(self.store, self.homes, self.config, self.runner)
 
     def _on_governor_change(self, change: dict[str, Any]) -> None:

@@ -260,17 +260,28 @@ class Client:
         context: str = "",
         options: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        *,
+        repo: str | None = None,
+        base: str | None = None,
+        include_uncommitted: bool = False,
     ) -> dict[str, Any]:
-        """Submit a task. Every submit carries an idempotency key (a fresh one unless given),
-        so when the connection drops before the answer the submit is sent once more with the
-        same key: the daemon then answers the task it may already have made (duplicate=true)
-        instead of making a second one."""
-        params = {
+        """Submit a task (a code task with `repo`, an absolute path). Every submit carries an
+        idempotency key (a fresh one unless given), so when the connection drops before the
+        answer the submit is sent once more with the same key: the daemon then answers the
+        task it may already have made (duplicate=true) instead of making a second one."""
+        params: dict[str, Any] = {
             "goal": goal,
             "context": context,
             "options": options or {},
             "idempotency_key": idempotency_key or secrets.token_urlsafe(24),
         }
+        # Sent only when used: a daemon from before code tasks refuses fields it does not know.
+        if repo is not None:
+            params["repo"] = repo
+        if base is not None:
+            params["base"] = base
+        if include_uncommitted:
+            params["include_uncommitted"] = True
         try:
             return self.rpc("task/submit", params)
         except DaemonNotResponding:

@@ -112,6 +112,21 @@ def _add_submit(add: _Commands) -> None:
         help="retry-safe submit: a second submit with the same KEY returns the first task",
     )
     sp.add_argument(
+        "--repo",
+        metavar="PATH",
+        help="a code task on this git work tree (a relative PATH is taken from here); "
+        "the task works in worktrees of its own and never touches yours",
+    )
+    sp.add_argument(
+        "--base", metavar="REF", help="with --repo: the ref to start from (default HEAD)"
+    )
+    sp.add_argument(
+        "--include-uncommitted",
+        action="store_true",
+        help="with --repo: start from HEAD plus your uncommitted changes (a snapshot; your "
+        "index and files stay as they are)",
+    )
+    sp.add_argument(
         "--watch", action="store_true", help="follow the task live (exit code as for `watch`)"
     )
 

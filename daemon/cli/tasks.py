@@ -64,7 +64,35 @@ def _submit_options(args: argparse.Namespace) -> dict[str, Any] | None:
     return options
 
 
+def _code_args(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The code task the flags ask for, its path made absolute from here (the daemon takes
+    only absolute paths: its own working directory means nothing to the user); None (after
+    saying why) when the flags do not fit together."""
+    if args.repo is None:
+        for flag, used in (
+            ("--base", args.base),
+            ("--include-uncommitted", args.include_uncommitted),
+        ):
+            if used:
+                err(f"{flag} goes with --repo PATH (a code task)")
+                return None
+        return {}
+    if not args.repo.strip():
+        err("--repo: give the path of a git work tree")
+        return None
+    # Joined, not normalised: `link/..` is for the daemon to resolve as the file system does.
+    code: dict[str, Any] = {"repo": str(Path.cwd() / Path(args.repo).expanduser())}
+    if args.base is not None:
+        code["base"] = args.base
+    if args.include_uncommitted:
+        code["include_uncommitted"] = True
+    return code
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
+    code = _code_args(args)
+    if code is None:
+        return EXIT_USAGE
     context = ""
     if args.context_file:
         try:
@@ -77,7 +105,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if options is None:
         return EXIT_USAGE
     with client() as daemon:
-        out = daemon.submit(args.goal, context, options, idempotency_key=args.idempotency_key)
+        out = daemon.submit(
+            args.goal, context, options, idempotency_key=args.idempotency_key, **code
+        )
         if args.watch:
             print(f"submitted {out['task_id']}", file=sys.stderr)
             return watch(daemon, out["task_id"], as_json=args.json)
@@ -100,17 +130,26 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from daemon.cli.views import STYLE
+    from daemon.cli.style import STYLE
 
-    table = Table("id", "state", "submitted", "goal", box=None, header_style="dim")
-    for t in clean_data(out["tasks"]):
+    tasks = clean_data(out["tasks"])
+    # A code task's repository by its directory name, in a column only when a task has one.
+    repos = any(t.get("repo") for t in tasks)
+    table = Table("id", "state", "submitted", box=None, header_style="dim")
+    if repos:
+        table.add_column("repo", no_wrap=True, overflow="ellipsis", max_width=24)
+    table.add_column("goal")
+    for t in tasks:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(t["created_at"]))
-        table.add_row(
+        cells: list[Text | str] = [
             Text(t["id"]),
             Text(t["state"], style=STYLE.get(t["state"], "")),
             when,
-            Text(t["goal"].splitlines()[0] if t["goal"] else "", no_wrap=True, overflow="ellipsis"),
-        )
+        ]
+        if repos:
+            cells.append(Text(Path(t["repo"]).name if t.get("repo") else ""))
+        goal = t["goal"].splitlines()[0] if t["goal"] else ""
+        table.add_row(*cells, Text(goal, no_wrap=True, overflow="ellipsis"))
     console().print(table)
     if out.get("next_cursor"):
         print(f"more: tierd ls --cursor {clean(out['next_cursor'])}", file=sys.stderr)

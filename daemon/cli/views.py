@@ -1,7 +1,9 @@
-"""Terminal views of a task with rich: the live stream tree for `watch`, the summary for `show`.
+"""Terminal views of a task with rich: the live stream tree for `watch` (the summary for `show`
+is in `show.py`, re-exported here).
 
-The live view is built only from the task's event stream (replayed from the start, then
-followed), so what a user sees is what any other client of the API could see. Each line of the
+The live view is built from the task's event stream (replayed from the start, then followed)
+and, for a code task's worktree facts, `task/get`: what a user sees is what any other client
+of the API could see. Each line of the
 tree is one stream: its state, the model doing it, the tokens and dollars spent on it (its
 executor calls and the orchestrator's reviews of it), how long it has run, and its verdict.
 Sub-streams of a split hang under their parent.
@@ -22,68 +24,45 @@ from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
-from rich.markdown import Markdown
-from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
 from daemon.cli.client import DaemonNotRunning
+from daemon.cli.code_views import LiveCode
+from daemon.cli.show import (
+    print_report_summary,
+    print_streams,
+    print_task,
+    report_lines,
+    result_markdown,
+)
+from daemon.cli.style import MARK, ROLES, STYLE, fmt_s, fmt_tokens, fmt_usd, short_model
 from daemon.cli.terminal import clean, clean_data
 from daemon.cli.terminal import console as safe_console
+
+__all__ = [
+    "HUMAN_STATES",
+    "MARK",
+    "ROLES",
+    "STOP_STATES",
+    "STYLE",
+    "TERMINAL_STATES",
+    "LiveTask",
+    "fmt_s",
+    "fmt_tokens",
+    "fmt_usd",
+    "print_report_summary",
+    "print_streams",
+    "print_task",
+    "report_lines",
+    "result_markdown",
+    "short_model",
+    "watch_task",
+]
 
 TERMINAL_STATES = frozenset({"completed", "failed", "canceled"})
 HUMAN_STATES = frozenset({"input_required", "awaiting_approval"})
 STOP_STATES = TERMINAL_STATES | HUMAN_STATES
-ROLES = ("planner", "orchestrator", "executor")
-STYLE = {
-    "queued": "dim",
-    "pending": "dim",
-    "planning": "cyan",
-    "running": "yellow",
-    "reviewing": "cyan",
-    "merging": "cyan",
-    "waiting": "magenta",
-    "accepted": "green",
-    "fixed": "green",
-    "failed": "red",
-    "completed": "bold green",
-    "canceled": "red",
-    "input_required": "bold magenta",
-    "awaiting_approval": "bold magenta",
-    "accept": "green",
-    "fix": "green",
-    "redo": "yellow",
-    "escalate": "magenta",
-}
-MARK = {
-    "pending": "·",
-    "running": "▸",
-    "reviewing": "◎",
-    "waiting": "?",
-    "accepted": "✓",
-    "fixed": "✓",
-    "failed": "✗",
-}
-
-
-def short_model(model: str) -> str:
-    """'openai/gpt-5-mini' -> 'gpt-5-mini': the provider prefix is noise in a narrow column."""
-    return model.rsplit("/", 1)[-1] if model else ""
-
-
-def fmt_tokens(n: float) -> str:
-    return f"{int(n):,}"
-
-
-def fmt_usd(x: float | None) -> str:
-    """Dollars; "unknown" when a model's price is not known (never $0, which reads as free)."""
-    if x is None:
-        return "unknown"
-    return f"${x:.4f}" if x < 100 else f"${x:,.2f}"
-
-
-def fmt_s(seconds: float) -> str:
-    return f"{seconds:.1f}s" if seconds < 600 else f"{seconds / 60:.0f}m"
 
 
 @dataclass
@@ -123,9 +102,14 @@ class LiveTask:
     roles: dict[str, RoleUse] = field(default_factory=dict)
     questions: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: A code task's repository and each stream's worktree facts and latest tool step.
+    code: LiveCode = field(default_factory=LiveCode)
     #: The terminal's width: the stream titles are shown from 100 columns up.
     width: int = 80
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self.code.task_id = self.task_id
 
     def apply(self, ev: dict[str, Any]) -> None:
         """Take in one event; its text is neutralised first (it may hold a model's output)."""
@@ -209,6 +193,12 @@ class LiveTask:
         if not data.get("questions"):
             self.notes.append(f"needs attention: {data.get('reason', '')}")
 
+    def _on_tool_step(self, data: dict[str, Any], now: float) -> None:
+        self.code.on_step(data, "tool.step")
+
+    def _on_setup(self, data: dict[str, Any], now: float) -> None:
+        self.code.on_step(data, "code.setup")
+
     # --- rendering -------------------------------------------------------------------------
 
     def _ordered(self) -> list[tuple[str, StreamLine]]:
@@ -249,8 +239,14 @@ class LiveTask:
         head.no_wrap = True
         head.overflow = "ellipsis"
         parts: list[RenderableType] = [head]
+        repo = self.code.header()
+        if repo is not None:
+            parts.append(repo)
         if self.streams:
             parts.append(self._stream_table(now))
+        code = self.code.table([line.id for _, line in self._ordered()], self.width)
+        if code is not None:
+            parts.append(code)
         if self.roles:
             parts.append(self._role_table())
         for note in self.notes[-3:]:
@@ -359,11 +355,15 @@ _HANDLERS: dict[str, Callable[[LiveTask, dict[str, Any], float], None]] = {
     "question": LiveTask._on_question,
     "task.answered": LiveTask._on_answered,
     "attention": LiveTask._on_attention,
+    "tool.step": LiveTask._on_tool_step,
+    "code.setup": LiveTask._on_setup,
 }
 
 #: A quiet event stream is reopened after this many seconds (from the last event seen), and
 #: being quiet tells the watcher it has caught up with the task's history.
 IDLE_S = 3.0
+#: Seconds between reads of a code task's facts (files, commands, steps) while watching it.
+CODE_REFRESH_S = 1.0
 
 
 def watch_task(
@@ -385,6 +385,14 @@ def watch_task(
         width=console.width,
     )
     last_id: int | None = None
+    # A code task's facts are in task/get, not in events: read again now and then.
+    live_task.code.update(task)
+    code_task, refreshed = task.get("code") is not None and not quiet, time.monotonic()
+
+    def final() -> dict[str, Any]:
+        done = client.get(task_id)
+        live_task.code.update(done)
+        return done
 
     def current_wait(ev: dict[str, Any]) -> bool:
         """Is this human-waiting state the task's latest move (not history)?"""
@@ -410,154 +418,20 @@ def watch_task(
                 for ev in client.events(task_id, last_event_id=last_id, timeout=IDLE_S):
                     last_id = ev["id"]
                     live_task.apply(ev)
+                    if code_task and time.monotonic() - refreshed >= CODE_REFRESH_S:
+                        live_task.code.update(client.get(task_id))
+                        refreshed = time.monotonic()
                     if ev.get("type") != "task.state":
                         continue
                     if live_task.state in TERMINAL_STATES or (
                         live_task.state in HUMAN_STATES and current_wait(ev)
                     ):
-                        return client.get(task_id)
+                        return final()
             except TimeoutError:
                 # Quiet: the history is replayed. A task waiting for a human stays quiet.
                 if client.get(task_id)["state"] in HUMAN_STATES:
-                    return client.get(task_id)
+                    return final()
             except (OSError, http.client.HTTPException, DaemonNotRunning):
                 # A dropped stream: resume, unless the daemon is gone (client.get raises).
                 client.get(task_id)
                 time.sleep(0.2)
-
-
-# --- a finished (or waiting) task -------------------------------------------------------------
-
-
-def print_task(
-    task: dict[str, Any], console: Console | None = None, *, result: bool = True
-) -> None:
-    """`tierd show`: the task, its streams and verdicts, open questions, result and report.
-    Its text is neutralised first (`terminal.clean`): it holds goals and model output."""
-    console = console or safe_console()
-    task = clean_data(task)
-    console.print(
-        Text.assemble(
-            ("task ", "bold"),
-            (task["id"], "bold"),
-            "  ",
-            (task["state"], STYLE.get(task["state"], "")),
-        )
-    )
-    console.print(Text(f"goal: {task['goal']}"))
-    plan = task.get("plan") or {}
-    if plan.get("summary"):
-        console.print(Text(f"plan: {plan['summary']}", style="dim"))
-    print_streams(task, console)
-    open_q = [q for q in task.get("questions", []) if q.get("answer") is None]
-    for q in open_q:
-        console.print(
-            Text.assemble(
-                (f"question {q['id']}", "magenta"), f" ({q['stream_id']}): {q['question']}"
-            )
-        )
-        console.print(
-            Text(f'  answer with: tierd answer {task["id"]} {q["id"]} "..."', style="dim")
-        )
-    if task["state"] == "awaiting_approval":
-        console.print(
-            Text(
-                f'waiting for approval: tierd approve {task["id"]} (or --reject --comment "...")',
-                style="magenta",
-            )
-        )
-    if result and task.get("result"):
-        console.print(Panel(result_markdown(task["result"]), title="result", title_align="left"))
-    if task.get("error"):
-        console.print(Text.assemble(("error: ", "red"), task["error"]))
-    if task.get("report"):
-        print_report_summary(task["report"], console)
-
-
-def result_markdown(text: str) -> Markdown:
-    """A task's result as Markdown: neutralised, and its links shown as text and URL rather
-    than as terminal hyperlinks whose target the user cannot see."""
-    return Markdown(clean(text), hyperlinks=False)
-
-
-def print_streams(task: dict[str, Any], console: Console) -> None:
-    streams = clean_data(task.get("streams") or [])
-    if not streams:
-        return
-    table = Table(
-        "stream", "state", "verdict", "rounds", "time", "reason", box=None, header_style="dim"
-    )
-    for s in streams:
-        took = ""
-        if s.get("started_at") and s.get("ended_at"):
-            took = fmt_s(s["ended_at"] - s["started_at"])
-        indent = "  " * int(s.get("depth") or 0)
-        table.add_row(
-            Text(indent + s["id"]),
-            Text(s["state"], style=STYLE.get(s["state"], "")),
-            Text(s.get("verdict") or "", style=STYLE.get(s.get("verdict") or "", "")),
-            str(s.get("rounds", 0)),
-            took,
-            Text((s.get("reason") or ""), overflow="ellipsis", no_wrap=True),
-        )
-    console.print(table)
-
-
-def report_lines(report: dict[str, Any]) -> list[str]:
-    """The report's time and cost in plain sentences (shared by `show` and the demo)."""
-    t, c = report.get("time") or {}, report.get("cost") or {}
-    lines = []
-    execution, sequential = t.get("execution_s", 0.0), t.get("sequential_s", 0.0)
-    if sequential:
-        speedup = f" ({sequential / execution:.1f}x faster)" if execution else ""
-        lines.append(
-            f"time: the streams ran in {execution:.1f}s of wall-clock time against "
-            f"{sequential:.1f}s one after another{speedup}; critical path "
-            f"{t.get('critical_path_s', 0.0):.1f}s. The whole task took "
-            f"{t.get('wall_clock_s', 0.0):.1f}s with planning, review and merge."
-        )
-    elif t:
-        lines.append(f"time: the whole task took {t.get('wall_clock_s', 0.0):.1f}s.")
-    if c:
-        total, premium = c.get("total_usd"), c.get("premium_only_usd")
-        saved = c.get("tiering_saved_usd")
-        share = f" ({saved / premium:.0%})" if premium and saved is not None else ""
-        lines.append(
-            f"cost: {fmt_usd(total)}; the same tokens all on "
-            f"{c.get('premium_model', 'the premium model')} would cost "
-            f"{fmt_usd(premium)}: tiering saved {fmt_usd(saved)}{share}."
-        )
-    return lines
-
-
-def print_report_summary(report: dict[str, Any], console: Console) -> None:
-    report = clean_data(report)
-    for line in report_lines(report):
-        console.print(Text(line))
-    per_role = (report.get("usage") or {}).get("per_role") or {}
-    if not per_role:
-        return
-    settings = report.get("settings") or {}
-    table = Table("role", "model", "calls", "tokens", "cost", box=None, header_style="dim")
-    for col in table.columns[2:]:
-        col.justify = "right"
-    order = [r for r in ROLES if r in per_role] + sorted(set(per_role) - set(ROLES))
-    for role in order:
-        b = per_role[role]
-        table.add_row(
-            Text(role),
-            Text(str(settings.get(f"models.{role}.model", ""))),
-            str(int(b["calls"])),
-            fmt_tokens(b["tokens"]),
-            fmt_usd(b["cost_usd"]),
-        )
-    total = (report.get("usage") or {}).get("total")
-    if total:
-        table.add_row(
-            Text("total", style="bold"),
-            "",
-            str(int(total["calls"])),
-            fmt_tokens(total["tokens"]),
-            fmt_usd(total["cost_usd"]),
-        )
-    console.print(table)

@@ -22,6 +22,7 @@ from daemon.config.schema import (
     ORDERED,
     PATTERNS,
     PROJECT_FILE,
+    PROJECT_KEYS,
     PROJECT_SECTIONS,
     SECRET_KEYS,
     generic_key,
@@ -206,7 +207,7 @@ def check_values(
 ) -> dict[str, Any]:
     """Check every key of one layer; the first problem raises, with its file and line.
 
-    `layer="project"` also refuses keys outside `PROJECT_SECTIONS`.
+    `layer="project"` also refuses keys outside `PROJECT_SECTIONS` and `PROJECT_KEYS`.
     """
     out = {}
     for key, value in flat.items():
@@ -218,11 +219,11 @@ def check_values(
             and not project_may_set(key)
             and (key in defaults or is_table(key.split(".", 1)[0], defaults))
         ):
-            allowed = ", ".join(f"[{s}]" for s in PROJECT_SECTIONS)
+            allowed = ", ".join([*(f"[{s}]" for s in PROJECT_SECTIONS), *PROJECT_KEYS])
             raise ConfigError(
                 f"'{key}' cannot be set in a project's {PROJECT_FILE}: a project file may set "
-                f"only {allowed}; models, API keys, notify and the daemon's own settings "
-                "belong in your global config file (`tierd config set`)",
+                f"only {allowed}; models, API keys, notify, the sandbox and the daemon's own "
+                "settings belong in your global config file (`tierd config set`)",
                 key=key,
                 path=path,
                 line=line,

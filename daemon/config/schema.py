@@ -22,11 +22,16 @@ PROJECT_FILE = ".tierd.toml"
 LAYERS = ("default", "global", "project", "task")
 #: The only tables a project's `.tierd.toml` may set (`daemon.config.layers` says why).
 PROJECT_SECTIONS = ("plan", "review", "rules")
+#: Keys of other tables a project file may set: the commands of a code task. They run in
+#: the sandbox, as the repository's own tests do; what would widen the sandbox
+#: (setup_network, allow_shell, sandbox) stays with the user's global file.
+PROJECT_KEYS = ("code.test_command", "code.lint_command", "code.setup_command", "code.link_dirs")
 
 #: Keys whose string value must be one of a fixed set.
 CHOICES: dict[str, tuple[str, ...]] = {
     "rules.parallelize": ("when-possible", "always", "never"),
     "review.approval": ("none", "required"),
+    "code.sandbox": ("bwrap", "none"),
 }
 #: Keys with numeric bounds (inclusive). `models.*.x` stands for every role's table. Every
 #: number key has one (a test checks): no value may overflow a float or SQLite's INTEGER.
@@ -44,6 +49,12 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "models.*.timeout_s": (0.1, 86_400),
     "models.*.max_retries": (0, 20),
     "models.*.max_repairs": (0, 10),
+    "code.max_steps": (1, 500),
+    "code.command_timeout_s": (1, 86_400),
+    "code.setup_timeout_s": (1, 86_400),
+    "code.max_output_bytes": (1000, 10_000_000),
+    "code.stream_time_s": (10, 604_800),
+    "code.max_tree_paths": (10, 100_000),
     "plan.max_streams": (1, 200),
     "plan.max_attempts": (1, 20),
     "plan.split_depth": (0, 5),
@@ -84,6 +95,11 @@ PATTERNS: dict[str, tuple[str, str]] = {
         "litellm model names, each optionally followed by @ and an http(s) URL",
     ),
     "rules.instructions": (r"(?s).*\S.*", "non-blank sentences"),
+    "code.link_dirs": (
+        r"(?!/)(?!.*(?:^|/)\.\.(?:/|$))[^\x00]*\S[^\x00]*",
+        "paths relative to the repository root, without '..'",
+    ),
+    "code.secret_globs": (r".*\S.*", "non-blank gitignore-like globs"),
 }
 #: Values never echoed in an error message (someone may paste the key itself there).
 SECRET_KEYS = {"models.*.api_key_env"}
@@ -119,8 +135,8 @@ def needs_restart(key: str) -> bool:
 
 
 def project_may_set(key: str) -> bool:
-    """Whether a project's `.tierd.toml` may set `key` (only `PROJECT_SECTIONS`)."""
-    return key.split(".", 1)[0] in PROJECT_SECTIONS
+    """Whether a project's `.tierd.toml` may set `key` (`PROJECT_SECTIONS`, `PROJECT_KEYS`)."""
+    return key.split(".", 1)[0] in PROJECT_SECTIONS or key in PROJECT_KEYS
 
 
 def load_defaults() -> dict[str, Any]:

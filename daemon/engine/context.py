@@ -38,7 +38,8 @@ class TaskContext:
         call: Caller,
         settled: Callable[[], Awaitable[None]] | None = None,
     ) -> TaskContext:
-        rules = settings.prompt_rules(row.goal)
+        # A task with a repository (its code_json names it) is a code task.
+        rules = settings.prompt_rules(row.goal, code=bool(row.code_json))
         return cls(
             store, row, settings, rules, rules.to_plan_rules(), call, settled or _nothing_flies
         )

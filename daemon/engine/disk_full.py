@@ -9,12 +9,18 @@ workflow again after a pause (finished steps replay from the memo), with a growi
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from daemon.engine.notify import Notifier
 from daemon.store.errors import StoreFull, as_store_full
+from daemon.store.store import Store
 
-__all__ = ["RoomWait", "store_full"]
+__all__ = ["RoomWait", "fail_when_written", "store_full"]
+
+log = logging.getLogger("tierd.runner")
 
 #: How the checkpointer's errors name where they happened (the store's own name the store).
 CHECKPOINTS = "the checkpoint database"
@@ -63,3 +69,31 @@ class RoomWait:
             yield delay
             waited += delay
             delay = min(delay * 2, self.longest_s)
+
+
+async def fail_when_written(
+    store: Store, task_id: str, reason: str, notifier: Notifier, room: RoomWait
+) -> None:
+    """Fail the task with `reason`, as soon as the disk takes the write.
+
+    Unbounded, but never silent or stuck: the task cannot be marked anything while no
+    write succeeds, each look is logged, and the daemon's stop ends the wait (the next
+    start runs the task again).
+    """
+    from daemon.engine.ending import fail_task
+
+    log.error("task %s: %s; failing it", task_id, reason)
+    while True:
+        try:
+            await fail_task(store, task_id, reason, notifier)
+            return
+        except Exception as exc:
+            if store_full(exc) is None:
+                raise
+            log.warning(
+                "task %s: cannot record its failure yet (%s); trying again in %.0fs",
+                task_id,
+                exc,
+                room.longest_s,
+            )
+            await asyncio.sleep(room.longest_s)

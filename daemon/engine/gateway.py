@@ -8,7 +8,8 @@ it adds what a durable daemon needs, in this order:
 3. `before_call`: a task still marked as waiting for a human works again;
 4. a governor slot: every model call of every task passes the daemon-wide limit;
 5. the answer is stored under its key inside the task: once that commits, the call is never
-   made again, whatever happens next.
+   made again, whatever happens next. The stored value is {"text", "data", "tool_calls":
+   [{"id", "name", "arguments"}]}: a resumed tool-using loop gets the same tool calls back.
 
 An answer whose write fails (the disk is full) is held in memory (`HeldAnswers`) and written
 by the next run of the task instead of asking the model again: it was paid for.
@@ -32,7 +33,7 @@ from langgraph.func import task
 from pydantic import BaseModel
 
 from daemon.store.store import Store
-from roles.calls import Caller, CallOutput
+from roles.calls import Caller, CallOutput, ToolCall
 from roles.models.tier import ModelTier
 from roles.models.usage import OnRecord
 
@@ -111,16 +112,17 @@ class TaskGateway:
         self,
         role: str,
         purpose: str,
-        messages: list[dict[str, str]],
+        messages: list[dict[str, Any]],
         *,
         key: str,
         stream_id: str | None = None,
         round: int = 0,
         response_model: type[BaseModel] | None = None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> CallOutput:
         cached = await self.store.get_step(self.task_id, key)
         if cached is not None:
-            return CallOutput(cached["text"], cached.get("data"))
+            return _output(cached)
 
         async def body(_key: str) -> dict[str, Any]:
             again = await self.store.get_step(self.task_id, key)
@@ -141,12 +143,17 @@ class TaskGateway:
                             stream_id=stream_id,
                             round=round,
                             response_model=response_model,
+                            tools=tools,
                         )
                 finally:
                     self._flying -= 1
                     if not self._flying:
                         self._landed.set()
-                value = {"text": out.text, "data": out.data}
+                value = {
+                    "text": out.text,
+                    "data": out.data,
+                    "tool_calls": [c.as_dict() for c in out.tool_calls],
+                }
                 # Held until written: a write that fails (a full disk) must not cost a call.
                 self.held.hold(self.task_id, key, value)
             # Written inside the task: once this commits, the call is never made again.
@@ -156,4 +163,10 @@ class TaskGateway:
 
         # LangGraph's `task` is typed for its decorator use; here it wraps a closure per call.
         value: dict[str, Any] = await cast(Any, task)(name=task_name(key))(body)(key)
-        return CallOutput(value["text"], value.get("data"))
+        return _output(value)
+
+
+def _output(value: Mapping[str, Any]) -> CallOutput:
+    """A stored answer as the caller's output (answers stored before tools have none)."""
+    calls = [ToolCall.from_dict(c) for c in value.get("tool_calls") or []]
+    return CallOutput(value["text"], value.get("data"), calls)

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from daemon.engine.checkpoints import check as check_checkpoints
-from daemon.engine.disk_full import RoomWait, store_full
+from daemon.engine.disk_full import RoomWait, fail_when_written, store_full
 from daemon.engine.errors import CheckpointsDamaged
+from daemon.engine.housekeeping import Housekeeping
 from daemon.engine.notify import Notifier
 from daemon.governor.governor import Governor
 from daemon.store.store import Store
@@ -55,6 +56,8 @@ class Runner:
         checkpoints: Path | None,
         room: RoomWait | None = None,
         models: ModelsFactory | None = None,
+        worktrees: Path | None = None,
+        private_dirs: tuple[Path, ...] = (),
     ) -> None:
         self.store = store
         self.governor = governor
@@ -64,6 +67,10 @@ class Runner:
         #: How tasks reach their models (None: the model tiers; tests give a script).
         self.models = models
         self.notifier = Notifier()
+        #: Where code tasks' worktrees live, and what their commands must not read.
+        self.worktrees = worktrees
+        self.private_dirs = private_dirs
+        self.housekeeping = Housekeeping(self._get_workflow)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wakers: dict[str, asyncio.Event] = {}
         self._workflow: Workflow | None = None
@@ -132,7 +139,13 @@ class Runner:
                 ) from None
             options = {} if self.models is None else {"models": self.models}
             workflow = module.Workflow(
-                self.store, self.governor, signals=self, notifier=self.notifier, **options
+                self.store,
+                self.governor,
+                signals=self,
+                notifier=self.notifier,
+                worktrees=self.worktrees,
+                private_dirs=self.private_dirs,
+                **options,
             )
             await workflow.open(self.checkpoints)
         except BaseException:
@@ -177,6 +190,7 @@ class Runner:
         from daemon.store.states import TaskState
 
         await workflow.finalize(task_id, TaskState.canceled, "canceled by client")
+        await self.housekeeping.ended(workflow, task_id)
 
     async def check_models(
         self, stored: Mapping[str, Any], *, wait: bool = False
@@ -237,6 +251,8 @@ class Runner:
         not start on it (`tierd serve` says so and exits with the configuration error code).
         """
         await check_checkpoints(self.checkpoints)
+        if self.worktrees is not None:
+            self.housekeeping.start()
         unfinished = await self.store.nonterminal_task_ids()
         if unfinished:
             log.info("resuming %d unfinished task(s)", len(unfinished))
@@ -252,6 +268,7 @@ class Runner:
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+        await self.housekeeping.stop()
         await self.notifier.aclose()
         if self._opening is not None and not self._opening.done():
             self._opening.cancel()  # an import still running is abandoned, not awaited
@@ -264,7 +281,9 @@ class Runner:
         workflow: Workflow | None = None
         try:
             workflow = await self._get_workflow()
+            await self.housekeeping.reconciled(workflow)
             await self._run(workflow, task_id)
+            await self.housekeeping.ended(workflow, task_id)
         except asyncio.CancelledError:
             raise
         except CheckpointsDamaged as exc:
@@ -277,6 +296,8 @@ class Runner:
             # a bug never leaves a task silently stuck.
             log.exception("workflow for task %s crashed", task_id)
             await self._fail_quietly(task_id, "internal error in the workflow; see the daemon log")
+            if workflow is not None:
+                await self.housekeeping.ended(workflow, task_id)
         finally:
             self._wakers.pop(task_id, None)
             if workflow is not None:
@@ -307,34 +328,9 @@ class Runner:
                 delay = next(delays, None)
                 if delay is None:
                     reason = f"the disk stayed full for over {self.room.patience_s:.0f}s: {full}"
-                    await self._fail_when_written(task_id, reason)
+                    await fail_when_written(self.store, task_id, reason, self.notifier, self.room)
                     return
                 log.warning(
                     "task %s waits for disk space: %s; trying again in %.0fs", task_id, full, delay
                 )
                 await asyncio.sleep(delay)
-
-    async def _fail_when_written(self, task_id: str, reason: str) -> None:
-        """Fail the task with `reason`, as soon as the disk takes the write.
-
-        Unbounded, but never silent or stuck: the task cannot be marked anything while no
-        write succeeds, each look is logged, and the daemon's stop ends the wait (the next
-        start runs the task again).
-        """
-        from daemon.engine.ending import fail_task
-
-        log.error("task %s: %s; failing it", task_id, reason)
-        while True:
-            try:
-                await fail_task(self.store, task_id, reason, self.notifier)
-                return
-            except Exception as exc:
-                if store_full(exc) is None:
-                    raise
-                log.warning(
-                    "task %s: cannot record its failure yet (%s); trying again in %.0fs",
-                    task_id,
-                    exc,
-                    self.room.longest_s,
-                )
-                await asyncio.sleep(self.room.longest_s)

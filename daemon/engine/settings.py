@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from daemon.config.layers import load_defaults
+from daemon.engine.code.settings import CodeSettings
 from roles.models.tier import ModelTier
 from roles.plan.validator import Parallelize, PlanRules, is_code_shaped
 from roles.prompts import PromptRules
@@ -23,7 +24,7 @@ from roles.prompts import PromptRules
 __all__ = ["ROLES", "SECTIONS", "TaskSettings", "shipped_task_defaults"]
 
 #: The config tables a task keeps (the service stores these, and only these).
-SECTIONS = ("models", "plan", "review", "rules", "notify")
+SECTIONS = ("models", "plan", "review", "rules", "notify", "code")
 #: The roles that have a model tier.
 ROLES = ("orchestrator", "planner", "executor")
 
@@ -55,6 +56,8 @@ class TaskSettings:
     instructions: tuple[str, ...]
     #: `notify.command`: a command line (or argv list), "" when off.
     notify_command: Any
+    #: The `[code]` table (used by code tasks only).
+    code: CodeSettings
     #: The settings as stored with the task; the report shows them as they are.
     stored: Mapping[str, Any]
 
@@ -82,6 +85,7 @@ class TaskSettings:
             coupled=tuple(tuple(group) for group in s["rules.coupled"]),
             instructions=tuple(s["rules.instructions"]),
             notify_command=s["notify.command"],
+            code=CodeSettings.from_flat(s),
             stored=dict(stored),
         )
 
@@ -116,17 +120,20 @@ class TaskSettings:
             for role in ROLES
         }
 
-    def prompt_rules(self, goal: str) -> PromptRules:
-        """The rules as this task's prompts state them; tests first for code-shaped goals."""
+    def prompt_rules(self, goal: str, *, code: bool = False) -> PromptRules:
+        """The rules as this task's prompts state them; tests first for code tasks and
+        code-shaped goals."""
         return PromptRules(
+            code=code,
             instructions=list(self.instructions),
             parallelize=self.parallelize,
             coupled=[list(g) for g in self.coupled],
             max_streams=self.max_streams,
-            tests_first=is_code_shaped(goal),
+            # None: on for a code task (the rule's default there); else as the goal reads.
+            tests_first=None if code else is_code_shaped(goal),
             split_depth_left=self.split_depth_left,
         )
 
-    def plan_rules(self, goal: str) -> PlanRules:
+    def plan_rules(self, goal: str, *, code: bool = False) -> PlanRules:
         """The validator's view of the same rules."""
-        return self.prompt_rules(goal).to_plan_rules()
+        return self.prompt_rules(goal, code=code).to_plan_rules()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
+from daemon.engine.code.stream_runner import CodeStreams
 from daemon.engine.context import TaskContext
 from daemon.engine.human import HumanWaits
 from daemon.engine.streams import StreamBook, StreamState
@@ -30,10 +31,18 @@ Splitter = Callable[[StreamState, list[StreamSpec], dict[str, str]], Awaitable[s
 class StreamWork:
     """Executes and reviews streams until each has an accepted output."""
 
-    def __init__(self, ctx: TaskContext, book: StreamBook, human: HumanWaits) -> None:
+    def __init__(
+        self,
+        ctx: TaskContext,
+        book: StreamBook,
+        human: HumanWaits,
+        code: CodeStreams | None = None,
+    ) -> None:
         self.ctx = ctx
         self.book = book
         self.human = human
+        #: The code side of a task with a repository: its streams work in worktrees.
+        self.code = code
 
     async def work(self, st: StreamState, deps: dict[str, str], split: Splitter) -> str:
         """The stream's accepted output (read back from the memo if it was accepted before)."""
@@ -52,7 +61,8 @@ class StreamWork:
         round_, attempt = 0, 0
         feedback: str | None = None
         answers: dict[str, str] = {}
-        may_split = st.depth < self.ctx.settings.split_depth_left
+        # A code stream owns paths in a worktree of its own: it does not split.
+        may_split = st.depth < self.ctx.settings.split_depth_left and self.code is None
         while True:
             reply, attempt = await self.execute_answered(
                 st,
@@ -82,6 +92,9 @@ class StreamWork:
             feedback = await self._send_back(st, verdict, round_)
             round_ += 1
             attempt = 0
+        if self.code is not None:
+            await self.code.accepted(st)
+            output = await self.code.outcome(st)
         await self.book.update(
             st,
             "accepted" if verdict_name == "accept" else "fixed",
@@ -99,7 +112,12 @@ class StreamWork:
         spec = st.spec
         await self.book.update(st, "reviewing", rounds=round_ + 1)
         verdict = await orchestrator.review(
-            self.ctx.call, spec, output, self.ctx.rules, round=round_
+            self.ctx.call,
+            spec,
+            output,
+            self.ctx.rules,
+            round=round_,
+            project=self.code.project if self.code is not None else None,
         )
         await self.ctx.store.append_event(
             self.ctx.task_id,
@@ -111,6 +129,12 @@ class StreamWork:
                 "round": round_,
             },
         )
+        if verdict.verdict == "fix" and self.code is not None:
+            # A fix is text the orchestrator writes; a code stream's result is its branch,
+            # so the defect goes back to the stream's coder as a redo with that feedback.
+            verdict = verdict.model_copy(
+                update={"verdict": "redo", "feedback": verdict.feedback or verdict.reason}
+            )
         if verdict.verdict == "fix":
             output = await orchestrator.fix(
                 self.ctx.call, spec, output, verdict, self.ctx.rules, round=round_
@@ -150,6 +174,11 @@ class StreamWork:
         Each question goes to the human and its answer into `answers`; returns the reply and
         the attempt number it came from.
         """
+        if self.code is not None:
+            output = await self.code.execute(
+                st, deps, round_=round_, feedback=feedback, answers=answers or None
+            )
+            return ExecutorReply(kind="output", output=output), attempt
         while True:
             reply = await execute(
                 self.ctx.call,

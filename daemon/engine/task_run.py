@@ -16,8 +16,11 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from daemon.engine.code.stream_runner import CodeStreams
+from daemon.engine.code.task_code import CodeTask
 from daemon.engine.conflicts import ConflictCheck
 from daemon.engine.context import TaskContext
 from daemon.engine.ending import finalize, partial_report
@@ -40,6 +43,7 @@ from roles.models.routing import check_tiers
 from roles.plan.schema import Plan
 from roles.plan.validator import sequentialize
 from roles.planner import make_plan
+from roles.project import ProjectContext
 
 __all__ = ["Collaborators", "TaskRun"]
 
@@ -58,6 +62,10 @@ class Collaborators:
     models: ModelsFactory = ModelCaller
     #: Answers a full disk kept from being saved, for the task's next run to save.
     held: HeldAnswers = field(default_factory=HeldAnswers)
+    #: Where code tasks' worktrees go ($TIERD_HOME/worktrees); None: code tasks fail.
+    worktrees: Path | None = None
+    #: Directories sandboxed commands must not read (tierd's home: the token, the databases).
+    private_dirs: tuple[Path, ...] = ()
 
 
 class TaskRun:
@@ -113,10 +121,14 @@ class TaskRun:
             self.store, self.task_id, self.parts.slots, models, human.progress, self.parts.held
         )
         ctx = TaskContext.of(self.store, row, settings, gateway, gateway.settled)
-        work = StreamWork(ctx, book, human)
-        plan = await self._planning(ctx, states)
+        code = await self._code_streams(ctx)
+        work = StreamWork(ctx, book, human, code)
+        plan = await self._planning(ctx, states, code.project if code else None)
         outputs = await Scheduler(ctx, states, book, work, human).execute(plan)
-        outputs = await ConflictCheck(ctx, states, book, work).review(plan, outputs)
+        if code is None:
+            # A code task's streams own disjoint paths and their results are branches: the
+            # text check for contradictions does not apply (their merge is git's).
+            outputs = await ConflictCheck(ctx, states, book, work).review(plan, outputs)
         result = await MergeGate(ctx, states, human).merge_and_approve(plan, outputs)
         fresh = await self.store.get_task(self.task_id)
         assert fresh is not None
@@ -127,13 +139,32 @@ class TaskRun:
         ):
             log.info("task %s completed", self.task_id)
 
-    async def _planning(self, ctx: TaskContext, states: TaskStates) -> Plan:
+    async def _code_streams(self, ctx: TaskContext) -> CodeStreams | None:
+        """The code side of a task with a repository (None for a text task)."""
+        task = CodeTask.of(ctx.row.code_json)
+        if task is None:
+            return None
+        if self.parts.worktrees is None:
+            raise TaskFailed("this daemon has no worktrees directory: it cannot run code tasks")
+        code = CodeStreams(ctx, task, self.parts.worktrees, self.parts.private_dirs)
+        await code.open()
+        return code
+
+    async def _planning(
+        self, ctx: TaskContext, states: TaskStates, project: ProjectContext | None
+    ) -> Plan:
         row = ctx.row
         if row.plan_json:
             return Plan.model_validate_json(row.plan_json)
         await states.move(TaskState.planning)
         outcome = await make_plan(
-            ctx.call, row.goal, row.context, ctx.rules, ctx.plan_rules, ctx.settings.max_attempts
+            ctx.call,
+            row.goal,
+            row.context,
+            ctx.rules,
+            ctx.plan_rules,
+            ctx.settings.max_attempts,
+            project=project,
         )
         if outcome.plan is None:
             raise TaskFailed(

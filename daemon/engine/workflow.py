@@ -18,6 +18,7 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.func import entrypoint
 
 from daemon.engine.checkpoints import open_checkpoints
+from daemon.engine.code.hygiene import cleanup_task, reconcile
 from daemon.engine.disk_full import store_full
 from daemon.engine.ending import fail_task, finalize
 from daemon.engine.errors import CheckpointsDamaged
@@ -45,9 +46,13 @@ class Workflow:
         signals: HumanSignals,
         notifier: Notifier | None = None,
         models: ModelsFactory = ModelCaller,
+        worktrees: Path | None = None,
+        private_dirs: tuple[Path, ...] = (),
     ) -> None:
         self.store = store
-        self.parts = Collaborators(store, slots, signals, notifier, models)
+        self.parts = Collaborators(
+            store, slots, signals, notifier, models, worktrees=worktrees, private_dirs=private_dirs
+        )
         self._conn: aiosqlite.Connection | None = None
         self._graph: Any = None
 
@@ -91,6 +96,16 @@ class Workflow:
         before any call: raises ModelConfigError naming the role and model (a tier set up
         wrongly, a model litellm cannot route); returns warnings (an unknown price)."""
         return check_tiers(TaskSettings.from_stored(stored).tiers())
+
+    async def cleanup_code(self, task_id: str) -> None:
+        """An ended code task's worktrees and spare branches go (see `code.hygiene`)."""
+        if self.parts.worktrees is not None:
+            await cleanup_task(self.store, self.parts.worktrees, task_id)
+
+    async def reconcile_code(self) -> None:
+        """At start: remove the worktrees and branches no code task needs any longer."""
+        if self.parts.worktrees is not None:
+            await reconcile(self.store, self.parts.worktrees)
 
     def forget(self, task_id: str) -> None:
         """The runner is done with the task for now: drop what is held in memory for it."""

@@ -44,6 +44,16 @@ class Homes:
         return self.data_dir / "checkpoints.db"
 
     @property
+    def worktrees(self) -> Path:
+        """Where code tasks' git worktrees live (never inside a user's repository)."""
+        return self.data_dir / "worktrees"
+
+    @property
+    def private_dirs(self) -> tuple[Path, ...]:
+        """The directories a sandboxed command must not read (the token, the databases)."""
+        return tuple(sorted({self.config_dir, self.data_dir, self.state_dir}))
+
+    @property
     def discovery_file(self) -> Path:
         return self.state_dir / "daemon.json"
 

@@ -50,8 +50,29 @@ IDEMPOTENCY_KEY_DOC = (
     "optional client-chosen key (1-128 visible ASCII characters, e.g. a UUID) that makes the "
     "submit safe to retry: a submit whose key already names a task creates nothing and answers "
     "that task's id and current state with duplicate=true; the same key with a different goal, "
-    "context or options is refused (-32602 / HTTP 422, field idempotency_key). Keys are kept "
-    "with their task, across restarts."
+    "context, options, repo, base or include_uncommitted is refused (-32602 / HTTP 422, field "
+    "idempotency_key). Keys are kept with their task, across restarts."
+)
+
+
+#: The longest `repo` path taken (Linux's PATH_MAX) and the longest `base` ref.
+REPO_MAX = 4096
+BASE_MAX = 1024
+REPO_DOC = (
+    "a code task: the absolute path of a git work tree on the daemon's machine (symlinks are "
+    "resolved; the task works on its top level). The task works from a commit (see base) in "
+    "worktrees of its own: the user's working tree, index and branches are never touched. "
+    "Refused (-32602 / HTTP 422, field repo) when it is not absolute, not a git work tree, or "
+    "inside tierd's own home. Absent: a text task."
+)
+BASE_DOC = (
+    "with repo: the ref (branch, tag, commit) the task starts from; default HEAD. Refused "
+    "(field base) when it does not resolve to a commit."
+)
+INCLUDE_UNCOMMITTED_DOC = (
+    "with repo: start from HEAD plus the work tree's uncommitted changes (staged or not, and "
+    "untracked files not ignored), snapshot into a commit object without touching the index; "
+    "base must then be HEAD. Default false: uncommitted changes are not part of the base."
 )
 
 
@@ -59,6 +80,11 @@ class SubmitParams(Strict):
     goal: str = Field(min_length=1, description="what the task should achieve")
     context: str = Field(default="", description="background the planner should know")
     options: TaskOptions = Field(default_factory=TaskOptions)
+    repo: str | None = Field(default=None, min_length=1, max_length=REPO_MAX, description=REPO_DOC)
+    base: str | None = Field(default=None, min_length=1, max_length=BASE_MAX, description=BASE_DOC)
+    include_uncommitted: bool = Field(
+        default=False, strict=True, description=INCLUDE_UNCOMMITTED_DOC
+    )
     idempotency_key: str | None = Field(
         default=None,
         min_length=1,

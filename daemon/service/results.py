@@ -21,6 +21,12 @@ def wire(result: BaseModel) -> dict[str, Any]:
     return result.model_dump(mode="json")
 
 
+class _Open(BaseModel):
+    """A view of another part's snapshot: keys added there pass through unchanged."""
+
+    model_config = ConfigDict(extra="allow")
+
+
 # --- tasks -------------------------------------------------------------------------------------
 
 
@@ -33,6 +39,60 @@ class TaskSummary(BaseModel):
     created_at: float = Field(description="Unix time of the submit")
     updated_at: float = Field(description="Unix time of the last change of state")
     error: str | None = Field(description="why the task failed, if it did")
+    repo: str | None = Field(
+        description="a code task's repository (its top level); null: a text task"
+    )
+
+
+class TaskCode(_Open):
+    """A code task's repository and base, as checked at submit; the engine adds what it
+    learns later (its branches, its clean-up), which passes through as it was written."""
+
+    repo: str = Field(description="the work tree's top level, symlinks resolved")
+    repo_given: str | None = Field(default=None, description="repo as the submit gave it")
+    base: str = Field(description="the ref the task starts from, as given (default HEAD)")
+    base_commit: str = Field(description="the commit base resolved to at submit")
+    include_uncommitted: bool = False
+    snapshot_commit: str | None = Field(
+        default=None,
+        description="with include_uncommitted: the commit of base_commit plus the uncommitted "
+        "changes, which the task starts from; null when there were none",
+    )
+
+
+class CommandRun(_Open):
+    """A command a code stream ran (in its sandbox), and how it ended."""
+
+    command: str | None = None
+    name: str | None = Field(default=None, description="test, lint, shell, ...")
+    exit_code: int | None = Field(default=None, description="null: it did not exit (timed out)")
+    duration_s: float | None = None
+
+
+class SetupRun(_Open):
+    """The setup command run in a code stream's worktree before its executor started."""
+
+    command: str | None = None
+    exit_code: int | None = None
+    duration_s: float | None = None
+    output_tail: str | None = None
+
+
+class StreamCode(_Open):
+    """What a code stream did in its worktree: filled in by the engine as it goes."""
+
+    branch: str | None = None
+    worktree: str | None = None
+    start_commit: str | None = None
+    head: str | None = Field(default=None, description="the branch's commit, once committed")
+    files: list[str] = Field(default_factory=list, description="paths changed on the branch")
+    insertions: int | None = None
+    deletions: int | None = None
+    commands: list[CommandRun] = Field(default_factory=list)
+    steps: int | None = Field(default=None, description="model answers (steps) used")
+    max_steps: int | None = None
+    setup: SetupRun | None = None
+    ended: str | None = Field(default=None, description="why the executor's loop ended")
 
 
 class StreamView(BaseModel):
@@ -50,6 +110,7 @@ class StreamView(BaseModel):
     depth: int = Field(description="0 for a planned stream, n for the n-th level of splits")
     started_at: float | None
     ended_at: float | None
+    code: StreamCode | None = Field(description="a code stream's facts; null: a text stream")
 
 
 class QuestionView(BaseModel):
@@ -71,6 +132,9 @@ class TaskDetail(TaskSummary):
     questions: list[QuestionView]
     result: str | None = Field(description="the merged result, once the task completed")
     report: dict[str, Any] | None = Field(description="usage and outcome, once the task ended")
+    code: TaskCode | None = Field(
+        description="a code task's repository and base; null: a text task"
+    )
 
 
 class TaskPage(BaseModel):
@@ -109,12 +173,6 @@ class Decided(BaseModel):
 
 
 # --- the daemon --------------------------------------------------------------------------------
-
-
-class _Open(BaseModel):
-    """A view of another part's snapshot: keys added there pass through unchanged."""
-
-    model_config = ConfigDict(extra="allow")
 
 
 class LimitChange(_Open):

@@ -4,7 +4,8 @@ JSON-RPC, REST and any later adapter call these methods and only translate. The 
 validates, persists and hands work to the runner; it never waits for a task's work. `Service`
 is the one face the adapters see; each group of actions is a unit of its own:
 
-- `submission`: task/submit (limits, idempotency, the task's configuration);
+- `submission`: task/submit (limits, idempotency, the task's configuration), with
+  `code_repo` for a code task's repository;
 - `task_views`: task/get, task/list;
 - `interventions`: task/cancel, task/answer, task/approve;
 - `configuration`: config/get, config/set;
@@ -74,7 +75,13 @@ class Service:
         active = ActiveTasks(store)
         detached = Detached()
         self.submission = Submission(
-            store, engine, self.configuration, active, detached, os.environ if env is None else env
+            store,
+            engine,
+            self.configuration,
+            active,
+            detached,
+            os.environ if env is None else env,
+            homes,
         )
         self.views = TaskViews(store)
         self.interventions = Interventions(store, engine, detached)

@@ -2,7 +2,8 @@
 
 A submit answers at once with the task's id; the work runs in the engine. A submit with an
 idempotency key is safe to retry: the key names one task, across retries, restarts and
-processes sharing the database.
+processes sharing the database. A submit with `repo` is a code task: its repository is checked
+here and its facts stored with it (`code_repo`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from daemon.config.layers import Config
+from daemon.home.paths import Homes
 from daemon.service.admission import ActiveTasks, KeyLocks
+from daemon.service.code_repo import code_facts, same_code
 from daemon.service.configuration import Configuration
 from daemon.service.detached import Detached
 from daemon.service.errors import Busy, InvalidParams
@@ -59,11 +62,13 @@ def _duplicate(row: TaskRow, params: SubmitParams) -> Submitted:
         row.goal == params.goal
         and row.context == params.context
         and row.options_json == params.options.model_dump_json(exclude_none=True)
+        and same_code(row, params)
     )
     if not same:
         raise InvalidParams(
             f"idempotency_key: already used for another request (task {row.id}, with a "
-            "different goal, context or options); use a new key for a new task",
+            "different goal, context, options, repo, base or include_uncommitted); use a new "
+            "key for a new task",
             {"field": "idempotency_key", "task_id": row.id},
         )
     return Submitted(task_id=row.id, state=TaskState(row.state), duplicate=True)
@@ -80,8 +85,10 @@ class Submission:
         active: ActiveTasks,
         detached: Detached,
         env: Mapping[str, str],
+        homes: Homes,
     ) -> None:
         self._store = store
+        self._homes = homes
         self._engine = engine
         self._configuration = configuration
         self._active = active
@@ -120,12 +127,17 @@ class Submission:
             )
 
     async def _submit_new(self, params: SubmitParams) -> Submitted:
+        # A code task's repository first: it is the task's project (its .tierd.toml applies),
+        # and checking it takes git a moment, which must not sit between admission and the
+        # count below.
+        code = await code_facts(params, self._homes)
         await self._admit()
-        config = effective_config(self._configuration.current, params.options)
+        project = code["repo"] if code is not None else None
+        config = effective_config(self._configuration.current, params.options, project)
         check_models(config, self._env)
         await check_routing(self._engine, task_settings(config), wait=False)
         self._admitting += 1
-        creating = asyncio.ensure_future(self._create(params, config))
+        creating = asyncio.ensure_future(self._create(params, config, code))
         # Counted until the creation itself ends, not the request: a client that goes away
         # leaves the creation running, and it must still count against the limit.
         creating.add_done_callback(self._admitted)
@@ -136,7 +148,9 @@ class Submission:
     def _admitted(self, _creation: asyncio.Future[Any]) -> None:
         self._admitting -= 1
 
-    async def _create(self, params: SubmitParams, config: Config) -> Submitted:
+    async def _create(
+        self, params: SubmitParams, config: Config, code: dict[str, Any] | None
+    ) -> Submitted:
         now = time.time()
         row = TaskRow(
             id=new_task_id(),
@@ -148,6 +162,7 @@ class Submission:
             updated_at=now,
             settings_json=json.dumps(task_settings(config)),
             idempotency_key=params.idempotency_key,
+            code_json=None if code is None else json.dumps(code),
         )
         if row.idempotency_key is None:
             await self._store.create_task(row)

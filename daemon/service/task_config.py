@@ -1,7 +1,8 @@
 """The configuration a task runs with, and whether a task could run with it at all.
 
 A task's configuration is every layer of the daemon's (defaults, global file), the project's
-`.tierd.toml` if the task names a project, and the task's own options last. It is worked out
+`.tierd.toml` if the task names a project (`options.project_dir`, or else a code task's
+repository), and the task's own options last. It is worked out
 once, at submit, and stored with the task: a later change of configuration does not change a
 task already submitted.
 """
@@ -31,13 +32,18 @@ OPTION_KEYS = {
     "max_streams": "plan.max_streams",
 }
 #: The configuration tables a task keeps with it (the rest is the daemon's own).
-TASK_SECTIONS = frozenset({"models", "plan", "review", "rules", "notify"})
+TASK_SECTIONS = frozenset({"models", "plan", "review", "rules", "notify", "code"})
 
 
-def effective_config(config: Config, options: TaskOptions) -> Config:
-    """The configuration a task runs with: all layers, the task's own options last."""
+def effective_config(config: Config, options: TaskOptions, repo: str | None = None) -> Config:
+    """The configuration a task runs with: all layers, the task's own options last.
+
+    `repo`, a code task's checked repository, is its project unless options.project_dir
+    names another one."""
     if options.project_dir:
-        config = _with_project(config, options.project_dir)
+        config = _with_project(config, options.project_dir, "options.project_dir")
+    elif repo:
+        config = _with_project(config, repo, "repo")
     overrides: dict[str, Any] = {
         key: getattr(options, name)
         for name, key in OPTION_KEYS.items()
@@ -55,18 +61,13 @@ def effective_config(config: Config, options: TaskOptions) -> Config:
     return config.with_layer(Layer("task", None, values))
 
 
-def _with_project(config: Config, project_dir: str) -> Config:
+def _with_project(config: Config, project_dir: str, field: str) -> Config:
     if not os.path.isdir(project_dir):
-        raise InvalidParams(
-            f"options.project_dir: no such directory: {project_dir}",
-            {"field": "options.project_dir"},
-        )
+        raise InvalidParams(f"{field}: no such directory: {project_dir}", {"field": field})
     try:
         layer = project_layer(project_dir, config.defaults)
     except ConfigError as exc:
-        raise InvalidParams(
-            f"options.project_dir: {exc}", {"field": "options.project_dir", "key": exc.key}
-        ) from exc
+        raise InvalidParams(f"{field}: {exc}", {"field": field, "key": exc.key}) from exc
     return config.with_layer(layer) if layer else config
 
 

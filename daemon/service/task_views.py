@@ -1,23 +1,58 @@
 """Reading tasks: a task found by id, one task in full, and pages of tasks.
 
 The views are built from the store's rows here, in the service, so the store's tables can
-change without changing what clients read.
+change without changing what clients read. A code task's facts (its repository, and what each
+stream did in its worktree) come from the rows' `code_json`, written at submit and by the
+engine.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import logging
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from daemon.service.errors import TaskNotFound
 from daemon.service.params import ListParams, TaskIdParams
-from daemon.service.results import QuestionView, StreamView, TaskDetail, TaskPage, TaskSummary
+from daemon.service.results import (
+    QuestionView,
+    StreamCode,
+    StreamView,
+    TaskCode,
+    TaskDetail,
+    TaskPage,
+    TaskSummary,
+)
 from daemon.store.states import TaskState
 from daemon.store.store import QuestionRow, Store, StreamRow, TaskRow
+
+log = logging.getLogger("tierd.service")
+M = TypeVar("M", bound=BaseModel)
 
 
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+def _code(model: type[M], text: str | None, where: str) -> M | None:
+    """Stored code facts as `model`; None for a text task or stream. Facts that do not fit the
+    model are a bug of the writer's: logged, and left out rather than failing every read."""
+    data = _loads(text)
+    if not isinstance(data, dict):
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        log.error("code facts of %s do not fit %s: %s", where, model.__name__, exc)
+        return None
+
+
+def _repo(row: TaskRow) -> str | None:
+    data = _loads(row.code_json)
+    repo = data.get("repo") if isinstance(data, dict) else None
+    return repo if isinstance(repo, str) else None
 
 
 async def find_task(store: Store, task_id: str) -> TaskRow:
@@ -36,6 +71,7 @@ def _summary_fields(row: TaskRow) -> dict[str, Any]:
         "created_at": row.created_at,
         "updated_at": row.updated_at,
         "error": row.error,
+        "repo": _repo(row),
     }
 
 
@@ -57,6 +93,7 @@ def stream_view(s: StreamRow) -> StreamView:
         depth=s.depth,
         started_at=s.started_at,
         ended_at=s.ended_at,
+        code=_code(StreamCode, s.code_json, f"stream {s.task_id}/{s.stream_id}"),
     )
 
 
@@ -82,6 +119,7 @@ class TaskViews:
             questions=[question_view(q) for q in questions],
             result=row.result,
             report=_loads(row.report_json),
+            code=_code(TaskCode, row.code_json, f"task {row.id}"),
         )
 
     async def get(self, params: TaskIdParams) -> TaskDetail:

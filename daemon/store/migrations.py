@@ -15,7 +15,7 @@ from sqlmodel import Session, SQLModel
 
 from daemon.store.tables import MetaRow
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class SchemaTooNew(RuntimeError):
@@ -43,8 +43,19 @@ def _v2_to_v3(engine: Engine) -> None:
                 index.create(conn)
 
 
+def _v3_to_v4(engine: Engine) -> None:
+    # v4 added the code facts of code tasks: tasks.code_json and streams.code_json, nullable
+    # (NULL: a text task or stream). Added at the end of each table, where a new database has
+    # them too; each skipped when already there (see _v2_to_v3).
+    with engine.begin() as conn:
+        found = inspect(conn)
+        for table in ("tasks", "streams"):
+            if "code_json" not in {c["name"] for c in found.get_columns(table)}:
+                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN code_json VARCHAR"))
+
+
 #: from-version -> the function that moves the schema one version up.
-MIGRATIONS: dict[int, Callable[[Engine], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
+MIGRATIONS: dict[int, Callable[[Engine], None]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 
 def migrate(engine: Engine) -> None:

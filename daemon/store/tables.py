@@ -26,6 +26,9 @@ class TaskRow(SQLModel, table=True):
     # The client's idempotency key: unique, so two submits with one key make one task (NULLs
     # do not collide). Written in the transaction that creates the task.
     idempotency_key: str | None = Field(default=None, unique=True, index=True)
+    # A code task's repository facts as a JSON object (repo, base, base_commit, ...): written
+    # at submit, merged into by the engine (`set_task_code`); None for a text task.
+    code_json: str | None = None
 
 
 class StreamRow(SQLModel, table=True):
@@ -45,6 +48,9 @@ class StreamRow(SQLModel, table=True):
     depth: int = 0
     started_at: float | None = None
     ended_at: float | None = None
+    # A code stream's facts as a JSON object (branch, files, commands, steps, ...), written
+    # whole by the engine with each update; None for a text stream.
+    code_json: str | None = None
 
 
 class EventRow(SQLModel, table=True):

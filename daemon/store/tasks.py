@@ -1,9 +1,11 @@
 """The store's tasks: creating them (once per idempotency key), reading them, and moving them
-from state to state with the event that says so, in one transaction.
+from state to state with the event that says so, in one transaction; and a code task's
+repository facts, merged in as the engine learns them.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -99,6 +101,17 @@ class TaskQueries(StoreThread):
 
         return await self._run(work)
 
+    async def code_tasks(self) -> list[TaskRow]:
+        """Every code task (one with `code_json`), in any state, oldest id first: the daemon
+        reconciles their worktrees and branches at start."""
+
+        def work() -> list[TaskRow]:
+            with self._session() as s:
+                q = select(TaskRow).where(col(TaskRow.code_json).is_not(None))
+                return list(s.exec(q.order_by(TaskRow.id)))
+
+        return await self._run(work)
+
     async def counts_by_state(self) -> dict[str, int]:
         def work() -> dict[str, int]:
             with self._session() as s:
@@ -158,3 +171,28 @@ class TaskQueries(StoreThread):
                 return as_new_or_none(ev)
 
         return await self._write(work, lambda ev: [ev])
+
+    async def set_task_code(self, task_id: str, data: dict[str, Any]) -> None:
+        """Merge `data`'s keys into the task's code facts (`code_json`, a JSON object).
+
+        Read and written in one transaction on the store's thread, so two merges never lose
+        each other's keys. The task's `updated_at` is left alone: it dates changes of state,
+        and a watcher compares it with the time of the state event it has seen.
+        """
+        if not isinstance(data, dict):
+            raise TypeError(f"set_task_code takes a dict, not {type(data).__name__}")
+        # Made JSON first: a value that cannot be written fails here, before anything changes.
+        update = json.loads(json.dumps(data))
+
+        def work() -> None:
+            with self._session() as s:
+                row = s.get(TaskRow, task_id)
+                if row is None:
+                    raise KeyError(task_id)
+                merged = json.loads(row.code_json) if row.code_json else {}
+                merged.update(update)
+                row.code_json = json.dumps(merged)
+                s.add(row)
+                s.commit()
+
+        await self._run(work)

@@ -7,6 +7,7 @@
 - `transport`: one answer from a tier: the litellm call with its deadline, retries and
   fallbacks;
 - `structured`: JSON answers: finding, parsing and asking for them;
+- `toolcalls`: tool calls in an answer (`ToolCall`) and the messages that carry them back;
 - `usage`: the record of one attempt (`UsageRecord`); `costs`: what tokens cost;
 - `errors`: one base (`ModelError`) for a tier set up wrongly, a call nobody answered and an
   answer that never parsed;

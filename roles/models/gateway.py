@@ -13,7 +13,7 @@ report shows them.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
@@ -22,6 +22,7 @@ from roles.models.costs import premium_cost
 from roles.models.errors import ModelCallError, ModelConfigError, ModelError, ModelOutputError
 from roles.models.structured import extract_json, parse
 from roles.models.tier import ModelTier
+from roles.models.toolcalls import ToolCall
 from roles.models.transport import LOGGED_ERROR_CHARS, Attempts, complete, one_line
 from roles.models.usage import OnRecord, UsageRecord, emit
 
@@ -33,6 +34,7 @@ __all__ = [
     "ModelResult",
     "ModelTier",
     "OnRecord",
+    "ToolCall",
     "UsageRecord",
     "call_model",
     "extract_json",
@@ -51,6 +53,8 @@ class ModelResult:
     parsed: BaseModel | None
     #: The record of the attempt that produced `text`.
     record: UsageRecord
+    #: The tool calls of the answer, for a call with `tools` (in the model's order).
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
 
 def _repair_request(
@@ -69,6 +73,23 @@ def _repair_request(
     ]
 
 
+def _headers(
+    role: str, purpose: str, task_id: str, stream_id: str | None, round: int, step: str | None
+) -> dict[str, str]:
+    """Who asks, sent with every request (the simulator answers by them)."""
+    headers = {
+        "X-Tierd-Role": role,
+        "X-Tierd-Purpose": purpose,
+        "X-Tierd-Task": task_id,
+        "X-Tierd-Round": str(round),
+    }
+    if stream_id:
+        headers["X-Tierd-Stream"] = stream_id
+    if step:
+        headers["X-Tierd-Step"] = step
+    return headers
+
+
 async def call_model(
     tier: ModelTier,
     messages: list[dict[str, Any]],
@@ -82,6 +103,7 @@ async def call_model(
     on_record: OnRecord | None = None,
     repairs: int | None = None,
     step: str | None = None,
+    tools: list[dict[str, Any]] | None = None,
 ) -> ModelResult:
     """Ask `tier` for an answer to `messages`; parse it as `response_model` if given.
 
@@ -95,25 +117,21 @@ async def call_model(
     role, the model and the cause. Cancelling the awaiting task closes the in-flight request.
     `step` (the call's memo key) is sent as `X-Tierd-Step`, so a server's log (the
     simulator's) can tell which step each request was for.
+    `tools` (OpenAI function schemas) lets the model answer with tool calls (`tool_calls`)
+    and/or text; an answer with neither is empty and retried. Not with `response_model`.
     """
-    headers = {
-        "X-Tierd-Role": role,
-        "X-Tierd-Purpose": purpose,
-        "X-Tierd-Task": task_id,
-        "X-Tierd-Round": str(round),
-    }
-    if stream_id:
-        headers["X-Tierd-Stream"] = stream_id
-    if step:
-        headers["X-Tierd-Step"] = step
+    if tools and response_model is not None:
+        raise ValueError(f"{role}/{purpose}: a call takes tools or a response_model, not both")
+    headers = _headers(role, purpose, task_id, stream_id, round, step)
     c = Attempts(tier, role, purpose, task_id, stream_id, round, on_record, headers)
     conversation = list(messages)
     repairs = tier.max_repairs if repairs is None else repairs
     for repair in range(repairs + 1):
-        text, record = await complete(c, conversation, response_model)
+        reply, record = await complete(c, conversation, response_model, tools)
+        text = reply.text
         if response_model is None:
             await emit(on_record, record)
-            return ModelResult(text, None, record)
+            return ModelResult(text, None, record, reply.tool_calls)
         try:
             parsed = parse(text, response_model)
         except ValueError as exc:

@@ -45,6 +45,8 @@ class ModelTier:
     max_repairs: int = 2
     #: First delay of the exponential backoff between retries (doubles each time).
     backoff_s: float = 0.5
+    #: Ask for the answer as a stream of chunks (assembled here), text and tool calls alike.
+    stream: bool = False
 
     _KEYS = (
         "model",
@@ -55,6 +57,7 @@ class ModelTier:
         "max_retries",
         "max_repairs",
         "backoff_s",
+        "stream",
     )
 
     @classmethod
@@ -100,6 +103,9 @@ class ModelTier:
                 f"{where}fallbacks must be a list of model names, not {fallbacks!r}"
             )
         timeout = number("timeout_s", 120.0, 0.001)
+        stream = data.get("stream", False)
+        if not isinstance(stream, bool):
+            raise ModelConfigError(f"{where}stream must be true or false, not {stream!r}")
         return cls(
             model=text("model", required=True) or "",
             api_base=text("api_base"),
@@ -109,6 +115,7 @@ class ModelTier:
             max_retries=number("max_retries", 3, 0, integer=True),
             max_repairs=number("max_repairs", 2, 0, integer=True),
             backoff_s=number("backoff_s", 0.5, 0.0),
+            stream=stream,
         )
 
     def endpoints(self) -> list[tuple[str, str | None]]:

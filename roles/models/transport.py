@@ -9,6 +9,11 @@ mapping and the price table.
 Nothing waits without a bound: each attempt is cut at 1.5 x timeout_s + 1 s whatever the HTTP
 client does, a wait between attempts is at most MAX_RETRY_AFTER_S, and the attempts are finite
 ((max_retries + 1) per model).
+
+A tier with `stream = true` asks for the answer as server-sent chunks and assembles them with
+`litellm.stream_chunk_builder` (text and tool calls alike); the usage comes from the final
+chunk (`stream_options.include_usage`). The guard covers the whole stream, and a stream that
+ends without a finish reason (cut on the way) is retried like an empty answer.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from roles.models.errors import ModelCallError, ModelConfigError
 from roles.models.routing import provider_of
 from roles.models.structured import response_format, schema_instruction
 from roles.models.tier import NO_KEY, ModelTier
+from roles.models.toolcalls import ToolCall, tool_calls_of
 from roles.models.usage import OnRecord, UsageRecord, emit
 
 __all__ = [
@@ -37,6 +43,7 @@ __all__ = [
     "MAX_BACKOFF_S",
     "MAX_RETRY_AFTER_S",
     "Attempts",
+    "Reply",
     "complete",
     "one_line",
 ]
@@ -52,7 +59,8 @@ LOGGED_ERROR_CHARS = 300
 
 
 class EmptyAnswerError(RuntimeError):
-    """The server said 200 but sent no content: a provider fault, retried like a 500.
+    """The server said 200 but sent no answer (no content, no tool call, or a stream that
+    stopped before its end): a provider fault, retried like a 500.
 
     Not a repair case: there is nothing to quote back to the model.
     """
@@ -159,14 +167,62 @@ def _supports_schema(model: str) -> bool:
         return False
 
 
-def _content_and_usage(response: Any) -> tuple[str, int, int]:
+@dataclass
+class Reply:
+    """What one answer said: its text (may be empty beside tool calls) and its tool calls."""
+
+    text: str
+    tool_calls: list[ToolCall]
+
+    @property
+    def empty(self) -> bool:
+        return not self.text.strip() and not self.tool_calls
+
+
+def _reply_and_usage(response: Any) -> tuple[Reply, int, int]:
     choices = getattr(response, "choices", None) or []
     message = getattr(choices[0], "message", None) if choices else None
     text = getattr(message, "content", None) or ""
     usage = getattr(response, "usage", None)
     prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
     completion = int(getattr(usage, "completion_tokens", 0) or 0)
-    return text, prompt, completion
+    return Reply(text, tool_calls_of(message)), prompt, completion
+
+
+def _finished(stream: Any, chunks: list[Any]) -> bool:
+    """Whether the server ended the stream with a finish reason.
+
+    litellm's stream wrapper adds a "stop" chunk of its own to a stream cut short, so the
+    chunks cannot tell; the wrapper keeps the reason the server sent apart.
+    """
+    if hasattr(stream, "received_finish_reason"):
+        return bool(
+            stream.received_finish_reason or getattr(stream, "intermittent_finish_reason", None)
+        )
+    return any(
+        getattr(choice, "finish_reason", None)
+        for chunk in chunks
+        for choice in getattr(chunk, "choices", None) or []
+    )
+
+
+async def _ask(kwargs: dict[str, Any], model: str) -> Any:
+    """litellm's answer to one request: the response, or, streamed, the chunks assembled."""
+    response = await litellm.acompletion(**kwargs)
+    if not kwargs.get("stream"):
+        return response
+    chunks: list[Any] = []
+    try:
+        async for chunk in response:
+            chunks.append(chunk)
+    finally:
+        # Closing the stream closes its connection (also when cancelled mid-stream).
+        close = getattr(response, "aclose", None)
+        if close is not None:
+            await close()
+    if not _finished(response, chunks):
+        raise EmptyAnswerError(f"{model}: the answer's stream ended before its finish")
+    return litellm.stream_chunk_builder(chunks, messages=kwargs["messages"])
 
 
 @dataclass
@@ -206,6 +262,7 @@ class Attempts:
         key: str | None,
         messages: list[dict[str, Any]],
         response_model: type[BaseModel] | None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """litellm's arguments for one endpoint of the tier."""
         # What the environment holds for this provider, only for its own endpoint (no
@@ -234,6 +291,12 @@ class Attempts:
             kwargs["response_format"] = response_format(response_model)
         elif response_model is not None:
             kwargs["messages"] = [*messages, schema_instruction(response_model)]
+        if tools:
+            # tool_choice stays the provider's default ("auto"): text or tool calls.
+            kwargs["tools"] = tools
+        if self.tier.stream:
+            kwargs["stream"] = True
+            kwargs["stream_options"] = {"include_usage": True}
         return kwargs
 
     def next_wait(self, exc: BaseException, retry: int, model: str) -> float | None:
@@ -269,7 +332,7 @@ class Attempts:
 
 async def _on_endpoint(
     c: Attempts, model: str, kwargs: dict[str, Any], key: str | None
-) -> tuple[str, UsageRecord] | None:
+) -> tuple[Reply, UsageRecord] | None:
     """Up to max_retries + 1 attempts on one model; None when it gave up (see c.last_error)."""
     for retry in range(c.tier.max_retries + 1):
         c.attempts += 1
@@ -279,9 +342,9 @@ async def _on_endpoint(
             # A guard over the HTTP client's own timeout (which bounds each read, not the
             # whole exchange): a slowly trickling answer cannot hang a stream forever.
             async with asyncio.timeout(c.tier.timeout_s * 1.5 + 1):
-                response = await litellm.acompletion(**kwargs)
-            text, prompt_tokens, completion_tokens = _content_and_usage(response)
-            if not text.strip():
+                response = await _ask(kwargs, model)
+            reply, prompt_tokens, completion_tokens = _reply_and_usage(response)
+            if reply.empty:
                 raise EmptyAnswerError(f"{model} answered 200 with empty content")
         except asyncio.CancelledError:
             # Cancelling the awaiting task cancelled the request: httpx closed the
@@ -310,7 +373,7 @@ async def _on_endpoint(
             # Jitter only ever adds, so a Retry-After is never undercut.
             await asyncio.sleep(wait * (1 + random.random() * 0.1))
             continue
-        return text, c.record(
+        return reply, c.record(
             model,
             started,
             wall,
@@ -323,12 +386,15 @@ async def _on_endpoint(
 
 
 async def complete(
-    c: Attempts, messages: list[dict[str, Any]], response_model: type[BaseModel] | None
-) -> tuple[str, UsageRecord]:
+    c: Attempts,
+    messages: list[dict[str, Any]],
+    response_model: type[BaseModel] | None,
+    tools: list[dict[str, Any]] | None = None,
+) -> tuple[Reply, UsageRecord]:
     """One answer from the tier: retries with backoff, then the fallbacks in order.
 
     The returned record (the answering attempt) is not emitted yet: the caller first decides
-    whether the text is usable. Raises ModelCallError when no model answered, and
+    whether the answer is usable. Raises ModelCallError when no model answered, and
     ModelConfigError when the tier's key variable is not set.
     """
     try:
@@ -340,7 +406,7 @@ async def complete(
     tried: list[str] = []
     for model, api_base in c.tier.endpoints():
         tried.append(model)
-        kwargs = c.request(model, api_base, key, messages, response_model)
+        kwargs = c.request(model, api_base, key, messages, response_model, tools)
         answered = await _on_endpoint(c, model, kwargs, key)
         if answered is not None:
             return answered

@@ -16,14 +16,23 @@ from __future__ import annotations
 import heapq
 import re
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from roles.plan.ownership import (
+    areas_overlap,
+    code_ownership_problems,
+    globs_overlap,
+    join_words,
+    normalize_area,
+)
 from roles.plan.schema import Plan, StreamSpec
 
 Parallelize = Literal["when-possible", "always", "never"]
 PARALLELIZE_MODES: tuple[str, ...] = ("when-possible", "always", "never")
+#: Whether two ownership areas overlap (`areas_overlap`, or `globs_overlap` for code tasks).
+Overlap = Callable[[str, str], bool]
 
 __all__ = [
     "PARALLELIZE_MODES",
@@ -58,6 +67,10 @@ class PlanRules:
     #: whatever the planner returns, and "always"/"when-possible" are guidance for the planner.
     parallelize: Parallelize = "when-possible"
     require_tests_first: bool = False
+    #: A code task: ownership entries are path globs (see `roles.plan.ownership`); every stream
+    #: owns at least one, inside the repository, and only streams that may run at the same
+    #: time need disjoint paths (a dependent stream starts from its dependencies' result).
+    code: bool = False
 
     def __post_init__(self) -> None:
         # Fail loudly on a typo from a hand-built rules object rather than silently ignoring it.
@@ -98,47 +111,18 @@ def format_problems(problems: Sequence[str]) -> str:
 # --- ownership areas ------------------------------------------------------------------------
 
 
-def normalize_area(area: str) -> str:
-    """The comparable form of an ownership area: lower case, '/' separators, no './' prefix.
-
-    Trailing slashes are dropped so that `auth/` and `auth` compare equal. An area that is only
-    "." or "./" normalizes to "" and stands for the whole workspace (it overlaps everything).
-    """
-    text = area.strip().replace("\\", "/").lower()
-    text = re.sub(r"/{2,}", "/", text)
-    while text.startswith("./"):
-        text = text[2:]
-    if text == ".":
-        text = ""
-    return text.rstrip("/")
-
-
-def areas_overlap(first: str, second: str) -> bool:
-    """Whether two ownership areas overlap: equal, or one is a path prefix of the other.
-
-    The prefix must end at a '/' boundary: `auth/` overlaps `auth/login.py` and `auth` overlaps
-    `auth/x`, but `auth` does not overlap `authz`. Blank areas overlap nothing (they are
-    ignored); the workspace root ("." or "./") overlaps every other area.
-    """
-    if not first.strip() or not second.strip():
-        return False
-    a, b = normalize_area(first), normalize_area(second)
-    if a == b or a == "" or b == "":
-        return True
-    shorter, longer = (a, b) if len(a) < len(b) else (b, a)
-    return longer.startswith(shorter + "/")
-
-
 def _owned_areas(stream: StreamSpec) -> list[str]:
     # Blank entries are noise from the model, not a claim on anything: skip them rather than
     # reject the plan over them.
     return [area for area in stream.ownership if area.strip()]
 
 
-def _first_overlap(first: Iterable[str], second: Sequence[str]) -> tuple[str, str] | None:
+def _first_overlap(
+    first: Iterable[str], second: Sequence[str], overlap: Overlap = areas_overlap
+) -> tuple[str, str] | None:
     for area in first:
         for other in second:
-            if areas_overlap(area, other):
+            if overlap(area, other):
                 return area, other
     return None
 
@@ -266,13 +250,7 @@ def _ancestors(node: str, deps: dict[str, list[str]]) -> set[str]:
 
 def _quote_ids(ids: Sequence[str]) -> str:
     quoted = [f"'{stream_id}'" for stream_id in ids]
-    return _join_words(quoted)
-
-
-def _join_words(words: Sequence[str]) -> str:
-    if len(words) <= 1:
-        return "".join(words)
-    return ", ".join(words[:-1]) + " and " + words[-1]
+    return join_words(quoted)
 
 
 def _graph_checks(streams: Sequence[StreamSpec]) -> list[str]:
@@ -317,6 +295,11 @@ def validate_plan(plan: Plan, rules: PlanRules) -> list[str]:
     stream of kind "implementation" must depend, directly or through other streams, on at least
     one stream of kind "tests". (Which tests stream covers which code is left to the planner and
     the review: matching titles or paths would be guesswork.)
+
+    For a code task (`rules.code`) ownership entries are path globs and the ownership check is
+    `roles.plan.ownership.code_ownership_problems` instead: every stream owns at least one
+    glob, relative and inside the repository (no leading "/", no "..", nothing in ".git"), and
+    only streams that may run at the same time must own disjoint paths.
     """
     streams = list(plan.streams or [])
     problems: list[str] = []
@@ -332,11 +315,30 @@ def validate_plan(plan: Plan, rules: PlanRules) -> list[str]:
     problems.extend(_graph_checks(streams))
     problems.extend(_blank_field_problems(streams))
     owned = [(stream.id, _owned_areas(stream)) for stream in streams]
-    problems.extend(_ownership_problems(owned))
-    problems.extend(_coupled_problems(owned, rules.coupled))
+    if rules.code:
+        problems.extend(_code_ownership(streams, owned, rules))
+    else:
+        problems.extend(_ownership_problems(owned))
+    overlap = globs_overlap if rules.code else areas_overlap
+    problems.extend(_coupled_problems(owned, rules.coupled, overlap))
     if rules.require_tests_first:
         problems.extend(_tests_first_problems(streams))
     return problems
+
+
+def _code_ownership(
+    streams: Sequence[StreamSpec], owned: Sequence[tuple[str, list[str]]], rules: PlanRules
+) -> list[str]:
+    _ids, deps = _graph(streams)
+    ancestors = {stream_id: _ancestors(stream_id, deps) for stream_id in deps}
+
+    def may_run_together(first: str, second: str) -> bool:
+        # "never" runs the plan as one chain (`sequentialize`): nothing runs at the same time.
+        if rules.parallelize == "never":
+            return False
+        return first not in ancestors[second] and second not in ancestors[first]
+
+    return code_ownership_problems(owned, may_run_together)
 
 
 def _blank_field_problems(streams: Sequence[StreamSpec]) -> list[str]:
@@ -368,7 +370,9 @@ def _ownership_problems(owned: Sequence[tuple[str, list[str]]]) -> list[str]:
 
 
 def _coupled_problems(
-    owned: Sequence[tuple[str, list[str]]], coupled: Sequence[Sequence[str]]
+    owned: Sequence[tuple[str, list[str]]],
+    coupled: Sequence[Sequence[str]],
+    overlap: Overlap = areas_overlap,
 ) -> list[str]:
     problems: list[str] = []
     for group in coupled:
@@ -380,12 +384,12 @@ def _coupled_problems(
         touching = [
             stream_id
             for stream_id, stream_areas in owned
-            if _first_overlap(stream_areas, areas) is not None
+            if _first_overlap(stream_areas, areas, overlap) is not None
         ]
         touching = list(dict.fromkeys(touching))
         if len(touching) > 1:
             problems.append(
-                f"coupled areas {_join_words(areas)} are split across streams "
+                f"coupled areas {join_words(areas)} are split across streams "
                 f"{_quote_ids(touching)}: put them in one stream"
             )
     return problems

@@ -9,7 +9,13 @@ import pytest
 
 from .run import ROOT, CaseError, check, load_cases, main, repo_files
 
-CI_CASES = {"durability-answer-memo", "rpc-internal-error", "fault-deadline", "leak-task-get"}
+CI_CASES = {
+    "durability-answer-memo",
+    "rpc-internal-error",
+    "fault-deadline",
+    "leak-task-get",
+    "code-tool-memo",
+}
 
 
 def test_every_case_applies_to_todays_code() -> None:

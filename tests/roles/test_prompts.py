@@ -13,8 +13,10 @@ import pytest
 from pydantic import BaseModel
 
 from roles import prompts
+from roles.coder import coder_messages
 from roles.plan.schema import ConflictReport, ExecutorReply, Plan, Review, StreamSpec
 from roles.plan.validator import PlanRules
+from roles.project import ProjectContext
 from roles.prompts import (
     TEMPLATE_NAMES,
     PromptRules,
@@ -58,7 +60,7 @@ def wide_plan(count: int) -> Plan:
     return Plan(summary="wide", streams=streams, merge_instruction="Join them.")
 
 
-def text(messages: list[dict[str, str]]) -> str:
+def text(messages: list[dict[str, Any]]) -> str:
     return "\n".join(message["content"] for message in messages)
 
 
@@ -66,7 +68,7 @@ def json_blocks(content: str) -> list[Any]:
     return [json.loads(block) for block in re.findall(r"```json\n(.*?)\n```", content, re.S)]
 
 
-def all_messages() -> dict[str, list[dict[str, str]]]:
+def all_messages() -> dict[str, list[dict[str, Any]]]:
     """Every role prompt rendered with every optional part switched on."""
     target = stream("target", depends_on=["s0"])
     plan = wide_plan(3)
@@ -84,6 +86,17 @@ def all_messages() -> dict[str, list[dict[str, str]]]:
             answers={"Which?": "That one."},
             may_split=True,
             previous_output="PREVIOUS OUTPUT",
+        ),
+        "coder.md": coder_messages(
+            target,
+            "Goal text",
+            {"s0": "DEP SUMMARY"},
+            RULES,
+            ProjectContext.build(["src/a.py"], {"AGENTS.md": "Use tabs."}, test_command="make"),
+            "FEEDBACK TEXT",
+            {"Which?": "That one."},
+            previous_summary="PREVIOUS SUMMARY",
+            max_steps=30,
         ),
         "review.md": review_messages(target, "OUTPUT TEXT", RULES, goal_line="Goal text"),
         "conflicts.md": conflicts_messages(

@@ -15,8 +15,11 @@ call is answered by the first rule whose pattern matches the call's memo key:
 
 An answer is a string (the text; for a structured call it must parse as the structure, else
 the call raises ModelOutputError as the real gateway does once its repairs are used up), a
-dict or pydantic model (structured data), an exception (raised), or a function of the `Call`
-returning any of these (it may be async: a test can hold a call until it says so). Calls no
+dict or pydantic model (structured data), a `ToolCall` or a list of them (an answer asking
+for those tool calls, for a call with `tools`; in a rule's list of answers, one answer with
+two calls is `[[call_a, call_b]]`), a `CallOutput` (returned as it is: text and
+tool calls together), an exception (raised), or a function of the `Call` returning any of
+these (it may be async: a test can hold a call until it says so). Calls no
 rule matches get a sensible default by purpose (the executor outputs "Output of <stream>",
 reviews accept, no conflicts, the merge joins its inputs); a plan has no default.
 
@@ -35,7 +38,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from roles.calls import CallOutput
+from roles.calls import CallOutput, ToolCall
 from roles.models.errors import ModelOutputError
 from roles.models.structured import parse
 from roles.models.tier import ModelTier
@@ -52,15 +55,21 @@ class Call:
     role: str
     purpose: str
     key: str
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     stream_id: str | None
     round: int
     response_model: type[BaseModel] | None
+    tools: list[dict[str, Any]] | None = None
 
     @property
     def prompt(self) -> str:
-        """Every message's content, one after the other."""
-        return "\n".join(m["content"] for m in self.messages)
+        """Every message's text content, one after the other."""
+        return "\n".join(m["content"] for m in self.messages if isinstance(m.get("content"), str))
+
+    @property
+    def tool_names(self) -> list[str]:
+        """The names of the tools the call offered."""
+        return [t["function"]["name"] for t in self.tools or []]
 
 
 Answer = Any  # str | dict | BaseModel | BaseException | Callable[[Call], Answer]
@@ -129,14 +138,16 @@ class ScriptedCaller:
         self,
         role: str,
         purpose: str,
-        messages: list[dict[str, str]],
+        messages: list[dict[str, Any]],
         *,
         key: str,
         stream_id: str | None = None,
         round: int = 0,
         response_model: type[BaseModel] | None = None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> CallOutput:
-        call = Call(role, purpose, key, messages, stream_id, round, response_model)
+        # A copy: the caller goes on appending to its conversation after the call.
+        call = Call(role, purpose, key, list(messages), stream_id, round, response_model, tools)
         self.calls.append(call)
         answer = self._answer_for(call)
         while callable(answer) and not isinstance(answer, type | BaseModel):
@@ -172,6 +183,14 @@ class ScriptedCaller:
 def _output(call: Call, answer: Answer) -> CallOutput:
     """The caller's output for `answer`, parsed as the call's structure as the gateway does."""
     structure = call.response_model
+    if isinstance(answer, CallOutput):
+        return answer
+    if isinstance(answer, ToolCall):
+        answer = [answer]
+    if isinstance(answer, list) and answer and all(isinstance(a, ToolCall) for a in answer):
+        if not call.tools:
+            raise TypeError(f"{call.key!r} offered no tools: cannot answer with tool calls")
+        return CallOutput("", None, list(answer))
     if isinstance(answer, BaseModel):
         answer = answer.model_dump()
     if isinstance(answer, str):

@@ -10,6 +10,7 @@ exercised. It reads what it is asked from the headers tierd sends with every cal
     X-Tierd-Task     the task id
     X-Tierd-Stream   the stream id (execute, review, fix)
     X-Tierd-Round    redo round, or plan attempt (int)
+    X-Tierd-Step     the call's memo key (recorded, so tests can tell steps apart)
 
 and answers as the scenario says (`scenarios/README.md` describes the file format).
 
@@ -19,6 +20,7 @@ The modules, one idea each:
 - `plans`: generated plan shapes, and plans broken on purpose;
 - `calls`: what a request asks, and the call log behind `GET /_sim/stats`;
 - `answers`: each role's answer text, as the scenario says;
+- `code`: a tool-using executor's answers (calls offering `tools`), scripted per stream;
 - `faults`: injected failures (429, 500, timeout, reset, malformed, ...);
 - `replies`: the wire format: errors, whole completions, SSE streams, client-gone checks;
 - `app`: one call's way from request to answer, and the FastAPI routes;
@@ -33,6 +35,8 @@ from daemon.tools.simulator.scenario import (
     PURPOSES,
     ROLE_OF_PURPOSE,
     ROLES,
+    CodeScenario,
+    CodeStep,
     FailureRule,
     GeneratedPlan,
     PlanScenario,
@@ -49,6 +53,8 @@ __all__ = [
     "ROLE_OF_PURPOSE",
     "CallInfo",
     "CallRecord",
+    "CodeScenario",
+    "CodeStep",
     "FailureRule",
     "GeneratedPlan",
     "PlanScenario",

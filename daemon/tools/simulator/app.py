@@ -9,6 +9,7 @@ from a shared stream: concurrent runs get the same numbers whatever order calls 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import random
 import uuid
@@ -19,7 +20,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from daemon.tools.simulator.answers import Answerer
-from daemon.tools.simulator.calls import CLIENT_CLOSED, CallInfo, CallRecord, SimState, read_call
+from daemon.tools.simulator.calls import (
+    CLIENT_CLOSED,
+    CallInfo,
+    CallRecord,
+    SimState,
+    read_call,
+    watched_in,
+)
+from daemon.tools.simulator.code import code_answer, spoil_code
 from daemon.tools.simulator.faults import ANSWER_REPLACING, choose_failure, fail, spoil
 from daemon.tools.simulator.replies import Answer, error_response, send
 from daemon.tools.simulator.scenario import Amount, Scenario, draw, load_scenario
@@ -80,8 +89,9 @@ class Simulator:
 
     async def chat(self, request: Request) -> Response:
         """`POST /v1/chat/completions`."""
+        raw = await request.body()
         try:
-            body = await request.json()
+            body = json.loads(raw)
         except ValueError:
             return error_response(400, "the body is not JSON", "invalid_request_error")
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
@@ -92,6 +102,7 @@ class Simulator:
         self.state.repeats[key] += 1
         rng = self._rng(call, "call", repeat)
         rec = self.state.record(call)
+        rec.watched = watched_in(raw.decode(errors="replace"), body, self.state.scenario.watch)
         try:
             return await self._respond(request, call, rec, rng)
         except asyncio.CancelledError:
@@ -109,8 +120,14 @@ class Simulator:
         rec.injected = failure.kind if failure else None
         if failure is not None and failure.kind in ANSWER_REPLACING:
             return await fail(request, call, rec, failure, latency, self.server)
-        content = spoil(self.answerer.answer(call), failure, call.purpose)
-        prompt_tokens, completion_tokens = self._tokens(call, content, rng)
+        tool_calls: list[dict[str, Any]] = []
+        if call.tools is not None:
+            scripted = spoil_code(code_answer(self.state.scenario, call), failure)
+            content, tool_calls, size = scripted.text, scripted.tool_calls, scripted.size()
+            rec.tool_calls = scripted.names
+        else:
+            content = size = spoil(self.answerer.answer(call), failure, call.purpose)
+        prompt_tokens, completion_tokens = self._tokens(call, size, rng)
         rec.prompt_tokens, rec.completion_tokens = prompt_tokens, completion_tokens
         usage = {
             "prompt_tokens": prompt_tokens,
@@ -125,6 +142,7 @@ class Simulator:
             ident=f"chatcmpl-sim-{uuid.uuid4().hex[:20]}",
             latency=latency,
             truncated=failure is not None and failure.kind == "truncated",
+            tool_calls=tool_calls,
         )
         return await send(request, answer)
 

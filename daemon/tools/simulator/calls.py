@@ -5,10 +5,16 @@ The log records whether the client went away before the answer was sent, and the
 call belongs to (tierd's `X-Tierd-Step` header: the call's memo key, `exec:a:r0:a0`,
 `review:a:r0`, `plan:0`, ...), so a test can prove that no saved step was asked for again and
 that cancelling a task closed its in-flight request.
+
+For a call offering tools it also records the tools offered, the tool calls answered, the
+tool results the request carried (the results new since the model's last answer, cut short),
+so a test can assert what a tool-using executor was told, and the scenario's watched strings
+(`watch`) found anywhere in the request body.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -27,6 +33,7 @@ __all__ = [
     "CallRecord",
     "SimState",
     "read_call",
+    "watched_in",
 ]
 
 # The structured-output schema names tierd sends, for clients that send no X-Tierd-Purpose.
@@ -41,6 +48,8 @@ CLIENT_CLOSED = 499
 #: HTTP status recorded for a call whose connection the simulator dropped without an answer
 #: (kind "reset"; nginx's "no response" convention).
 NO_RESPONSE = 444
+#: Characters of each new tool result kept in a call's record.
+RESULT_CHARS = 2000
 
 
 @dataclass
@@ -59,6 +68,14 @@ class CallInfo:
     schema_name: str | None
     #: The memo key of the step the call is for (`X-Tierd-Step`; None when not sent).
     step: str | None = None
+    #: The names of the tools the request offers (None: no `tools`).
+    tools: list[str] | None = None
+    #: Where a code script stands: the model's answers in the conversation so far (one
+    #: whose tool-call arguments were not JSON does not count: the model tries it again).
+    code_step: int = 0
+    #: Tool-result messages in the request, and the contents of those after the last answer.
+    tool_results: int = 0
+    new_results: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -87,6 +104,16 @@ class CallRecord:
     latency_s: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: The tools offered (None: a call without tools) and the script step answered.
+    tools: list[str] | None = None
+    code_step: int | None = None
+    #: The names of the tool calls answered, in order (None: no tool-call answer).
+    tool_calls: list[str] | None = None
+    #: Tool-result messages the request carried; the contents of the new ones (cut short).
+    tool_results: int = 0
+    new_results: list[str] = field(default_factory=list)
+    #: The scenario's `watch` strings found in the request body.
+    watched: list[str] = field(default_factory=list)
 
     def finish(self, status: int, disconnected: bool = False) -> None:
         """The call ended with `status` (CLIENT_CLOSED when its client left first)."""
@@ -124,6 +151,10 @@ class SimState:
             streaming=call.streaming,
             schema=call.schema_name,
             step=call.step,
+            tools=call.tools,
+            code_step=call.code_step if call.tools is not None else None,
+            tool_results=call.tool_results,
+            new_results=list(call.new_results),
             started_mono=time.monotonic(),
             started_wall=time.time(),
         )
@@ -157,6 +188,7 @@ class SimState:
             "answered_by_role": count(lambda r: r.role, True),
             "answered_by_purpose": count(lambda r: r.purpose, True),
             "answered_by_stream": count(stream_key, True),
+            "watched": {w: sum(w in r.watched for r in self.records) for w in self.scenario.watch},
             "calls": [vars(r) for r in self.records],
         }
 
@@ -170,6 +202,68 @@ def _prompt_text(body: dict[str, Any]) -> str:
         elif isinstance(content, list):  # content parts: [{"type": "text", "text": ...}]
             parts.extend(p.get("text", "") for p in content if isinstance(p, dict))
     return "\n".join(parts)
+
+
+def _valid_arguments(message: dict[str, Any]) -> bool:
+    """Whether every tool call of an assistant message has JSON object arguments."""
+    for raw in message.get("tool_calls") or []:
+        function = raw.get("function") if isinstance(raw, dict) else None
+        arguments = function.get("arguments") if isinstance(function, dict) else None
+        if isinstance(arguments, str) and arguments.strip():
+            try:
+                json.loads(arguments)
+            except ValueError:
+                return False
+    return True
+
+
+def _conversation(messages: list[Any]) -> tuple[int, int, list[str]]:
+    """The code script's step (see `CallInfo.code_step`), the number of tool results, and
+    the contents of those after the model's last answer."""
+    step = results = 0
+    new: list[str] = []
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        if message.get("role") == "assistant":
+            step += _valid_arguments(message)
+            new = []
+        elif message.get("role") == "tool":
+            results += 1
+            content = message.get("content")
+            new.append(content[:RESULT_CHARS] if isinstance(content, str) else str(content))
+    return step, results, new
+
+
+def _tool_names(body: dict[str, Any]) -> list[str] | None:
+    tools = body.get("tools")
+    if not isinstance(tools, list) or not tools:
+        return None
+    names = []
+    for tool in tools:
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict):
+            names.append(str(function.get("name")))
+    return names
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def watched_in(raw: str, body: dict[str, Any], watch: list[str]) -> list[str]:
+    """The `watch` strings the request carries: in the raw body, or in any string of the
+    parsed one (JSON escapes could hide one from the raw text)."""
+    if not watch:
+        return []
+    strings = _strings(body)
+    return [w for w in watch if w in raw or any(w in s for s in strings)]
 
 
 def read_call(request: Request, body: dict[str, Any]) -> CallInfo:
@@ -191,6 +285,7 @@ def read_call(request: Request, body: dict[str, Any]) -> CallInfo:
     except ValueError:
         round_ = 0
     options = body.get("stream_options") or {}
+    code_step, tool_results, new_results = _conversation(body.get("messages") or [])
     return CallInfo(
         role=role,
         purpose=purpose,
@@ -203,4 +298,8 @@ def read_call(request: Request, body: dict[str, Any]) -> CallInfo:
         prompt=_prompt_text(body),
         schema_name=schema_name,
         step=h.get("x-tierd-step") or None,
+        tools=_tool_names(body),
+        code_step=code_step,
+        tool_results=tool_results,
+        new_results=new_results,
     )

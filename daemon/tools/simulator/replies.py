@@ -3,6 +3,10 @@ completion after its latency, or a server-sent-event stream of chunks spread ove
 
 Every wait watches the client: one that goes away ends the call as CLIENT_CLOSED in the log,
 so tests see that cancelling a task closes its in-flight requests.
+
+An answer with tool calls is sent as OpenAI sends one: `message.tool_calls` and finish reason
+"tool_calls"; streamed, each call opens with a delta carrying its index, id, type and name,
+and its arguments follow in pieces (`delta.tool_calls[].function.arguments`).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
@@ -62,6 +66,12 @@ class Answer:
     latency: float
     #: Cut the body (or the stream) half way, as a proxy that gave up does.
     truncated: bool = False
+    #: Tool calls in OpenAI's format ({"id", "type", "function": {"name", "arguments"}}).
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def finish_reason(self) -> str:
+        return "tool_calls" if self.tool_calls else "stop"
 
 
 async def send(request: Request, answer: Answer) -> Response:
@@ -86,6 +96,10 @@ async def send(request: Request, answer: Answer) -> Response:
 
 
 def _completion(answer: Answer) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": answer.content}
+    if answer.tool_calls:
+        message["content"] = answer.content or None
+        message["tool_calls"] = answer.tool_calls
     return {
         "id": answer.ident,
         "object": "chat.completion",
@@ -95,9 +109,9 @@ def _completion(answer: Answer) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "finish_reason": "stop",
+                "finish_reason": answer.finish_reason,
                 "logprobs": None,
-                "message": {"role": "assistant", "content": answer.content},
+                "message": message,
             }
         ],
         "usage": answer.usage,
@@ -126,9 +140,33 @@ class _Chunks:
         return f"data: {json.dumps(data)}\n\n"
 
 
+def _split(text: str) -> list[str]:
+    return [text[i : i + CHUNK_CHARS] for i in range(0, len(text), CHUNK_CHARS)]
+
+
+def _deltas(answer: Answer) -> list[dict[str, Any]]:
+    """The deltas after the first (the role): text pieces, then each tool call's."""
+    if not answer.tool_calls:
+        return [{"content": piece} for piece in _split(answer.content) or [""]]
+    deltas: list[dict[str, Any]] = [{"content": piece} for piece in _split(answer.content)]
+    for index, call in enumerate(answer.tool_calls):
+        function = call["function"]
+        opening = {"name": function["name"], "arguments": ""}
+        deltas.append(
+            {
+                "tool_calls": [
+                    {"index": index, "id": call["id"], "type": "function", "function": opening}
+                ]
+            }
+        )
+        for piece in _split(function["arguments"]):
+            deltas.append({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+    return deltas
+
+
 async def _sse(request: Request, answer: Answer) -> AsyncIterator[str]:
-    content, rec = answer.content, answer.rec
-    pieces = [content[i : i + CHUNK_CHARS] for i in range(0, len(content), CHUNK_CHARS)] or [""]
+    rec = answer.rec
+    pieces = _deltas(answer)
     if answer.truncated:
         # The stream ends half way: no finish_reason, no usage, no [DONE].
         pieces = pieces[: max(1, len(pieces) // 2)]
@@ -139,16 +177,16 @@ async def _sse(request: Request, answer: Answer) -> AsyncIterator[str]:
         if await wait_or_gone(request, first_wait):
             rec.finish(CLIENT_CLOSED, disconnected=True)
             return
-        yield chunk({"role": "assistant", "content": ""})
+        yield chunk({"role": "assistant", "content": None if answer.tool_calls else ""})
         for piece in pieces:
             if await wait_or_gone(request, per_piece):
                 rec.finish(CLIENT_CLOSED, disconnected=True)
                 return
-            yield chunk({"content": piece})
+            yield chunk(piece)
         if answer.truncated:
             rec.finish(200)
             return
-        yield chunk({}, finish="stop")
+        yield chunk({}, finish=answer.finish_reason)
         if answer.call.include_usage:
             yield chunk({}, with_usage=True)
         yield "data: [DONE]\n\n"

@@ -25,6 +25,8 @@ __all__ = [
     "ROLES",
     "ROLE_OF_PURPOSE",
     "Amount",
+    "CodeScenario",
+    "CodeStep",
     "FailureKind",
     "FailureRule",
     "GeneratedPlan",
@@ -33,6 +35,7 @@ __all__ = [
     "RoleAmounts",
     "Scenario",
     "StreamBehaviour",
+    "ToolStep",
     "draw",
     "load_scenario",
     "same_model",
@@ -214,6 +217,61 @@ class FailureRule(_Model):
         )
 
 
+class ToolStep(_Model):
+    """One scripted tool call: the tool's name and its arguments ({stream}, {round} in any
+    string are replaced by the stream id and the round)."""
+
+    tool: str = Field(min_length=1)
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class CodeStep(_Model):
+    """One answer of a code script: a tool call (`tool`), several (`calls`), text (`say`),
+    or text beside the call(s)."""
+
+    tool: str | None = Field(default=None, min_length=1)
+    args: dict[str, Any] = Field(default_factory=dict)
+    calls: list[ToolStep] | None = None
+    say: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> CodeStep:
+        if self.tool is not None and self.calls is not None:
+            raise ValueError("a code step has 'tool' or 'calls', not both")
+        if self.tool is None and self.args:
+            raise ValueError("'args' needs 'tool'")
+        if self.calls is not None and not self.calls:
+            raise ValueError("'calls' must not be empty")
+        if self.tool is None and self.calls is None and not self.say:
+            raise ValueError("a code step needs 'tool', 'calls' or 'say'")
+        return self
+
+    def tool_steps(self) -> list[ToolStep]:
+        if self.tool is not None:
+            return [ToolStep(tool=self.tool, args=self.args)]
+        return list(self.calls or [])
+
+
+def _default_script() -> list[CodeStep]:
+    return [CodeStep(tool="list_files")]
+
+
+class CodeScenario(_Model):
+    """What a tool-using executor does: a script of answers per stream (see `code.py`)."""
+
+    #: Scripts by stream id; "s01@r1" is stream s01's script in review round 1.
+    streams: dict[str, list[CodeStep]] = Field(default_factory=dict)
+    #: The script of every stream not listed.
+    default: list[CodeStep] = Field(default_factory=_default_script)
+
+    def script(self, stream_id: str, round_: int) -> list[CodeStep]:
+        """The script of `stream_id` in round `round_`."""
+        for key in (f"{stream_id}@r{round_}", stream_id):
+            if key in self.streams:
+                return self.streams[key]
+        return self.default
+
+
 class Scenario(_Model):
     """Everything the simulator answers, loaded from a TOML file or a dict."""
 
@@ -242,6 +300,11 @@ class Scenario(_Model):
     failures: list[FailureRule] = Field(default_factory=list)
     #: Model names that always answer 500 (to test fallbacks).
     fail_models: list[str] = Field(default_factory=list)
+    #: The scripts of tool-using executors (calls that offer `tools`).
+    code: CodeScenario = Field(default_factory=CodeScenario)
+    #: Strings looked for in every request body (e.g. a planted secret): each call's record
+    #: lists those it carried, and the stats count them.
+    watch: list[str] = Field(default_factory=list)
 
     @field_validator("prompt_tokens", mode="before")
     @classmethod

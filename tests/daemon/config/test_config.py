@@ -140,6 +140,9 @@ def test_project_dir_without_a_file_and_relative_paths(tmp_path: Path) -> None:
         ('[notify]\ncommand = "rm -rf ~"\n', "notify.command"),
         ("[concurrency]\nceiling = 500\n", "concurrency.ceiling"),
         ("[limits]\nmax_goal_chars = 99999999\n", "limits.max_goal_chars"),
+        ("[code]\nsetup_network = true\n", "code.setup_network"),
+        ("[code]\nallow_shell = true\n", "code.allow_shell"),
+        ('[code]\nsandbox = "none"\n', "code.sandbox"),
     ],
 )
 def test_a_project_file_may_not_set_models_or_daemon_settings(
@@ -152,6 +155,25 @@ def test_a_project_file_may_not_set_models_or_daemon_settings(
     assert "cannot be set in a project's .tierd.toml" in str(err)
     assert "[plan], [review], [rules]" in str(err)
     assert PROJECT_SECTIONS == ("plan", "review", "rules")
+
+
+def test_a_project_file_may_set_its_code_commands_and_shared_dirs(tmp_path: Path) -> None:
+    write(
+        tmp_path / ".tierd.toml",
+        '[code]\ntest_command = "python -m pytest -q"\nsetup_command = "uv sync"\n'
+        'lint_command = "ruff check ."\nlink_dirs = [".venv"]\n',
+    )
+    layer = project_layer(str(tmp_path), DEFAULTS)
+    assert layer is not None
+    assert layer.values["code.test_command"] == "python -m pytest -q"
+    assert layer.values["code.link_dirs"] == [".venv"]
+
+
+@pytest.mark.parametrize("bad", ["/abs", "../up", "a/../../b", ""])
+def test_link_dirs_are_relative_paths_within_the_repository(tmp_path: Path, bad: str) -> None:
+    write(tmp_path / ".tierd.toml", f"[code]\nlink_dirs = [{bad!r}]\n")
+    err = refused(project_layer, str(tmp_path), DEFAULTS)
+    assert err.key == "code.link_dirs"
 
 
 def test_a_project_file_is_checked_like_any_other(tmp_path: Path) -> None:
@@ -189,7 +211,7 @@ def test_reload_if_changed(tmp_path: Path) -> None:
         (
             "rulez.x",
             1,
-            "the tables are: concurrency, limits, models, notify, plan, review, "
+            "the tables are: code, concurrency, limits, models, notify, plan, review, "
             "rules, server, store",
         ),
         ("rules", "never", "'rules' is a table, not a value"),

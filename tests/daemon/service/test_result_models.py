@@ -72,6 +72,7 @@ async def test_a_task_in_full_is_the_documented_shape() -> None:
         "created_at": 1.5,
         "updated_at": 2.5,
         "error": None,
+        "repo": None,
         "context": "ctx",
         "options": {"approval": "required"},
         "plan": {"streams": []},
@@ -89,11 +90,13 @@ async def test_a_task_in_full_is_the_documented_shape() -> None:
                 "depth": 0,
                 "started_at": 3.0,
                 "ended_at": None,
+                "code": None,
             }
         ],
         "questions": [{"id": "q1", "stream_id": "a", "question": "Which?", "answer": None}],
         "result": None,
         "report": None,
+        "code": None,
     }
     assert _json(got) == _json(expected)
 
@@ -107,6 +110,7 @@ async def test_a_page_lists_summaries_and_the_next_cursor() -> None:
         "created_at": 1.5,
         "updated_at": 2.5,
         "error": None,
+        "repo": None,
     }
     assert _json(page) == _json({"tasks": [summary], "next_cursor": "t1"})
 
@@ -162,3 +166,86 @@ def test_every_error_is_documented_with_its_own_code() -> None:
     for error in errors:
         assert ERROR_CODES[error.code] == error.remedy
         assert 400 <= error.http_status < 600
+
+
+# --- code tasks ---------------------------------------------------------------------------------
+
+TASK_CODE = {
+    "repo": "/src/app",
+    "repo_given": "/src/app/sub/..",
+    "base": "main",
+    "base_commit": "a" * 40,
+    "include_uncommitted": True,
+    "snapshot_commit": "b" * 40,
+    # Added by the engine later: passes through as written.
+    "branches": ["tierd/t2/s1"],
+}
+STREAM_CODE = {
+    "branch": "tierd/t2/s1",
+    "worktree": "/home/.tierd/worktrees/t2/s1",
+    "start_commit": "b" * 40,
+    "head": "c" * 40,
+    "files": ["src/a.py", "tests/test_a.py"],
+    "insertions": 40,
+    "deletions": 2,
+    "commands": [
+        {"command": "python -m pytest -q", "name": "test", "exit_code": 1, "duration_s": 0.5},
+        {"command": "python -m pytest -q", "name": "test", "exit_code": 0, "duration_s": 0.4},
+    ],
+    "steps": 7,
+    "max_steps": 40,
+    "setup": None,
+    "ended": "finish",
+}
+
+
+class _CodeStore(_Store):
+    def __init__(self, task: TaskRow, streams: list[StreamRow]) -> None:
+        self.task, self.streams = task, streams
+
+    async def streams_of(self, task_id: str) -> list[StreamRow]:
+        return self.streams
+
+    async def questions_of(self, task_id: str) -> list[QuestionRow]:
+        return []
+
+    async def list_tasks(self, state: str | None, limit: int, cursor: str | None) -> list[TaskRow]:
+        return [self.task, TASK]
+
+
+def _code_task(code: dict[str, Any]) -> TaskRow:
+    return TASK.model_copy(update={"id": "t2", "code_json": json.dumps(code)})
+
+
+async def test_a_code_task_shows_its_repository_and_each_streams_facts() -> None:
+    stream = STREAM.model_copy(update={"code_json": json.dumps(STREAM_CODE)})
+    text = STREAM.model_copy(update={"stream_id": "b"})
+    task = _code_task(TASK_CODE)
+    views = TaskViews(_CodeStore(task, [stream, text]))  # type: ignore[arg-type]
+    got = wire(await views.detail(task))
+    assert got["repo"] == "/src/app"
+    assert got["code"] == TASK_CODE
+    assert got["streams"][0]["code"] == STREAM_CODE
+    assert got["streams"][1]["code"] is None  # a stream without facts (yet)
+    page = wire(await views.list(ListParams(limit=5)))
+    assert [t["repo"] for t in page["tasks"]] == ["/src/app", None]
+
+
+async def test_partial_stream_facts_fill_the_rest_with_nulls() -> None:
+    # The engine writes what it knows as it goes: a worktree before any step.
+    early = {"branch": "tierd/t2/s1", "worktree": "/w", "start_commit": "b" * 40}
+    stream = STREAM.model_copy(update={"code_json": json.dumps(early)})
+    task = _code_task(TASK_CODE)
+    got = wire(await TaskViews(_CodeStore(task, [stream])).detail(task))  # type: ignore[arg-type]
+    code = got["streams"][0]["code"]
+    assert code["branch"] == "tierd/t2/s1" and code["files"] == [] and code["commands"] == []
+    assert code["steps"] is None and code["insertions"] is None and code["setup"] is None
+
+
+async def test_facts_that_do_not_fit_are_left_out_not_a_failed_read(caplog: Any) -> None:
+    stream = STREAM.model_copy(update={"code_json": json.dumps({"files": 3})})
+    task = _code_task({"repo": "/src/app"})  # no base: not what submit writes
+    got = wire(await TaskViews(_CodeStore(task, [stream])).detail(task))  # type: ignore[arg-type]
+    assert got["code"] is None and got["streams"][0]["code"] is None
+    assert got["repo"] == "/src/app"
+    assert "do not fit TaskCode" in caplog.text and "do not fit StreamCode" in caplog.text

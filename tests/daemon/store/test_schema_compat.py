@@ -1,14 +1,15 @@
 """The database format stays compatible: a database written by an earlier tierd (schema
-version 3, the store before it was split into modules) opens and reads, and a new database has
-exactly that shape.
+version 3, the store before it was split into modules) opens, reads and is migrated, and a new
+database has exactly the shape of the current version (4: the code facts of code tasks).
 
-`V3_SCHEMA` is copied from `sqlite_master` of a database that the earlier store created. A
-change to the tables must come with a new `SCHEMA_VERSION` and a migration, and then this
-snapshot is what the migration must be tested from.
+`V3_SCHEMA` is copied from `sqlite_master` of a database that the earlier store created;
+`V4_SCHEMA` is that plus what the v3 -> v4 migration adds. A change to the tables must come
+with a new `SCHEMA_VERSION`, a migration and a snapshot of its own, tested from the one before.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,19 @@ V3_SCHEMA = [
     "attempts INTEGER NOT NULL, error VARCHAR, started_at FLOAT NOT NULL, PRIMARY KEY (id))",
     "CREATE INDEX ix_usage_task_id ON usage (task_id)",
 ]
+
+#: Version 4: tasks.code_json and streams.code_json (nullable), at the end of their tables.
+V4_SCHEMA = [
+    statement.replace(
+        "idempotency_key VARCHAR, PRIMARY KEY (id))",
+        "idempotency_key VARCHAR, code_json VARCHAR, PRIMARY KEY (id))",
+    ).replace(
+        "ended_at FLOAT, PRIMARY KEY (id), UNIQUE (task_id, stream_id)",
+        "ended_at FLOAT, code_json VARCHAR, PRIMARY KEY (id), UNIQUE (task_id, stream_id)",
+    )
+    for statement in V3_SCHEMA
+]
+assert V4_SCHEMA != V3_SCHEMA and sum(s.count("code_json") for s in V4_SCHEMA) == 2
 
 V3_ROWS = [
     "INSERT INTO meta VALUES ('schema_version', '3')",
@@ -92,22 +106,69 @@ def _shape(db: Path) -> dict[str, Any]:
         conn.close()
 
 
-def _v3_database(db: Path) -> None:
+def _database(db: Path, schema: list[str], rows: list[str]) -> None:
     conn = sqlite3.connect(db)
-    for statement in V3_SCHEMA + V3_ROWS:
+    for statement in schema + rows:
         conn.execute(statement)
     conn.commit()
     conn.close()
 
 
-async def test_a_new_database_has_the_shape_of_schema_version_3(tmp_path: Path) -> None:
-    assert SCHEMA_VERSION == 3, "a new schema version needs a new snapshot and a migration test"
-    old, new = tmp_path / "old.sqlite", tmp_path / "new.sqlite"
-    _v3_database(old)
+def _v3_database(db: Path) -> None:
+    _database(db, V3_SCHEMA, V3_ROWS)
+
+
+async def test_a_new_database_has_the_shape_of_schema_version_4(tmp_path: Path) -> None:
+    assert SCHEMA_VERSION == 4, "a new schema version needs a new snapshot and a migration test"
+    snapshot, new = tmp_path / "v4.sqlite", tmp_path / "new.sqlite"
+    _database(snapshot, V4_SCHEMA, ["INSERT INTO meta VALUES ('schema_version', '4')"])
     store = Store(f"sqlite:///{new}")
     await store.open()
     await store.close()
-    assert _shape(new) == _shape(old)
+    assert _shape(new) == _shape(snapshot)
+
+
+async def test_a_version_3_database_is_migrated_to_the_shape_of_a_new_one(tmp_path: Path) -> None:
+    old, new = tmp_path / "old.sqlite", tmp_path / "new.sqlite"
+    _v3_database(old)
+    assert "code_json" not in str(_shape(old))
+    for db in (old, new):
+        store = Store(f"sqlite:///{db}")
+        await store.open()
+        await store.close()
+    assert _shape(old) == _shape(new)
+    conn = sqlite3.connect(old)
+    try:
+        assert conn.execute("SELECT value FROM meta").fetchone() == (str(SCHEMA_VERSION),)
+        # The rows from before are kept, as text tasks and streams (no code facts).
+        assert conn.execute("SELECT goal, code_json FROM tasks").fetchall() == [("the goal", None)]
+        assert conn.execute("SELECT output, code_json FROM streams").fetchall() == [("out", None)]
+    finally:
+        conn.close()
+
+
+async def test_a_migrated_database_keeps_code_facts(tmp_path: Path) -> None:
+    db = tmp_path / "db.sqlite"
+    _v3_database(db)
+    store = Store(f"sqlite:///{db}")
+    await store.open()
+    old = await store.get_task("t-old")
+    assert old is not None and old.code_json is None
+    await store.set_task_code("t-old", {"repo": "/src/app", "base": "HEAD"})
+    await store.upsert_stream("t-old", "s1", code_json=json.dumps({"branch": "tierd/t-old/s1"}))
+    await store.close()
+    # Opened again: the migration is not repeated, and the facts are there.
+    store = Store(f"sqlite:///{db}")
+    await store.open()
+    task = await store.get_task("t-old")
+    assert task is not None and json.loads(task.code_json or "") == {
+        "repo": "/src/app",
+        "base": "HEAD",
+    }
+    (stream,) = await store.streams_of("t-old")
+    assert json.loads(stream.code_json or "") == {"branch": "tierd/t-old/s1"}
+    assert stream.output == "out"
+    await store.close()
 
 
 async def test_a_database_written_by_the_previous_store_opens_and_reads(tmp_path: Path) -> None:

@@ -151,7 +151,9 @@ async def test_v2_database_gains_idempotency_keys_and_keeps_its_tasks(tmp_path: 
     assert (await store.task_by_key("k")) is not None
     await store.close()
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "3"
+    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(
+        SCHEMA_VERSION
+    )
     with pytest.raises(sqlite3.IntegrityError):  # the constraint, not only the service's check
         conn.execute("UPDATE tasks SET idempotency_key = 'k' WHERE id = 't-old-1'")
     conn.close()

@@ -1,0 +1,348 @@
+"""A code stream's work in one round: its worktree, its setup, the coder's loop, its commit.
+
+`CodeStreams` is what `StreamWork` asks instead of the plain executor when the task has a
+repository. For one stream and round it:
+1. makes (or finds again) the stream's worktree on `tierd/<task>/<stream>`, starting from the
+   task's base commit, or from its dependencies' accepted branches merged;
+2. prepares it (`.worktreeinclude` files, `link_dirs`) and runs `[code] setup_command` once in
+   the sandbox (a failure fails the stream with the command's output);
+3. runs the coder's loop with the tools, every step saved before it counts;
+4. commits what changed on the stream's branch and returns the text the orchestrator reviews:
+   the coder's summary, the files changed, the diff and the commands it ran with exit codes.
+
+The stream's code facts (branch, files, +/-, commands, steps) are written to its row with
+every step, together with the step's memo and its `tool.step` event, in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from daemon.engine.code.agent_loop import ToolOutcome, run_loop
+from daemon.engine.code.git import git
+from daemon.engine.code.paths import PathGlobs
+from daemon.engine.code.preparation import Preparation, prepare_worktree
+from daemon.engine.code.project import project_context
+from daemon.engine.code.sandbox import run_sandboxed
+from daemon.engine.code.task_code import CodeTask
+from daemon.engine.code.tools import ToolResult, Workspace
+from daemon.engine.code.toolspec import call_tool, tool_schemas
+from daemon.engine.code.worktrees import Worktree, WorktreeManager, branch_name
+from daemon.engine.context import TaskContext
+from daemon.engine.errors import StreamFailed
+from daemon.engine.streams import StreamState
+from roles.calls import ToolCall
+from roles.coder import coder_messages, coder_review_text
+from roles.project import ProjectContext
+
+__all__ = ["CodeStreams", "StreamFacts"]
+
+#: Longest diff the orchestrator reviews in full (the file list is always whole).
+REVIEW_DIFF_CHARS = 40_000
+#: Output of a command kept in the stream's record (its tail: where test failures are).
+COMMAND_OUTPUT_CHARS = 1500
+#: Output of a failed setup kept in the stream's reason and record.
+SETUP_TAIL_CHARS = 4000
+
+
+@dataclass
+class StreamFacts:
+    """A code stream's record, as its row's `code_json` holds it."""
+
+    branch: str
+    worktree: str
+    start_commit: str
+    head: str | None = None
+    files: list[str] = field(default_factory=list)
+    insertions: int = 0
+    deletions: int = 0
+    commands: list[dict[str, Any]] = field(default_factory=list)
+    steps: int = 0
+    max_steps: int = 0
+    setup: dict[str, Any] | None = None
+    ended: str | None = None
+
+    def json(self) -> str:
+        return json.dumps(asdict(self))
+
+
+class CodeStreams:
+    """The code side of one task run's streams."""
+
+    def __init__(
+        self, ctx: TaskContext, task: CodeTask, root: Path, hide: tuple[Path, ...]
+    ) -> None:
+        self.ctx = ctx
+        self.task = task
+        self.manager = WorktreeManager(task.repo, root)
+        self.hide = hide
+        self.settings = ctx.settings.code
+        self.project: ProjectContext | None = None
+        self.facts: dict[str, StreamFacts] = {}
+        #: When each stream's work began (wall clock, kept across runs in the memo).
+        self._began: dict[str, float] = {}
+        self._prep: dict[str, Preparation] = {}
+        self._accepted: list[str] = []
+
+    async def open(self) -> None:
+        """Read the project's context from the base commit (before planning)."""
+        self.project = await project_context(self.task.repo, self.task.base_commit, self.settings)
+        self._accepted = list(self.task.branches)
+
+    async def accepted(self, st: StreamState) -> None:
+        """The stream's branch now holds an accepted result: the task keeps it."""
+        branch = branch_name(self.ctx.task_id, st.spec.id)
+        if branch not in self._accepted:
+            self._accepted.append(branch)
+            await self.ctx.store.set_task_code(self.ctx.task_id, {"branches": self._accepted})
+
+    async def execute(
+        self,
+        st: StreamState,
+        deps: dict[str, str],
+        *,
+        round_: int,
+        feedback: str | None,
+        answers: dict[str, str] | None,
+    ) -> str:
+        """Run one round of the stream's coder; the text its review reads."""
+        spec = st.spec
+        wt, ws = await self._workspace(st)
+        facts = self.facts[spec.id]
+        # A dependency's work is in this worktree already: the coder reads its summary.
+        deps = {d: await self._summary(d) or deps.get(d, "") for d in spec.depends_on}
+        remaining = self.settings.stream_time_s - (time.time() - self._began[spec.id])
+        project = self.project or ProjectContext(file_tree="")
+        messages = coder_messages(
+            spec,
+            self.ctx.goal_line,
+            deps,
+            self.ctx.rules,
+            project,
+            feedback,
+            answers,
+            max_steps=self.settings.max_steps,
+        )
+        try:
+            async with asyncio.timeout(max(remaining, 0.001)):
+                await self._setup(st, wt, ws)
+                result = await run_loop(
+                    self.ctx.call,
+                    messages,
+                    tool_schemas(ws),
+                    lambda key, c, step: self._tool(st, ws, key, c, step),
+                    stream_id=spec.id,
+                    round=round_,
+                    max_steps=self.settings.max_steps,
+                )
+        except TimeoutError:
+            raise StreamFailed(
+                f"the stream ran past its time limit of {self.settings.stream_time_s:g} s "
+                "([code] stream_time_s)"
+            ) from None
+        await self._commit(st, wt, result.summary, round_)
+        diff = await self._diff(wt, facts)
+        stat = [f"{len(facts.files)} file(s) changed, +{facts.insertions} -{facts.deletions}"]
+        return coder_review_text(
+            result.summary, "\n".join(stat + facts.files), diff, facts.commands
+        )
+
+    async def outcome(self, st: StreamState) -> str:
+        """The accepted stream's output: its summary and where its change is."""
+        facts = self.facts[st.spec.id]
+        summary = await self._summary(st.spec.id) or ""
+        return (
+            f"{summary}\n\nBranch: {facts.branch} ({len(facts.files)} file(s) changed, "
+            f"+{facts.insertions} -{facts.deletions}): {', '.join(facts.files) or 'no change'}"
+        )
+
+    async def _summary(self, stream_id: str) -> str | None:
+        saved = await self.ctx.store.get_step(self.ctx.task_id, f"summary:{stream_id}")
+        return None if saved is None else str(saved["text"])
+
+    # --- the worktree ------------------------------------------------------------------------
+
+    async def _workspace(self, st: StreamState) -> tuple[Worktree, Workspace]:
+        spec = st.spec
+        depends = [branch_name(self.ctx.task_id, d) for d in spec.depends_on]
+        wt = await self.manager.create(
+            self.ctx.task_id, spec.id, base=self.task.base_commit, depends_on=depends
+        )
+        prep = await prepare_worktree(self.task.repo, wt.path, link_dirs=self.settings.link_dirs)
+        saved = await self.ctx.store.get_step(self.ctx.task_id, f"began:{spec.id}")
+        if saved is None:
+            saved = {"at": time.time()}
+            await self.ctx.store.put_step(self.ctx.task_id, f"began:{spec.id}", saved)
+        self._began[spec.id] = float(saved["at"])
+        if spec.id not in self.facts:
+            self.facts[spec.id] = StreamFacts(
+                branch=wt.branch,
+                worktree=str(wt.path),
+                start_commit=wt.start_commit,
+                max_steps=self.settings.max_steps,
+            )
+        s = self.settings
+        ws = Workspace(
+            root=wt.path,
+            git_dir=wt.git_dir,
+            ownership=PathGlobs(spec.ownership),
+            secrets=s.secrets(),
+            sandbox=prep.sandbox(wt.path, s.command_policy(self.hide)),
+            test_command=s.test_command,
+            lint_command=s.lint_command,
+            allow_shell=s.allow_shell,
+        )
+        self._prep[spec.id] = prep
+        return wt, ws
+
+    async def _setup(self, st: StreamState, wt: Worktree, ws: Workspace) -> None:
+        """Run `[code] setup_command` once per worktree (memoised like any step)."""
+        command = self.settings.setup_command
+        if not command:
+            return
+        key = f"setup:{st.spec.id}"
+        facts = self.facts[st.spec.id]
+        done = await self.ctx.store.get_step(self.ctx.task_id, key)
+        if done is None:
+            policy = self._prep[st.spec.id].sandbox(wt.path, self.settings.setup_policy(self.hide))
+            ran = await run_sandboxed(command, wt.path, policy)
+            done = {
+                "command": command,
+                "exit_code": ran.exit_code,
+                "duration_s": round(ran.duration_s, 3),
+                "timed_out": ran.timed_out,
+                "output_tail": ran.output[-SETUP_TAIL_CHARS:],
+                # What the setup made or changed is the environment's, not the stream's work:
+                # never committed.
+                "artifacts": await _changed_paths(wt),
+            }
+            facts.setup = done
+            await self.ctx.store.upsert_stream(
+                self.ctx.task_id,
+                st.spec.id,
+                step=(key, done),
+                event=("code.setup", {"stream_id": st.spec.id, **_brief(done)}),
+                code_json=facts.json(),
+            )
+        facts.setup = done
+        if done["exit_code"] != 0 or done.get("timed_out"):
+            how = "timed out" if done.get("timed_out") else f"exited with {done['exit_code']}"
+            raise StreamFailed(
+                f"the setup command {command!r} {how}; its output ends with:\n{done['output_tail']}"
+            )
+
+    # --- one tool call -------------------------------------------------------------------------
+
+    async def _tool(
+        self, st: StreamState, ws: Workspace, key: str, c: ToolCall, step: int
+    ) -> ToolOutcome:
+        sid = st.spec.id
+        facts = self.facts[sid]
+        saved = await self.ctx.store.get_step(self.ctx.task_id, key)
+        fresh = saved is None
+        if saved is None:
+            result = await call_tool(ws, c.name, c.arguments)
+        else:
+            result = ToolResult.from_dict(saved)
+        facts.steps = max(facts.steps, step + 1)
+        if result.command is not None:
+            facts.commands.append(
+                {
+                    "name": _command_name(c.arguments),
+                    "command": result.command,
+                    "exit_code": result.exit_code,
+                    "duration_s": result.duration_s,
+                    "output": result.output[-COMMAND_OUTPUT_CHARS:],
+                }
+            )
+        if fresh:
+            event = {
+                "stream_id": sid,
+                "step": step + 1,
+                "tool": result.tool,
+                "ok": result.ok,
+                "path": result.path,
+                "command": result.command,
+                "exit_code": result.exit_code,
+                "duration_s": result.duration_s,
+            }
+            await self.ctx.store.upsert_stream(
+                self.ctx.task_id,
+                sid,
+                step=(key, result.as_dict()),
+                event=("tool.step", event),
+                code_json=facts.json(),
+            )
+        return ToolOutcome(result.output, result.output if result.finished else None)
+
+    # --- the end of a round --------------------------------------------------------------------
+
+    async def _commit(self, st: StreamState, wt: Worktree, summary: str, round_: int) -> None:
+        """Commit the round's changes (once: a resumed round finds its commit in the memo)."""
+        sid = st.spec.id
+        facts = self.facts[sid]
+        key = f"commit:{sid}:r{round_}"
+        done = await self.ctx.store.get_step(self.ctx.task_id, key)
+        if done is None:
+            prep = self._prep[sid]
+            setup = self.facts[sid].setup or {}
+            exclude = (*prep.commit_excludes(), *setup.get("artifacts", ()))
+            made = await self.manager.commit(wt, summary, exclude=exclude)
+            done = {
+                "head": made.head,
+                "files": list(made.files),
+                "insertions": made.insertions,
+                "deletions": made.deletions,
+            }
+        await self.ctx.store.put_step(self.ctx.task_id, f"summary:{sid}", {"text": summary})
+        facts.head, facts.files = done["head"], list(done["files"])
+        facts.insertions, facts.deletions = done["insertions"], done["deletions"]
+        await self.ctx.store.upsert_stream(
+            self.ctx.task_id, sid, step=(key, done), code_json=facts.json()
+        )
+
+    async def _diff(self, wt: Worktree, facts: StreamFacts) -> str:
+        if not facts.head or facts.head == facts.start_commit:
+            return ""
+        out = await git(
+            self.task.repo,
+            "diff",
+            "--no-color",
+            "--no-ext-diff",
+            facts.start_commit,
+            facts.head,
+            "--",
+            max_output_bytes=REVIEW_DIFF_CHARS,
+        )
+        text = out.out
+        if out.truncated:
+            text += "\n[the diff goes on; the file list above is complete]"
+        return text
+
+
+async def _changed_paths(wt: Worktree) -> list[str]:
+    """Paths new or changed in the worktree (not those git ignores)."""
+    out = await git(
+        wt.path, "status", "--porcelain=v1", "-z", "--untracked-files=all", env=wt.git_env()
+    )
+    entries = [e for e in out.out.split("\0") if e]
+    # Each entry is "XY path"; a rename's second path follows as its own entry (no "XY ").
+    return [e[3:] for e in entries if len(e) > 3 and e[2] == " "]
+
+
+def _command_name(arguments: str) -> str:
+    """The `name` argument of a run_command call ("test" when the model left it out)."""
+    try:
+        name = json.loads(arguments).get("name", "test")
+    except (ValueError, AttributeError):
+        return "test"
+    return str(name)
+
+
+def _brief(done: dict[str, Any]) -> dict[str, Any]:
+    return {k: done[k] for k in ("command", "exit_code", "duration_s")}
