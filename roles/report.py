@@ -5,6 +5,11 @@ and rounds; tokens and dollars per role and per stream; what the same tokens wou
 on the orchestrator's model ("tiering saved"); wall-clock time beside the sequential sum of
 the streams and the critical path.
 
+Time spent waiting for the human (a question to answer, a result to approve) is the human's,
+not the team's: it is reported apart (`time.human_wait_s`, each stream's `waited_s`), and left
+out of every work figure (a stream's `duration_s`, `execution_s`, `sequential_s`, the critical
+path, `work_s`), so a stream that waited 20 s for an answer and worked 2 s shows 2 s of work.
+
 A model whose price litellm does not know makes every sum it is part of unknown (None), and
 the report names it in `cost.unknown_price_models`: an unknown cost is never shown as $0.
 """
@@ -12,7 +17,7 @@ the report names it in `cost.unknown_price_models`: an unknown cost is never sho
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,12 +40,55 @@ class StreamFacts:
     started_at: float | None
     ended_at: float | None
     parent: str | None = None
+    #: Seconds of its run the stream waited for the human (see `build_report`).
+    waited: float = 0.0
 
     @property
-    def duration(self) -> float:
+    def elapsed(self) -> float:
+        """From its start to its end, waits included."""
         if self.started_at is None or self.ended_at is None:
             return 0.0
         return max(0.0, self.ended_at - self.started_at)
+
+    @property
+    def duration(self) -> float:
+        """Its work: the time from start to end less the time it waited for the human."""
+        return max(0.0, self.elapsed - self.waited)
+
+
+#: Spans of time (start, end) in Unix seconds.
+Spans = list[tuple[float, float]]
+
+
+def overlap(spans: Iterable[tuple[float, float]], start: float, end: float) -> float:
+    """Seconds of [start, end] that the spans (which may overlap each other) cover."""
+    clipped = sorted((max(a, start), min(b, end)) for a, b in spans if b > start and a < end)
+    total, reach = 0.0, start
+    for a, b in clipped:
+        if b > reach:
+            total += b - max(a, reach)
+            reach = b
+    return total
+
+
+def _waited(streams: list[StreamFacts], waits: Mapping[str, Spans], human: Spans) -> None:
+    """Set each stream's `waited`: the part of its run covered by its own questions' waits,
+    those of the sub-streams it was split into, and the task's waits for the human (then no
+    stream can progress)."""
+    if not waits and not human:
+        return  # nothing waited: each stream keeps the `waited` it came with
+    parents = {s.id: s.parent for s in streams}
+    spans: dict[str, Spans] = {s.id: list(human) for s in streams}
+    for sid, own in waits.items():
+        seen: set[str] = set()
+        node: str | None = sid
+        while node is not None and node in spans and node not in seen:
+            seen.add(node)
+            spans[node] += own
+            node = parents.get(node)
+    for s in streams:
+        if s.started_at is not None and s.ended_at is not None:
+            s.waited = overlap(spans[s.id], s.started_at, s.ended_at)
 
 
 #: A bucket of usage: counts, and dollars (None once any part of them has no known price).
@@ -118,16 +166,29 @@ def _usage(
 
 
 def _times(
-    plan: Plan | None, streams: list[StreamFacts], started_at: float, ended_at: float
+    plan: Plan | None,
+    streams: list[StreamFacts],
+    started_at: float,
+    ended_at: float,
+    human: Spans,
 ) -> dict[str, float]:
-    """Wall-clock time beside the sequential sum of the streams and the critical path."""
+    """Wall-clock time beside the sequential sum of the streams and the critical path; the
+    human's waits apart, and out of every work figure."""
     top = [s for s in streams if s.parent is None]
     durations = {s.id: s.duration for s in top}
     starts = [s.started_at for s in streams if s.started_at is not None]
     ends = [s.ended_at for s in streams if s.ended_at is not None]
+    execution = 0.0
+    if starts and ends:
+        first, last = min(starts), max(ends)
+        execution = max(0.0, last - first - overlap(human, first, last))
+    wall = ended_at - started_at
+    waited = overlap(human, started_at, ended_at)
     return {
-        "wall_clock_s": round(ended_at - started_at, 4),
-        "execution_s": round(max(ends) - min(starts), 4) if starts and ends else 0.0,
+        "wall_clock_s": round(wall, 4),
+        "human_wait_s": round(waited, 4),
+        "work_s": round(max(0.0, wall - waited), 4),
+        "execution_s": round(execution, 4),
         "sequential_s": round(sum(durations.values()), 4),
         "critical_path_s": round(critical_path(plan, durations), 4) if plan else 0.0,
     }
@@ -146,8 +207,14 @@ def build_report(
     settings: dict[str, Any],
     error: str | None = None,
     extra: dict[str, Any] | None = None,
+    waits: Mapping[str, Spans] | None = None,
+    human: Spans | None = None,
 ) -> dict[str, Any]:
+    """The report. `waits`: per stream id, the spans it waited for answers to its questions;
+    `human`: the spans the task waited for the human (input_required, awaiting_approval)."""
     streams = list(streams)
+    human = list(human or [])
+    _waited(streams, waits or {}, human)
     per_stream, usage_section, cost = _usage(list(usage), premium_model, premium_cost)
     report: dict[str, Any] = {
         "state": state,
@@ -164,13 +231,14 @@ def build_report(
                 "reason": s.reason,
                 "rounds": s.rounds,
                 "duration_s": round(s.duration, 4),
+                "waited_s": round(s.waited, 4),
                 "usage": per_stream.get(s.id, _bucket()),
             }
             for s in streams
         ],
         "usage": usage_section,
         "cost": cost,
-        "time": _times(plan, streams, started_at, ended_at),
+        "time": _times(plan, streams, started_at, ended_at, human),
         "rules": {k: v for k, v in settings.items() if k.startswith("rules.")},
         "settings": settings,
     }

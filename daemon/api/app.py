@@ -2,8 +2,9 @@
 
 FastAPI carries the REST routes (`rest`), the event streams (`events`), POST /rpc (the
 JSON-RPC dispatcher, `rpc`) and the OpenAPI document (`openapi`); errors leave in one shape
-(`http_errors`). The daemon's parts are built in `composition`; `connections` bounds the
-connections under them.
+(`http_errors`). MCP is served at /mcp (`mcp`), its session manager running in the lifespan;
+A2A's agent card and JSON-RPC binding at /.well-known/agent-card.json and /a2a (`a2a`).
+The daemon's parts are built in `composition`; `connections` bounds the connections under them.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from fastapi.responses import Response
 
 from daemon import __version__
 from daemon.api import events
+from daemon.api.a2a.routes import a2a_routes
 from daemon.api.composition import Daemon
 from daemon.api.connections import ConnectionLimits
 from daemon.api.dashboard import DashboardSessions, dashboard_router
 from daemon.api.guard import Guard
 from daemon.api.http_errors import install_error_handlers
 from daemon.api.json_body import StrictJsonBody
+from daemon.api.mcp.server import mcp_endpoint
 from daemon.api.openapi import openapi_document, rpc_openapi
 from daemon.api.rest import router
 from daemon.api.rpc import RpcDispatcher, encode_reply
@@ -32,13 +35,16 @@ def fastapi_app(
     daemon: Daemon, stream_send_timeout_s: float = events.STREAM_SEND_TIMEOUT_S
 ) -> FastAPI:
     """FastAPI with the daemon's lifespan, its error shape, the REST routes, the event
-    streams and /rpc."""
+    streams, /rpc and /mcp."""
+    mcp = mcp_endpoint(daemon.service, daemon.feed)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await daemon.start()
         try:
-            yield
+            # MCP sessions end before the daemon stops: none of them outlives the store.
+            async with mcp.running():
+                yield
         finally:
             await daemon.stop()
 
@@ -64,6 +70,8 @@ def fastapi_app(
 
     app.include_router(router)
     app.include_router(events.router)
+    app.router.routes.extend(mcp.routes)
+    app.router.routes.extend(a2a_routes(daemon.service, daemon.feed))
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     return app
 

@@ -5,6 +5,10 @@ Events are read from the store, so a client that comes back with `Last-Event-ID`
 stream holds one of the feed's slots (`limits.max_event_streams`) until it ends, however it
 ends: the client closes it, vanishes, stops reading (dropped after
 `server.stream_send_timeout_s`, here and by the connection itself), or the daemon stops.
+
+A task's stream follows the task live; for a task that has already ended (or with
+`?follow=false`) it replays the stored events and closes, so `curl -N` of a finished task
+ends. The task is named as everywhere: its id, a unique prefix, or `@last`.
 """
 
 from __future__ import annotations
@@ -20,14 +24,17 @@ from sse_starlette import EventSourceResponse
 from sse_starlette.sse import SendTimeoutError
 
 from daemon.service.errors import Busy, InvalidParams
-from daemon.service.params import MAX_EVENT_ID, TaskIdParams
+from daemon.service.params import MAX_EVENT_ID, TASK_ID_DOC
 from daemon.service.service import Service
+from daemon.service.task_views import find_task
 from daemon.store.feed import EventFeed
+from daemon.store.states import TERMINAL, TaskState
+from daemon.store.store import Store
 
 router = APIRouter()
 log = logging.getLogger("tierd.events")
 
-TaskId = Annotated[str, Path(min_length=1, max_length=64)]
+TaskId = Annotated[str, Path(min_length=1, max_length=64, description=TASK_ID_DOC)]
 #: Seconds a client refused an event stream is told to wait before trying again.
 STREAM_RETRY_AFTER_S = 5.0
 #: The shipped server.stream_send_timeout_s: how long a stream waits on a client that stopped
@@ -64,11 +71,24 @@ def _service(request: Request) -> Service:
     return request.app.state.daemon.service
 
 
+def _message(ev: dict[str, Any]) -> dict[str, Any]:
+    return {"id": str(ev["id"]), "event": ev["type"], "data": json.dumps(ev)}
+
+
 async def _sse(feed: EventFeed, start: int, task_id: str | None) -> AsyncIterator[dict[str, Any]]:
     async for ev in feed.follow(start, task_id):
         if ev is None:
             continue  # sse-starlette sends its own keep-alive pings
-        yield {"id": str(ev["id"]), "event": ev["type"], "data": json.dumps(ev)}
+        yield _message(ev)
+
+
+async def _replay(store: Store, start: int, task_id: str) -> AsyncIterator[dict[str, Any]]:
+    """The task's stored events after `start`, page by page; then the stream ends."""
+    last = start
+    while batch := await store.events_after(last, task_id):
+        for ev in batch:
+            last = ev["id"]
+            yield _message(ev)
 
 
 class _StreamResponse(EventSourceResponse):
@@ -93,8 +113,11 @@ class _StreamResponse(EventSourceResponse):
             self._feed.release_stream()
 
 
-def _stream(request: Request, start: int, task_id: str | None) -> EventSourceResponse:
-    """A new event stream, or Busy when every slot is taken (checked before any work)."""
+def _stream(
+    request: Request, start: int, task_id: str | None, *, replay_only: bool = False
+) -> EventSourceResponse:
+    """A new event stream, or Busy when every slot is taken (checked before any work); with
+    `replay_only`, the task's stored events and then the end of the stream."""
     feed: EventFeed = request.app.state.daemon.feed
     limit = int(_service(request).config.get("limits.max_event_streams"))
     if not feed.acquire_stream(limit):
@@ -106,7 +129,11 @@ def _stream(request: Request, start: int, task_id: str | None) -> EventSourceRes
         )
     try:
         send_timeout_s = request.app.state.stream_send_timeout_s
-        return _StreamResponse(_sse(feed, start, task_id), feed, send_timeout_s)
+        if replay_only and task_id is not None:
+            content = _replay(request.app.state.daemon.store, start, task_id)
+        else:
+            content = _sse(feed, start, task_id)
+        return _StreamResponse(content, feed, send_timeout_s)
     except BaseException:
         feed.release_stream()
         raise
@@ -125,9 +152,23 @@ async def all_events(
     return _stream(request, start_id(last_event_id, after), None)
 
 
+Follow = Annotated[
+    bool,
+    Query(
+        description="false: replay the stored events and close, even for a live task (a task "
+        "that has ended is always replayed and closed)"
+    ),
+]
+
+
 @router.get("/v1/tasks/{task_id}/events", tags=["events"], responses=BUSY_RESPONSE)
 async def task_events(
-    task_id: TaskId, request: Request, last_event_id: LastEventId = None, after: After = None
+    task_id: TaskId,
+    request: Request,
+    last_event_id: LastEventId = None,
+    after: After = None,
+    follow: Follow = True,
 ) -> EventSourceResponse:
-    await _service(request).get(TaskIdParams(task_id=task_id))  # 404 for an unknown task
-    return _stream(request, start_id(last_event_id, after), task_id)
+    row = await find_task(_service(request).store, task_id)  # 404 for an unknown task
+    ended = TaskState(row.state) in TERMINAL
+    return _stream(request, start_id(last_event_id, after), row.id, replay_only=ended or not follow)

@@ -22,6 +22,8 @@ from urllib.parse import parse_qs
 
 from starlette.middleware.cors import CORSMiddleware
 
+from daemon.service.errors import INVALID_REQUEST, UNAUTHORIZED
+
 if TYPE_CHECKING:  # type only: the dashboard's sessions import this module
     from daemon.api.dashboard import DashboardSessions
 
@@ -31,7 +33,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-OPEN_PATHS = frozenset({"/healthz"})
+#: Paths served without the token: the health check, and the A2A agent card (clients fetch it
+#: to learn how to authenticate; it holds no secret).
+OPEN_PATHS = frozenset({"/healthz", "/.well-known/agent-card.json"})
 #: Request headers an allowed browser page may send.
 CORS_HEADERS = ("authorization", "content-type", "last-event-id")
 
@@ -109,10 +113,20 @@ def replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+def refusal_body(status: int, message: str) -> bytes:
+    """A refusal in the API's one error shape, `{"error": {"code", "message", "data"}}`: a
+    missing or wrong token is -32004 (unauthorized), any other refusal of the request itself
+    -32600 (invalid request); `data.status` is the HTTP status."""
+    code = UNAUTHORIZED if status == 401 else INVALID_REQUEST
+    return json.dumps(
+        {"error": {"code": code, "message": message, "data": {"status": status}}}
+    ).encode()
+
+
 async def _reply(
     send: Send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    body = json.dumps({"error": {"status": status, "message": message}}).encode()
+    body = refusal_body(status, message)
     await send(
         {
             "type": "http.response.start",

@@ -3,7 +3,8 @@
 The service's errors carry their own code and status; bad input found by FastAPI or pydantic
 becomes a 422 naming the field (code -32602, as in JSON-RPC); FastAPI's own refusals (unknown
 path, wrong method, unreadable body) keep their status but take the same shape instead of
-FastAPI's `{"detail": ...}`.
+FastAPI's `{"detail": ...}`, with a JSON-RPC code and `data.status`, as the guard's refusals
+(401, 403, 421, 413) do.
 """
 
 from __future__ import annotations
@@ -17,8 +18,19 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from daemon.service.errors import INVALID_PARAMS, Busy, ServiceError, StorageFull
+from daemon.service.errors import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    Busy,
+    ServiceError,
+    StorageFull,
+)
 from daemon.store.errors import StoreFull
+
+#: JSON-RPC codes for FastAPI's own refusals: no such route or method, an unreadable body.
+_HTTP_CODES = {404: METHOD_NOT_FOUND, 405: METHOD_NOT_FOUND, 400: PARSE_ERROR}
 
 
 def _bad_input(fields: list[dict[str, Any]]) -> JSONResponse:
@@ -76,10 +88,11 @@ async def _http_error(_req: Request, exc: StarletteHTTPException) -> JSONRespons
     # Unknown paths (404), wrong methods (405) and bodies FastAPI could not read (400: too
     # deep, not UTF-8) get the same error shape as everything else, not {"detail": ...}.
     message = str(exc.detail)
+    code = _HTTP_CODES.get(exc.status_code, INVALID_REQUEST)
     if exc.status_code == 400:
         message = "body: not valid JSON (not UTF-8, or nested too deeply)"
     return JSONResponse(
-        {"error": {"status": exc.status_code, "message": message}},
+        {"error": {"code": code, "message": message, "data": {"status": exc.status_code}}},
         status_code=exc.status_code,
         headers=exc.headers,
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from daemon.service.errors import InvalidParams
@@ -33,6 +33,7 @@ from daemon.service.results import (
     Decided,
     Submitted,
     TaskDetail,
+    TaskDiff,
     TaskPage,
 )
 from daemon.service.service import Service
@@ -63,6 +64,7 @@ class ApproveBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     decision: Literal["approve", "reject"]
     comment: str | None = Field(default=None, max_length=20000)
+    apply: Literal["branch", "merge", "patch"] | None = None
 
 
 class Health(BaseModel):
@@ -104,7 +106,10 @@ async def submit_task(
 @router.get("/v1/tasks", tags=["tasks"])
 async def list_tasks(
     request: Request,
-    state: STATES | None = None,
+    state: Annotated[
+        list[STATES] | None,
+        Query(max_length=10, description="repeat for any of several states"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> TaskPage:
@@ -129,8 +134,25 @@ async def answer_task(task_id: TaskId, body: AnswerBody, request: Request) -> An
 @router.post("/v1/tasks/{task_id}/approve", tags=["tasks"])
 async def approve_task(task_id: TaskId, body: ApproveBody, request: Request) -> Decided:
     return await _service(request).approve(
-        ApproveParams(task_id=task_id, decision=body.decision, comment=body.comment)
+        ApproveParams(
+            task_id=task_id, decision=body.decision, comment=body.comment, apply=body.apply
+        )
     )
+
+
+@router.get(
+    "/v1/tasks/{task_id}/diff",
+    tags=["tasks"],
+    response_model=TaskDiff,
+    responses={200: {"content": {"text/x-diff": {"schema": {"type": "string"}}}}},
+)
+async def task_diff(task_id: TaskId, request: Request) -> Response:
+    """A code task's merged change: the patch (text/x-diff), or with `Accept:
+    application/json` the file list with +/- and the patch."""
+    diff = await _service(request).diff(TaskIdParams(task_id=task_id))
+    if "application/json" in request.headers.get("accept", ""):
+        return Response(diff.model_dump_json(), media_type="application/json")
+    return Response(diff.patch, media_type="text/x-diff; charset=utf-8")
 
 
 @router.get("/v1/status", tags=["daemon"])

@@ -31,6 +31,7 @@ from daemon.service.results import (
     Decided,
     Submitted,
     TaskDetail,
+    TaskDiff,
     TaskPage,
 )
 from daemon.service.service import Service
@@ -93,6 +94,13 @@ METHODS: dict[str, Method] = {
             Decided,
             "Approve or reject a result awaiting approval.",
             lambda s, p: s.approve(p),
+        ),
+        Method(
+            "task/diff",
+            TaskIdParams,
+            TaskDiff,
+            "A code task's merged result against its base: files with +/-, and the patch.",
+            lambda s, p: s.diff(p),
         ),
         Method(
             "daemon/status",

@@ -4,6 +4,12 @@ The socket is bound before anything is announced, so daemon.json always holds th
 (port 0 picks a free one). On SIGTERM or SIGINT the server stops accepting, lets in-flight
 requests and store writes finish, removes daemon.json and exits 0.
 
+It logs to stderr (a file, when `tierd serve --detach` started it): tierd's own lines at info
+level, task activity among them (`_log_activity`: submitted, questions and answers, verdicts,
+decisions; the engine logs each state change and failure), as text or, with `--log-format
+json`, one JSON object a line. Never a goal, an answer, a comment or a key: only ids, states,
+verdicts and the reasons the engine gives.
+
 Every file the daemon creates is private: `serve` sets the process umask to 077 first (SQLite
 and langgraph create their databases, WAL and shared-memory files with the umask's mode, and
 there is no other place to say so), and makes what an earlier run left private as well.
@@ -14,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import logging
 import os
 import signal
@@ -21,6 +28,7 @@ import socket
 import sys
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
@@ -48,6 +56,7 @@ from daemon.home.discovery import (
 from daemon.home.paths import HomeNotWritable, Homes, resolve_homes, sqlite_files
 from daemon.service.task_config import task_settings
 from daemon.store.errors import StoreInUse, StoreUnavailable
+from daemon.store.store import NewEvent
 from roles.models.errors import ModelConfigError
 
 log = logging.getLogger("tierd")
@@ -98,6 +107,8 @@ class ServeOptions:
     port: int | None = None
     allow_remote: bool = False
     log_level: str = "warning"
+    #: "text" (a line a record) or "json" (one JSON object a line).
+    log_format: str = "text"
 
 
 def _is_loopback_host(host: str) -> bool:
@@ -133,14 +144,17 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def _refuse(message: str, status: int) -> int:
-    print(f"tierd: {message}", file=sys.stderr)
+    if _json_logs():
+        log.error("%s", message)
+    else:
+        print(f"tierd: {message}", file=sys.stderr)
     return status
 
 
 def serve(opts: ServeOptions, homes: Homes | None = None) -> int:
     """Run the daemon in the foreground; returns the process exit status."""
     homes = homes or resolve_homes()
-    _configure_logging(opts.log_level)
+    _configure_logging(opts.log_level, opts.log_format)
     # The notification hook is the user's program: it gets the user's own umask back.
     notify.set_hook_umask(os.umask(PRIVATE_UMASK))
     try:
@@ -192,6 +206,7 @@ def _serve_on(
     try:
         limits = ConnectionLimits.from_config(config)
         daemon = Daemon(homes, config)
+        daemon.store.add_listener(_log_activity)
         # Echoed by /healthz so a client can tell this daemon from whatever else now owns
         # the port of a stale daemon.json, before it sends the token.
         instance_id = new_instance_id()
@@ -204,6 +219,8 @@ def _serve_on(
         # connections open at once (`connections`).
         http=protocol_for(limits),
         log_level=opts.log_level,
+        # JSON lines: uvicorn's own records go through tierd's handler (`_configure_logging`).
+        log_config=None if opts.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
         access_log=False,
         timeout_graceful_shutdown=5,
         lifespan="on",
@@ -217,12 +234,14 @@ def _serve_on(
 
     def announce() -> None:
         write_discovery(homes.discovery_file, info)
-        print(
+        line = (
             f"tierd {__version__} listening on {url} (pid {os.getpid()}); "
-            f"discovery file {homes.discovery_file}",
-            file=sys.stderr,
-            flush=True,
+            f"discovery file {homes.discovery_file}"
         )
+        if _json_logs():
+            log.info("%s", line)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     server = _Server(uv_config, daemon, announce)
     try:
@@ -275,13 +294,79 @@ async def _check_models(daemon: Daemon) -> None:
         log.exception("could not check the configured models")
 
 
-def _configure_logging(level: str) -> None:
-    """tierd's own lines (task lifecycle, failed model calls) go to stderr at info level
-    unless a quieter level is asked for; uvicorn keeps `level` for its own."""
+class JsonLines(logging.Formatter):
+    """One JSON object a line: time (UTC, ISO 8601), level, logger, message, and the task id
+    and event kind of an activity line; a traceback as `exc`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in ("task_id", "event"):
+            if hasattr(record, name):
+                line[name] = getattr(record, name)
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
+def _json_logs() -> bool:
+    return any(isinstance(h.formatter, JsonLines) for h in logging.getLogger("tierd").handlers)
+
+
+def _configure_logging(level: str, fmt: str = "text") -> None:
+    """tierd's own lines (task activity, failed model calls) go to stderr at info level
+    unless a quieter level is asked for; uvicorn keeps `level` for its own. With `fmt`
+    "json" every line, uvicorn's too, is a JSON object."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if fmt == "json":
+        handler.setFormatter(JsonLines())
+        for name in ("uvicorn", "uvicorn.error"):
+            logger = logging.getLogger(name)
+            logger.handlers[:] = [handler] if name == "uvicorn" else []
+            logger.setLevel(level.upper() if level != "trace" else logging.DEBUG)
+            logger.propagate = name != "uvicorn"
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     tierd = logging.getLogger("tierd")
     tierd.handlers[:] = [handler]
     quiet = {"error": logging.ERROR, "critical": logging.CRITICAL}
     tierd.setLevel(logging.DEBUG if level in ("debug", "trace") else quiet.get(level, logging.INFO))
     tierd.propagate = False
+
+
+activity = logging.getLogger("tierd.activity")
+
+
+def _activity_line(event: NewEvent) -> str | None:
+    """What an event says in the log, or None for events the log leaves out (model calls,
+    tool steps: too many; state changes: the engine logs them itself, with their reason)."""
+    data, kind = event.data, event.type
+    if kind == "task.state" and data.get("previous") is None:
+        return "submitted"
+    if kind == "question":
+        return f"stream {data.get('stream_id')} asked question {data.get('question_id')}"
+    if kind == "task.answered":
+        return f"answered {', '.join(map(str, data.get('questions') or []))}; works again"
+    if kind == "review.verdict":
+        return f"stream {data.get('stream_id')}: verdict {data.get('verdict')}" + (
+            f" (round {data['round']})" if data.get("round") is not None else ""
+        )
+    if kind == "task.decision":
+        return f"result {data.get('decision')}d (revision {data.get('revision')})"
+    if kind == "attention" and data.get("kind") in ("questions", "approval"):
+        return f"waits for the human ({data.get('kind')})"
+    return None
+
+
+def _log_activity(event: NewEvent) -> None:
+    """A store listener: one info line per event of a task's activity."""
+    if event.task_id is None or not activity.isEnabledFor(logging.INFO):
+        return
+    line = _activity_line(event)
+    if line is not None:
+        extra = {"task_id": event.task_id, "event": event.type}
+        activity.info("task %s: %s", event.task_id, line, extra=extra)

@@ -295,9 +295,12 @@ class Client:
         return self.rpc("task/get", {"task_id": task_id})
 
     def list(
-        self, state: str | None = None, limit: int = 50, cursor: str | None = None
+        self, state: str | list[str] | None = None, limit: int = 50, cursor: str | None = None
     ) -> dict[str, Any]:
+        """A page of tasks, newest first; `state`: one state, or a list meaning any of them."""
         params: dict[str, Any] = {"limit": limit}
+        if isinstance(state, list) and len(state) == 1:
+            state = state[0]  # a daemon from before lists of states takes one
         if state:
             params["state"] = state
         if cursor:
@@ -311,11 +314,17 @@ class Client:
         return self.rpc("task/answer", {"task_id": task_id, "answers": answers})
 
     def approve(
-        self, task_id: str, decision: str = "approve", comment: str | None = None
+        self,
+        task_id: str,
+        decision: str = "approve",
+        comment: str | None = None,
+        apply: str | None = None,
     ) -> dict[str, Any]:
         params: dict[str, Any] = {"task_id": task_id, "decision": decision}
         if comment is not None:
             params["comment"] = comment
+        if apply is not None:
+            params["apply"] = apply
         return self.rpc("task/approve", params)
 
     def status(self) -> dict[str, Any]:
@@ -339,13 +348,19 @@ class Client:
         task_id: str | None = None,
         last_event_id: int | None = None,
         timeout: float | None = None,
+        *,
+        follow: bool = True,
     ) -> Iterator[dict[str, Any]]:
         """Follow the event stream; each item is an event dict with its id.
 
         `timeout` bounds the wait for the next byte (the daemon pings every 10 s); None waits
-        for ever. A timeout raises TimeoutError; resume with `last_event_id`.
+        for ever. A timeout raises TimeoutError; resume with `last_event_id`. A task's stream
+        ends by itself once the task has ended (its events replayed), or with `follow=False`
+        once the events stored so far are sent.
         """
         path = f"/v1/tasks/{quote(task_id, safe='')}/events" if task_id else "/v1/events"
+        if task_id and not follow:
+            path += "?follow=false"
         headers = {**self._auth, "Accept": "text/event-stream", "Cache-Control": "no-cache"}
         if last_event_id is not None:
             headers["Last-Event-ID"] = str(last_event_id)

@@ -20,7 +20,14 @@ from rich.text import Text
 
 from daemon.cli.terminal import clean, clean_data
 
-__all__ = ["LiveCode", "commands_text", "print_code", "print_repo", "task_code_line"]
+__all__ = [
+    "LiveCode",
+    "code_summary",
+    "commands_text",
+    "print_code",
+    "print_repo",
+    "task_code_line",
+]
 
 #: Commands shown per stream: the latest ones, the count of the others.
 SHOWN_COMMANDS = 4
@@ -107,6 +114,46 @@ def _setup_text(setup: Any) -> Text:
         return Text("")
     words, style = _exit_text(setup.get("exit_code"))
     return Text(f"setup {words}", style=style)
+
+
+def _last_test(code: dict[str, Any]) -> dict[str, Any] | None:
+    runs = code.get("commands")
+    if not isinstance(runs, list):
+        return None
+    tests = [r for r in runs if isinstance(r, dict) and r.get("name") == "test"]
+    return tests[-1] if tests else None
+
+
+def code_summary(task: dict[str, Any]) -> Text | None:
+    """A code task's changes and tests in two lines, from its streams' facts: 'changes: 4
+    files, +52 -3 (2 streams)' and 'tests: s1 exit 0, s2 exit 1' (each stream's last test
+    run); None for a text task."""
+    task = clean_data(task)
+    if not isinstance(task.get("code"), dict):
+        return None
+    facts = [s["code"] for s in task.get("streams") or [] if isinstance(s.get("code"), dict)]
+    ids = [s["id"] for s in task.get("streams") or [] if isinstance(s.get("code"), dict)]
+    files = {f for c in facts for f in c.get("files") or [] if isinstance(f, str)}
+    ins = sum(_int(c.get("insertions")) for c in facts)
+    dels = sum(_int(c.get("deletions")) for c in facts)
+    out = Text.assemble(
+        ("changes: ", "bold"),
+        f"{len(files)} file{'s' if len(files) != 1 else ''}, ",
+        (f"+{ins}", "green"),
+        " ",
+        (f"-{dels}", "red"),
+        f" ({len(facts)} stream{'s' if len(facts) != 1 else ''})",
+    )
+    runs = [(sid, _last_test(c)) for sid, c in zip(ids, facts, strict=True)]
+    tested = [(sid, run) for sid, run in runs if run is not None]
+    out.append("\ntests: ", style="bold")
+    if not tested:
+        out.append("none run", style="dim")
+    for i, (sid, run) in enumerate(tested):
+        out.append(", " if i else "")
+        out.append(f"{sid} ")
+        out.append(*_exit_text(run.get("exit_code")))
+    return out
 
 
 def print_repo(task: dict[str, Any], console: Console) -> None:

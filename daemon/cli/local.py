@@ -1,5 +1,6 @@
 """The commands that run in this process instead of asking a daemon: `serve` (the daemon
-itself), and the tools `simulate`, `demo` and `bench`.
+itself; `--detach` starts it in the background, `daemon_cmds`), and the tools `simulate`,
+`demo` and `bench`.
 
 Only these load the engine or the tooling, and only when they run: the imports are inside the
 commands, so the client commands never pay for them.
@@ -18,12 +19,20 @@ __all__ = ["cmd_bench", "cmd_demo", "cmd_serve", "cmd_simulate"]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.detach:
+        from daemon.cli.daemon_cmds import detach
+
+        return detach(args)
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     from daemon.api.server import ServeOptions, serve
 
     code = serve(
         ServeOptions(
-            host=args.host, port=args.port, allow_remote=args.allow_remote, log_level=args.log_level
+            host=args.host,
+            port=args.port,
+            allow_remote=args.allow_remote,
+            log_level=args.log_level,
+            log_format=args.log_format,
         )
     )
     if code == 0:
@@ -53,6 +62,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    if args.code:
+        from daemon.tools.code_demo import run_code_demo
+
+        return run_code_demo(json_out=args.json, keep=args.keep)
     from daemon.tools.demo import run_demo
 
     return run_demo(as_json=args.json, scale=args.scale)

@@ -1,12 +1,12 @@
 """The `tierd` command line: parse the arguments, run the command, turn what went wrong into
 a message and an exit code.
 
-Client commands (submit, ls, show, watch, answer, approve, cancel, status, config, rules;
-`tasks.py`, `settings.py`) talk to a running daemon through `client.py`, which is built on the
-standard library: they import neither litellm nor langgraph (nor httpx), so they start fast.
-Only `serve`, `simulate`, `demo` and `bench` (`local.py`) load the engine. Every command that
-prints data takes `--json` and then prints only JSON on stdout; messages and warnings always
-go to stderr.
+Client commands (submit, ls, show, watch, answer, approve, cancel, status, stop, config,
+rules; `tasks.py`, `settings.py`, `daemon_cmds.py`) talk to a running daemon through
+`client.py`, which is built on the standard library: they import neither litellm nor
+langgraph (nor httpx), so they start fast. Only `serve`, `simulate`, `demo` and `bench`
+(`local.py`) load the engine. Every command that prints data takes `--json` and then prints
+only JSON on stdout; messages and warnings always go to stderr.
 
 Exit codes:
     0    success
@@ -14,7 +14,7 @@ Exit codes:
          model or API key configured, ...), or the task failed or was canceled (`watch`,
          `submit --watch`, `demo`)
     2    bad arguments or configuration (argparse errors, an unreadable --context-file, a
-         config key or value tierd does not accept)
+         config key or value tierd does not accept, a broken global config file)
     3    no daemon running for this home, or it does not answer (`serve`: one already runs)
     4    the task is waiting for a human: a question to answer or a result to approve
          (`watch`, `submit --watch`)
@@ -33,6 +33,7 @@ from daemon.cli.output import (
     EXIT_INTERRUPTED,
     EXIT_NO_DAEMON,
     EXIT_OK,
+    EXIT_USAGE,
     INVALID_PARAMS,
     NOT_CONFIGURED,
     err,
@@ -45,9 +46,12 @@ if TYPE_CHECKING:
 __all__ = ["build_parser", "main"]
 
 
-def _api_error(exc: ApiError) -> None:
-    """Word a refusal from the daemon so the user knows what to do next."""
+def _api_error(exc: ApiError) -> int:
+    """Word a refusal from the daemon so the user knows what to do next; the exit code."""
     data = exc.data if isinstance(exc.data, dict) else {}
+    if exc.code == NOT_CONFIGURED and data.get("field") == "config":
+        err(f"the task was not submitted: {exc.message}")
+        return EXIT_USAGE  # the global config file is broken: configuration, exit 2
     if exc.code == NOT_CONFIGURED:
         err(f"the task was not submitted: {exc.message}")
         if data.get("env"):
@@ -58,7 +62,7 @@ def _api_error(exc: ApiError) -> None:
                 f"it again with the variable set, e.g. `{clean(data['env'])}=... tierd serve`.",
                 file=sys.stderr,
             )
-        return
+        return EXIT_ERROR
     if exc.code == INVALID_PARAMS and isinstance(exc.data, list):
         fields = "; ".join(
             f"{d.get('field', '?')}: {d.get('message', '')}"
@@ -66,13 +70,18 @@ def _api_error(exc: ApiError) -> None:
             if isinstance(d, dict)
         )
         err(f"{exc.message}" + (f" ({fields})" if fields and fields not in exc.message else ""))
-        return
+        return EXIT_ERROR
     err(exc.message)
+    return EXIT_ERROR
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`tierd ARGS...`; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # bare `tierd`: what it can do
+        parser.print_help()
+        return EXIT_OK
     from daemon.cli.client import ApiError, DaemonNotRunning
 
     try:
@@ -81,8 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         err(str(exc))
         return EXIT_NO_DAEMON
     except ApiError as exc:
-        _api_error(exc)
-        return EXIT_ERROR
+        return _api_error(exc)
     except KeyboardInterrupt:
         if args.command == "watch" or getattr(args, "watch", False):
             # Tasks run in the daemon: leaving the CLI never affects them.

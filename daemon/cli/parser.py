@@ -1,18 +1,40 @@
 """The `tierd` argument parser: every command, its arguments and its help.
 
 Each command's function is set as the parser default `fn`; `main.py` runs it. Importing this
-module loads only the standard library and the light command modules.
+module loads only the standard library and the light command modules. A mistyped command or
+action is answered with the closest one ("did you mean").
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 from collections.abc import Callable
+from typing import NoReturn
 
 from daemon import __version__
-from daemon.cli import local, settings, tasks
+from daemon.cli import daemon_cmds, diff, local, mcp_bridge, settings, tasks
 
 __all__ = ["TASK_STATES", "build_parser"]
+
+#: How every command names a task.
+TASK_HELP = "a task id, a unique prefix of one (4 characters or more), or @last (the newest task)"
+_INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)' \(choose from (.*)\)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, plus "did you mean" for a mistyped command or choice."""
+
+    def error(self, message: str) -> NoReturn:
+        found = _INVALID_CHOICE.search(message)
+        if found:
+            choices = re.findall(r"'([^']*)'", found.group(2))
+            close = difflib.get_close_matches(found.group(1), choices, n=1, cutoff=0.6)
+            if close:
+                message += f"; did you mean '{close[0]}'?"
+        super().error(message)
+
 
 TASK_STATES = (
     "queued",
@@ -67,7 +89,7 @@ def _json_flag(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
 class _Commands:
     """Adds commands to the parser's sub-parsers."""
 
-    def __init__(self, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    def __init__(self, sub: argparse._SubParsersAction[_Parser]) -> None:
         self.sub = sub
 
     def __call__(
@@ -79,7 +101,9 @@ class _Commands:
 
 
 def _add_serve(add: _Commands) -> None:
-    sp = add("serve", local.cmd_serve, "run the daemon in the foreground", with_json=False)
+    sp = add(
+        "serve", local.cmd_serve, "run the daemon (--detach: in the background)", with_json=False
+    )
     sp.add_argument("--host", help="address to bind (default: server.host, 127.0.0.1)")
     sp.add_argument(
         "--port", type=_port, help="port (default: server.port, 8737; 0 picks a free one)"
@@ -89,6 +113,37 @@ def _add_serve(add: _Commands) -> None:
     )
     sp.add_argument(
         "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    sp.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="text lines, or one JSON object a line (default text)",
+    )
+    sp.add_argument(
+        "--detach",
+        action="store_true",
+        help="run in the background, logging to daemon.log in the state directory "
+        "(`tierd logs`, `tierd stop`)",
+    )
+
+
+def _add_service(add: _Commands) -> None:
+    sp = add(
+        "stop", daemon_cmds.cmd_stop, "stop the running daemon (tasks resume at its next start)"
+    )
+    sp.add_argument(
+        "--timeout", type=_positive_float, default=60.0, help="seconds to wait (default 60)"
+    )
+    sp = add(
+        "logs",
+        daemon_cmds.cmd_logs,
+        "print the log of a daemon started with `tierd serve --detach`",
+        with_json=False,
+    )
+    sp.add_argument("-f", "--follow", action="store_true", help="keep printing what it adds")
+    sp.add_argument(
+        "-n", "--lines", type=_positive_int, default=100, help="the last N lines (default 100)"
     )
 
 
@@ -131,29 +186,78 @@ def _add_submit(add: _Commands) -> None:
     )
 
 
+def _task_arg(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    sp.add_argument("task_id", metavar="TASK", help=TASK_HELP)
+    return sp
+
+
 def _add_task_commands(add: _Commands) -> None:
     sp = add("ls", tasks.cmd_ls, "list tasks, newest first")
-    sp.add_argument("--state", choices=TASK_STATES)
+    sp.add_argument(
+        "--state",
+        choices=TASK_STATES,
+        action="append",
+        help="only tasks in this state; repeated: in any of them",
+    )
+    sp.add_argument(
+        "--needs-me",
+        action="store_true",
+        help="only tasks waiting for you (input_required, awaiting_approval)",
+    )
     sp.add_argument("--limit", type=_positive_int, default=50)
     sp.add_argument("--cursor", help="continue a listing (from the previous page)")
-    add(
-        "show", tasks.cmd_show, "show a task with its streams, verdicts, result and report"
-    ).add_argument("task_id")
-    add(
-        "watch",
-        tasks.cmd_watch,
-        "follow a task live until it ends or waits for you "
-        "(exit 0 completed, 1 failed or canceled, 4 waits for you)",
-    ).add_argument("task_id")
-    sp = add("answer", tasks.cmd_answer, "answer a task's question")
-    sp.add_argument("task_id")
+    sp = _task_arg(
+        add("show", tasks.cmd_show, "show a task with its streams, verdicts, result and report")
+    )
+    sp.add_argument(
+        "--result", action="store_true", help="print only the result, as Markdown (for piping)"
+    )
+    _task_arg(
+        add(
+            "watch",
+            tasks.cmd_watch,
+            "follow a task live until it ends or waits for you; on a terminal, answer its "
+            "questions and approve or reject its result right there "
+            "(exit 0 completed, 1 failed or canceled, 4 waits for you)",
+        )
+    )
+    sp = _task_arg(add("answer", tasks.cmd_answer, "answer a task's question"))
     sp.add_argument("question_id")
     sp.add_argument("text")
-    sp = add("approve", tasks.cmd_approve, "approve (or --reject) a result awaiting approval")
-    sp.add_argument("task_id")
-    sp.add_argument("--reject", action="store_true", help="send the result back")
+    sp = _task_arg(
+        add("approve", tasks.cmd_approve, "approve (or --reject) a result awaiting approval")
+    )
+    sp.add_argument("--reject", action="store_true", help="send the result back (needs --comment)")
     sp.add_argument("--comment", help="what to change (with --reject)")
-    add("cancel", tasks.cmd_cancel, "cancel a task").add_argument("task_id")
+    sp.add_argument(
+        "--apply",
+        choices=["branch", "merge", "patch"],
+        help="a code task's result: leave it on its branch (default), merge it into your "
+        "current branch, or write a patch file",
+    )
+    sp = _task_arg(
+        add(
+            "diff",
+            diff.cmd_diff,
+            "a code task's merged change (colored and paged on a terminal, plain when piped)",
+        )
+    )
+    sp.add_argument("--stat", action="store_true", help="only the files with +/-")
+    sp = _task_arg(
+        add(
+            "apply",
+            diff.cmd_apply,
+            "approve a code task's result and apply it (default: leave it on its branch)",
+        )
+    )
+    how = sp.add_mutually_exclusive_group()
+    how.add_argument(
+        "--merge",
+        action="store_true",
+        help="merge into your current branch (refused if it would touch your uncommitted work)",
+    )
+    how.add_argument("--patch", action="store_true", help="write a patch file and print its path")
+    _task_arg(add("cancel", tasks.cmd_cancel, "cancel a task"))
     add("status", tasks.cmd_status, "the daemon's status: version, tasks, agents")
     sp = add(
         "open",
@@ -173,11 +277,28 @@ def _add_config(add: _Commands) -> None:
     cs.add_argument("--project-dir", metavar="DIR", help="include this project's .tierd.toml")
     cs = _json_flag(
         csub.add_parser(
-            "set", help="set a key in your global config file (a running daemon applies it)"
+            "set",
+            help="set a key in your global config file (a running daemon applies it, but "
+            "server.*, store.* and concurrency.* other than the ceiling at its next start)",
         )
     )
     cs.add_argument("key")
     cs.add_argument("value", help='the value; lists in TOML syntax, e.g. \'["a", "b"]\'')
+    cs = _json_flag(
+        csub.add_parser(
+            "models",
+            help="point every role at one server in one write: the premium model for the "
+            "planner and orchestrator, the cheap one for the executors",
+        )
+    )
+    cs.add_argument("--api-base", metavar="URL", help="the server's URL, for every role")
+    cs.add_argument("--premium", metavar="NAME", help="model of the planner and orchestrator")
+    cs.add_argument("--cheap", metavar="NAME", help="model of the executors")
+    cs.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        help="the variable holding the key, for every role ('' for a server that needs none)",
+    )
 
 
 def _add_rules(add: _Commands) -> None:
@@ -187,8 +308,9 @@ def _add_rules(add: _Commands) -> None:
         "global rules: list, add an instruction, couple areas",
         with_json=False,
     )
-    rsub = sp.add_subparsers(dest="action", required=True, metavar="ACTION")
-    _json_flag(rsub.add_parser("list", help="the rules every task obeys"))
+    # Bare `tierd rules` lists them.
+    rsub = sp.add_subparsers(dest="action", required=False, metavar="ACTION")
+    _json_flag(rsub.add_parser("list", help="the rules every task obeys (the default)"))
     _json_flag(
         rsub.add_parser("add", help="add an instruction for every planner and executor")
     ).add_argument("text")
@@ -225,6 +347,21 @@ def _add_tools(add: _Commands) -> None:
         default=0.3,
         help="multiply the simulated latencies (default 0.3)",
     )
+    sp.add_argument(
+        "--code",
+        action="store_true",
+        help="a code task on a temporary Python project: tests first, parallel streams, real "
+        "pytest in the sandbox, the diff applied",
+    )
+    sp.add_argument(
+        "--keep", action="store_true", help="with --code: keep the temporary project and home"
+    )
+    add(
+        "mcp",
+        mcp_bridge.cmd_mcp,
+        "MCP over stdio for editors: relays to the running daemon's /mcp (starts none)",
+        with_json=False,
+    )
 
     sp = add(
         "bench",
@@ -238,7 +375,7 @@ def _add_tools(add: _Commands) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every `tierd` command, in the order `tierd --help` lists them."""
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="tierd",
         description="Run teams of AI agents in parallel: a premium orchestrator "
         "and planner, cheap executors. Try `tierd demo` (no API key needed).",
@@ -246,8 +383,10 @@ def build_parser() -> argparse.ArgumentParser:
         "or configuration; 3 no daemon running; 4 the task waits for you; 130 interrupted",
     )
     p.add_argument("--version", action="version", version=f"tierd {__version__}")
-    add = _Commands(p.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    # Bare `tierd` prints this help (`main`).
+    add = _Commands(p.add_subparsers(dest="command", required=False, metavar="COMMAND"))
     _add_serve(add)
+    _add_service(add)
     _add_submit(add)
     _add_task_commands(add)
     _add_config(add)

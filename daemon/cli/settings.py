@@ -1,8 +1,10 @@
-"""The commands that read and change configuration: `config show|get|set` and
-`rules list|add|couple|remove`.
+"""The commands that read and change configuration: `config show|get|set|models` and
+`rules [list]|add|couple|remove`.
 
 They work on the global config file whether or not a daemon runs; a running daemon is handed
-each change (it checks and applies it), so it never has to be restarted for one.
+each change (it checks and applies it), so it need not be restarted for one, except for the
+keys it reads only at start (`server.*`, `store.*`, `concurrency.*` but the ceiling:
+`daemon.config.schema.needs_restart`), which the messages say.
 """
 
 from __future__ import annotations
@@ -56,18 +58,31 @@ def _tell_daemon(key: str, config_file: Path) -> bool:
 
 
 def _config_done(
-    args: argparse.Namespace, key: str, value: Any, applied: bool, config_file: Path
+    args: argparse.Namespace, key: str, value: Any, running: bool, config_file: Path
 ) -> None:
+    """Say what was written and whether it is in effect. `running`: a running daemon took
+    it; it applies it at once unless it reads the key only at its start."""
+    from daemon.config.layers import needs_restart
+
+    restart = running and needs_restart(key)
+    applied = running and not restart
     if args.json:
-        print_json({"key": key, "value": value, "file": str(config_file), "applied": applied})
+        out = {"key": key, "value": value, "file": str(config_file), "applied": applied}
+        print_json({**out, "restart_needed": True} if restart else out)
         return
     print(f"{key} = {json.dumps(value)}  (written to {config_file})")
-    print(
-        "the running daemon applied it"
-        if applied
-        else "no daemon running: the next `tierd serve` reads it",
-        file=sys.stderr,
-    )
+    print(_effect(applied, restart), file=sys.stderr)
+
+
+def _effect(applied: bool, restart: bool) -> str:
+    if applied:
+        return "the running daemon applied it"
+    if restart:
+        return (
+            "the running daemon reads this at its start: it applies after "
+            "`tierd stop` and `tierd serve`"
+        )
+    return "no daemon running: the next `tierd serve` reads it"
 
 
 # --- config -----------------------------------------------------------------------------------
@@ -95,6 +110,57 @@ def _config_read(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+#: `config models`: the premium roles, and every role.
+PREMIUM_ROLES = ("planner", "orchestrator")
+ALL_ROLES = ("planner", "orchestrator", "executor")
+
+
+def _models_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The keys `config models` sets: the servers and keys first, then the models, so a
+    running daemon checks each model with its server already set."""
+    values: dict[str, Any] = {}
+    for role in ALL_ROLES:
+        if args.api_base is not None:
+            values[f"models.{role}.api_base"] = args.api_base
+        if args.api_key_env is not None:
+            values[f"models.{role}.api_key_env"] = args.api_key_env
+    for role in PREMIUM_ROLES:
+        if args.premium:
+            values[f"models.{role}.model"] = args.premium
+    if args.cheap:
+        values["models.executor.model"] = args.cheap
+    if not values:
+        raise _Refused("`config models` needs --api-base, --premium, --cheap or --api-key-env")
+    return values
+
+
+def _config_models(args: argparse.Namespace, config: Config, config_file: Path) -> int:
+    """`config models`: every role's keys in one write of the file, then handed to a running
+    daemon (each key as the file now has it: the daemon checks the models and applies them;
+    the file does not change again)."""
+    from daemon.cli.client import ApiError
+    from daemon.config.layers import set_user_values
+
+    values = set_user_values(config_file, _models_values(args), config.defaults)
+    running = False
+    try:
+        for key in values:
+            running = _tell_daemon(key, config_file)
+            if not running:
+                break
+    except ApiError as exc:
+        err(f"the file is updated, but the running daemon refused it: {exc.message}")
+        return EXIT_USAGE
+    if args.json:
+        print_json({"values": values, "file": str(config_file), "applied": running})
+        return EXIT_OK
+    for key, value in values.items():
+        print(clean(f"{key} = {json.dumps(value)}"))
+    print(f"(written to {config_file} at once)", file=sys.stderr)
+    print(_effect(running, False), file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     from daemon.cli.client import ApiError
     from daemon.config.layers import ConfigError, load_config, parse_text_value
@@ -105,9 +171,11 @@ def cmd_config(args: argparse.Namespace) -> int:
         config = load_config(homes.config_file)
         if args.action in {"show", "get"}:
             return _config_read(args, config)
+        if args.action == "models":
+            return _config_models(args, config, homes.config_file)
         value = parse_text_value(args.key, args.value, config.defaults)
         applied = _set_value(args.key, value, config.defaults, homes.config_file)
-    except ConfigError as exc:
+    except (ConfigError, _Refused) as exc:
         err(str(exc))
         return EXIT_USAGE
     except ApiError as exc:  # the daemon refused the value (e.g. a ceiling it cannot apply)
@@ -122,7 +190,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def _rules_list(args: argparse.Namespace, config: Config) -> int:
     rules = config.get("rules")
-    if args.json:
+    if getattr(args, "json", False):
         print_json(rules)
         return EXIT_OK
     # A project's config file is anyone's text: shown neutralised, like the daemon's.
@@ -180,7 +248,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
     homes = resolve_homes()
     try:
         config = load_config(homes.config_file)
-        if args.action == "list":
+        if args.action in {None, "list"}:  # bare `tierd rules` lists them
             return _rules_list(args, config)
         if args.action in {"add", "couple"}:
             key, value = _rules_append(args, config, homes.config_file)

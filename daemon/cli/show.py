@@ -1,5 +1,6 @@
 """`tierd show`: a finished (or waiting) task in the terminal: its streams and verdicts, a
-code task's repository and worktree facts, open questions, the result and the report.
+code task's repository and worktree facts, open questions, the human's decisions, the result
+and the report; time waited for the human apart from the work.
 
 Everything shown comes from the daemon and may hold a model's or a stranger's text: it passes
 through `terminal.clean` before rich sees it, and goes to rich as `Text` (never markup).
@@ -21,6 +22,7 @@ from daemon.cli.terminal import clean, clean_data
 from daemon.cli.terminal import console as safe_console
 
 __all__ = [
+    "print_decisions",
     "print_report_summary",
     "print_streams",
     "print_task",
@@ -29,13 +31,23 @@ __all__ = [
 ]
 
 
+TERMINAL = frozenset({"completed", "failed", "canceled"})
+
+
 def print_task(
-    task: dict[str, Any], console: Console | None = None, *, result: bool = True
+    task: dict[str, Any],
+    console: Console | None = None,
+    *,
+    result: bool = True,
+    decisions: list[dict[str, Any]] | None = None,
 ) -> None:
-    """`tierd show`: the task, its streams and verdicts, open questions, result and report.
-    Its text is neutralised first (`terminal.clean`): it holds goals and model output."""
+    """`tierd show`: the task, its streams and verdicts, open questions, the human's
+    decisions on its result (`task.decision` events), result and report. Its text is
+    neutralised first (`terminal.clean`): it holds goals and model output. Hints to act
+    (answer, approve) only while they apply."""
     console = console or safe_console()
     task = clean_data(task)
+    ended = task["state"] in TERMINAL
     console.print(
         Text.assemble(
             ("task ", "bold"),
@@ -55,12 +67,16 @@ def print_task(
     for q in open_q:
         console.print(
             Text.assemble(
-                (f"question {q['id']}", "magenta"), f" ({q['stream_id']}): {q['question']}"
+                (f"question {q['id']}", "magenta"),
+                f" ({q['stream_id']}): {q['question']}",
+                (" (never answered)", "dim") if ended else "",
             )
         )
-        console.print(
-            Text(f'  answer with: tierd answer {task["id"]} {q["id"]} "..."', style="dim")
-        )
+        if not ended:
+            console.print(
+                Text(f'  answer with: tierd answer {task["id"]} {q["id"]} "..."', style="dim")
+            )
+    print_decisions(clean_data(decisions or []), console)
     if task["state"] == "awaiting_approval":
         console.print(
             Text(
@@ -76,6 +92,17 @@ def print_task(
         print_report_summary(task["report"], console)
 
 
+def print_decisions(decisions: list[dict[str, Any]], console: Console) -> None:
+    """The human's decisions on the result, each rejection with its comment."""
+    for d in decisions:
+        revision = d.get("revision", "?")
+        if d.get("decision") == "reject":
+            comment = str(d.get("comment") or "").strip() or "(no comment)"
+            console.print(Text.assemble((f"rejected revision {revision}: ", "yellow"), comment))
+        elif d.get("decision") == "approve":
+            console.print(Text(f"approved revision {revision}", style="green"))
+
+
 def result_markdown(text: str) -> Markdown:
     """A task's result as Markdown: neutralised, and its links shown as text and URL rather
     than as terminal hyperlinks whose target the user cannot see."""
@@ -86,12 +113,20 @@ def print_streams(task: dict[str, Any], console: Console) -> None:
     streams = clean_data(task.get("streams") or [])
     if not streams:
         return
-    table = Table(
-        "stream", "state", "verdict", "rounds", "time", "reason", box=None, header_style="dim"
-    )
+    # Work time and waits for the human as the report has them, once there is one.
+    reported = {r.get("id"): r for r in ((task.get("report") or {}).get("streams") or [])}
+    waits = any((r.get("waited_s") or 0) >= 0.05 for r in reported.values())
+    table = Table("stream", "state", "verdict", "rounds", "time", box=None, header_style="dim")
+    if waits:
+        table.add_column("waited")
+    table.add_column("reason")
     for s in streams:
-        took = ""
-        if s.get("started_at") and s.get("ended_at"):
+        took, waited = "", ""
+        r = reported.get(s["id"]) or {}
+        if r.get("duration_s") is not None and s.get("started_at"):
+            took = fmt_s(r["duration_s"])
+            waited = fmt_s(r["waited_s"]) if (r.get("waited_s") or 0) >= 0.05 else ""
+        elif s.get("started_at") and s.get("ended_at"):
             took = fmt_s(s["ended_at"] - s["started_at"])
         indent = "  " * int(s.get("depth") or 0)
         table.add_row(
@@ -100,6 +135,7 @@ def print_streams(task: dict[str, Any], console: Console) -> None:
             Text(s.get("verdict") or "", style=STYLE.get(s.get("verdict") or "", "")),
             str(s.get("rounds", 0)),
             took,
+            *([Text(waited, style="magenta")] if waits else []),
             Text((s.get("reason") or ""), overflow="ellipsis", no_wrap=True),
         )
     console.print(table)
@@ -110,16 +146,20 @@ def report_lines(report: dict[str, Any]) -> list[str]:
     t, c = report.get("time") or {}, report.get("cost") or {}
     lines = []
     execution, sequential = t.get("execution_s", 0.0), t.get("sequential_s", 0.0)
+    wall, waited = t.get("wall_clock_s", 0.0), t.get("human_wait_s") or 0.0
+    whole = f"{wall:.1f}s"
+    if waited >= 0.05:
+        whole = f"{t.get('work_s', wall - waited):.1f}s of work and {waited:.1f}s waiting for you"
     if sequential:
         speedup = f" ({sequential / execution:.1f}x faster)" if execution else ""
         lines.append(
             f"time: the streams ran in {execution:.1f}s of wall-clock time against "
             f"{sequential:.1f}s one after another{speedup}; critical path "
             f"{t.get('critical_path_s', 0.0):.1f}s. The whole task took "
-            f"{t.get('wall_clock_s', 0.0):.1f}s with planning, review and merge."
+            f"{whole} with planning, review and merge."
         )
     elif t:
-        lines.append(f"time: the whole task took {t.get('wall_clock_s', 0.0):.1f}s.")
+        lines.append(f"time: the whole task took {whole}.")
     if c:
         total, premium = c.get("total_usd"), c.get("premium_only_usd")
         saved = c.get("tiering_saved_usd")

@@ -3,7 +3,7 @@ the order they are listed, and numbers (tokens, dollars, seconds) as the views w
 
 from __future__ import annotations
 
-__all__ = ["MARK", "ROLES", "STYLE", "fmt_s", "fmt_tokens", "fmt_usd", "short_model"]
+__all__ = ["MARK", "ROLES", "STYLE", "fmt_s", "fmt_tokens", "fmt_usd", "plural", "short_model"]
 
 ROLES = ("planner", "orchestrator", "executor")
 STYLE = {
@@ -55,3 +55,8 @@ def fmt_usd(x: float | None) -> str:
 
 def fmt_s(seconds: float) -> str:
     return f"{seconds:.1f}s" if seconds < 600 else f"{seconds / 60:.0f}m"
+
+
+def plural(n: int, word: str) -> str:
+    """'1 call', '2 calls', '0 calls'."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"

@@ -1,7 +1,9 @@
 """The commands about tasks, each one or two calls to the running daemon: submit, ls, show,
 watch, answer, approve, cancel, and the daemon's status.
 
-They load rich and the views only to print, and never the engine: see `output.py`.
+Every command that takes a task takes its id, a unique prefix of it, or `@last` (the daemon
+resolves them, `service.task_views`). They load rich and the views only to print, and never
+the engine: see `output.py`.
 """
 
 from __future__ import annotations
@@ -118,14 +120,21 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: The states of a task that waits for the human (`tierd ls --needs-me`).
+NEEDS_ME = ["input_required", "awaiting_approval"]
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
+    states = list(dict.fromkeys([*(NEEDS_ME if args.needs_me else []), *(args.state or [])]))
     with client() as daemon:
-        out = daemon.list(state=args.state, limit=args.limit, cursor=args.cursor)
+        out = daemon.list(state=states or None, limit=args.limit, cursor=args.cursor)
     if args.json:
         print_json(out)
         return EXIT_OK
     if not out["tasks"]:
-        print("no tasks" + (f" in state {args.state}" if args.state else ""), file=sys.stderr)
+        where = " waiting for you" if args.needs_me and not args.state else ""
+        where = where or (f" in state {' or '.join(states)}" if states else "")
+        print(f"no tasks{where}", file=sys.stderr)
         return EXIT_OK
     from rich.table import Table
     from rich.text import Text
@@ -156,15 +165,41 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _decisions(daemon: Client, task: dict[str, Any]) -> list[dict[str, Any]]:
+    """The human's decisions on the task's result, from its events (only a task that asked
+    for approval has any; the events are replayed, not followed)."""
+    if (task.get("options") or {}).get("approval") != "required":
+        return []
+    return [
+        ev.get("data") or {}
+        for ev in daemon.events(task["id"], timeout=30.0, follow=False)
+        if ev.get("type") == "task.decision"
+    ]
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     with client() as daemon:
         task = daemon.get(args.task_id)
-    if args.json:
-        print_json(task)
-        return EXIT_OK
+        if args.result:
+            return _print_result_only(task)
+        if args.json:
+            print_json(task)
+            return EXIT_OK
+        decisions = _decisions(daemon, task)
     from daemon.cli.views import print_task
 
-    print_task(task, console())
+    print_task(task, console(), decisions=decisions)
+    return EXIT_OK
+
+
+def _print_result_only(task: dict[str, Any]) -> int:
+    """`show --result`: the result as it is (Markdown), for a pipe; with --json, as JSON."""
+    result = task.get("result")
+    if not result:
+        err(f"task {task['id']} has no result (it is {task['state']})")
+        return EXIT_ERROR
+    text = clean(result)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return EXIT_OK
 
 
@@ -173,27 +208,95 @@ def cmd_watch(args: argparse.Namespace) -> int:
         return watch(daemon, args.task_id, as_json=args.json)
 
 
-def watch(daemon: Client, task_id: str, *, as_json: bool) -> int:
-    """Follow a task until it ends or waits for a human; the exit code says which."""
-    from daemon.cli.views import watch_task
+def _max_revisions(daemon: Client, known: int | None) -> int | None:
+    """review.max_revisions as an event said, else as the daemon's configuration has it."""
+    from daemon.cli.client import ApiError
 
-    task = watch_task(daemon, task_id, quiet=as_json, console=None if as_json else console())
-    if as_json:
-        print_json(task)
-    state = task["state"]
+    if known is not None:
+        return known
+    try:
+        value = daemon.config_get("review.max_revisions").get("value")
+    except ApiError:
+        return None
+    return value if isinstance(value, int) else None
+
+
+def _act(daemon: Client, watcher: Any, task: dict[str, Any]) -> bool:
+    """Ask the human at the terminal; True once their answers or decision are sent."""
+    from daemon.cli.client import ApiError
+    from daemon.cli.decide import ask_answers, ask_decision
+
+    out, task_id, view = watcher.console, watcher.task_id, watcher.view
+    try:
+        if task["state"] == "input_required":
+            answers = ask_answers(task, out)
+            if not answers:
+                return False
+            daemon.answer(task_id, answers)
+            print(f"answered {', '.join(answers)}; the task goes on", file=sys.stderr)
+            return True
+        limit = _max_revisions(daemon, view.max_revisions)
+        decided = ask_decision(task_id, view.revision, limit, out)
+        if decided is None:
+            return False
+        daemon.approve(task_id, decided[0], decided[1])
+        print(f"{'approved' if decided[0] == 'approve' else 'rejected'} {task_id}", file=sys.stderr)
+        return True
+    except ApiError as exc:  # decided elsewhere meanwhile, the task ended, ...
+        err(exc.message)
+        return True  # the watch goes on and shows where the task is now
+
+
+def watch(daemon: Client, task_id: str, *, as_json: bool) -> int:
+    """Follow a task until it ends or waits for a human; the exit code says which. The
+    result is shown when there is one to see; on a terminal the human acts right here."""
+    from daemon.cli.decide import interactive, print_result
+    from daemon.cli.watching import Watcher
+
+    ask = not as_json and interactive()
+    watcher = Watcher(
+        daemon, task_id, quiet=as_json, console=None if as_json else console(), interactive=ask
+    )
+    shown: str | None = None
+    while True:
+        task = watcher.follow()
+        state = task["state"]
+        if as_json:
+            print_json(task)
+            break
+        # Shown before every approval (nobody approves what they have not seen), and at
+        # the end unless it is the result just approved.
+        fresh = state == "awaiting_approval" or task.get("result") != shown
+        if state in {"completed", "awaiting_approval"} and task.get("result") and fresh:
+            print_result(task, watcher.console, revision=watcher.view.revision)
+            shown = task.get("result")
+        if not (ask and state in {"input_required", "awaiting_approval"}):
+            break
+        if not _act(daemon, watcher, task):
+            break
     if not as_json:
-        if state == "completed":
-            print(
-                f"completed: `tierd show {task_id}` prints the result and the report",
-                file=sys.stderr,
-            )
-        elif state in {"failed", "canceled"}:
-            print(clean(f"{state}: {task.get('error') or ''}".rstrip(": ")), file=sys.stderr)
+        _say_where(task, ask)
     if state == "completed":
         return EXIT_OK
     if state in {"input_required", "awaiting_approval"}:
         return EXIT_NEEDS_HUMAN
     return EXIT_ERROR
+
+
+def _say_where(task: dict[str, Any], asked: bool) -> None:
+    """Where the watch left the task, on stderr (the live view has the hints otherwise)."""
+    from daemon.cli.decide import later_hint
+
+    state = task["state"]
+    if state == "completed":
+        print(
+            f"completed: `tierd show {clean(task['id'])}` has the streams and the report",
+            file=sys.stderr,
+        )
+    elif state in {"failed", "canceled"}:
+        print(clean(f"{state}: {task.get('error') or ''}".rstrip(": ")), file=sys.stderr)
+    elif asked:
+        print(clean(later_hint(task)), file=sys.stderr)
 
 
 def cmd_answer(args: argparse.Namespace) -> int:
@@ -208,12 +311,20 @@ def cmd_answer(args: argparse.Namespace) -> int:
 
 def cmd_approve(args: argparse.Namespace) -> int:
     decision = "reject" if args.reject else "approve"
+    if args.reject and not (args.comment or "").strip():
+        err('--reject needs --comment "what should change": the revision is made from it')
+        return EXIT_USAGE
     with client() as daemon:
-        out = daemon.approve(args.task_id, decision, args.comment)
+        out = daemon.approve(args.task_id, decision, args.comment, getattr(args, "apply", None))
     if args.json:
         print_json(out)
     else:
         print(f"{'rejected' if args.reject else 'approved'} {args.task_id}")
+        applied = out.get("applied") or {}
+        if applied.get("how") == "merge":
+            print(f"merged into {clean(applied['branch'])} at {applied['commit'][:12]}")
+        elif applied.get("how") == "patch":
+            print(f"patch written to {clean(applied['path'])}")
     return EXIT_OK
 
 
@@ -244,12 +355,33 @@ def cmd_open(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _config_problem() -> str | None:
+    """Why the global config file is broken (path and line), or None. The daemon refuses
+    new tasks while it is (it reads the file again at each submit)."""
+    from daemon.config.layers import ConfigError, load_config
+    from daemon.home.paths import resolve_homes
+
+    try:
+        load_config(resolve_homes().config_file)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    with client() as daemon:
-        out = daemon.status()
-        url = daemon.url
+    from daemon.cli.client import DaemonNotRunning
+
+    problem = _config_problem()
+    try:
+        with client() as daemon:
+            out = daemon.status()
+            url = daemon.url
+    except DaemonNotRunning:
+        if problem:  # said with no daemon running too: none would start on it
+            err(f"the configuration file is broken: {problem}")
+        raise
     if args.json:
-        print_json({**out, "url": url})
+        print_json({**out, "url": url, "config_error": problem})
         return EXIT_OK
     out, url = clean_data(out), clean(url)
     c = out.get("concurrency") or {}
@@ -263,4 +395,6 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"limit {c.get('limit')} of ceiling {c.get('ceiling')}"
             + (f" ({c['reason']})" if c.get("reason") else "")
         )
+    if problem:
+        print(clean(f"config: BROKEN: {problem}; new tasks are refused until it is fixed"))
     return EXIT_OK

@@ -61,7 +61,7 @@ from daemon.config.schema import (
     shipped_config_dir,
 )
 from daemon.config.show import format_show
-from daemon.config.user_file import add_to_user_list, set_user_value
+from daemon.config.user_file import add_to_user_list, set_user_value, set_user_values
 
 __all__ = [
     "BOUNDS",
@@ -93,5 +93,6 @@ __all__ = [
     "read_layer",
     "reload_if_changed",
     "set_user_value",
+    "set_user_values",
     "shipped_config_dir",
 ]

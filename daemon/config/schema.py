@@ -68,6 +68,8 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "concurrency.reserve_bytes": (0, 1 << 50),
     "concurrency.cooldown_s": (0, 3600),
     "concurrency.min_agent_bytes": (1, 1 << 40),
+    "mcp.tool_wait_s": (1, 600),
+    "a2a.send_wait_s": (1, 600),
 }
 #: Strings (or, for lists, each item) that must match a pattern: (regex, what it means).
 PATTERNS: dict[str, tuple[str, str]] = {

@@ -160,6 +160,22 @@ def set_user_value(config_file: Path, key: str, value: Any, defaults: dict[str, 
     return _update_user_file(config_file, key, defaults, change)
 
 
+def set_user_values(
+    config_file: Path, values: dict[str, Any], defaults: dict[str, Any]
+) -> dict[str, Any]:
+    """Write several keys to the user's global file in one atomic write (`tierd config
+    models`): all of them or, when one is refused, none. Returns the checked values."""
+    checked = {key: check_value(key, value, defaults) for key, value in values.items()}
+
+    def change(doc: Any) -> dict[str, Any]:
+        for key, value in checked.items():
+            node, leaf = _node_for(doc, key)
+            node[leaf] = _toml_item(key, value)
+        return checked
+
+    return _update_user_file(config_file, ",".join(checked), defaults, change)
+
+
 def add_to_user_list(
     config_file: Path, key: str, item: Any, defaults: dict[str, Any]
 ) -> tuple[list[Any], bool]:

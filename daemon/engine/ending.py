@@ -2,7 +2,9 @@
 
 Whatever stage a task was in, what was done is kept: the report of a failed or canceled task
 shows the plan, the streams that finished and the usage so far. Streams that were running,
-waiting or not started yet are marked canceled when the task is.
+waiting or not started yet are marked canceled when the task is. The time the task and its
+streams waited for the human is read from its questions and its state changes (`human_waits`)
+and reported apart from the work.
 
 Ending races with everything else that moves a task: a second cancel, a failure, the task
 completing on its own. The first to reach the store wins and a task that reached a final
@@ -18,6 +20,7 @@ import time
 from typing import Any
 
 from daemon.engine.human import attention
+from daemon.engine.lifecycle import WAITING
 from daemon.engine.notify import Notifier
 from daemon.engine.settings import TaskSettings
 from daemon.engine.streams import STREAM_FINAL
@@ -26,11 +29,39 @@ from daemon.store.states import TERMINAL, IllegalTransition, TaskState
 from daemon.store.store import Store, TaskRow
 from roles.models.costs import premium_cost
 from roles.plan.schema import Plan
-from roles.report import StreamFacts, build_report
+from roles.report import Spans, StreamFacts, build_report
 
 __all__ = ["fail_task", "finalize", "partial_report"]
 
 log = logging.getLogger("tierd.tasks")
+
+
+async def human_waits(store: Store, task_id: str, now: float) -> tuple[dict[str, Spans], Spans]:
+    """The spans the task waited for the human: per stream, from each of its questions to
+    its answer (or `now`); and the task's own, from each move into input_required or
+    awaiting_approval to the move out of it (or `now`), as its state events say."""
+    per_stream: dict[str, Spans] = {}
+    for q in await store.questions_of(task_id):
+        if q.stream_id is not None:
+            end = q.answered_at if q.answered_at is not None else now
+            per_stream.setdefault(q.stream_id, []).append((q.created_at, end))
+    spans: Spans = []
+    since: float | None = None
+    last = 0
+    while batch := await store.events_after(last, task_id):
+        for ev in batch:
+            last = ev["id"]
+            if ev["type"] != "task.state":
+                continue
+            waiting = ev["data"].get("state") in {str(s) for s in WAITING}
+            if waiting and since is None:
+                since = float(ev["created_at"])
+            elif not waiting and since is not None:
+                spans.append((since, float(ev["created_at"])))
+                since = None
+    if since is not None:
+        spans.append((since, now))
+    return per_stream, spans
 
 
 async def partial_report(
@@ -40,6 +71,8 @@ async def partial_report(
     settings = TaskSettings.from_json(row.settings_json)
     plan = Plan.model_validate_json(row.plan_json) if row.plan_json else None
     streams = await store.streams_of(row.id)
+    ended_at = time.time()
+    waits, human = await human_waits(store, row.id, ended_at)
     return build_report(
         state=state,
         plan=plan,
@@ -62,9 +95,11 @@ async def partial_report(
         premium_model=settings.premium_model,
         premium_cost=premium_cost,
         started_at=row.created_at,
-        ended_at=time.time(),
+        ended_at=ended_at,
         settings=dict(settings.stored),
         error=error,
+        waits=waits,
+        human=human,
     )
 
 

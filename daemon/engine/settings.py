@@ -51,6 +51,8 @@ class TaskSettings:
     max_rounds: int
     approval: str
     max_revisions: int
+    #: Code tasks: a stream (or a merged result) whose test command fails is not accepted.
+    require_passing_tests: bool
     parallelize: Parallelize
     coupled: tuple[tuple[str, ...], ...]
     instructions: tuple[str, ...]
@@ -81,6 +83,7 @@ class TaskSettings:
             max_rounds=int(s["review.max_rounds"]),
             approval=str(s["review.approval"]),
             max_revisions=int(s["review.max_revisions"]),
+            require_passing_tests=bool(s["review.require_passing_tests"]),
             parallelize=cast(Parallelize, s["rules.parallelize"]),
             coupled=tuple(tuple(group) for group in s["rules.coupled"]),
             instructions=tuple(s["rules.instructions"]),

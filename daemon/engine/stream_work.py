@@ -86,6 +86,7 @@ class StreamWork:
                 verdict_name, reason = "accept", "all sub-streams accepted"
                 break
             verdict, output = await self._judge(st, reply.output or "", round_)
+            verdict = self._on_evidence(st, verdict)
             if verdict.verdict in ("accept", "fix"):
                 verdict_name, reason = verdict.verdict, verdict.reason
                 break
@@ -106,6 +107,16 @@ class StreamWork:
             ended_at=time.time(),
         )
         return output
+
+    def _on_evidence(self, st: StreamState, verdict: Review) -> Review:
+        """A code stream whose tests tierd saw fail is sent back, whatever the verdict
+        (`review.require_passing_tests`)."""
+        if self.code is None or verdict.verdict not in ("accept", "fix"):
+            return verdict
+        why = self.code.tests_fail(st) if self.ctx.settings.require_passing_tests else None
+        if why is None:
+            return verdict
+        return Review(verdict="redo", reason="the tests fail", feedback=why)
 
     async def _judge(self, st: StreamState, output: str, round_: int) -> tuple[Review, str]:
         """The orchestrator's verdict on `output`, and the output after a fix if it fixed it."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from daemon.engine.code.merge_point import CodeMerge
 from daemon.engine.code.stream_runner import CodeStreams
 from daemon.engine.code.task_code import CodeTask
 from daemon.engine.conflicts import ConflictCheck
@@ -129,7 +130,8 @@ class TaskRun:
             # A code task's streams own disjoint paths and their results are branches: the
             # text check for contradictions does not apply (their merge is git's).
             outputs = await ConflictCheck(ctx, states, book, work).review(plan, outputs)
-        result = await MergeGate(ctx, states, human).merge_and_approve(plan, outputs)
+        merging = CodeMerge(code) if code is not None else None
+        result = await MergeGate(ctx, states, human, merging).merge_and_approve(plan, outputs)
         fresh = await self.store.get_task(self.task_id)
         assert fresh is not None
         report = await partial_report(self.store, fresh, TaskState.completed, None)

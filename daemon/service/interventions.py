@@ -15,7 +15,11 @@ succeeds and the other is told the task is already canceled, as a cancel sent af
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from daemon.service.admission import KeyLocks
+from daemon.service.code_result import apply_result
 from daemon.service.detached import Detached
 from daemon.service.errors import InvalidParams, InvalidState
 from daemon.service.params import AnswerParams, ApproveParams, TaskIdParams
@@ -66,10 +70,12 @@ def _check_answers(row: TaskRow, questions: list[QuestionRow], answers: dict[str
 class Interventions:
     """`task/cancel`, `task/answer` and `task/approve`."""
 
-    def __init__(self, store: Store, engine: Engine, detached: Detached) -> None:
+    def __init__(self, store: Store, engine: Engine, detached: Detached, patches: Path) -> None:
         self._store = store
         self._engine = engine
         self._detached = detached
+        #: Where `apply: "patch"` writes a code task's patch.
+        self._patches = patches
         # One cancel per task at a time: the engine's cancellation reads the state and then
         # writes it, so two at once would both find the task live.
         self._cancel_turns = KeyLocks()
@@ -140,7 +146,21 @@ class Interventions:
             )
         return await self._detached.run(self._approve(row.id, params))
 
+    async def _apply(self, task_id: str, params: ApproveParams) -> dict[str, Any] | None:
+        """Apply a code task's result as asked, before the approval is recorded: a refusal
+        (409 naming the files) leaves the task waiting and the user's repository as it was."""
+        row = await find_task(self._store, task_id)
+        if params.decision != "approve" or (params.apply is None and not row.code_json):
+            if params.apply is not None:
+                raise InvalidParams("apply: only an approval applies a result", {"field": "apply"})
+            return None
+        applied = await apply_result(row, params.apply or "branch", self._patches)
+        await self._store.set_task_code(task_id, {"applied": applied})
+        await self._store.append_event(task_id, "task.applied", applied)
+        return applied
+
     async def _approve(self, task_id: str, params: ApproveParams) -> Decided:
+        applied = await self._apply(task_id, params)
         decision = {"decision": params.decision, "comment": params.comment}
         state, round_, recorded = await self._store.decide(
             task_id,
@@ -161,4 +181,4 @@ class Interventions:
             )
         await self._store.append_event(task_id, "task.decision", {**decision, "revision": round_})
         self._engine.wake(task_id)
-        return Decided(task_id=task_id, decision=params.decision)
+        return Decided(task_id=task_id, decision=params.decision, applied=applied)

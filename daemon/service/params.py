@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -94,26 +94,51 @@ class SubmitParams(Strict):
     )
 
 
+#: The alias of the most recent task (the newest submit), wherever a task id is taken.
+LAST_TASK = "@last"
+TASK_ID_DOC = (
+    "a task's id, a unique prefix of one (at least 4 characters, as git takes commits; an "
+    "ambiguous prefix is refused with -32602 naming the candidates in data.candidates), or "
+    f"{LAST_TASK!r} for the most recent task"
+)
+STATE_DOC = "only tasks in this state, or in any of these states (a list)"
+
+
 class TaskIdParams(Strict):
-    task_id: str = Field(min_length=1, max_length=64)
+    task_id: str = Field(min_length=1, max_length=64, description=TASK_ID_DOC)
 
 
 class ListParams(Strict):
-    state: STATES | None = None
+    state: STATES | Annotated[list[STATES], Field(min_length=1, max_length=10)] | None = Field(
+        default=None, description=STATE_DOC
+    )
     # strict: JSON true is not the number 1, nor "5" a number (REST converts its query first).
     limit: int = Field(default=50, ge=1, le=500, strict=True)
     cursor: str | None = Field(default=None, max_length=64)
 
+    def states(self) -> list[str] | None:
+        """The states asked for, each once, in order; None: every state."""
+        if self.state is None:
+            return None
+        asked = [self.state] if isinstance(self.state, str) else self.state
+        return list(dict.fromkeys(asked))
+
 
 class AnswerParams(Strict):
-    task_id: str = Field(min_length=1, max_length=64)
+    task_id: str = Field(min_length=1, max_length=64, description=TASK_ID_DOC)
     answers: dict[str, str] = Field(min_length=1, description="question id -> answer text")
 
 
 class ApproveParams(Strict):
-    task_id: str = Field(min_length=1, max_length=64)
+    task_id: str = Field(min_length=1, max_length=64, description=TASK_ID_DOC)
     decision: Literal["approve", "reject"]
     comment: str | None = Field(default=None, max_length=20000)
+    apply: Literal["branch", "merge", "patch"] | None = Field(
+        default=None,
+        description="code tasks, with approve: leave the result on its branch (default), "
+        "merge it into your current branch (refused, changing nothing, when that would touch "
+        "your uncommitted work or conflict with your commits), or write a patch file",
+    )
 
 
 class ConfigGetParams(Strict):

@@ -170,6 +170,31 @@ class Answered(BaseModel):
 class Decided(BaseModel):
     task_id: str
     decision: Literal["approve", "reject"]
+    applied: dict[str, Any] | None = Field(
+        default=None,
+        description="a code task's result as applied: how (branch, merge, patch), and the "
+        "branch and commit merged into, or the patch file's path",
+    )
+
+
+class DiffFile(BaseModel):
+    """One file of a code task's merged change."""
+
+    path: str
+    insertions: int | None = Field(description="null for a binary file")
+    deletions: int | None = Field(description="null for a binary file")
+
+
+class TaskDiff(BaseModel):
+    """A code task's merged result against its base."""
+
+    task_id: str
+    branch: str = Field(description="the branch holding the result")
+    base_commit: str
+    head: str
+    files: list[DiffFile]
+    patch: str = Field(description="the unified diff (git diff --binary)")
+    truncated: bool = Field(description="true when the patch was cut (the file list is whole)")
 
 
 # --- the daemon --------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ is the one face the adapters see; each group of actions is a unit of its own:
 
 - `submission`: task/submit (limits, idempotency, the task's configuration), with
   `code_repo` for a code task's repository;
-- `task_views`: task/get, task/list;
+- `task_views`: task/get, task/list, and finding a task by id, unique prefix or `@last`;
 - `interventions`: task/cancel, task/answer, task/approve;
 - `configuration`: config/get, config/set;
 - `status`: daemon/status.
@@ -16,15 +16,18 @@ Every method takes its params model (`params`) and returns its result model (`re
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Mapping
 
-from daemon.config.layers import Config
+from daemon.config.layers import Config, ConfigError, reload_if_changed
 from daemon.home.paths import Homes
 from daemon.service.admission import ActiveTasks
+from daemon.service.code_result import result_diff
 from daemon.service.configuration import Configuration
 from daemon.service.detached import Detached
+from daemon.service.errors import NotConfigured
 from daemon.service.interventions import Interventions
 from daemon.service.params import (
     AnswerParams,
@@ -45,11 +48,12 @@ from daemon.service.results import (
     Decided,
     Submitted,
     TaskDetail,
+    TaskDiff,
     TaskPage,
 )
 from daemon.service.status import StatusReport
 from daemon.service.submission import Submission
-from daemon.service.task_views import TaskViews
+from daemon.service.task_views import TaskViews, find_task
 from daemon.store.store import Store
 
 __all__ = ["Engine", "Service"]
@@ -84,7 +88,9 @@ class Service:
             homes,
         )
         self.views = TaskViews(store)
-        self.interventions = Interventions(store, engine, detached)
+        self.interventions = Interventions(
+            store, engine, detached, patches=homes.data_dir / "patches"
+        )
         self.status_report = StatusReport(
             store,
             engine,
@@ -98,9 +104,27 @@ class Service:
         """The configuration in effect now (config/set replaces it)."""
         return self.configuration.current
 
+    async def _reread_config(self) -> None:
+        """Take in hand edits of the global file; a broken file refuses new tasks, naming its
+        path and line, rather than being ignored while tasks run on what it said before."""
+        try:
+            self.configuration.current = await asyncio.to_thread(
+                reload_if_changed, self.configuration.current
+            )
+        except ConfigError as exc:
+            raise NotConfigured(
+                f"the configuration file is broken: {exc}; fix it, then submit again",
+                {"field": "config", "path": exc.path, "line": exc.line, "key": exc.key},
+            ) from exc
+
     # --- tasks -----------------------------------------------------------------------------
 
+    async def resolve_task_id(self, task_id: str) -> str:
+        """The full id of the task `task_id` names (an id, a unique prefix, or `@last`)."""
+        return (await find_task(self.store, task_id)).id
+
     async def submit(self, params: SubmitParams) -> Submitted:
+        await self._reread_config()
         return await self.submission.submit(params)
 
     async def get(self, params: TaskIdParams) -> TaskDetail:
@@ -117,6 +141,10 @@ class Service:
 
     async def approve(self, params: ApproveParams) -> Decided:
         return await self.interventions.approve(params)
+
+    async def diff(self, params: TaskIdParams) -> TaskDiff:
+        """A code task's merged result against its base (-32002 / 409 before it is merged)."""
+        return await result_diff(await find_task(self.store, params.task_id))
 
     # --- daemon and config -----------------------------------------------------------------
 

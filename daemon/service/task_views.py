@@ -1,5 +1,9 @@
 """Reading tasks: a task found by id, one task in full, and pages of tasks.
 
+A task is found by its id, by a unique prefix of it (as git finds commits), or by `@last`,
+the most recent task; here, in the service, so every client (JSON-RPC, REST, the CLI, the
+dashboard, MCP) takes the same short forms, and every action is then done on the full id.
+
 The views are built from the store's rows here, in the service, so the store's tables can
 change without changing what clients read. A code task's facts (its repository, and what each
 stream did in its worktree) come from the rows' `code_json`, written at submit and by the
@@ -10,12 +14,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from daemon.service.errors import TaskNotFound
-from daemon.service.params import ListParams, TaskIdParams
+from daemon.service.errors import InvalidParams, TaskNotFound
+from daemon.service.params import LAST_TASK, ListParams, TaskIdParams
 from daemon.service.results import (
     QuestionView,
     StreamCode,
@@ -55,12 +60,45 @@ def _repo(row: TaskRow) -> str | None:
     return repo if isinstance(repo, str) else None
 
 
+#: The shortest prefix taken (git's own minimum), and the candidates an ambiguous one names.
+MIN_PREFIX = 4
+CANDIDATES = 10
+#: What a prefix of a task id may hold (`submission.new_task_id`: "t" and lowercase hex).
+_PREFIX = re.compile(r"t[0-9a-f]*")
+
+
 async def find_task(store: Store, task_id: str) -> TaskRow:
-    """The task with this id, or TaskNotFound."""
+    """The task with this id, with the only id that starts with it, or the most recent one
+    for `@last`; TaskNotFound, or InvalidParams for a prefix more than one id starts with."""
     row = await store.get_task(task_id)
-    if row is None:
-        raise TaskNotFound(f"no task with id {task_id!r}", {"task_id": task_id})
-    return row
+    if row is not None:
+        return row
+    if task_id == LAST_TASK:
+        newest = await store.list_tasks(None, 1, None)
+        if not newest:
+            raise TaskNotFound(f"no tasks yet ({LAST_TASK} names the most recent one)", {})
+        return newest[0]
+    if len(task_id) >= MIN_PREFIX and _PREFIX.fullmatch(task_id):
+        return await _by_prefix(store, task_id)
+    raise TaskNotFound(f"no task with id {task_id!r}", {"task_id": task_id})
+
+
+async def _by_prefix(store: Store, prefix: str) -> TaskRow:
+    # Ids are ordered: those starting with the prefix are the greatest ids below prefix + "g"
+    # ("g" follows every hex digit), so one indexed page finds them, however many tasks.
+    rows = await store.list_tasks(None, CANDIDATES + 1, prefix + "g")
+    found = [r for r in rows if r.id.startswith(prefix)]
+    if not found:
+        raise TaskNotFound(f"no task with id {prefix!r} or starting with it", {"task_id": prefix})
+    if len(found) == 1:
+        return found[0]
+    shown = [r.id for r in found[:CANDIDATES]]
+    more = " and more" if len(found) > CANDIDATES else ""
+    raise InvalidParams(
+        f"task_id: {prefix!r} is the start of more than one task ({', '.join(shown)}{more}); "
+        "give more of the id",
+        {"field": "task_id", "task_id": prefix, "candidates": shown},
+    )
 
 
 def _summary_fields(row: TaskRow) -> dict[str, Any]:
@@ -126,7 +164,17 @@ class TaskViews:
         return await self.detail(await find_task(self._store, params.task_id))
 
     async def list(self, params: ListParams) -> TaskPage:
-        rows = await self._store.list_tasks(params.state, params.limit + 1, params.cursor)
+        states = params.states()
+        if states is None or len(states) == 1:
+            state = states[0] if states else None
+            rows = await self._store.list_tasks(state, params.limit + 1, params.cursor)
+        else:
+            # Any of several states: the newest limit + 1 of each, merged, are the newest
+            # limit + 1 of all (ids order tasks by submission, in the store and here alike).
+            rows = []
+            for state in states:
+                rows += await self._store.list_tasks(state, params.limit + 1, params.cursor)
+            rows = sorted(rows, key=lambda r: r.id, reverse=True)[: params.limit + 1]
         page = rows[: params.limit]
         return TaskPage(
             tasks=[summary(r) for r in page],

@@ -20,10 +20,11 @@ a dependent stream starts from its dependencies' result.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable, Sequence
 from pathlib import PurePosixPath
+
+from roles.plan.globs import compile_glob
 
 __all__ = [
     "areas_overlap",
@@ -82,67 +83,9 @@ def areas_overlap(first: str, second: str) -> bool:
 _WILDCARDS = re.compile(r"\*\*|[*?]|\[[^\]/]*\]")
 
 
-def _class(pattern: str, i: int) -> tuple[str, int]:
-    """The regex of the `[...]` class starting at `pattern[i]`, and the index after it."""
-    j = i + 1
-    if j < len(pattern) and pattern[j] in "!^":
-        j += 1
-    if j < len(pattern) and pattern[j] == "]":
-        j += 1
-    while j < len(pattern) and pattern[j] != "]":
-        j += 1
-    if j >= len(pattern):
-        return re.escape("["), i + 1
-    body = pattern[i + 1 : j]
-    if body[:1] in ("!", "^"):
-        body = "^" + body[1:]
-    return "[" + body.replace("\\", "\\\\") + "]", j + 1
-
-
-def _translate(pattern: str) -> str:
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] in "*?":
-            out.append("[^/]*" if pattern[i] == "*" else "[^/]")
-            i += 1
-        elif pattern[i] == "[":
-            piece, i = _class(pattern, i)
-            out.append(piece)
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return "".join(out)
-
-
-@functools.lru_cache(maxsize=1024)
-def _compile(pattern: str) -> tuple[re.Pattern[str], bool] | None:
-    text = pattern.strip()
-    dir_only = text.endswith("/")
-    text = text.rstrip("/")
-    while text.startswith("./"):
-        text = text[2:]
-    if not text or text == ".":
-        return re.compile(".*"), False  # the whole repository
-    anchored = "/" in text
-    text = text.lstrip("/")
-    if not anchored and not text.startswith("**"):
-        text = "**/" + text
-    try:
-        return re.compile(_translate(text)), dir_only
-    except re.error:  # a malformed class: such a glob matches nothing it could be sure of
-        return None
-
-
 def glob_matches(pattern: str, path: str) -> bool:
     """Whether the glob matches the file `path` or a directory above it."""
-    compiled = _compile(pattern)
+    compiled = compile_glob(pattern)
     parts = PurePosixPath(path).parts
     if compiled is None or not parts:
         return False

@@ -5,7 +5,7 @@ not an agent framework: each step must be durable through tierd's own step memo,
 framework offers (openai-agents would pull in openai 3, LangGraph's prebuilt agent is
 deprecated). Every model answer is a memoised call (`code:<stream>:r<round>:s<step>`), and
 every tool result is saved under its own key before the next step counts
-(`tool:<stream>:r<round>:s<step>:<i>`): a loop resumed after a crash rebuilds the same
+(`tool:code:<stream>:r<round>:s<step>:<i>`): a loop resumed after a crash rebuilds the same
 conversation from the memo without asking a model again or running a finished command again.
 
 The loop ends when the model calls `finish` (its summary is the stream's), when it answers
@@ -71,15 +71,22 @@ async def run_loop(
     round: int,
     max_steps: int,
     on_step: Callable[[int], Awaitable[None]] | None = None,
+    role: str = "executor",
+    purpose: str = "execute",
+    key_prefix: str = "code",
 ) -> LoopResult:
-    """Run the coder until it finishes; raises `StepsExhausted` past `max_steps` answers."""
+    """Run the coder until it finishes; raises `StepsExhausted` past `max_steps` answers.
+
+    `role`, `purpose` and `key_prefix` name another loop on the same tools: the
+    orchestrator fixing a stream or a merged result (`fix`), resolving a merge (`merge`).
+    """
     conversation = list(messages)
     for step in range(max_steps):
         out = await call(
-            "executor",
-            "execute",
+            role,
+            purpose,
             conversation,
-            key=f"code:{stream_id}:r{round}:s{step}",
+            key=f"{key_prefix}:{stream_id}:r{round}:s{step}",
             stream_id=stream_id,
             round=round,
             tools=tools,
@@ -90,7 +97,8 @@ async def run_loop(
             return LoopResult(out.text.strip() or "(no summary given)", step + 1)
         summary: str | None = None
         for i, tool_call in enumerate(calls):
-            outcome = await run_tool(f"tool:{stream_id}:r{round}:s{step}:{i}", tool_call, step)
+            key = f"tool:{key_prefix}:{stream_id}:r{round}:s{step}:{i}"
+            outcome = await run_tool(key, tool_call, step)
             conversation.append(tool_message(tool_call.id, outcome.text))
             if outcome.summary is not None and summary is None:
                 summary = outcome.summary
@@ -99,5 +107,5 @@ async def run_loop(
         if summary is not None:
             return LoopResult(summary, step + 1)
     raise StepsExhausted(
-        f"the executor used all {max_steps} steps ([code] max_steps) without finishing"
+        f"the {role} used all {max_steps} steps ([code] max_steps) without finishing"
     )

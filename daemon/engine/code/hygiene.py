@@ -2,10 +2,10 @@
 start of the daemon removes whatever a crash left behind.
 
 When a task ends, its worktrees are removed and so are its branches, but for those that hold
-a result for the human (a completed or failed task's accepted streams; nothing of a canceled
-task), unless `[code] keep_worktrees`. At start, `reconcile` does the same for every code task
-the store knows: worktrees and branches of tasks that no longer need them go, `git worktree
-prune` runs, and directories under the worktrees root that no live task owns are removed.
+a result for the human (see `_kept`), unless `[code] keep_worktrees`. At start, `reconcile`
+does the same for every code task the store knows: worktrees and branches of tasks that no
+longer need them go, `git worktree prune` runs, and directories under the worktrees root that
+no live task owns are removed.
 Branches of tasks the store does not know are left alone: tierd cannot tell what they hold.
 """
 
@@ -29,8 +29,17 @@ log = logging.getLogger("tierd.code")
 
 
 def _kept(row: TaskRow, task: CodeTask) -> tuple[str, ...]:
-    """The branches a finished task keeps for the human."""
-    return () if row.state == TaskState.canceled else task.branches
+    """The branches an ended task keeps for the human.
+
+    A completed task keeps its merged result's branch, unless the human had it applied to
+    their branch or written as a patch (then it is theirs already); a failed task keeps what
+    it got to (the accepted streams' branches, a result's); a canceled one nothing.
+    """
+    if row.state == TaskState.canceled:
+        return ()
+    if row.state == TaskState.completed and task.result_branch:
+        return () if task.applied in ("merge", "patch") else (task.result_branch,)
+    return task.branches
 
 
 def _summary(done: Cleanup) -> dict[str, object]:

@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from roles.plan.globs import compile_glob
+
 __all__ = ["Confined", "PathGlobs", "PathRefused", "confine"]
 
 
@@ -77,48 +79,6 @@ def confine(root: Path, given: str) -> Confined:
     return Confined(rel="/".join(parts) or ".", real=real, real_rel=real_rel)
 
 
-def _class(pattern: str, i: int) -> tuple[str, int]:
-    """The regex of the `[...]` class starting at `pattern[i]`, and the index after it."""
-    j = i + 1
-    if j < len(pattern) and pattern[j] in "!^":
-        j += 1
-    if j < len(pattern) and pattern[j] == "]":
-        j += 1
-    while j < len(pattern) and pattern[j] != "]":
-        j += 1
-    if j >= len(pattern):
-        return re.escape("["), i + 1
-    body = pattern[i + 1 : j]
-    if body[:1] in ("!", "^"):
-        body = "^" + body[1:]
-    return "[" + body.replace("\\", "\\\\") + "]", j + 1
-
-
-def _translate(pattern: str) -> str:
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        elif pattern[i] == "[":
-            piece, i = _class(pattern, i)
-            out.append(piece)
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return "".join(out)
-
-
 @dataclass(frozen=True)
 class _Glob:
     regex: re.Pattern[str]
@@ -126,16 +86,10 @@ class _Glob:
 
 
 def _compile(pattern: str) -> _Glob | None:
-    text = pattern.strip()
-    dir_only = text.endswith("/")
-    text = text.rstrip("/")
-    if not text:
-        return None
-    anchored = "/" in text
-    text = text.lstrip("/")
-    if not anchored and not text.startswith("**"):
-        text = "**/" + text
-    return _Glob(re.compile(_translate(text)), dir_only)
+    if not pattern.strip().rstrip("/"):
+        return None  # a blank glob owns nothing (never "everything")
+    compiled = compile_glob(pattern)
+    return None if compiled is None else _Glob(*compiled)
 
 
 class PathGlobs:

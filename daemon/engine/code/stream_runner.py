@@ -28,8 +28,9 @@ from daemon.engine.code.git import git
 from daemon.engine.code.paths import PathGlobs
 from daemon.engine.code.preparation import Preparation, prepare_worktree
 from daemon.engine.code.project import project_context
-from daemon.engine.code.sandbox import run_sandboxed
+from daemon.engine.code.setup import run_setup, setup_failure
 from daemon.engine.code.task_code import CodeTask
+from daemon.engine.code.test_runs import failed, test_run
 from daemon.engine.code.tools import ToolResult, Workspace
 from daemon.engine.code.toolspec import call_tool, tool_schemas
 from daemon.engine.code.worktrees import Worktree, WorktreeManager, branch_name
@@ -46,8 +47,6 @@ __all__ = ["CodeStreams", "StreamFacts"]
 REVIEW_DIFF_CHARS = 40_000
 #: Output of a command kept in the stream's record (its tail: where test failures are).
 COMMAND_OUTPUT_CHARS = 1500
-#: Output of a failed setup kept in the stream's reason and record.
-SETUP_TAIL_CHARS = 4000
 
 
 @dataclass
@@ -65,6 +64,8 @@ class StreamFacts:
     steps: int = 0
     max_steps: int = 0
     setup: dict[str, Any] | None = None
+    #: tierd's own run of the test command once the coder finished (None: no command).
+    test_run: dict[str, Any] | None = None
     ended: str | None = None
 
     def json(self) -> str:
@@ -96,10 +97,17 @@ class CodeStreams:
 
     async def accepted(self, st: StreamState) -> None:
         """The stream's branch now holds an accepted result: the task keeps it."""
-        branch = branch_name(self.ctx.task_id, st.spec.id)
+        await self.keep(branch_name(self.ctx.task_id, st.spec.id))
+
+    async def keep(self, branch: str) -> None:
+        """`branch` holds a result for the human: it stays when the task ends."""
         if branch not in self._accepted:
             self._accepted.append(branch)
             await self.ctx.store.set_task_code(self.ctx.task_id, {"branches": self._accepted})
+
+    async def summaries(self, stream_ids: list[str]) -> dict[str, str]:
+        """Each stream's latest summary (its coder's), by id."""
+        return {sid: await self._summary(sid) or "" for sid in stream_ids}
 
     async def execute(
         self,
@@ -146,10 +154,37 @@ class CodeStreams:
                 "([code] stream_time_s)"
             ) from None
         await self._commit(st, wt, result.summary, round_)
+        facts.test_run = await test_run(
+            self.ctx.store,
+            self.ctx.task_id,
+            f"tests:{spec.id}:r{round_}",
+            self.settings.test_command,
+            wt.path,
+            ws.sandbox,
+        )
+        await self.ctx.store.upsert_stream(self.ctx.task_id, spec.id, code_json=facts.json())
         diff = await self._diff(wt, facts)
         stat = [f"{len(facts.files)} file(s) changed, +{facts.insertions} -{facts.deletions}"]
         return coder_review_text(
-            result.summary, "\n".join(stat + facts.files), diff, facts.commands
+            result.summary,
+            "\n".join(stat + facts.files),
+            diff,
+            facts.commands,
+            test_run=facts.test_run,
+        )
+
+    def tests_fail(self, st: StreamState) -> str | None:
+        """Why the stream may not be accepted on tierd's own test run, or None.
+
+        A tests stream is exempt: its new tests fail until the feature exists.
+        """
+        run = self.facts[st.spec.id].test_run if st.spec.id in self.facts else None
+        if st.spec.kind == "tests" or not failed(run):
+            return None
+        assert run is not None
+        return (
+            f"tierd ran the test command ({run['command']}) on your worktree and it failed "
+            f"(exit code {run['exit_code']}); the end of its output:\n{run['output'][-2000:]}"
         )
 
     async def outcome(self, st: StreamState) -> str:
@@ -210,17 +245,7 @@ class CodeStreams:
         done = await self.ctx.store.get_step(self.ctx.task_id, key)
         if done is None:
             policy = self._prep[st.spec.id].sandbox(wt.path, self.settings.setup_policy(self.hide))
-            ran = await run_sandboxed(command, wt.path, policy)
-            done = {
-                "command": command,
-                "exit_code": ran.exit_code,
-                "duration_s": round(ran.duration_s, 3),
-                "timed_out": ran.timed_out,
-                "output_tail": ran.output[-SETUP_TAIL_CHARS:],
-                # What the setup made or changed is the environment's, not the stream's work:
-                # never committed.
-                "artifacts": await _changed_paths(wt),
-            }
+            done = await run_setup(command, wt, policy)
             facts.setup = done
             await self.ctx.store.upsert_stream(
                 self.ctx.task_id,
@@ -230,11 +255,9 @@ class CodeStreams:
                 code_json=facts.json(),
             )
         facts.setup = done
-        if done["exit_code"] != 0 or done.get("timed_out"):
-            how = "timed out" if done.get("timed_out") else f"exited with {done['exit_code']}"
-            raise StreamFailed(
-                f"the setup command {command!r} {how}; its output ends with:\n{done['output_tail']}"
-            )
+        failure = setup_failure(done)
+        if failure is not None:
+            raise StreamFailed(failure)
 
     # --- one tool call -------------------------------------------------------------------------
 
@@ -323,16 +346,6 @@ class CodeStreams:
         if out.truncated:
             text += "\n[the diff goes on; the file list above is complete]"
         return text
-
-
-async def _changed_paths(wt: Worktree) -> list[str]:
-    """Paths new or changed in the worktree (not those git ignores)."""
-    out = await git(
-        wt.path, "status", "--porcelain=v1", "-z", "--untracked-files=all", env=wt.git_env()
-    )
-    entries = [e for e in out.out.split("\0") if e]
-    # Each entry is "XY path"; a rename's second path follows as its own entry (no "XY ").
-    return [e[3:] for e in entries if len(e) > 3 and e[2] == " "]
 
 
 def _command_name(arguments: str) -> str:

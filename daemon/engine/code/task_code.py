@@ -19,6 +19,10 @@ class CodeTask:
     base_commit: str
     #: The branches holding the task's results for the human (kept when the task ends).
     branches: tuple[str, ...] = ()
+    #: The merged result's branch, once merged.
+    result_branch: str | None = None
+    #: How the human had the result applied ("branch", "merge", "patch"), once approved.
+    applied: str | None = None
 
     @classmethod
     def of(cls, code_json: str | None) -> CodeTask | None:
@@ -36,4 +40,6 @@ class CodeTask:
             # the commit the base resolved to.
             base_commit=str(data.get("snapshot_commit") or data["base_commit"]),
             branches=tuple(data.get("branches") or ()),
+            result_branch=(data.get("result") or {}).get("branch"),
+            applied=(data.get("applied") or {}).get("how"),
         )

@@ -36,7 +36,7 @@ def test_every_rpc_method_describes_its_result() -> None:
 
 
 def test_every_rest_operation_describes_its_answer() -> None:
-    doc = openapi_document(fastapi_app(SimpleNamespace(service=None)))  # type: ignore[arg-type]
+    doc = openapi_document(fastapi_app(SimpleNamespace(service=None, feed=None)))  # type: ignore[arg-type]
     components = doc["components"]["schemas"]
     for path, item in doc["paths"].items():
         if path == "/rpc" or path.endswith("/events"):

@@ -10,8 +10,6 @@ a commit while their index and working tree stay byte for byte as they were.
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,21 +18,10 @@ from typing import Any
 import httpx
 import pytest
 from support.daemon import DaemonProcess, daemon_on_simulator
+from support.git import run_git
 from support.simulator import SLOW_MODELS
 
-_IDENTITY = ("-c", "user.name=Test User", "-c", "user.email=test@example.com")
-_IDENTITY += ("-c", "commit.gpgsign=false", "-c", "core.hooksPath=/dev/null")
-
-
-def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", *_IDENTITY, "-C", str(cwd), *args],
-        check=True,
-        capture_output=True,
-        text=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
-    )
-    return done.stdout
+git = run_git
 
 
 def make_repo(root: Path) -> Path:

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support.git import run_git
 
 #: The key planted in the user's ignored `.env`: no tool output may ever contain it.
 PLANTED_KEY = "sk-planted-secret-4242"
-_IDENTITY = ("-c", "user.name=Test User", "-c", "user.email=test@example.com")
-_IDENTITY += ("-c", "commit.gpgsign=false", "-c", "core.hooksPath=/dev/null")
+
 
 COMMITTED = {
     "README.md": "# Demo\n",
@@ -32,18 +31,6 @@ COMMITTED = {
     ".gitignore": ".env\n.env.*\n.venv/\nnode_modules/\nlocal/\n*.log\n",
     ".worktreeinclude": ".env\nconfig.json\nlocal/\nnotes.txt\n",
 }
-
-
-def run_git(cwd: Path, *args: str) -> str:
-    """git in the test's own name (with an identity), for setting up and checking."""
-    done = subprocess.run(
-        ["git", *_IDENTITY, "-C", str(cwd), *args],
-        check=True,
-        capture_output=True,
-        text=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
-    )
-    return done.stdout
 
 
 def _write(root: Path, files: dict[str, str]) -> None:

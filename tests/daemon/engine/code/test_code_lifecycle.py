@@ -114,7 +114,7 @@ def test_sigkill_mid_loop_resumes_without_repeating_a_step_or_a_command(
     finally:
         d.stop()
     assert task["state"] == "completed", task.get("error")
-    counted = git_in(user_repo, "show", f"tierd/{task_id}/work:src/count.txt")
+    counted = git_in(user_repo, "show", f"tierd/{task_id}/_result:src/count.txt")
     assert counted == "ran\n" * 3  # each command ran exactly once, across the kill
 
     answered = Counter(
@@ -125,7 +125,7 @@ def test_sigkill_mid_loop_resumes_without_repeating_a_step_or_a_command(
     assert answered and max(answered.values()) == 1, answered  # no step asked for twice
     assert len([s for s in answered if s and s.startswith("code:work:")]) == len(steps)
 
-    assert branches(git_in, user_repo) == [f"tierd/{task_id}/work"]
+    assert branches(git_in, user_repo) == [f"tierd/{task_id}/_result"]
     assert git_in(user_repo, "worktree", "list", "--porcelain").count("worktree ") == 1
     assert not (home / "worktrees" / task_id).exists()
 
@@ -213,7 +213,7 @@ def test_setup_runs_once_before_the_executor_and_link_dirs_are_shared_read_only(
     assert tests["exit_code"] == 0, tests
     assert (user_repo / ".venv" / "lib" / "helper.py").read_text() == "ANSWER = 42\n"
     # What the setup made and the linked dir are the environment, not the stream's work.
-    files = git_in(user_repo, "ls-tree", "-r", "--name-only", f"tierd/{task_id}/work").split()
+    files = git_in(user_repo, "ls-tree", "-r", "--name-only", f"tierd/{task_id}/_result").split()
     assert "tests/test_helper.py" in files
     assert "setup-ran.txt" not in files and not any(f.startswith(".venv") for f in files)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.code_plans import code_stream, tool
 from support.daemon import DaemonProcess, wait_for, write_config
 from support.simulator import running_simulator, stats
 
@@ -52,23 +53,6 @@ BUGGY_A = "def double(x):\n    return x * 3\n"
 FEATURE_B = "def triple(x):\n    return x * 3\n"
 
 
-def tool(tool_name: str, /, **args: Any) -> dict[str, Any]:
-    """One scripted tool call of the simulator's code scenario."""
-    return {"tool": tool_name, "args": args}
-
-
-def spec(sid: str, kind: str, owns: list[str], deps: list[str] | None = None) -> dict[str, Any]:
-    return {
-        "id": sid,
-        "title": f"Stream {sid}",
-        "job": f"Do {sid}",
-        "output_definition": "the change, committed",
-        "ownership": owns,
-        "depends_on": deps or [],
-        "kind": kind,
-    }
-
-
 def sandbox_probe(repo: Path, port: int) -> str:
     """A shell line reporting what the sandbox let it do (each line "what: outcome")."""
     script = (
@@ -93,9 +77,9 @@ def scenario(repo: Path, port: int) -> dict[str, Any]:
         "plan": {
             "summary": "tests first, then two features in parallel",
             "streams": [
-                spec("tests", "tests", ["tests/test_a.py", "tests/test_b.py"]),
-                spec("impl_a", "implementation", ["src/feature_a.py"], ["tests"]),
-                spec("impl_b", "implementation", ["src/feature_b.py"], ["tests"]),
+                code_stream("tests", "tests", ["tests/test_a.py", "tests/test_b.py"]),
+                code_stream("impl_a", "implementation", ["src/feature_a.py"], ["tests"]),
+                code_stream("impl_b", "implementation", ["src/feature_b.py"], ["tests"]),
             ],
         },
         "code": {
@@ -204,14 +188,21 @@ def test_a_code_task_runs_streams_in_worktrees_and_leaves_only_result_branches(
     streams = {s["id"]: s for s in task["streams"]}
     assert {s["state"] for s in streams.values()} == {"accepted"}
 
-    # Each stream on its own branch; the dependants started from the tests stream's result.
-    expected = [f"tierd/{task_id}/{sid}" for sid in ("impl_a", "impl_b", "tests")]
-    assert tierd_branches(git_in, user_repo) == expected
-    on_a = git_in(user_repo, "show", f"tierd/{task_id}/impl_a:src/feature_a.py")
-    assert "x * 2" in on_a
-    assert "importorskip" in git_in(user_repo, "show", f"tierd/{task_id}/impl_a:tests/test_a.py")
-    changed_a = git_in(user_repo, "diff", "--name-only", head, f"tierd/{task_id}/impl_a").split()
-    assert sorted(changed_a) == ["src/feature_a.py", "tests/test_a.py", "tests/test_b.py"]
+    # Each stream worked on its own branch, the dependants from the tests stream's result; the
+    # accepted branches are merged on the result's branch, which is all that is left.
+    result = f"tierd/{task_id}/_result"
+    assert tierd_branches(git_in, user_repo) == [result]
+    assert task["code"]["result"]["branch"] == result
+    assert "x * 2" in git_in(user_repo, "show", f"{result}:src/feature_a.py")
+    assert "x * 3" in git_in(user_repo, "show", f"{result}:src/feature_b.py")
+    changed = git_in(user_repo, "diff", "--name-only", head, result).split()
+    assert sorted(changed) == [
+        "src/feature_a.py",
+        "src/feature_b.py",
+        "tests/test_a.py",
+        "tests/test_b.py",
+    ]
+    assert streams["impl_a"]["code"]["start_commit"] == streams["tests"]["code"]["head"]
 
     # The failing test, then the passing one, as tierd ran them (not as the model said).
     code_a = streams["impl_a"]["code"]
@@ -231,7 +222,7 @@ def test_a_code_task_runs_streams_in_worktrees_and_leaves_only_result_branches(
     calls = stats(sim.url)["calls"]
     told = [r for c in calls for r in c.get("new_results", []) if "README.md" in r]
     assert any("refused" in r for r in told), told
-    assert git_in(user_repo, "show", f"tierd/{task_id}/tests:README.md") == "# Demo\n"
+    assert git_in(user_repo, "show", f"{result}:README.md") == "# Demo\n"
 
     # The project's instructions reached the planner and the coders.
     with_marker = {c["purpose"] for c in calls if AGENTS_MARKER in c["watched"]}

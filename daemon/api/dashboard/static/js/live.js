@@ -49,6 +49,8 @@ class SseParser {
   }
 }
 
+const FINAL_STATES = new Set(["completed", "failed", "canceled"]);
+
 export class EventFollower {
   constructor(taskId, onEvent, onStatus = () => {}) {
     this.taskId = taskId;
@@ -57,6 +59,7 @@ export class EventFollower {
     this.lastId = 0;
     this.failures = 0;
     this.closed = false;
+    this.ended = false;
     this.abort = null;
     this.timer = null;
     this.run();
@@ -81,6 +84,12 @@ export class EventFollower {
           if (done) break;
           parser.push(value);
         }
+        // The daemon closes a finished task's stream once it has replayed it: nothing more
+        // will come, so do not reconnect.
+        if (this.ended) {
+          this.onStatus("ended");
+          return;
+        }
       } catch {
         // Dropped, refused or closed: try again below, unless closed on purpose.
       }
@@ -104,6 +113,7 @@ export class EventFollower {
     } catch {
       return;
     }
+    if (event.type === "task.state" && FINAL_STATES.has(event.data?.state)) this.ended = true;
     this.onEvent(event);
   }
 

@@ -257,7 +257,7 @@ export function mount(main, ctx, params) {
       refetchTimer = setTimeout(refresh, REFETCH_DEBOUNCE_MS);
     },
     (status) => {
-      live.textContent = status === "live" ? "Live" : "Reconnecting…";
+      live.textContent = { live: "Live", ended: "Ended" }[status] || "Reconnecting…";
       live.dataset.status = status;
     },
   );

@@ -1,0 +1,195 @@
+"""A2A v1.0 at /a2a and the agent card, driven by the a2a-sdk client.
+
+A real daemon subprocess, models from tierd's simulator over real HTTP; A2A tasks are tierd's.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from a2a.types.a2a_pb2 import (
+    CancelTaskRequest,
+    GetTaskRequest,
+    ListTasksRequest,
+    SubscribeToTaskRequest,
+    TaskState,
+)
+from a2a.utils.errors import TaskNotCancelableError, TaskNotFoundError
+from a2a_kit import a2a_client, collect, request
+from support.daemon import DaemonProcess, write_config
+from support.plans import stream
+from support.simulator import running_simulator, use_scenario
+
+pytestmark = pytest.mark.slow
+
+FAST = {"planner": 0.05, "orchestrator": 0.05, "executor": 0.1}
+Q_A = "Which region should part a cover?"
+QUESTION = {
+    "latency": FAST,
+    "plan": {"streams": [stream("a"), stream("b")]},
+    "streams": {"a": {"reply": "question", "question": Q_A}},
+}
+TWO = {"latency": FAST, "plan": {"streams": [stream("a"), stream("b")]}}
+SLOW = {"latency": {"planner": 60.0, "orchestrator": 60.0, "executor": 60.0}}
+WORKING = TaskState.TASK_STATE_WORKING
+INPUT = TaskState.TASK_STATE_INPUT_REQUIRED
+COMPLETED = TaskState.TASK_STATE_COMPLETED
+
+
+class Env:
+    def __init__(self, d: DaemonProcess, sim: Any) -> None:
+        self.d, self.sim = d, sim
+
+    def use(self, scenario: dict[str, Any]) -> None:
+        use_scenario(self.sim, scenario)
+
+    def restart(self) -> DaemonProcess:
+        self.d.stop(signal.SIGTERM)
+        self.d = DaemonProcess(self.d.home).start()
+        return self.d
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    home: Path = tmp_path_factory.mktemp("home")
+    with running_simulator(TWO) as sim:
+        write_config(home, sim.url, "[a2a]\nsend_wait_s = 20.0\n")
+        e = Env(DaemonProcess(home).start(), sim)
+        try:
+            yield e
+        finally:
+            e.d.stop()
+
+
+def test_the_agent_card_describes_skills_rpc_streaming_and_bearer(env: Env) -> None:
+    with env.d.http() as h:
+        card = h.get("/.well-known/agent-card.json").json()
+    assert card["name"] == "tierd" and card["capabilities"]["streaming"] is True
+    (interface,) = card["supportedInterfaces"]
+    assert interface["url"] == f"{env.d.url}/a2a"
+    assert interface["protocolBinding"] == "JSONRPC" and interface["protocolVersion"] == "1.0"
+    assert {s["id"] for s in card["skills"]} == {"team-task", "code-task"}
+    scheme = card["securitySchemes"]["bearer"]["httpAuthSecurityScheme"]
+    assert scheme["scheme"] == "Bearer"
+    assert card["securityRequirements"] == [{"schemes": {"bearer": {}}}]
+
+
+async def test_send_answer_approve_and_the_result(env: Env) -> None:
+    env.use(QUESTION)
+    async with a2a_client(env.d) as client:
+        (first,) = await collect(
+            client.send_message(
+                request(
+                    "Write a short market note",
+                    metadata={"tierd": {"options": {"approval": "required"}}},
+                )
+            )
+        )
+        task = first.task
+        assert task.status.state == INPUT, task.status
+        assert Q_A in task.status.message.parts[0].text
+        tierd = env.d.rpc("task/get", {"task_id": task.id})["result"]
+        assert tierd["state"] == "input_required"  # the same task, in tierd's store
+
+        (answered,) = await collect(client.send_message(request("EMEA", task_id=task.id)))
+        assert answered.task.status.state == INPUT  # now the approval
+        assert "approve" in answered.task.status.message.parts[0].text
+        assert answered.task.artifacts[0].parts[0].text  # the result to approve
+
+        (approved,) = await collect(client.send_message(request("approve", task_id=task.id)))
+        done = approved.task
+        assert done.status.state == COMPLETED, done.status
+        result = env.d.rpc("task/get", {"task_id": task.id})["result"]
+        assert result["state"] == "completed"
+        assert done.artifacts[0].parts[0].text == result["result"]
+        assert [q["answer"] for q in result["questions"]] == ["EMEA"]
+
+        got = await client.get_task(GetTaskRequest(id=task.id))
+        assert got.status.state == COMPLETED and got.id == task.id
+        assert [m.parts[0].text for m in got.history][-1] == "EMEA"
+        listed = await client.list_tasks(ListTasksRequest(status=COMPLETED))
+        assert task.id in [t.id for t in listed.tasks]
+
+
+async def test_streaming_sends_status_and_the_result_artifact(env: Env) -> None:
+    env.use(TWO)
+    async with a2a_client(env.d, streaming=True) as client:
+        events = await collect(client.send_message(request("Two part note")))
+    assert events[0].HasField("task")
+    states = [e.status_update.status.state for e in events if e.HasField("status_update")]
+    assert states[-1] == COMPLETED and WORKING in states
+    artifacts = [e.artifact_update.artifact for e in events if e.HasField("artifact_update")]
+    assert artifacts and artifacts[0].artifact_id == "result"
+    task_id = events[0].task.id
+    assert (
+        artifacts[0].parts[0].text
+        == env.d.rpc("task/get", {"task_id": task_id})["result"]["result"]
+    )
+
+
+async def test_cancel_and_a_second_cancel_is_refused(env: Env) -> None:
+    env.use(SLOW)
+    async with a2a_client(env.d) as client:
+        (first,) = await collect(client.send_message(request("Slow work", immediately=True)))
+        assert first.task.status.state in {TaskState.TASK_STATE_SUBMITTED, WORKING}
+        canceled = await client.cancel_task(CancelTaskRequest(id=first.task.id))
+        assert canceled.status.state == TaskState.TASK_STATE_CANCELED
+        with pytest.raises(TaskNotCancelableError, match="already canceled"):
+            await client.cancel_task(CancelTaskRequest(id=first.task.id))
+        with pytest.raises(TaskNotFoundError):
+            await client.get_task(GetTaskRequest(id="no-such-task"))
+
+
+async def test_a_task_survives_a_restart_and_a_resubscribe_follows_it(env: Env) -> None:
+    env.use(QUESTION)
+    async with a2a_client(env.d) as client:
+        (first,) = await collect(client.send_message(request("A note for the restart")))
+    task_id = first.task.id
+    assert first.task.status.state == INPUT
+    env.restart()
+    # After the answer, the executor takes a while: the task is still at work at the next
+    # restart, and a subscription made then must follow it to its end.
+    env.use({**QUESTION, "latency": {**FAST, "executor": 6.0}})
+    async with a2a_client(env.d) as client:
+        got = await client.get_task(GetTaskRequest(id=task_id))
+        assert got.status.state == INPUT and Q_A in got.status.message.parts[0].text
+        (answered,) = await collect(
+            client.send_message(request("EMEA", task_id=task_id, immediately=True))
+        )
+        assert answered.task.id == task_id and answered.task.status.state == WORKING
+    env.restart()
+    async with a2a_client(env.d, streaming=True) as client:
+        events = await collect(client.subscribe(SubscribeToTaskRequest(id=task_id)))
+    assert events[0].task.id == task_id and events[0].task.status.state == WORKING
+    states = [e.status_update.status.state for e in events if e.HasField("status_update")]
+    assert states[-1] == COMPLETED
+    done = env.d.rpc("task/get", {"task_id": task_id})["result"]
+    assert done["state"] == "completed"
+
+
+def test_wire_methods_and_a_wrong_token(env: Env) -> None:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "ListTasks", "params": {}}
+    version = {"A2A-Version": "1.0"}
+    with httpx.Client(base_url=env.d.url, timeout=10) as h:
+        wrong = h.post("/a2a", json=body, headers={**version, "Authorization": "Bearer wrong"})
+        assert wrong.status_code == 401
+        ok = h.post(
+            "/a2a", json=body, headers={**version, "Authorization": f"Bearer {env.d.token}"}
+        )
+        assert ok.status_code == 200 and "tasks" in ok.json()["result"], ok.text
+        old = {**body, "method": "tasks/list"}
+        gone = h.post(
+            "/a2a", json=old, headers={**version, "Authorization": f"Bearer {env.d.token}"}
+        )
+        assert gone.json()["error"]["code"] == -32601
+
+
+async def test_the_sdk_client_with_a_wrong_token_is_refused(env: Env) -> None:
+    with pytest.raises(Exception, match="401"):
+        async with a2a_client(env.d, token="wrong") as client:
+            await client.get_task(GetTaskRequest(id="x"))

@@ -1,0 +1,25 @@
+"""Pieces of the simulator's code scenarios: a scripted tool call, a code stream's spec."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def tool(tool_name: str, /, **args: Any) -> dict[str, Any]:
+    """One scripted tool call of a code script (`code.streams.<id>`)."""
+    return {"tool": tool_name, "args": args}
+
+
+def code_stream(
+    sid: str, kind: str, owns: list[str], deps: list[str] | None = None
+) -> dict[str, Any]:
+    """A plan stream of a code task: it owns the path globs `owns`."""
+    return {
+        "id": sid,
+        "title": f"Stream {sid}",
+        "job": f"Do {sid}",
+        "output_definition": "the change, committed",
+        "ownership": owns,
+        "depends_on": deps or [],
+        "kind": kind,
+    }
