@@ -68,7 +68,7 @@ class MergeGate:
             comment = (decision.get("comment") or "").strip()
             if revision >= max_revisions:
                 raise TaskFailed(
-                    f"the result was rejected {revision + 1} time(s); review.max_revisions "
+                    f"the result was rejected {_times(revision + 1)}; review.max_revisions "
                     f"({max_revisions}) allows no further revision. Last comment: "
                     f"{comment or '(none)'}"
                 )
@@ -87,3 +87,7 @@ class MergeGate:
             merged = await self.code.revise(feedback or "", revision)
         summaries = await self.code.code.summaries([s.id for s in plan.streams])
         return result_text(self.ctx.row.goal, merged, summaries)
+
+
+def _times(n: int) -> str:
+    return "once" if n == 1 else f"{n} times"

@@ -412,7 +412,8 @@ async def complete(
             return answered
     raise ModelCallError(
         f"{c.role}/{c.purpose}: every attempt failed on "
-        f"{', '.join(tried)} ({c.attempts} attempts); last error: {c.last_error}",
+        f"{', '.join(tried)} ({c.attempts} attempt{'' if c.attempts == 1 else 's'}); "
+        f"last error: {c.last_error}",
         role=c.role,
         model=c.tier.model,
     )

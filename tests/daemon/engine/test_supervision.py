@@ -170,6 +170,9 @@ def events_of(
                         if line.startswith("data:"):
                             out.append(json.loads(line[5:].strip()))
                             seen = seen or until(out[-1])
+                # Closed by the daemon: a finished task's stream ends once replayed.
+                if seen:
+                    return out
             except httpx.ReadTimeout:  # idle: everything stored so far was sent
                 if seen:
                     return out
@@ -322,7 +325,7 @@ def test_reject_revises_with_the_comment_then_approve_completes(env: Env) -> Non
     rejected = d.rpc(
         "task/approve", {"task_id": task_id, "decision": "reject", "comment": comment}
     )["result"]
-    assert rejected == {"task_id": task_id, "decision": "reject"}
+    assert rejected == {"task_id": task_id, "decision": "reject", "applied": None}
     # The rejection is acted on at once: no second decision on the same result.
     assert get(d, task_id)["state"] == "merging"
     assert_invalid_state(d.rpc("task/approve", {"task_id": task_id, "decision": "approve"}))
@@ -367,11 +370,11 @@ def test_rejections_beyond_max_revisions_fail_the_task_with_the_reason(env: Env)
         )
     failed = wait_state(d, task_id, {"completed", "failed", "canceled"})
     assert failed["state"] == "failed"
-    assert "rejected 2 time(s)" in failed["error"] and "review.max_revisions" in failed["error"]
+    assert "rejected 2 times" in failed["error"] and "review.max_revisions" in failed["error"]
     assert "No, attempt 1." in failed["error"]
     assert failed["report"]["state"] == "failed"
     (att,) = of_type(events_of(d, task_id), "attention", kind="failed")
-    assert "rejected 2 time(s)" in att["data"]["reason"]
+    assert "rejected 2 times" in att["data"]["reason"]
 
 
 # --- cancellation ---------------------------------------------------------------------------
