@@ -7,6 +7,7 @@ stream: the sandbox policy of its commands, the workspace of its tools, the boun
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,10 @@ __all__ = ["COMMAND_ENV", "CodeSettings"]
 #: Set for every command: Python's bytecode caches would otherwise land in the worktree and
 #: be committed as the stream's work.
 COMMAND_ENV = {"PYTHONDONTWRITEBYTECODE": "1"}
+#: Bound read-only into every sandbox: tierd's own Python environment, so a command run with
+#: its interpreter works wherever tierd is installed (under /tmp too, which the sandbox
+#: replaces with a private, empty one).
+OWN_PYTHON = tuple(dict.fromkeys(Path(p) for p in (sys.prefix, sys.base_prefix)))
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,7 @@ class CodeSettings:
             max_output_bytes=self.max_output_bytes,
             hide=hide,
             env=COMMAND_ENV,
+            read_only=OWN_PYTHON,
         )
 
     def setup_policy(self, hide: tuple[Path, ...]) -> SandboxPolicy:
@@ -85,4 +91,5 @@ class CodeSettings:
             network=self.setup_network,
             hide=hide,
             env=COMMAND_ENV,
+            read_only=OWN_PYTHON,
         )
