@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -89,13 +90,18 @@ class DaemonProcess:
             )
 
     def start(self, timeout: float = 30.0) -> DaemonProcess:
+        # A daemon that runs for a while logs more than a pipe holds (64 KiB): with nobody
+        # reading it, its next log line would block it (a stop that never ends). Without
+        # `logs`, its output goes to files in a private temporary directory instead.
+        if self.logs is None:
+            self.logs = Path(tempfile.mkdtemp(prefix="tierd-daemon-logs-"))
         self.proc = self.spawn()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(
                     f"daemon exited {self.proc.returncode}: "
-                    f"{self.proc.stderr.read() if self.proc.stderr else ''}"
+                    f"{(self.logs / 'daemon.err').read_text(errors='replace')[-4000:]}"
                 )
             try:
                 info = json.loads(self.discovery.read_text())
