@@ -11,11 +11,11 @@ and waits for approval. The demo then shows the merged diff, approves it with
 show it passes. Everything is removed on the way out (on Ctrl-C and SIGTERM too), unless
 `keep`.
 
-The pieces shared with the text demo (starting the daemon, its config, the signal handling)
-come from `daemon.tools.demo`. `run_code_demo(json_out=True)` prints the finished task
-(`task/get`) as JSON on stdout, with a `demo` key added: the project's path, what was applied,
-each stream's tool steps by round (from the events) and the pytest runs before and after;
-notes go to stderr.
+The models and their config come from the text demo (`daemon.tools.demo`); starting the
+daemon, the signals and the clean-up from `daemon.tools.demo_run`.
+`run_code_demo(json_out=True)` prints the finished task (`task/get`) as JSON on stdout, with
+a `demo` key added: the project's path, what was applied, each stream's tool steps by round
+(from the events) and the pytest runs before and after; notes go to stderr.
 """
 
 from __future__ import annotations
@@ -35,18 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from daemon.cli.client import ApiError, Client, DaemonNotRunning
-from daemon.tools.demo import (
-    CHEAP_MODEL,
-    PREMIUM_MODEL,
-    DaemonHandle,
-    DemoError,
-    _ignore_interrupts,
-    _log_tail,
-    _sigterm_as_interrupt,
-    demo_config,
-    start_daemon,
-)
+from daemon.cli.client import Client
+from daemon.tools.demo import CHEAP_MODEL, PREMIUM_MODEL, demo_config
+from daemon.tools.demo_run import DemoError, DemoRun, run_guarded
 
 __all__ = [
     "GOAL",
@@ -322,60 +313,30 @@ def run_code_demo(json_out: bool, keep: bool = False) -> int:
     failed, 130 interrupted). `keep` leaves the temporary directory (project and daemon home)."""
     from rich.console import Console
 
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    from daemon.tools.simulator import SimulatorThread, load_scenario
-
     out = Console(stderr=json_out)  # in --json mode stdout carries the JSON alone
-    sim: SimulatorThread | None = None
-    daemon: DaemonHandle | None = None
-    client: Client | None = None
-    with _sigterm_as_interrupt():
-        work = Path(tempfile.mkdtemp(prefix=TMP_PREFIX)).resolve()
-        home, repo = work / "home", work / "shop"
-        try:
-            home.mkdir()
-            _preflight(work)
-            scenario = load_scenario(SCENARIO)
-            run = _Run(make_project(repo), {}, [])
-            run.before = run_pytest(repo)
-            _intro(out, run, quiet=json_out)
-            sim = SimulatorThread(scenario).start()
-            (home / "config.toml").write_text(code_config(sim.api_base), encoding="utf-8")
-            daemon = start_daemon(home)
-            client = Client(daemon.url, daemon.token)
-            if not json_out:
-                out.print(f"[dim]daemon at {daemon.url} (pid {daemon.proc.pid}), home {home}[/]")
-            status = _drive(client, run, out, json_out)
-            if json_out:
-                print(json.dumps(_json_doc(run, keep), indent=2, default=str))
-            elif status:
-                _show_failure(out, run)
-            return status
-        except KeyboardInterrupt:
-            print(
-                "\ntierd demo: interrupted; stopping the daemon and the simulator", file=sys.stderr
-            )
-            return 130
-        except DemoError as exc:
-            print(f"tierd demo: {exc}", file=sys.stderr)
-            return 1
-        except (ApiError, DaemonNotRunning) as exc:  # the daemon refused or died
-            tail = _log_tail(daemon.log) if daemon is not None else ""
-            print(f"tierd demo: {exc}" + (f"\n{tail}" if tail else ""), file=sys.stderr)
-            return 1
-        finally:
-            # Ctrl-C again during the clean-up must not leave a daemon or a directory behind.
-            with _ignore_interrupts():
-                if client is not None:
-                    client.close()
-                if daemon is not None:
-                    daemon.stop()
-                if sim is not None:
-                    sim.stop()
-                if keep:
-                    print(f"tierd demo: kept {work} (project: {repo})", file=sys.stderr)
-                else:
-                    shutil.rmtree(work, ignore_errors=True)
+
+    def body(demo: DemoRun) -> int:
+        from daemon.tools.simulator import load_scenario
+
+        home, repo = demo.work / "home", demo.work / "shop"
+        demo.notes.append(f"(project: {repo})")
+        home.mkdir()
+        _preflight(demo.work)
+        scenario = load_scenario(SCENARIO)
+        run = _Run(make_project(repo), {}, [])
+        run.before = run_pytest(repo)
+        _intro(out, run, quiet=json_out)
+        client = demo.start(scenario, home, code_config)
+        if not json_out:
+            out.print(f"[dim]{demo.describe()}, home {home}[/]")
+        status = _drive(client, run, out, json_out)
+        if json_out:
+            print(json.dumps(_json_doc(run, keep), indent=2, default=str))
+        elif status:
+            _show_failure(out, run)
+        return status
+
+    return run_guarded(Path(tempfile.mkdtemp(prefix=TMP_PREFIX)), body, keep=keep)
 
 
 def _json_doc(run: _Run, keep: bool) -> dict[str, Any]:

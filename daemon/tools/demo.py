@@ -13,23 +13,13 @@ nothing else there; notes go to stderr.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-from daemon.cli.client import ApiError, Client, DaemonNotRunning
-from daemon.home.discovery import read_discovery
+from daemon.tools.demo_run import DemoRun, run_guarded
 
 #: Model names from litellm's price table, so the report's dollars are real list prices.
 PREMIUM_MODEL = "openai/gpt-5"
@@ -76,10 +66,6 @@ clear next step.
 """
 
 
-class DemoError(RuntimeError):
-    """The demo could not set itself up (the message says what went wrong)."""
-
-
 def demo_config(api_base: str) -> str:
     """config.toml for the demo home: all three roles on the simulator, no API key."""
     lines = ["# Written by `tierd demo`: every role talks to the bundled model simulator.", ""]
@@ -96,167 +82,31 @@ def demo_config(api_base: str) -> str:
     return "\n".join(lines)
 
 
-def daemon_env(home: Path) -> dict[str, str]:
-    """The daemon's environment: its own home, offline price table, no provider keys."""
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    env["TIERD_HOME"] = str(home)
-    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-    # The simulator is on loopback: never route it through a proxy from the environment.
-    for var in ("NO_PROXY", "no_proxy"):
-        env[var] = ",".join(filter(None, [env.get(var, ""), "127.0.0.1", "localhost"]))
-    # Find this very package even when it is not installed (a source checkout).
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH", "")]))
-    return env
-
-
-@dataclass
-class DaemonHandle:
-    proc: subprocess.Popen[bytes]
-    url: str
-    token: str
-    log: Path
-
-    def stop(self, timeout: float = 15.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
-def _log_tail(path: Path, lines: int = 15) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace").strip()
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def start_daemon(home: Path, timeout: float = 60.0) -> DaemonHandle:
-    """`tierd serve --port 0` with TIERD_HOME=home; returns once daemon.json names it."""
-    log = home / "daemon.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "daemon.cli", "serve", "--port", "0"],
-            cwd=home,
-            env=daemon_env(home),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    handle = DaemonHandle(proc, "", "", log)
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise DemoError(
-                    f"the daemon exited with status {proc.returncode}:\n" + _log_tail(log)
-                )
-            info = read_discovery(home / "daemon.json")
-            if info is not None and info.pid == proc.pid:
-                handle.url, handle.token = info.url, info.token
-                return handle
-            time.sleep(0.05)
-        raise DemoError(f"the daemon did not start within {timeout:.0f}s:\n" + _log_tail(log))
-    except BaseException:
-        handle.stop()
-        raise
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Let SIGTERM unwind like Ctrl-C, so the clean-up below runs for both."""
-
-    def raise_interrupt(_sig: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, raise_interrupt)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run_demo(as_json: bool = False, scale: float = DEFAULT_SCALE) -> int:
     """Run the demo; returns the exit status (0 completed, 1 failed, 130 interrupted)."""
     from rich.console import Console
 
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    from daemon.tools.simulator import SimulatorThread, load_scenario
-
     out = Console(stderr=as_json)  # in --json mode stdout carries the JSON alone
-    sim: SimulatorThread | None = None
-    daemon: DaemonHandle | None = None
-    client: Client | None = None
-    with _sigterm_as_interrupt():
-        home = Path(tempfile.mkdtemp(prefix="tierd-demo-"))
-        try:
-            scenario = load_scenario(SCENARIO)
-            _intro(out, scale, quiet=as_json)
-            sim = SimulatorThread(scenario, scale=scale).start()
-            (home / "config.toml").write_text(demo_config(sim.api_base), encoding="utf-8")
-            daemon = start_daemon(home)
-            client = Client(daemon.url, daemon.token)
-            task_id = client.submit(DEMO_GOAL, DEMO_LEAD)["task_id"]
-            if not as_json:
-                out.print(
-                    f"[dim]daemon at {daemon.url} (pid {daemon.proc.pid}), temporary "
-                    f"home {home}; task {task_id}[/]\n"
-                )
-            from daemon.cli.views import watch_task
 
-            task = watch_task(client, task_id, quiet=as_json, console=out)
-            if as_json:
-                print(json.dumps(task, indent=2, default=str))
-            else:
-                _outro(out, task)
-            return 0 if task["state"] == "completed" else 1
-        except KeyboardInterrupt:
-            print(
-                "\ntierd demo: interrupted; stopping the daemon and the simulator", file=sys.stderr
-            )
-            return 130
-        except DemoError as exc:
-            print(f"tierd demo: {exc}", file=sys.stderr)
-            return 1
-        except (ApiError, DaemonNotRunning) as exc:  # the daemon refused or died
-            tail = _log_tail(daemon.log) if daemon is not None else ""
-            print(f"tierd demo: {exc}" + (f"\n{tail}" if tail else ""), file=sys.stderr)
-            return 1
-        finally:
-            # Ctrl-C again during the clean-up must not leave a daemon or a directory behind.
-            with _ignore_interrupts():
-                if client is not None:
-                    client.close()
-                if daemon is not None:
-                    daemon.stop()
-                if sim is not None:
-                    sim.stop()
-                shutil.rmtree(home, ignore_errors=True)
+    def body(run: DemoRun) -> int:
+        from daemon.tools.simulator import load_scenario
 
+        scenario = load_scenario(SCENARIO)
+        _intro(out, scale, quiet=as_json)
+        client = run.start(scenario, run.work, demo_config, scale=scale)
+        task_id = client.submit(DEMO_GOAL, DEMO_LEAD)["task_id"]
+        if not as_json:
+            out.print(f"[dim]{run.describe()}; temporary home {run.work}; task {task_id}[/]\n")
+        from daemon.cli.views import watch_task
 
-@contextlib.contextmanager
-def _ignore_interrupts() -> Iterator[None]:
-    """Hold off Ctrl-C and SIGTERM while cleaning up, so the clean-up itself completes."""
-    try:
-        previous = {
-            sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)
-        }
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        task = watch_task(client, task_id, quiet=as_json, console=out)
+        if as_json:
+            print(json.dumps(task, indent=2, default=str))
+        else:
+            _outro(out, task)
+        return 0 if task["state"] == "completed" else 1
+
+    return run_guarded(Path(tempfile.mkdtemp(prefix="tierd-demo-")), body)
 
 
 def _intro(out: Any, scale: float, *, quiet: bool) -> None:

@@ -52,7 +52,8 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from daemon.tools.demo import DaemonHandle, demo_config, start_daemon
+from daemon.tools.demo import demo_config
+from daemon.tools.demo_run import DaemonHandle, start_daemon
 from daemon.tools.leaks import Sample, Verdict, judge
 from daemon.tools.simulator import SimulatorThread
 

@@ -26,9 +26,9 @@ from daemon.tools.demo import (
     PREMIUM_MODEL,
     _intro,
     _outro,
-    daemon_env,
     demo_config,
 )
+from daemon.tools.demo_run import daemon_env
 
 
 def demo_env(tmp: Path) -> dict[str, str]:
