@@ -38,6 +38,7 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from daemon.config.layers import Config
+from daemon.service.errors import BUSY, INVALID_REQUEST
 
 log = logging.getLogger("tierd.connections")
 
@@ -55,7 +56,10 @@ Phase = Literal["head", "body"]
 
 def _raw_reply(status: int, reason: str, message: str, extra: str = "") -> bytes:
     """A whole HTTP/1.1 answer that closes the connection, in tierd's error shape."""
-    body = json.dumps({"error": {"status": status, "message": message}}).encode()
+    code = BUSY if status == 503 else INVALID_REQUEST
+    body = json.dumps(
+        {"error": {"code": code, "message": message, "data": {"status": status}}}
+    ).encode()
     head = (
         f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
         f"content-length: {len(body)}\r\n{extra}connection: close\r\n\r\n"

@@ -20,12 +20,17 @@ _ERROR_SCHEMA: dict[str, Any] = {
     "properties": {
         "error": {
             "type": "object",
-            "required": ["message"],
+            "required": ["code", "message"],
             "properties": {
                 "code": {"type": "integer", "description": "JSON-RPC style code (see README)"},
-                "status": {"type": "integer", "description": "HTTP status, from the guard"},
                 "message": {"type": "string"},
-                "data": {"description": "details; for bad input, the field(s) at fault"},
+                "data": {
+                    "description": (
+                        "details: for bad input, the field(s) at fault; for a refusal of the "
+                        "request itself (guard, unknown path, connection limits), "
+                        '{"status": <HTTP status>}'
+                    )
+                },
             },
         }
     },

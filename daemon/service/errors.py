@@ -31,8 +31,8 @@ INTERNAL_ERROR = -32603
 TASK_NOT_FOUND = -32001
 INVALID_STATE = -32002
 NOT_CONFIGURED = -32003
-#: Reserved, never sent: the guard refuses a request without the token before any adapter
-#: reads it (HTTP 401). Kept so the number is not given to another error.
+#: Sent only by the API's guard, in the body of its 401 for a missing or wrong token: the
+#: request is refused before any adapter reads it, so no service call raises it.
 UNAUTHORIZED = -32004
 BUSY = -32005
 STORAGE_FULL = -32006

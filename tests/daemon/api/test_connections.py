@@ -132,6 +132,7 @@ def test_half_sent_requests_are_cut_while_others_are_served(daemon: DaemonProces
         if c["kind"] != "body":  # nothing of the request was read yet: it is told why
             assert c["answer"].startswith(b"HTTP/1.1 408 "), c
             assert b"server.header_timeout_s" in c["answer"], c
+            assert b'"code": -32600' in c["answer"] and b'"status": 408' in c["answer"], c
     # The normal client was served all along, and promptly.
     assert len(latencies) >= 10 and max(latencies) < 1.5, latencies
 
@@ -158,6 +159,8 @@ def test_connections_over_the_bound_are_refused_at_once(daemon: DaemonProcess) -
     for answer in answers:
         assert answer.startswith(b"HTTP/1.1 503 "), answer
         assert b"retry-after: 1" in answer.lower() and b"server.max_connections" in answer
+        # The API's one error shape: BUSY, as a full submit queue answers.
+        assert b'"code": -32005' in answer and b'"status": 503' in answer, answer
     # Once the idle ones are cut, new clients are served again.
     with daemon.http() as h:
         assert h.get("/v1/status").status_code == 200
