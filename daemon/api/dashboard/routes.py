@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from daemon.api.dashboard.assets import Assets
 from daemon.api.dashboard.sessions import LOGIN_LINKS_PATH, DashboardSessions
+from daemon.service.errors import METHOD_NOT_FOUND
 
 __all__ = ["PAGE_HEADERS", "LoginLink", "dashboard_router"]
 
@@ -52,7 +53,14 @@ def _asset_response(assets: Assets, name: str, request: Request, status: int = 2
     asset = assets.get(name)
     if asset is None:
         return JSONResponse(
-            {"error": {"status": 404, "message": "no such dashboard file"}}, status_code=404
+            {
+                "error": {
+                    "code": METHOD_NOT_FOUND,
+                    "message": "no such dashboard file",
+                    "data": {"status": 404},
+                }
+            },
+            status_code=404,
         )
     headers = {**PAGE_HEADERS, "ETag": asset.etag, "Cache-Control": "no-cache"}
     if status == 200 and request.headers.get("if-none-match") == asset.etag:

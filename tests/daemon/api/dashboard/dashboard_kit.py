@@ -52,6 +52,31 @@ def chromium_path() -> str:
     return found
 
 
+def page_errors(page: Any) -> list[str]:
+    """Script errors of `page`, as they come (a refused request the page expects is not one)."""
+    found: list[str] = []
+    page.on("pageerror", lambda exc: found.append(f"pageerror: {exc}"))
+    page.on(
+        "console",
+        lambda m: (
+            found.append(f"console: {m.text}")
+            if m.type == "error" and "Failed to load resource" not in m.text
+            else None
+        ),
+    )
+    return found
+
+
+def sign_in(browser: Any, daemon: DashboardDaemon, viewport: dict[str, int]) -> Any:
+    """A new browser context signed in through a one-time link; its first page, on the inbox."""
+    from playwright.sync_api import expect
+
+    page = browser.new_context(viewport=viewport).new_page()
+    page.goto(daemon.login_link())
+    expect(page.get_by_role("heading", name="Needs you", level=1)).to_be_visible()
+    return page
+
+
 def plan(*streams: dict[str, Any]) -> dict[str, Any]:
     """A simulator plan of these streams (id, and optionally depends_on)."""
     return {

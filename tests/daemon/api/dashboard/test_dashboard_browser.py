@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -24,12 +24,16 @@ from dashboard_kit import (
     CuttableProxy,
     DashboardDaemon,
     foreign_site,
+    page_errors,
     plan,
+    sign_in,
 )
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 from support.daemon import write_config
 from support.simulator import running_simulator, use_scenario
 
+#: A daemon and its engine loading on a busy machine take minutes: a generous limit per test.
+pytestmark = pytest.mark.timeout(400)
 #: A result with what a renderer must not trust: raw HTML, a javascript: link.
 MERGED = (
     "# Launch plan\n\n- **Bold** claim\n- [docs](https://example.com/docs)\n"
@@ -48,6 +52,8 @@ QUESTIONS = {
     },
 }
 APPROVAL = {"latency": FAST, "plan": plan({"id": "draft"}), "merge_output": MERGED}
+#: A daemon starting on a busy machine (other test daemons loading beside it).
+START_S = 120.0
 #: The first task waits for the daemon to load its engine (seconds of CPU, more when busy).
 FIRST_TASK_S = 150.0
 STEP_S = 60.0
@@ -63,7 +69,7 @@ def sim() -> Iterator[Any]:
 def daemon(tmp_path_factory: pytest.TempPathFactory, sim: Any) -> Iterator[DashboardDaemon]:
     home = tmp_path_factory.mktemp("home")
     write_config(home, sim.url)
-    d = DashboardDaemon(home, home / "clock").start()
+    d = DashboardDaemon(home, home / "clock").start(timeout=START_S)
     try:
         yield d
     finally:
@@ -72,25 +78,11 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, sim: Any) -> Iterator[Dashb
 
 
 def _errors(page: Page) -> list[str]:
-    """Script errors of `page` (a refused request the page expects is not one)."""
-    found: list[str] = []
-    page.on("pageerror", lambda exc: found.append(f"pageerror: {exc}"))
-    page.on(
-        "console",
-        lambda m: (
-            found.append(f"console: {m.text}")
-            if m.type == "error" and "Failed to load resource" not in m.text
-            else None
-        ),
-    )
-    return found
+    return page_errors(page)
 
 
 def _sign_in(browser: Browser, daemon: DashboardDaemon, viewport: dict[str, int]) -> Page:
-    page = browser.new_context(viewport=viewport).new_page()
-    page.goto(daemon.login_link())
-    expect(page.get_by_role("heading", name="Needs you", level=1)).to_be_visible()
-    return page
+    return cast(Page, sign_in(browser, daemon, viewport))
 
 
 @pytest.fixture(scope="module")

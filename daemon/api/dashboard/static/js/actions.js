@@ -72,21 +72,81 @@ export function revisionNote(revision, maxRevisions) {
   return `Rejecting asks for revision ${revision + 1} of at most ${maxRevisions}.`;
 }
 
+/** What the daemon did with an approved code task's result, for a person. */
+export function appliedText(applied) {
+  if (!applied) return "Approved: the task completes.";
+  if (applied.how === "merge") {
+    return applied.already
+      ? `Approved: the change was already in your branch ${applied.branch} (${applied.commit}).`
+      : `Approved and merged into your branch ${applied.branch}: commit ${applied.commit}.`;
+  }
+  if (applied.how === "patch") return `Approved: the patch is written to ${applied.path}`;
+  return `Approved: the change stays on branch ${applied.branch} for you to merge.`;
+}
+
+const APPLY_CHOICES = [
+  ["branch", "Leave it on its branch", (task) => `Nothing in your repository changes: the result stays on ${task.code?.result?.branch || "its branch"}, for you to merge or open a pull request from.`],
+  ["merge", "Merge it into my current branch", () => "Only when that is clean: a file you changed and did not commit, or a conflict with your new commits, refuses it and changes nothing."],
+  ["patch", "Write a patch file", () => "A patch under tierd's data folder; the page shows where."],
+];
+
+/** How an approved code task's result is applied: branch (default), merge or patch. */
+function applyChoice(task) {
+  const name = uid("apply");
+  const radios = APPLY_CHOICES.map(([value, label, hint]) => {
+    const id = `${name}-${value}`;
+    const hintId = `${id}-hint`;
+    return h("div", { class: "choice" },
+      h("input", { type: "radio", id, name, value, checked: value === "branch", "aria-describedby": hintId, "data-key": `apply-${task.id}-${value}` }),
+      h("label", { for: id }, label),
+      h("p", { class: "hint", id: hintId }, hint(task)));
+  });
+  const fieldset = h("fieldset", { class: "apply" }, h("legend", {}, "On approval, apply the change"), radios);
+  fieldset.value = () => fieldset.querySelector("input:checked")?.value || "branch";
+  return fieldset;
+}
+
+/** A refusal to apply (409): what it says, and the files it names, kept on screen. */
+function refusal(err) {
+  const files = Array.isArray(err.data?.files) ? err.data.files : [];
+  return h("div", { class: "refusal callout", role: "alert" },
+    h("p", {}, h("strong", {}, "Not applied: your work is as it was, and the task still waits for you.")),
+    h("p", { class: "error-text" }, err.message),
+    files.length ? h("ul", { class: "refused-files", "aria-label": "Files in the way" }, files.map((f) => h("li", {}, h("code", {}, f)))) : null);
+}
+
 /**
- * The merged result as Markdown, with approve and reject-with-comment. Returns the panel;
- * `panel.setRevision(n)` fills in the revision once the events have told it.
+ * The merged result as Markdown, with approve and reject-with-comment; a code task's also
+ * with how to apply it. Returns the panel; `panel.setRevision(n)` fills in the revision once
+ * the events have told it.
  */
 export function approvalPanel(task, maxRevisions, onDone) {
   const box = errorBox();
+  const answer = h("div", { class: "apply-answer", "aria-live": "polite" });
   const heading = h("h3", {}, "Result awaiting approval");
   const note = h("p", { class: "revision-note", "aria-live": "polite" }, revisionNote(null, maxRevisions));
+  const choice = task.code ? applyChoice(task) : null;
   const approve = h("button", { type: "button", class: "primary", "data-key": `approve-${task.id}` }, "Approve");
-  approve.addEventListener("click", () =>
-    busy(approve, box, async () => {
-      await api.post(`${taskPath(task.id)}/approve`, { decision: "approve" });
-      toast("Approved: the task completes.");
+  approve.addEventListener("click", async () => {
+    approve.disabled = true;
+    box.textContent = "";
+    answer.replaceChildren();
+    try {
+      const body = { decision: "approve" };
+      if (choice) body.apply = choice.value();
+      const decided = await api.post(`${taskPath(task.id)}/approve`, body);
+      const said = appliedText(decided?.applied);
+      answer.append(h("p", { class: "applied-answer", role: "status" }, said));
+      toast(said);
       onDone();
-    }));
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 409 && choice) answer.append(refusal(err));
+      else box.textContent = errorText(err);
+      toast(errorText(err), "error");
+    } finally {
+      approve.disabled = false;
+    }
+  });
   const commentId = uid("comment");
   const comment = h("textarea", { id: commentId, rows: 3, required: true, "data-key": `comment-${task.id}` });
   const reject = h("button", { type: "submit", "data-key": `reject-${task.id}` }, "Reject with comment");
@@ -102,8 +162,11 @@ export function approvalPanel(task, maxRevisions, onDone) {
   });
   const result = h("div", { class: "markdown result", tabindex: "0", role: "region", "aria-label": "Result" },
     renderMarkdown(task.result || ""));
+  const link = task.code && !location.hash.startsWith("#/tasks/")
+    ? h("p", {}, h("a", { href: `#/tasks/${encodeURIComponent(task.id)}` }, "Review the diff and the test runs"))
+    : null;
   const panel = h("section", { class: "approval" },
-    heading, result, note, h("div", { class: "actions" }, approve), rejectForm, box);
+    heading, result, link, note, choice, h("div", { class: "actions" }, approve), answer, rejectForm, box);
   panel.setRevision = (revision) => {
     // Revision 0 is the first result; the daemon numbers each rejection's answer from 1.
     heading.textContent = revision ? `Result awaiting approval — revision ${revision}` : "Result awaiting approval";

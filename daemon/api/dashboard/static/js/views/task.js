@@ -9,6 +9,7 @@
 import { approvalPanel, cancelButton, questionsForm } from "../actions.js";
 import { ApiError, api, taskPath } from "../api.js";
 import { costChart, timelineChart } from "../charts.js";
+import { codePanel, testBadge } from "./code.js";
 import { clear, h, rerender, uid } from "../dom.js";
 import { LIVE_STATES, age, duration, percent, stateLabel, tokens, usd } from "../format.js";
 import { EventFollower, TaskTotals } from "../live.js";
@@ -77,8 +78,10 @@ export function mount(main, ctx, params) {
   const report = h("div");
   const context = h("div");
   const answered = h("div");
+  const code = h("div");
+  let codeView = null;
   main.append(
-    title, meta, actions, problem, attention, answered,
+    title, meta, actions, problem, attention, code, answered,
     section("Streams", live, tree),
     section("Timeline", timeline),
     result, report, context,
@@ -109,6 +112,7 @@ export function mount(main, ctx, params) {
           metric("Cost", usd(seen.cost)),
           metric("Time", elapsed(stream)),
           metric("Verdict", stream.verdict ? `${stream.verdict}${stream.reason ? ` — ${stream.reason}` : ""}` : "—"),
+          stream.code ? metric("Tests", testBadge(stream.code.test_run, "tests")) : null,
           stream.depends_on.length ? metric("After", stream.depends_on.join(", ")) : null),
         stream.output
           ? h("details", { "data-key": `out-${stream.id}` },
@@ -196,6 +200,13 @@ export function mount(main, ctx, params) {
     rerender(problem, () =>
       state === "failed" ? h("p", { class: "callout error-text" }, `Failed: ${detail.error || "no reason recorded"}`) : []);
     renderAttention(state);
+    if (detail.code) {
+      if (!codeView) {
+        codeView = codePanel(detail.id);
+        code.append(codeView);
+      }
+      codeView.update(detail);
+    }
     renderTree();
     rerender(result, () =>
       detail.result && state !== "awaiting_approval"
