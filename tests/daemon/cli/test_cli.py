@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from support import ROOT
+from support.cli import QUICK, TWO, run_tierd
 from support.daemon import DaemonProcess, wait_for, write_config
 from support.simulator import running_simulator
 
@@ -25,40 +26,12 @@ from daemon.tools.simulator import load_scenario
 
 pytestmark = pytest.mark.slow
 
-QUICK = {"planner": 0.05, "orchestrator": 0.05, "executor": 0.05}
-
-
-def stream(id_: str, **kw: Any) -> dict[str, Any]:
-    return {
-        "id": id_,
-        "title": f"Part {id_}",
-        "job": f"Write part {id_}.",
-        "output_definition": f"The {id_} part.",
-        "ownership": [f"part-{id_}/"],
-        "acceptance_check": "It is there.",
-        **kw,
-    }
-
-
-TWO = {"latency": QUICK, "plan": {"streams": [stream("a"), stream("b")]}}
 QUESTION = {**TWO, "streams": {"b": {"reply": "question", "question": "Which region?"}}}
 SLOW_PLAN = {**TWO, "latency": {**QUICK, "planner": 30.0}}
 SALES_LEAD = load_scenario("sales_lead").model_copy(update={"scale": 0.05})
 
 
-def tierd(
-    home: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
-) -> subprocess.CompletedProcess[str]:
-    """`tierd ARGS` in a subprocess with TIERD_HOME=home; stdout and stderr captured."""
-    full_env = {**os.environ, "TIERD_HOME": str(home), "COLUMNS": "120", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "daemon.cli", *args],
-        cwd=ROOT,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+tierd = run_tierd
 
 
 def as_json(proc: subprocess.CompletedProcess[str]) -> Any:

@@ -4,60 +4,27 @@ id everywhere (CLI, REST, events), `@last`, an ambiguous prefix answered with th
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import ROOT
-from support.daemon import DaemonProcess, wait_for, write_config
-from support.simulator import running_simulator, use_scenario
+from support.cli import TWO, daemon_and_simulator, run_tierd
+from support.daemon import DaemonProcess, wait_for
+from support.simulator import use_scenario
 
 pytestmark = pytest.mark.slow
 
-QUICK = {"planner": 0.05, "orchestrator": 0.05, "executor": 0.05}
-
-
-def stream(id_: str) -> dict[str, Any]:
-    return {
-        "id": id_,
-        "title": f"Part {id_}",
-        "job": f"Write part {id_}.",
-        "output_definition": f"The {id_} part.",
-        "ownership": [f"part-{id_}/"],
-        "acceptance_check": "It is there.",
-    }
-
-
-TWO = {"latency": QUICK, "plan": {"streams": [stream("a"), stream("b")]}}
 QUESTION = {**TWO, "streams": {"b": {"reply": "question", "question": "Which region?"}}}
 
 
-def tierd(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TIERD_HOME": str(home), "COLUMNS": "120"}
-    return subprocess.run(
-        [sys.executable, "-m", "daemon.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
+tierd = run_tierd
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonProcess, Any]]:
-    home = tmp_path_factory.mktemp("find-home")
-    with running_simulator(TWO) as sim:
-        write_config(home, sim.url)
-        d = DaemonProcess(home).start()
-        try:
-            yield d, sim
-        finally:
-            d.stop()
+    with daemon_and_simulator(tmp_path_factory.mktemp("find-home"), TWO) as both:
+        yield both
 
 
 def _submit(d: DaemonProcess, sim: Any, scenario: dict[str, Any], **options: Any) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from support import CHEAP, KEY_ENV, PREMIUM, ROOT
+from support.cli import daemon_and_simulator, run_tierd
 from support.daemon import DaemonProcess, wait_for, write_config
 from support.simulator import running_simulator
 
@@ -41,18 +42,8 @@ TWO = {"latency": QUICK, "plan": {"streams": STREAMS}}
 SECRET = "sk-tierd-test-do-not-log-4f1c9a"
 
 
-def tierd(
-    home: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120.0
-) -> subprocess.CompletedProcess[str]:
-    full = {**os.environ, "TIERD_HOME": str(home), "COLUMNS": "120", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "daemon.cli", *args],
-        cwd=ROOT,
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def tierd(home: Path, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return run_tierd(home, *args, **{"timeout": 120.0, **kw})
 
 
 def _keyed_config(home: Path, sim_url: str) -> None:
@@ -159,14 +150,8 @@ def test_stop_without_a_daemon_and_logs_without_a_log(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonProcess, Any]]:
-    home = tmp_path_factory.mktemp("service-home")
-    with running_simulator(TWO) as sim:
-        write_config(home, sim.url)
-        d = DaemonProcess(home).start()
-        try:
-            yield d, sim
-        finally:
-            d.stop()
+    with daemon_and_simulator(tmp_path_factory.mktemp("service-home"), TWO) as both:
+        yield both
 
 
 def test_config_models_points_every_role_at_one_server(

@@ -18,26 +18,12 @@ from typing import Any
 
 import pytest
 from support import ROOT
+from support.cli import QUICK, TWO, run_tierd
 from support.daemon import DaemonProcess, wait_for, write_config
 from support.simulator import running_simulator, use_scenario
 
 pytestmark = pytest.mark.slow
 
-QUICK = {"planner": 0.05, "orchestrator": 0.05, "executor": 0.05}
-
-
-def stream(id_: str) -> dict[str, Any]:
-    return {
-        "id": id_,
-        "title": f"Part {id_}",
-        "job": f"Write part {id_}.",
-        "output_definition": f"The {id_} part.",
-        "ownership": [f"part-{id_}/"],
-        "acceptance_check": "It is there.",
-    }
-
-
-TWO = {"latency": QUICK, "plan": {"streams": [stream("a"), stream("b")]}}
 #: Both streams ask: the task waits only once neither can go on, with two open questions.
 TWO_QUESTIONS = {
     **TWO,
@@ -49,16 +35,7 @@ TWO_QUESTIONS = {
 ONE_QUESTION = {**TWO, "streams": {"b": {"reply": "question", "question": "Which region?"}}}
 
 
-def tierd(home: Path, *args: str, timeout: float = 90.0) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TIERD_HOME": str(home), "COLUMNS": "120"}
-    return subprocess.run(
-        [sys.executable, "-m", "daemon.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+tierd = run_tierd
 
 
 class Env:

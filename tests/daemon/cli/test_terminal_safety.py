@@ -24,8 +24,8 @@ from typing import Any
 import httpx
 import pytest
 from support import ROOT
-from support.daemon import DaemonProcess, wait_for, write_config
-from support.simulator import running_simulator
+from support.cli import daemon_and_simulator
+from support.daemon import DaemonProcess, wait_for
 
 from daemon.cli.terminal import clean, clean_data
 
@@ -71,14 +71,8 @@ def test_clean_shows_control_characters_and_keeps_text() -> None:
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonProcess, Any]]:
-    home = tmp_path_factory.mktemp("evil-home")
-    with running_simulator(SCENARIO) as sim:
-        write_config(home, sim.url)
-        d = DaemonProcess(home).start()
-        try:
-            yield d, sim
-        finally:
-            d.stop()
+    with daemon_and_simulator(tmp_path_factory.mktemp("evil-home"), SCENARIO) as both:
+        yield both
 
 
 def _run_task(d: DaemonProcess, states: set[str]) -> str:
