@@ -6,7 +6,14 @@ sent), starts none, and exits 3 with a clear message on stderr when no daemon an
 it relays JSON-RPC messages both ways, unchanged: lines on stdin go to the daemon's streamable
 HTTP endpoint, and what the daemon sends (responses, progress, its own requests such as
 elicitation) goes to stdout. The MCP SDK's two transports do the framing on each side, so
-the bridge knows nothing of the protocol's methods and needs no change when they grow.
+the bridge knows almost nothing of the protocol's methods and needs no change when they grow.
+
+The one thing it adds: on the 2026-07-28 wire, streamable HTTP repeats a request's protocol
+version, method and name (tool, prompt, resource, task) in headers, which the server checks
+against the body. A client session sets them for the requests it makes; the bridge relays
+requests it did not make, so it sets them from each message's own envelope. So both wires pass
+through: the 2025-11-25 one (elicitation as requests from the daemon) and the 2026-07-28 one
+(elicitation inside results; the tasks extension's tasks/get, tasks/update, tasks/cancel).
 """
 
 from __future__ import annotations
@@ -17,6 +24,9 @@ from typing import Any
 
 #: Exit status when the daemon goes away mid-session (3 is "no daemon" at start).
 LOST = 1
+#: The param a request names its object by, repeated in `Mcp-Name` on the 2026-07-28 wire:
+#: the SDK's own table (tools/call, prompts/get, resources/read) and the tasks extension's.
+TASK_NAMED = {"tasks/get": "taskId", "tasks/update": "taskId", "tasks/cancel": "taskId"}
 
 
 def cmd_mcp(args: argparse.Namespace) -> int:
@@ -51,7 +61,7 @@ async def relay(endpoint: str, token: str) -> int:
     ):
 
         async def upstream() -> None:
-            await _pump(local_in, remote_out, "client")
+            await _pump(local_in, remote_out, "client", with_routing_headers)
             group.cancel_scope.cancel()  # stdin closed: the client is done
 
         async def downstream() -> None:
@@ -67,14 +77,48 @@ async def relay(endpoint: str, token: str) -> int:
     return LOST if lost else 0
 
 
-async def _pump(source: Any, sink: Any, side: str) -> None:
-    """Forward every message; an error one transport reports is said on stderr, not sent."""
-    async with source:
+async def _pump(source: Any, sink: Any, side: str, adapt: Any = None) -> None:
+    """Forward every message; an error one transport reports is said on stderr, not sent.
+
+    Both ends are closed when the pump ends (or is cancelled): a transport's writer ends only
+    when its stream closes, and the bridge exits only once both transports have ended.
+    """
+    async with source, sink:
         async for message in source:
             if isinstance(message, Exception):
                 print(f"tierd mcp: {side} side: {message}", file=sys.stderr)
                 continue
-            await sink.send(message)
+            await sink.send(message if adapt is None else adapt(message))
+
+
+def with_routing_headers(message: Any) -> Any:
+    """A client's 2026-07-28 request (or notification) with the headers the HTTP wire repeats
+    from its body; anything else (the 2025-11-25 wire, responses) unchanged."""
+    from mcp.shared.inbound import (
+        MCP_METHOD_HEADER,
+        MCP_NAME_HEADER,
+        MCP_PROTOCOL_VERSION_HEADER,
+        NAME_BEARING_METHODS,
+        encode_header_value,
+    )
+    from mcp.shared.message import ClientMessageMetadata, SessionMessage
+    from mcp_types import PROTOCOL_VERSION_META_KEY
+    from mcp_types.jsonrpc import JSONRPCNotification, JSONRPCRequest
+
+    root = message.message
+    if not isinstance(root, JSONRPCRequest | JSONRPCNotification):
+        return message
+    params = root.params or {}
+    meta = params.get("_meta")
+    version = meta.get(PROTOCOL_VERSION_META_KEY) if isinstance(meta, dict) else None
+    if not isinstance(version, str):
+        return message
+    headers = {MCP_PROTOCOL_VERSION_HEADER: version, MCP_METHOD_HEADER: root.method}
+    key = NAME_BEARING_METHODS.get(root.method) or TASK_NAMED.get(root.method)
+    name = params.get(key) if key else None
+    if isinstance(name, str):
+        headers[MCP_NAME_HEADER] = encode_header_value(name)
+    return SessionMessage(root, ClientMessageMetadata(headers=headers))
 
 
 def main() -> int:

@@ -14,6 +14,7 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from pydantic import BaseModel, Field
@@ -45,6 +46,26 @@ NEXT_STEP = {
 RUNNING_STEP = "still working: call wait_task again to keep following it"
 
 
+@dataclass
+class Deadline:
+    """The one bound on a tool call: every wait inside the call takes what is left of it.
+
+    A little of the bound (a tenth, at most a second) is kept back from the waits for the
+    reads that make the call's answer once they end.
+    """
+
+    bound_s: float
+    started: float = field(default_factory=time.monotonic)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def remaining(self) -> float:
+        """Seconds a wait inside the call may still take."""
+        reserve = min(1.0, self.bound_s / 10)
+        return max(0.0, self.bound_s - reserve - self.elapsed())
+
+
 class StreamProgress(BaseModel):
     id: str
     title: str
@@ -65,6 +86,10 @@ class Progress(BaseModel):
     error: str | None
     cost_usd: float | None = Field(description="dollars spent, once the task's report exists")
     waited_s: float = Field(description="seconds this call waited")
+    human_reply: str | None = Field(
+        default=None,
+        description="when this call asked the user (elicitation): what came of it",
+    )
 
 
 def progress_of(task: TaskDetail, waited_s: float = 0.0) -> Progress:
@@ -94,6 +119,12 @@ def is_settled(progress: Progress) -> bool:
     return progress.settled
 
 
+def left_approval(progress: Progress) -> bool:
+    """An approval or rejection is acted on a moment after it is recorded: until then the
+    task still reads awaiting_approval."""
+    return progress.state != TaskState.awaiting_approval
+
+
 async def wait_until_settled(
     service: Service,
     feed: EventFeed,
@@ -121,7 +152,8 @@ async def wait_until_settled(
     )
     try:
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(bound_s):
+            # The bound counts from the call's start: the first read took some of it.
+            async with asyncio.timeout(max(0.0, bound_s - (time.monotonic() - started))):
                 async for _event in events:
                     latest = progress_of(await service.get(TaskIdParams(task_id=task_id)))
                     if _changed(snapshot, latest) and on_change is not None:

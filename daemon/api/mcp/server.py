@@ -3,7 +3,8 @@
 The guard in front of the whole app already checks the Host, the Origin and the bearer token
 for /mcp, so the SDK's own DNS-rebinding check is off (it would accept any localhost Origin,
 which the guard refuses unless configured). Sessions are stateful: progress notifications go
-to the request that asked for them.
+to the request that asked for them. The tasks extension (`tasks_ext`) is served beside the
+tools, to the clients that declare it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from starlette.routing import BaseRoute
 
 from daemon import __version__
 from daemon.api.mcp.resources import register_resources
+from daemon.api.mcp.tasks_ext import TierdTasks
 from daemon.api.mcp.tools import register_tools
 from daemon.service.service import Service
 from daemon.store.feed import EventFeed
@@ -28,7 +30,8 @@ INSTRUCTIONS = (
     "tierd runs a team of AI agents on a task: a planner splits it into parallel streams, "
     "cheap executors do them, an orchestrator reviews and merges one result. Submit with "
     "submit_task (returns at once), follow with wait_task until settled, answer questions "
-    "with answer_questions and decide on results awaiting approval with approve_result."
+    "with answer_questions and decide on results awaiting approval with approve_result. "
+    "Clients of the io.modelcontextprotocol/tasks extension get a task for submit_task."
 )
 
 
@@ -42,7 +45,13 @@ def _quiet_server(service: Service, feed: EventFeed) -> MCPServer:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     try:
-        server = MCPServer("tierd", title="tierd", version=__version__, instructions=INSTRUCTIONS)
+        server = MCPServer(
+            "tierd",
+            title="tierd",
+            version=__version__,
+            instructions=INSTRUCTIONS,
+            extensions=[TierdTasks(service)],
+        )
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)

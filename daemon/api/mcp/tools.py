@@ -4,7 +4,7 @@ Each tool is a thin call into the service with the service's own params model, s
 accepts exactly what JSON-RPC and REST accept. The descriptions are written for a model: what
 the tool does, when to call it, and what comes next. No tool holds a call longer than
 `mcp.tool_wait_s`; `submit_task` answers at once and `wait_task` follows the task in bounded
-steps.
+steps (`following`), asking the user through elicitation when the task needs them.
 """
 
 from __future__ import annotations
@@ -12,14 +12,18 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import ToolAnnotations
+from mcp_types import InputRequiredResult, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
 from daemon.api.mcp.errors import calling, invalid_arguments
+from daemon.api.mcp.following import follow
+from daemon.api.mcp.outcome import SubmitAnswer, submitted
 from daemon.api.mcp.progress import (
+    Deadline,
     Progress,
     describe,
     fraction_done,
+    left_approval,
     wait_until_settled,
 )
 from daemon.service.params import (
@@ -37,7 +41,6 @@ from daemon.service.params import (
 from daemon.service.results import Answered, Canceled, Decided, TaskDetail, TaskDiff, TaskPage
 from daemon.service.service import Service
 from daemon.store.feed import EventFeed
-from daemon.store.states import TaskState
 
 #: The service's own words for a task id (an id, a unique prefix, or the latest task).
 TaskId = Annotated[
@@ -50,15 +53,6 @@ TaskId = Annotated[
 ]
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
-
-
-class SubmitAnswer(BaseModel):
-    """A submitted task: its id at once, before any work."""
-
-    task_id: str
-    state: str
-    duplicate: bool = Field(description="true: the idempotency key already named this task")
-    next_step: str
 
 
 def wait_bound(service: Service) -> float:
@@ -76,8 +70,10 @@ def _params(model: type[BaseModel], **values: object) -> BaseModel:
 def register_tools(server: MCPServer, service: Service, feed: EventFeed) -> None:
     """Add tierd's tools to `server`."""
     _register_submit(server, service)
-    _register_reads(server, service, feed)
-    _register_actions(server, service, feed)
+    _register_wait(server, service, feed)
+    _register_reads(server, service)
+    _register_answer(server, service)
+    _register_decisions(server, service, feed)
 
 
 def _register_submit(server: MCPServer, service: Service) -> None:
@@ -122,26 +118,23 @@ def _register_submit(server: MCPServer, service: Service) -> None:
             idempotency_key=idempotency_key,
         )
         assert isinstance(params, SubmitParams)
-        submitted = await calling(lambda: service.submit(params))
-        return SubmitAnswer(
-            task_id=submitted.task_id,
-            state=submitted.state,
-            duplicate=submitted.duplicate,
-            next_step=f"call wait_task with task_id {submitted.task_id!r} to follow it",
-        )
+        answer = await calling(lambda: service.submit(params))
+        return submitted(answer.task_id, answer.state, answer.duplicate)
 
 
-def _register_reads(server: MCPServer, service: Service, feed: EventFeed) -> None:
+def _register_wait(server: MCPServer, service: Service, feed: EventFeed) -> None:
     @server.tool(
         name="wait_task",
         title="Wait for a tierd task",
         description=(
             "Wait until the task ends or needs the human, but at most a bounded time (about "
             "30 seconds, or timeout_s if shorter); returns where it stands either way: its "
-            "state, each stream's state, open questions, the result once there is one, and "
-            "next_step saying what to do. If settled is false, call wait_task again."
+            "state, each stream's state, open questions, dollars spent so far, the result "
+            "once there is one, and next_step saying what to do. If settled is false, call "
+            "wait_task again. When the task needs the user and your client supports "
+            "elicitation, tierd asks them itself and records their answer (human_reply)."
         ),
-        annotations=READ_ONLY,
+        annotations=ToolAnnotations(destructive_hint=False, open_world_hint=False),
     )
     async def wait_task(
         task_id: TaskId,
@@ -149,7 +142,7 @@ def _register_reads(server: MCPServer, service: Service, feed: EventFeed) -> Non
         timeout_s: Annotated[
             float | None, Field(ge=0, description="wait at most this long (seconds)")
         ] = None,
-    ) -> Progress:
+    ) -> Progress | InputRequiredResult:
         bound = wait_bound(service)
         if timeout_s is not None:
             bound = min(bound, timeout_s)
@@ -158,8 +151,11 @@ def _register_reads(server: MCPServer, service: Service, feed: EventFeed) -> Non
             done, total = fraction_done(progress)
             await ctx.report_progress(done, total, describe(progress))
 
-        return await calling(lambda: wait_until_settled(service, feed, task_id, bound, notify))
+        deadline = Deadline(bound)
+        return await calling(lambda: follow(service, feed, ctx, task_id, deadline, notify))
 
+
+def _register_reads(server: MCPServer, service: Service) -> None:
     @server.tool(
         name="get_task",
         title="Read a tierd task",
@@ -200,11 +196,7 @@ def _register_reads(server: MCPServer, service: Service, feed: EventFeed) -> Non
         return await calling(lambda: service.list(params))
 
 
-def _left_approval(progress: Progress) -> bool:
-    return progress.state != TaskState.awaiting_approval
-
-
-def _register_actions(server: MCPServer, service: Service, feed: EventFeed) -> None:
+def _register_answer(server: MCPServer, service: Service) -> None:
     @server.tool(
         name="answer_questions",
         title="Answer a tierd task's questions",
@@ -225,6 +217,8 @@ def _register_actions(server: MCPServer, service: Service, feed: EventFeed) -> N
         assert isinstance(params, AnswerParams)
         return await calling(lambda: service.answer(params))
 
+
+def _register_decisions(server: MCPServer, service: Service, feed: EventFeed) -> None:
     @server.tool(
         name="approve_result",
         title="Approve or reject a tierd result",
@@ -251,12 +245,14 @@ def _register_actions(server: MCPServer, service: Service, feed: EventFeed) -> N
             ApproveParams, task_id=task_id, decision=decision, comment=comment, apply=apply
         )
         assert isinstance(params, ApproveParams)
+        deadline = Deadline(wait_bound(service))
         decided = await calling(lambda: service.approve(params))
         # An approval completes the task in the engine a moment later; waiting for that here
-        # (bounded) means the next wait_task sees the outcome, not the decision pending.
+        # (for what is left of the bound) means the next wait_task sees the outcome, not the
+        # decision pending.
         await calling(
             lambda: wait_until_settled(
-                service, feed, decided.task_id, wait_bound(service), until=_left_approval
+                service, feed, decided.task_id, deadline.remaining(), until=left_approval
             )
         )
         return decided

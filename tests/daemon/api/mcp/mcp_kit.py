@@ -7,7 +7,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx2
+import mcp_types as types
 from mcp import Client
+from mcp.client.session import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult
 from support.daemon import DaemonProcess
@@ -51,3 +53,27 @@ async def wait_settled(client: Client, task_id: str, rounds: int = 40) -> dict[s
         if progress["settled"]:
             return progress
     raise AssertionError(f"task {task_id} did not settle")
+
+
+class User:
+    """An elicitation callback playing the user: answers, approves, or declines."""
+
+    def __init__(self, *, decline_first: bool = False, apply: str | None = None) -> None:
+        self.asked: list[types.ElicitRequestFormParams] = []
+        self.decline_first = decline_first
+        self.apply = apply
+
+    async def __call__(
+        self, ctx: ClientRequestContext, params: types.ElicitRequestParams
+    ) -> types.ElicitResult:
+        assert isinstance(params, types.ElicitRequestFormParams)
+        self.asked.append(params)
+        if self.decline_first and len(self.asked) == 1:
+            return types.ElicitResult(action="decline")
+        props = params.requested_schema["properties"]
+        if "decision" in props:
+            content: dict[str, Any] = {"decision": "approve"}
+            if self.apply is not None:
+                content["apply"] = self.apply
+            return types.ElicitResult(action="accept", content=content)
+        return types.ElicitResult(action="accept", content={qid: "EMEA" for qid in props})

@@ -1,5 +1,12 @@
 """`tierd mcp`: the stdio bridge to the running daemon, driven by the official MCP client's
-stdio transport (it launches the bridge as a subprocess, as an editor does)."""
+stdio transport (it launches the bridge as a subprocess, as an editor does).
+
+Both wires pass through: 2025-11-25 (elicitation as requests from the daemon, relayed while a
+call is open) and 2026-07-28 (the tasks extension and its tasks/* requests, elicitation inside
+results). A client in `auto` mode probes with server/discover, which it gives 10 s: a bridge
+that starts slower (a loaded machine) is met on 2025-11-25, so the 2026-07-28 test names its
+wire rather than leave it to the probe.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,8 @@ from pathlib import Path
 
 import pytest
 from mcp import Client, StdioServerParameters
-from mcp_kit import Q_A, QUESTION, structured, wait_settled
+from mcp_kit import Q_A, QUESTION, User, structured, wait_settled
+from mcp_tasks import TasksClient
 from support import ROOT
 from support.daemon import DaemonProcess, daemon_on_simulator
 
@@ -61,6 +69,40 @@ async def test_a_task_through_the_stdio_bridge(daemon: DaemonProcess) -> None:
         assert read.contents[0].text == done["result"]  # type: ignore[union-attr]
     # The same task, seen through the daemon's own API: one store, one task.
     assert daemon.rpc("task/get", {"task_id": task_id})["result"]["state"] == "completed"
+
+
+async def test_tasks_and_elicitation_on_the_2026_wire_through_the_bridge(
+    daemon: DaemonProcess,
+) -> None:
+    user, tasks = User(), TasksClient()
+    async with Client(
+        bridge(daemon.home), mode="2026-07-28", extensions=[tasks], elicitation_callback=user
+    ) as c:
+        args = {"goal": "A note", "options": {"approval": "required"}}
+        answer = structured(await c.call_tool("submit_task", args))
+    (handle,) = tasks.handles
+    assert answer["task_id"] == handle.task_id and answer["state"] == "completed"
+    assert [sorted(p.requested_schema["properties"]) for p in user.asked][1] == [
+        "comment",
+        "decision",
+    ]
+    tierd = daemon.rpc("task/get", {"task_id": handle.task_id})["result"]
+    assert answer["result"] == tierd["result"] and tierd["questions"][0]["answer"] == "EMEA"
+
+
+async def test_wait_task_asks_the_user_through_the_bridge(daemon: DaemonProcess) -> None:
+    user = User()
+    async with Client(bridge(daemon.home), mode="legacy", elicitation_callback=user) as client:
+        args = {"goal": "A note", "options": {"approval": "required"}}
+        task_id = structured(await client.call_tool("submit_task", args))["task_id"]
+        replies = []
+        for _ in range(200):
+            progress = structured(await client.call_tool("wait_task", {"task_id": task_id}))
+            replies.append(progress["human_reply"])
+            if progress["state"] == "completed":
+                break
+    assert progress["state"] == "completed"
+    assert "the user chose approve" in replies and len(user.asked) == 2
 
 
 def test_no_daemon_is_a_clear_error(tmp_path: Path) -> None:
