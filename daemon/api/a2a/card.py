@@ -1,10 +1,17 @@
 """The agent card at /.well-known/agent-card.json: what tierd does and how to reach it.
 
 Built per request from the URL the client used (the guard has checked its Host is loopback),
-because the daemon's port is known only once it is bound (port 0 picks one).
+because the daemon's port is known only once it is bound (port 0 picks one). Served with the
+caching headers A2A 1.0 (section 8.6) asks for: Cache-Control with max-age, an ETag from the
+card's content (a matching If-None-Match gets 304), and Last-Modified.
 """
 
 from __future__ import annotations
+
+import hashlib
+import json
+import time
+from email.utils import formatdate
 
 from a2a.server.request_handlers.response_helpers import agent_card_to_dict
 from a2a.types.a2a_pb2 import (
@@ -20,10 +27,15 @@ from a2a.types.a2a_pb2 import (
 )
 from a2a.utils.constants import AGENT_CARD_WELL_KNOWN_PATH, PROTOCOL_VERSION_1_0, TransportProtocol
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from daemon import __version__
+
+#: Seconds a client may keep the card: short, since a restart may bind another port.
+CARD_MAX_AGE_S = 60
+#: The card's content changes only with the process (its version, its port).
+_STARTED = formatdate(time.time(), usegmt=True)
 
 CARD_PATH = AGENT_CARD_WELL_KNOWN_PATH
 RPC_PATH = "/a2a"
@@ -93,9 +105,19 @@ def agent_card(base_url: str) -> AgentCard:
     )
 
 
-async def _card(request: Request) -> JSONResponse:
+async def _card(request: Request) -> Response:
     base = str(request.base_url).rstrip("/")
-    return JSONResponse(agent_card_to_dict(agent_card(base)))
+    body = json.dumps(agent_card_to_dict(agent_card(base)), separators=(",", ":"))
+    etag = '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"'
+    headers = {
+        "Cache-Control": f"max-age={CARD_MAX_AGE_S}",
+        "ETag": etag,
+        "Last-Modified": _STARTED,
+    }
+    asked = [tag.strip() for tag in request.headers.get("if-none-match", "").split(",")]
+    if etag in asked or "*" in asked:
+        return Response(status_code=304, headers=headers)
+    return JSONResponse(json.loads(body), headers=headers)
 
 
 def card_route() -> Route:

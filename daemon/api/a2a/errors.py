@@ -7,14 +7,16 @@ from typing import TypeVar
 
 from a2a.utils.errors import (
     A2AError,
+    ContentTypeNotSupportedError,
     InternalError,
     InvalidParamsError,
     TaskNotCancelableError,
     TaskNotFoundError,
+    UnsupportedOperationError,
 )
 from pydantic import ValidationError
 
-from daemon.api.a2a.intents import NotActionable
+from daemon.api.a2a.intents import NotActionable, TaskEnded, UnsupportedContent
 from daemon.service.errors import InvalidParams, InvalidState, ServiceError, TaskNotFound
 
 T = TypeVar("T")
@@ -28,6 +30,10 @@ def a2a_error(exc: Exception, *, canceling: bool = False) -> A2AError:
         return TaskNotCancelableError(exc.message)
     if isinstance(exc, InvalidParams | InvalidState):
         return InvalidParamsError(exc.message, {"tierd": exc.data} if exc.data else None)
+    if isinstance(exc, TaskEnded):
+        return UnsupportedOperationError(str(exc))
+    if isinstance(exc, UnsupportedContent):
+        return ContentTypeNotSupportedError(str(exc))
     if isinstance(exc, NotActionable):
         return InvalidParamsError(str(exc))
     if isinstance(exc, ValidationError):

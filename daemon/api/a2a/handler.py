@@ -40,12 +40,14 @@ from a2a.types.a2a_pb2 import (
 from a2a.utils.constants import DEFAULT_LIST_TASKS_PAGE_SIZE, MAX_LIST_TASKS_PAGE_SIZE
 from a2a.utils.errors import (
     ExtendedAgentCardNotConfiguredError,
+    InvalidParamsError,
     PushNotificationNotSupportedError,
+    TaskNotFoundError,
     UnsupportedOperationError,
 )
 
 from daemon.api.a2a import intents
-from daemon.api.a2a.errors import mapped
+from daemon.api.a2a.errors import a2a_error, mapped
 from daemon.api.a2a.mapping import (
     FINAL,
     INTERRUPTED,
@@ -56,12 +58,14 @@ from daemon.api.a2a.mapping import (
     summary_task,
     task_of,
 )
-from daemon.service.errors import ServiceError
+from daemon.service.errors import InvalidParams, ServiceError
 from daemon.service.params import ListParams, TaskIdParams
-from daemon.service.results import TaskDetail, TaskDiff
+from daemon.service.results import TaskDetail, TaskDiff, TaskSummary
 from daemon.service.service import Service
 from daemon.store.feed import EventFeed
 
+#: The longest id the service takes: a longer one names no task.
+TASK_ID_MAX = 64
 #: Seconds between re-reads of a followed task when its events are quiet (a safety net).
 QUIET_RECHECK_S = 5.0
 
@@ -90,7 +94,26 @@ class TierdRequestHandler(RequestHandler):
     # --- reading -------------------------------------------------------------------------
 
     async def _detail(self, task_id: str) -> TaskDetail:
-        return await mapped(lambda: self._service.get(TaskIdParams(task_id=task_id)))
+        """The task with exactly this id. The service also takes a unique prefix (and @last),
+        for people at a terminal; an A2A id is opaque, so only the whole id names a task."""
+        if len(task_id) <= TASK_ID_MAX:
+            try:
+                task = await self._service.get(TaskIdParams(task_id=task_id))
+            except InvalidParams as exc:
+                if "candidates" not in (exc.data or {}):  # not an ambiguous prefix
+                    raise a2a_error(exc) from exc
+            except ServiceError as exc:
+                raise a2a_error(exc) from exc
+            else:
+                if task.id == task_id:
+                    return task
+        raise TaskNotFoundError(f"task not found: {task_id}", {"task_id": task_id})
+
+    async def _find(self, task_id: str) -> TaskDetail | None:
+        try:
+            return await self._detail(task_id)
+        except TaskNotFoundError:
+            return None
 
     async def _diff(self, task: TaskDetail) -> TaskDiff | None:
         if task.code is None or task.state not in ("awaiting_approval", "completed"):
@@ -112,42 +135,66 @@ class TierdRequestHandler(RequestHandler):
     ) -> ListTasksResponse:
         size = min(params.page_size or DEFAULT_LIST_TASKS_PAGE_SIZE, MAX_LIST_TASKS_PAGE_SIZE)
         states = TIERD_STATES.get(params.status) if params.status else None
-        query: dict[str, Any] = {"limit": size, "cursor": params.page_token or None}
-        if states:
-            query["state"] = states
-        page = await mapped(lambda: self._service.list(ListParams.model_validate(query)))
         length = params.history_length if params.HasField("history_length") else None
+        found: list[TaskSummary]
+        cursor = None
+        if params.context_id:
+            # A context holds one task, whose id it is.
+            one = await self._find(params.context_id)
+            found = [one] if one is not None and (not states or one.state in states) else []
+        else:
+            query: dict[str, Any] = {"limit": size, "cursor": params.page_token or None}
+            if states:
+                query["state"] = states
+            page = await mapped(lambda: self._service.list(ListParams.model_validate(query)))
+            found, cursor = list(page.tasks), page.next_cursor
         tasks = []
-        for summary in page.tasks:
+        for summary in found:
             if params.include_artifacts:
                 tasks.append(await self._task(await self._detail(summary.id), length))
             else:
                 tasks.append(summary_task(summary, length))
         return ListTasksResponse(
-            tasks=tasks,
-            next_page_token=page.next_cursor or "",
-            page_size=size,
-            total_size=len(tasks),
+            tasks=tasks, next_page_token=cursor or "", page_size=size, total_size=len(tasks)
         )
 
     # --- acting ----------------------------------------------------------------------------
 
     async def on_cancel_task(self, params: CancelTaskRequest, context: ServerCallContext) -> Task:
-        await mapped(lambda: self._service.cancel(TaskIdParams(task_id=params.id)), canceling=True)
-        return await self._task(await self._detail(params.id))
+        task_id = (await self._detail(params.id)).id  # the whole id, never a prefix
+        await mapped(lambda: self._service.cancel(TaskIdParams(task_id=task_id)), canceling=True)
+        return await self._task(await self._detail(task_id))
+
+    async def _target(self, message: Message) -> TaskDetail | None:
+        """The task a message continues; None: it starts one. The context id of a tierd task
+        is its task id, kept in the store with it, so this holds across restarts."""
+        if message.task_id:
+            task = await self._detail(message.task_id)
+            if message.context_id and message.context_id != task.id:
+                raise InvalidParamsError(
+                    f"contextId {message.context_id} is not task {task.id}'s context "
+                    f"(its contextId is {task.id})"
+                )
+            return task
+        if message.context_id:
+            # A context id alone continues the task it names (while it waits for the human).
+            # One tierd did not give out is refused: the spec forbids answering it under a
+            # new context id, and tierd keeps no context ids of clients.
+            named = await self._find(message.context_id)
+            if named is None:
+                raise InvalidParamsError(
+                    f"contextId {message.context_id} is not a tierd context: a context id is "
+                    "the id of a tierd task, as a response gave it. Send the message without "
+                    "contextId to start a task"
+                )
+            return named
+        return None
 
     async def _act(self, request: SendMessageRequest) -> tuple[TaskDetail, tuple[Any, ...] | None]:
         """Start or continue a task; the task after it, and what the message answered."""
         message: Message = request.message
-        before: TaskDetail | None = None
-        if message.task_id:
-            before = await self._detail(message.task_id)
-        elif message.context_id:
-            # A context id is a task id here: it continues that task while it waits for the
-            # human; otherwise (an ended task, an id of the client's own) a new task starts.
-            with contextlib.suppress(ServiceError):
-                found = await self._service.get(TaskIdParams(task_id=message.context_id))
-                before = found if STATES[found.state] in INTERRUPTED else None
+        await mapped(lambda: _check_parts(message))
+        before = await self._target(message)
         if before is not None:
             waiting = before
             intent = await mapped(lambda: _follow_up(message, waiting))
@@ -156,7 +203,8 @@ class TierdRequestHandler(RequestHandler):
             else:
                 await mapped(lambda: self._service.approve(intent.params))
             return await self._detail(before.id), _fingerprint(before)
-        submit = await mapped(lambda: _new_task(request))
+        references = [await self._detail(ref) for ref in dict.fromkeys(message.reference_task_ids)]
+        submit = await mapped(lambda: _new_task(request, references))
         submitted = await mapped(lambda: self._service.submit(submit.params))
         return await self._detail(submitted.task_id), None
 
@@ -175,14 +223,14 @@ class TierdRequestHandler(RequestHandler):
                         task = now
                         if _stops(task, acted_on):
                             break
-        return await self._task(task)
+        return await self._task(task, _history_length(params))
 
     async def on_message_send_stream(
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event, None]:
         after = self._feed.latest
         task, acted_on = await self._act(params)
-        async for event in self._follow(task, after, acted_on):
+        async for event in self._follow(task, after, acted_on, _history_length(params)):
             yield event
 
     async def on_subscribe_to_task(
@@ -212,10 +260,14 @@ class TierdRequestHandler(RequestHandler):
             await events.aclose()  # the feed counts its followers until the generator ends
 
     async def _follow(
-        self, task: TaskDetail, after: int, acted_on: tuple[Any, ...] | None
+        self,
+        task: TaskDetail,
+        after: int,
+        acted_on: tuple[Any, ...] | None,
+        history_length: int | None = None,
     ) -> AsyncGenerator[Event, None]:
         """The task, then its status and artifact updates until it ends or waits again."""
-        yield await self._task(task)
+        yield await self._task(task, history_length)
         if _stops(task, acted_on):
             return
         seen = _fingerprint(task)
@@ -261,9 +313,19 @@ class TierdRequestHandler(RequestHandler):
         raise ExtendedAgentCardNotConfiguredError
 
 
+def _history_length(request: SendMessageRequest) -> int | None:
+    """How much history the client wants with the task (None: all of it)."""
+    config = request.configuration
+    return config.history_length if config.HasField("history_length") else None
+
+
 async def _follow_up(message: Message, task: TaskDetail) -> intents.Answer | intents.Decide:
     return intents.follow_up(message, task)
 
 
-async def _new_task(request: SendMessageRequest) -> intents.Submit:
-    return intents.new_task(request)
+async def _new_task(request: SendMessageRequest, references: list[TaskDetail]) -> intents.Submit:
+    return intents.new_task(request, references)
+
+
+async def _check_parts(message: Message) -> None:
+    intents.check_parts(message)

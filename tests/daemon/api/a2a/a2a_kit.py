@@ -1,7 +1,9 @@
-"""Helpers for the A2A tests: the a2a-sdk client on a daemon, and messages to send it."""
+"""Helpers for the A2A tests: the daemon and its simulator, the a2a-sdk client on it, and
+messages to send it."""
 
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +22,33 @@ from a2a.types.a2a_pb2 import (
 from google.protobuf.json_format import ParseDict
 from google.protobuf.struct_pb2 import Struct
 from support.daemon import DaemonProcess
+from support.plans import stream
+from support.simulator import use_scenario
+
+FAST = {"planner": 0.05, "orchestrator": 0.05, "executor": 0.1}
+TWO = {"latency": FAST, "plan": {"streams": [stream("a"), stream("b")]}}
+Q_A = "Which region should part a cover?"
+#: Stream a asks Q_A: the task waits for an answer (A2A input-required).
+QUESTION = {
+    "latency": FAST,
+    "plan": {"streams": [stream("a"), stream("b")]},
+    "streams": {"a": {"reply": "question", "question": Q_A}},
+}
+
+
+class Env:
+    """The daemon and its simulator; `restart` stops the daemon and starts it on the same home."""
+
+    def __init__(self, d: DaemonProcess, sim: Any) -> None:
+        self.d, self.sim = d, sim
+
+    def use(self, scenario: dict[str, Any]) -> None:
+        use_scenario(self.sim, scenario)
+
+    def restart(self) -> DaemonProcess:
+        self.d.stop(signal.SIGTERM)
+        self.d = DaemonProcess(self.d.home).start()
+        return self.d
 
 
 @asynccontextmanager
@@ -28,7 +57,7 @@ async def a2a_client(
 ) -> AsyncIterator[Client]:
     """The a2a-sdk client on the daemon, found through its agent card."""
     headers = {"Authorization": f"Bearer {token or d.token}"}
-    async with httpx.AsyncClient(headers=headers, timeout=60.0) as http:
+    async with httpx.AsyncClient(headers=headers, timeout=180.0) as http:
         config = ClientConfig(streaming=streaming, httpx_client=http)
         client = await create_client(d.url, client_config=config)
         try:
@@ -41,18 +70,25 @@ def request(
     text: str,
     *,
     task_id: str = "",
+    context_id: str = "",
+    references: list[str] | None = None,
+    message_id: str = "",
     metadata: dict[str, Any] | None = None,
     immediately: bool = False,
+    history_length: int | None = None,
 ) -> SendMessageRequest:
     message = Message(
-        message_id=str(uuid.uuid4()),
+        message_id=message_id or str(uuid.uuid4()),
         role=Role.ROLE_USER,
         parts=[Part(text=text)],
         task_id=task_id,
+        context_id=context_id,
+        reference_task_ids=references or [],
     )
-    sent = SendMessageRequest(
-        message=message, configuration=SendMessageConfiguration(return_immediately=immediately)
-    )
+    configuration = SendMessageConfiguration(return_immediately=immediately)
+    if history_length is not None:
+        configuration.history_length = history_length
+    sent = SendMessageRequest(message=message, configuration=configuration)
     if metadata:
         sent.metadata.CopyFrom(ParseDict(metadata, Struct()))
     return sent

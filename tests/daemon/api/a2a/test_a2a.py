@@ -5,11 +5,6 @@ A real daemon subprocess, models from tierd's simulator over real HTTP; A2A task
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-
 import httpx
 import pytest
 from a2a.types.a2a_pb2 import (
@@ -20,50 +15,14 @@ from a2a.types.a2a_pb2 import (
     TaskState,
 )
 from a2a.utils.errors import TaskNotCancelableError, TaskNotFoundError
-from a2a_kit import a2a_client, collect, request
-from support.daemon import DaemonProcess, write_config
-from support.plans import stream
-from support.simulator import running_simulator, use_scenario
+from a2a_kit import FAST, Q_A, QUESTION, TWO, Env, a2a_client, collect, request
 
 pytestmark = pytest.mark.slow
 
-FAST = {"planner": 0.05, "orchestrator": 0.05, "executor": 0.1}
-Q_A = "Which region should part a cover?"
-QUESTION = {
-    "latency": FAST,
-    "plan": {"streams": [stream("a"), stream("b")]},
-    "streams": {"a": {"reply": "question", "question": Q_A}},
-}
-TWO = {"latency": FAST, "plan": {"streams": [stream("a"), stream("b")]}}
 SLOW = {"latency": {"planner": 60.0, "orchestrator": 60.0, "executor": 60.0}}
 WORKING = TaskState.TASK_STATE_WORKING
 INPUT = TaskState.TASK_STATE_INPUT_REQUIRED
 COMPLETED = TaskState.TASK_STATE_COMPLETED
-
-
-class Env:
-    def __init__(self, d: DaemonProcess, sim: Any) -> None:
-        self.d, self.sim = d, sim
-
-    def use(self, scenario: dict[str, Any]) -> None:
-        use_scenario(self.sim, scenario)
-
-    def restart(self) -> DaemonProcess:
-        self.d.stop(signal.SIGTERM)
-        self.d = DaemonProcess(self.d.home).start()
-        return self.d
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    home: Path = tmp_path_factory.mktemp("home")
-    with running_simulator(TWO) as sim:
-        write_config(home, sim.url, "[a2a]\nsend_wait_s = 20.0\n")
-        e = Env(DaemonProcess(home).start(), sim)
-        try:
-            yield e
-        finally:
-            e.d.stop()
 
 
 def test_the_agent_card_describes_skills_rpc_streaming_and_bearer(env: Env) -> None:
@@ -137,6 +96,8 @@ async def test_cancel_and_a_second_cancel_is_refused(env: Env) -> None:
     async with a2a_client(env.d) as client:
         (first,) = await collect(client.send_message(request("Slow work", immediately=True)))
         assert first.task.status.state in {TaskState.TASK_STATE_SUBMITTED, WORKING}
+        with pytest.raises(TaskNotFoundError):  # a prefix names no task over A2A
+            await client.cancel_task(CancelTaskRequest(id=first.task.id[:10]))
         canceled = await client.cancel_task(CancelTaskRequest(id=first.task.id))
         assert canceled.status.state == TaskState.TASK_STATE_CANCELED
         with pytest.raises(TaskNotCancelableError, match="already canceled"):
