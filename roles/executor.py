@@ -1,13 +1,18 @@
 """The executor (cheap tier): carries out one stream and returns its output.
 
 It sees only its own stream and the outputs of its dependencies, never the whole task, so its
-prompt does not grow with the number of streams. It may answer with a question for the human
-or a proposed split of its own stream instead of an output.
+prompt does not grow with the number of streams. Of the task's attachments it gets only its
+stream's: images as image parts when its model sees them, else the planner's description of
+them. It may answer with a question for the human or a proposed split of its own stream
+instead of an output.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from roles.calls import Caller
+from roles.models.content import AttachmentContent
 from roles.plan.schema import ExecutorReply, StreamSpec
 from roles.prompts import PromptRules, executor_messages
 
@@ -24,9 +29,21 @@ async def execute(
     answers: dict[str, str] | None,
     may_split: bool,
     attempt: int = 0,
+    attachments: Sequence[AttachmentContent] = (),
+    show_images: bool = False,
+    descriptions: Mapping[str, str] | None = None,
 ) -> ExecutorReply:
     messages = executor_messages(
-        stream, goal_line, dep_outputs, rules, feedback, answers, may_split
+        stream,
+        goal_line,
+        dep_outputs,
+        rules,
+        feedback,
+        answers,
+        may_split,
+        attachments=attachments,
+        show_images=show_images,
+        descriptions=descriptions,
     )
     out = await call(
         "executor",

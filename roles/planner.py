@@ -7,9 +7,11 @@ the validator's message, a bounded number of times. An answer that never parsed 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from roles.calls import Caller
+from roles.models.content import AttachmentContent
 from roles.models.errors import ModelOutputError
 from roles.plan.schema import Plan
 from roles.plan.validator import PlanRules, format_problems, validate_plan
@@ -33,11 +35,18 @@ async def make_plan(
     max_attempts: int,
     *,
     project: ProjectContext | None = None,
+    attachments: Sequence[AttachmentContent] = (),
+    planner_sees_images: bool = False,
+    executors_see_images: bool = False,
 ) -> PlanOutcome:
     """Ask for a plan until one passes the validator, at most `max_attempts` times.
 
     `project` makes it a code task's plan: the planner sees the repository (and `plan_rules`
-    should have `code=True`, so ownership globs are checked).
+    should have `code=True`, so ownership globs are checked). `attachments` are all of the
+    task's (the planner sees them all, their images as image parts when
+    `planner_sees_images`); `plan_rules` should name them, and list in `describe` those an
+    executor cannot see (`executors_see_images` false), so the validator holds the plan to
+    what the prompt asks.
     """
     previous_error: str | None = None
     previous_plan: Plan | str | None = None
@@ -51,6 +60,9 @@ async def make_plan(
             previous_error=previous_error,
             previous_plan=previous_plan,
             project=project,
+            attachments=attachments,
+            planner_sees_images=planner_sees_images,
+            executors_see_images=executors_see_images,
         )
         try:
             out = await call(

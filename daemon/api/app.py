@@ -22,7 +22,7 @@ from daemon.api.a2a.routes import a2a_routes
 from daemon.api.composition import Daemon
 from daemon.api.connections import ConnectionLimits
 from daemon.api.dashboard import DashboardSessions, dashboard_router
-from daemon.api.guard import Guard
+from daemon.api.guard import Guard, attachment_body_cap
 from daemon.api.http_errors import install_error_handlers
 from daemon.api.json_body import StrictJsonBody
 from daemon.api.mcp.server import mcp_endpoint
@@ -92,11 +92,16 @@ def create_app(
     # The router and the guard share one set of sessions: the guard admits what it signed in.
     sessions = dashboard or DashboardSessions()
     app.include_router(dashboard_router(sessions))
+    max_body = int(daemon.config.get("server.max_body_bytes"))
     return Guard(
         StrictJsonBody(app),
         token=token,
         allowed_origins=list(daemon.config.get("server.allowed_origins")),
-        max_body_bytes=int(daemon.config.get("server.max_body_bytes")),
+        max_body_bytes=max_body,
         allow_remote=allow_remote,
         dashboard=sessions,
+        # A submit carrying attachments may be larger by a task's worth of files as base64.
+        max_attachment_body_bytes=attachment_body_cap(
+            max_body, int(daemon.config.get("attachments.max_task_bytes"))
+        ),
     )

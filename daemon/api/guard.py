@@ -8,13 +8,21 @@ with two Host, Origin or Authorization headers is refused, since which one a par
 varies. WebSocket requests get the same checks. An origin in `server.allowed_origins` gets
 CORS headers, and its preflight (which never carries a token) is answered. It is a pure ASGI
 middleware so streaming responses (SSE) pass through untouched.
+
+Bodies are capped at `server.max_body_bytes`, except a submit that carries attachments (POST
+/v1/tasks or /rpc): its cap is raised by what `attachments.max_task_bytes` of files take as
+base64 (`attachment_body_cap`). A body over the ordinary cap passes only when it does carry
+attachments (a multipart form, or JSON whose `attachments` list is not empty); the service
+then holds each file to its own limits.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
+import math
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -38,6 +46,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 OPEN_PATHS = frozenset({"/healthz", "/.well-known/agent-card.json"})
 #: Request headers an allowed browser page may send.
 CORS_HEADERS = ("authorization", "content-type", "last-event-id")
+#: The routes a submit with attachments comes through; only their bodies may pass the
+#: ordinary cap.
+ATTACHMENT_PATHS = frozenset({"/v1/tasks", "/rpc"})
+#: Room for what wraps the files beside their base64: names, types, form headers.
+ATTACHMENT_SLACK_BYTES = 1 << 20
 
 
 #: A Host header: a bracketed IPv6 literal or a name without colons, then an optional port.
@@ -75,6 +88,43 @@ def declares_over(content_length: str, most: int) -> bool:
     the capped read of the body."""
     text = content_length.strip()
     return text.isascii() and text.isdigit() and int(text) > most
+
+
+def attachment_body_cap(max_body_bytes: int, max_task_bytes: int) -> int:
+    """The body cap of a submit carrying attachments: the ordinary cap, plus a task's worth of
+    files as base64 (4 bytes per 3), plus room for what wraps them."""
+    return max_body_bytes + 4 * math.ceil(max_task_bytes / 3) + ATTACHMENT_SLACK_BYTES
+
+
+def _submit_with_files(doc: Any) -> bool:
+    """Whether a parsed REST or JSON-RPC body submits a task with attachments."""
+    if isinstance(doc, list):  # a JSON-RPC batch
+        return any(_submit_with_files(item) for item in doc)
+    if not isinstance(doc, dict):
+        return False
+    if "method" in doc:
+        params = doc.get("params")
+        return doc.get("method") == "task/submit" and _submit_with_files(params)
+    files = doc.get("attachments")
+    return isinstance(files, list) and bool(files)
+
+
+async def carries_attachments(scope: Scope, body: bytes) -> bool:
+    """Whether a request to an attachment path submits attachments: a multipart form on
+    /v1/tasks, or JSON whose attachments list is not empty (parsed on a worker thread: the
+    body is large, or this would not be asked)."""
+    content_type = _header(scope, b"content-type").lower()
+    if scope["path"] == "/v1/tasks" and content_type.startswith("multipart/form-data"):
+        return True
+    try:
+        doc = await asyncio.to_thread(json.loads, body)
+    except (ValueError, RecursionError):
+        return False
+    return _submit_with_files(doc)
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    return next((v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == name), "")
 
 
 class BodyTooLarge(Exception):
@@ -153,6 +203,7 @@ class Guard:
         max_body_bytes: int,
         allow_remote: bool = False,
         dashboard: DashboardSessions | None = None,
+        max_attachment_body_bytes: int | None = None,
     ) -> None:
         self._token = token.encode()
         #: Browser sessions of the dashboard: a cookie plus a page key, never the token.
@@ -172,6 +223,8 @@ class Guard:
             else app
         )
         self._max_body = max_body_bytes
+        #: The cap of a submit carrying attachments (`attachment_body_cap`); None: no raise.
+        self._max_attachment_body = max(max_body_bytes, max_attachment_body_bytes or 0)
         self._allow_remote = allow_remote
 
     def refusal(self, scope: Scope) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
@@ -265,25 +318,37 @@ class Guard:
             await _reply(send, *refused)
             return
         if scope["method"] in {"POST", "PUT", "PATCH"}:
-            declared = next(
-                (
-                    v.decode("latin-1")
-                    for k, v in scope.get("headers", [])
-                    if k.lower() == b"content-length"
-                ),
-                None,
-            )
-            if declared is not None and declares_over(declared, self._max_body):
-                await _reply(send, 413, f"request body over {self._max_body} bytes")
-                return
-            # Read the body here, so a chunked body without a length is capped as well.
-            try:
-                body = await read_body(receive, self._max_body)
-            except BodyTooLarge:
-                await _reply(send, 413, f"request body over {self._max_body} bytes")
-                return
-            if body is None:  # the client went away
-                return
-            await self.app(scope, replaying(body, receive), send)
+            await self._with_body(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+    async def _with_body(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Read the body under its cap (the raised one for a submit with attachments), then
+        pass the request on with it."""
+        cap = self._max_body
+        if scope["method"] == "POST" and scope["path"] in ATTACHMENT_PATHS:
+            cap = self._max_attachment_body
+        declared = _header(scope, b"content-length") or None
+        if declared is not None and declares_over(declared, cap):
+            await _reply(send, 413, self._too_large(cap))
+            return
+        # Read the body here, so a chunked body without a length is capped as well.
+        try:
+            body = await read_body(receive, cap)
+        except BodyTooLarge:
+            await _reply(send, 413, self._too_large(cap))
+            return
+        if body is None:  # the client went away
+            return
+        if len(body) > self._max_body and not await carries_attachments(scope, body):
+            await _reply(send, 413, self._too_large(self._max_body))
+            return
+        await self.app(scope, replaying(body, receive), send)
+
+    def _too_large(self, cap: int) -> str:
+        if cap == self._max_body:
+            return f"request body over {cap} bytes"
+        return (
+            f"request body over {cap} bytes (server.max_body_bytes, plus the base64 of "
+            "attachments.max_task_bytes of attachments)"
+        )

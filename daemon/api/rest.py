@@ -78,7 +78,43 @@ async def healthz(request: Request) -> Health:
     return Health(ok=True, instance_id=getattr(request.app.state, "instance_id", None))
 
 
-@router.post("/v1/tasks", status_code=202, tags=["tasks"], responses=BUSY_RESPONSE)
+#: The submit's second form, described beside the JSON body FastAPI documents: the same
+#: params, the files as parts (`json_body` turns the form into the JSON body).
+SUBMIT_FORM: dict[str, Any] = {
+    "requestBody": {
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["task"],
+                    "properties": {
+                        "task": {
+                            "type": "string",
+                            "description": "the submit's params as JSON (the application/json "
+                            "body), without attachments",
+                        },
+                        "attachments": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "the files: each part's filename is the "
+                            "attachment's name, its Content-Type the media type (told by the "
+                            "content when absent or application/octet-stream)",
+                        },
+                    },
+                }
+            }
+        }
+    }
+}
+
+
+@router.post(
+    "/v1/tasks",
+    status_code=202,
+    tags=["tasks"],
+    responses=BUSY_RESPONSE,
+    openapi_extra=SUBMIT_FORM,
+)
 async def submit_task(
     body: SubmitParams,
     request: Request,
@@ -93,6 +129,8 @@ async def submit_task(
         ),
     ] = None,
 ) -> Submitted:
+    """Submit a task; returns its id at once. The body is the submit's params as JSON, or a
+    multipart form: a `task` field holding that JSON and the files as `attachments` parts."""
     if idempotency_key is not None:
         if body.idempotency_key not in (None, idempotency_key):
             raise InvalidParams(

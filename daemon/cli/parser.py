@@ -155,6 +155,13 @@ def _add_submit(add: _Commands) -> None:
         metavar="FILE",
         help="file whose text is the task's context ('-' reads stdin)",
     )
+    sp.add_argument(
+        "--attach",
+        action="append",
+        metavar="FILE",
+        help="a file for the task (repeatable): a PNG, JPEG, WebP or GIF image, a PDF, a CSV "
+        "or XLSX spreadsheet; its type is told by its content (and a .csv name)",
+    )
     sp.add_argument("--project-dir", metavar="DIR", help="project root (its .tierd.toml applies)")
     sp.add_argument("--approval", action="store_true", help="wait for approval of the result")
     sp.add_argument("--parallelize", choices=["when-possible", "always", "never"])
@@ -371,6 +378,13 @@ def _add_tools(add: _Commands) -> None:
     )
     sp.add_argument("--quick", action="store_true", help="a short run (under a minute)")
     sp.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
+    sp.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help="run only this workload (repeatable): sales_lead, wide, dag, dag_never, code; "
+        "skips the once-per-run API, scale and governor measurements",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,6 +9,8 @@ the engine: see `output.py`.
 from __future__ import annotations
 
 import argparse
+import base64
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -25,6 +27,7 @@ from daemon.cli.output import (
     print_json,
 )
 from daemon.cli.terminal import clean, clean_data
+from daemon.service.attachments.kinds import guess_media_type
 
 if TYPE_CHECKING:
     from daemon.cli.client import Client
@@ -91,9 +94,48 @@ def _code_args(args: argparse.Namespace) -> dict[str, Any] | None:
     return code
 
 
+def _attachments(paths: list[str] | None) -> list[dict[str, Any]] | None:
+    """The files `--attach` names, as the submit takes them (name, media type told by the
+    content, base64); None (after saying why) when one cannot be read."""
+    attachments = []
+    for path in paths or []:
+        try:
+            data = Path(path).expanduser().read_bytes()
+        except OSError as exc:
+            err(f"cannot read --attach {path}: {exc.strerror or exc}")
+            return None
+        name = Path(path).name
+        attachments.append(
+            {
+                "name": name,
+                "media_type": guess_media_type(name, data),
+                "data": base64.b64encode(data).decode("ascii"),
+            }
+        )
+    return attachments
+
+
+def _submit(daemon: Client, params: dict[str, Any]) -> dict[str, Any]:
+    """task/submit with attachments (`Client.submit` takes none yet), retry-safe as it is:
+    one idempotency key, and a dropped connection resends once with it."""
+    from daemon.cli.client import DaemonNotResponding, DaemonNotRunning
+
+    params.setdefault("idempotency_key", secrets.token_urlsafe(24))
+    try:
+        result: dict[str, Any] = daemon.rpc("task/submit", params)
+    except DaemonNotResponding:
+        raise  # it may still be working on it: waiting again would double the wait
+    except DaemonNotRunning:
+        result = daemon.rpc("task/submit", params)
+    return result
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     code = _code_args(args)
     if code is None:
+        return EXIT_USAGE
+    attachments = _attachments(args.attach)
+    if attachments is None:
         return EXIT_USAGE
     context = ""
     if args.context_file:
@@ -107,9 +149,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if options is None:
         return EXIT_USAGE
     with client() as daemon:
-        out = daemon.submit(
-            args.goal, context, options, idempotency_key=args.idempotency_key, **code
-        )
+        if attachments:
+            params = {"goal": args.goal, "context": context, "options": options, **code}
+            if args.idempotency_key:
+                params["idempotency_key"] = args.idempotency_key
+            out = _submit(daemon, {**params, "attachments": attachments})
+        else:
+            out = daemon.submit(
+                args.goal, context, options, idempotency_key=args.idempotency_key, **code
+            )
         if args.watch:
             print(f"submitted {out['task_id']}", file=sys.stderr)
             return watch(daemon, out["task_id"], as_json=args.json)

@@ -50,6 +50,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "models.*.max_retries": (0, 20),
     "models.*.max_repairs": (0, 10),
     "code.max_steps": (1, 500),
+    "code.fix_max_steps": (1, 500),
     "code.command_timeout_s": (1, 86_400),
     "code.setup_timeout_s": (1, 86_400),
     "code.max_output_bytes": (1000, 10_000_000),
@@ -68,6 +69,15 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "concurrency.reserve_bytes": (0, 1 << 50),
     "concurrency.cooldown_s": (0, 3600),
     "concurrency.min_agent_bytes": (1, 1 << 40),
+    "attachments.max_count": (0, 1000),
+    "attachments.max_bytes": (1, 1 << 30),
+    "attachments.max_task_bytes": (1, 1 << 30),
+    "attachments.pdf_max_pages": (1, 100_000),
+    "attachments.pdf_max_rendered_pages": (0, 1000),
+    "attachments.pdf_render_dpi": (36, 300),
+    "attachments.table_max_rows": (1, 1_000_000),
+    "attachments.table_max_cells": (1, 100_000_000),
+    "attachments.text_max_chars": (1000, 100_000_000),
     "mcp.tool_wait_s": (1, 600),
     "a2a.send_wait_s": (1, 600),
 }
@@ -111,6 +121,7 @@ NESTED_LISTS = {"rules.coupled"}
 ORDERED: tuple[tuple[str, str], ...] = (
     ("concurrency.floor", "concurrency.ceiling"),
     ("concurrency.soft", "concurrency.hard"),
+    ("attachments.max_bytes", "attachments.max_task_bytes"),
 )
 #: Keys (or `table.` prefixes) a running daemon reads only at start: a change to them is
 #: written, and takes effect at the next `tierd serve`. `concurrency.ceiling` is applied at once.

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from daemon.engine.code.merge_point import CodeMerge
 from daemon.engine.code.stream_runner import CodeStreams
 from daemon.engine.code.task_code import CodeTask
 from daemon.engine.conflicts import ConflictCheck
-from daemon.engine.context import TaskContext
+from daemon.engine.context import TaskAttachments, TaskContext
 from daemon.engine.ending import finalize, partial_report
 from daemon.engine.errors import TaskFailed
 from daemon.engine.gateway import HeldAnswers, ModelsFactory, Slots, TaskGateway
@@ -39,9 +39,10 @@ from daemon.engine.usage import UsageRecorder
 from daemon.store.states import TERMINAL, TaskState
 from daemon.store.store import Store, TaskRow
 from roles.model_caller import ModelCaller
+from roles.models.content import tier_sees_images
 from roles.models.errors import ModelError
 from roles.models.routing import check_tiers
-from roles.plan.schema import Plan
+from roles.plan.schema import Plan, StreamSpec
 from roles.plan.validator import sequentialize
 from roles.planner import make_plan
 from roles.project import ProjectContext
@@ -121,10 +122,18 @@ class TaskRun:
         gateway = TaskGateway(
             self.store, self.task_id, self.parts.slots, models, human.progress, self.parts.held
         )
-        ctx = TaskContext.of(self.store, row, settings, gateway, gateway.settled)
+        # Which tiers see images decides what each prompt carries of the attachments.
+        attachments = await TaskAttachments.load(
+            self.store,
+            self.task_id,
+            planner_sees=tier_sees_images(tiers["planner"]),
+            executor_sees=tier_sees_images(tiers["executor"]),
+        )
+        ctx = TaskContext.of(self.store, row, settings, gateway, gateway.settled, attachments)
         code = await self._code_streams(ctx)
         work = StreamWork(ctx, book, human, code)
         plan = await self._planning(ctx, states, code.project if code else None)
+        attachments.use_plan(plan)
         outputs = await Scheduler(ctx, states, book, work, human).execute(plan)
         if code is None:
             # A code task's streams own disjoint paths and their results are branches: the
@@ -159,20 +168,28 @@ class TaskRun:
         if row.plan_json:
             return Plan.model_validate_json(row.plan_json)
         await states.move(TaskState.planning)
+        files = ctx.attachments
         outcome = await make_plan(
             ctx.call,
             row.goal,
             row.context,
             ctx.rules,
-            ctx.plan_rules,
+            # Images an executor cannot see need the planner's description in the plan (a
+            # code stream's coder takes no attachments: nothing to describe for it).
+            replace(ctx.plan_rules, describe=[] if project else files.needing_description()),
             ctx.settings.max_attempts,
             project=project,
+            attachments=await files.contents(pictures=files.planner_sees_images),
+            planner_sees_images=files.planner_sees_images,
+            executors_see_images=files.executor_sees_images,
         )
         if outcome.plan is None:
             raise TaskFailed(
                 f"no valid plan after {outcome.attempts} attempts: " + "; ".join(outcome.problems)
             )
         plan = sequentialize(outcome.plan) if ctx.settings.never else outcome.plan
+        if files.rows:
+            plan = files.delivered(plan, code=project is not None)
         log.info(
             "task %s: planned %d stream(s) after %d attempt(s)",
             self.task_id,
@@ -189,11 +206,16 @@ class TaskRun:
                 {
                     "attempts": outcome.attempts,
                     "summary": plan.summary,
-                    "streams": [
-                        {"id": s.id, "title": s.title, "depends_on": s.depends_on}
-                        for s in plan.streams
-                    ],
+                    "streams": [_plan_event_stream(s) for s in plan.streams],
                 },
             ),
         )
         return plan
+
+
+def _plan_event_stream(spec: StreamSpec) -> dict[str, Any]:
+    """A stream as the `task.plan` event lists it; with attachments, how each reaches it."""
+    shown: dict[str, Any] = {"id": spec.id, "title": spec.title, "depends_on": spec.depends_on}
+    if spec.attachment_delivery:
+        shown["attachments"] = spec.attachment_delivery
+    return shown

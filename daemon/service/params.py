@@ -50,8 +50,8 @@ IDEMPOTENCY_KEY_DOC = (
     "optional client-chosen key (1-128 visible ASCII characters, e.g. a UUID) that makes the "
     "submit safe to retry: a submit whose key already names a task creates nothing and answers "
     "that task's id and current state with duplicate=true; the same key with a different goal, "
-    "context, options, repo, base or include_uncommitted is refused (-32602 / HTTP 422, field "
-    "idempotency_key). Keys are kept with their task, across restarts."
+    "context, options, repo, base, include_uncommitted or attachments is refused (-32602 / "
+    "HTTP 422, field idempotency_key). Keys are kept with their task, across restarts."
 )
 
 
@@ -76,6 +76,34 @@ INCLUDE_UNCOMMITTED_DOC = (
 )
 
 
+ATTACHMENTS_DOC = (
+    "files handed over with the task (PNG, JPEG, WebP and GIF images, PDF documents, CSV and "
+    "XLSX spreadsheets): the planner sees them all, each executor the ones the plan gives its "
+    "stream. Limits per file and per task in the [attachments] configuration table; a file "
+    "refused (its type, size, or content that cannot be read) refuses the submit (-32602 / "
+    "HTTP 422 naming attachments[i] and its name; data lists what is accepted), and nothing "
+    "is stored. REST also takes them as multipart/form-data (see POST /v1/tasks)."
+)
+ATTACHMENT_NAME_MAX = 255
+
+
+class AttachmentParams(Strict):
+    """One attachment of a submit: its file name, media type and base64 content."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=ATTACHMENT_NAME_MAX,
+        description="the file's name (no path separators): the plan and prompts refer to it",
+    )
+    media_type: str = Field(
+        default="",
+        max_length=255,
+        description="its media type, e.g. application/pdf; checked against the content's "
+        "first bytes. Empty or application/octet-stream: told by the content (and a .csv name)",
+    )
+    data: str = Field(description="the file's bytes, base64 (RFC 4648; whitespace ignored)")
+
+
 class SubmitParams(Strict):
     goal: str = Field(min_length=1, description="what the task should achieve")
     context: str = Field(default="", description="background the planner should know")
@@ -91,6 +119,9 @@ class SubmitParams(Strict):
         max_length=IDEMPOTENCY_KEY_MAX,
         pattern=IDEMPOTENCY_KEY_PATTERN,
         description=IDEMPOTENCY_KEY_DOC,
+    )
+    attachments: list[AttachmentParams] = Field(
+        default_factory=list, max_length=1000, description=ATTACHMENTS_DOC
     )
 
 

@@ -3,7 +3,9 @@
 A submit answers at once with the task's id; the work runs in the engine. A submit with an
 idempotency key is safe to retry: the key names one task, across retries, restarts and
 processes sharing the database. A submit with `repo` is a code task: its repository is checked
-here and its facts stored with it (`code_repo`).
+here and its facts stored with it (`code_repo`). A submit's attachments are checked and read
+before anything is stored, and kept in the task's folder as the task is created
+(`attachments`): a refused submit leaves nothing behind, neither a row nor a file.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any
 from daemon.config.layers import Config
 from daemon.home.paths import Homes
 from daemon.service.admission import ActiveTasks, KeyLocks
+from daemon.service.attachments.keeper import AttachmentKeeper
+from daemon.service.attachments.prepare import Decoded, Prepared
 from daemon.service.code_repo import code_facts, same_code
 from daemon.service.configuration import Configuration
 from daemon.service.detached import Detached
@@ -56,19 +60,20 @@ def _check_text(params: SubmitParams, config: Config) -> None:
         raise InvalidParams("goal: must not be blank", {"field": "goal"})
 
 
-def _duplicate(row: TaskRow, params: SubmitParams) -> Submitted:
+def _duplicate(row: TaskRow, params: SubmitParams, same_attachments: bool) -> Submitted:
     """The answer to a submit whose idempotency key already names `row`."""
     same = (
         row.goal == params.goal
         and row.context == params.context
         and row.options_json == params.options.model_dump_json(exclude_none=True)
         and same_code(row, params)
+        and same_attachments
     )
     if not same:
         raise InvalidParams(
             f"idempotency_key: already used for another request (task {row.id}, with a "
-            "different goal, context, options, repo, base or include_uncommitted); use a new "
-            "key for a new task",
+            "different goal, context, options, repo, base, include_uncommitted or "
+            "attachments); use a new key for a new task",
             {"field": "idempotency_key", "task_id": row.id},
         )
     return Submitted(task_id=row.id, state=TaskState(row.state), duplicate=True)
@@ -97,20 +102,26 @@ class Submission:
         # Submits admitted but not yet stored: they count against the limit too.
         self._admitting = 0
         self._key_locks = KeyLocks()
+        #: The tasks' attachments: checked and read at submit, kept in each task's folder.
+        self.attachments = AttachmentKeeper(store, homes.data_dir)
 
     async def submit(self, params: SubmitParams) -> Submitted:
-        _check_text(params, self._configuration.current)
+        config = self._configuration.current
+        _check_text(params, config)
+        # Decoded and typed first (cheap), read only for a new task (see _submit_new).
+        decoded = await self.attachments.decode(params.attachments, config)
         key = params.idempotency_key
         if key is None:
-            return await self._submit_new(params)
+            return await self._submit_new(params, decoded)
         # One submit per key at a time in this daemon: a concurrent retry waits for the first
         # and then finds its task, instead of racing it through admission.
         async with self._key_locks.hold(key):
             existing = await self._store.task_by_key(key)
             if existing is not None:
                 # Before admission: a retry of a task already counted is not a new task.
-                return _duplicate(existing, params)
-            return await self._submit_new(params)
+                same = await self.attachments.same_as_stored(existing.id, decoded)
+                return _duplicate(existing, params, same)
+            return await self._submit_new(params, decoded)
 
     async def _admit(self) -> None:
         """Refuse a task when limits.max_active_tasks are already unfinished."""
@@ -126,18 +137,19 @@ class Submission:
                 data={"limit": limit},
             )
 
-    async def _submit_new(self, params: SubmitParams) -> Submitted:
+    async def _submit_new(self, params: SubmitParams, decoded: list[Decoded]) -> Submitted:
         # A code task's repository first: it is the task's project (its .tierd.toml applies),
         # and checking it takes git a moment, which must not sit between admission and the
-        # count below.
+        # count below; so does reading the attachments (a PDF's pages, a workbook's cells).
         code = await code_facts(params, self._homes)
+        prepared = await self.attachments.read(decoded, self._configuration.current)
         await self._admit()
         project = code["repo"] if code is not None else None
         config = effective_config(self._configuration.current, params.options, project)
         check_models(config, self._env)
         await check_routing(self._engine, task_settings(config), wait=False)
         self._admitting += 1
-        creating = asyncio.ensure_future(self._create(params, config, code))
+        creating = asyncio.ensure_future(self._create(params, config, code, prepared))
         # Counted until the creation itself ends, not the request: a client that goes away
         # leaves the creation running, and it must still count against the limit.
         creating.add_done_callback(self._admitted)
@@ -149,7 +161,11 @@ class Submission:
         self._admitting -= 1
 
     async def _create(
-        self, params: SubmitParams, config: Config, code: dict[str, Any] | None
+        self,
+        params: SubmitParams,
+        config: Config,
+        code: dict[str, Any] | None,
+        prepared: list[Prepared],
     ) -> Submitted:
         now = time.time()
         row = TaskRow(
@@ -164,11 +180,17 @@ class Submission:
             idempotency_key=params.idempotency_key,
             code_json=None if code is None else json.dumps(code),
         )
-        if row.idempotency_key is None:
-            await self._store.create_task(row)
-        else:
-            stored, created = await self._store.create_task_once(row)
-            if not created:  # another process sharing the database took the key first
-                return _duplicate(stored, params)
+        # The attachments' folder is written, then the task and their rows are stored in one
+        # transaction; a task not created removes the folder again.
+        async with self.attachments.keeping(row.id, prepared) as kept:
+            if row.idempotency_key is None:
+                await self._store.create_task(row, kept.rows)
+            else:
+                stored, created = await self._store.create_task_once(row, kept.rows)
+                if not created:  # another process sharing the database took the key first
+                    kept.discard()
+                    decoded = [p.decoded for p in prepared]
+                    same = await self.attachments.same_as_stored(stored.id, decoded)
+                    return _duplicate(stored, params, same)
         self._engine.start(row.id)
         return Submitted(task_id=row.id, state=TaskState.queued)

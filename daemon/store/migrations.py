@@ -15,7 +15,7 @@ from sqlmodel import Session, SQLModel
 
 from daemon.store.tables import MetaRow
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class SchemaTooNew(RuntimeError):
@@ -54,8 +54,18 @@ def _v3_to_v4(engine: Engine) -> None:
                 conn.execute(text(f"ALTER TABLE {table} ADD COLUMN code_json VARCHAR"))
 
 
+def _v4_to_v5(engine: Engine) -> None:
+    # v5 added the attachments table (a task's files); existing tasks have none.
+    SQLModel.metadata.create_all(engine, tables=[SQLModel.metadata.tables["attachments"]])
+
+
 #: from-version -> the function that moves the schema one version up.
-MIGRATIONS: dict[int, Callable[[Engine], None]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
+MIGRATIONS: dict[int, Callable[[Engine], None]] = {
+    1: _v1_to_v2,
+    2: _v2_to_v3,
+    3: _v3_to_v4,
+    4: _v4_to_v5,
+}
 
 
 def migrate(engine: Engine) -> None:

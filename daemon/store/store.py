@@ -15,11 +15,12 @@ their own modules, and the names other packages use are importable from here.
   `lock`: one daemon per database; `errors`: the store's own errors (in use, disk full);
   `events`: the event record;
 - the queries: `tasks`, `event_log`, `streams` (with the step memo), `usage`,
-  `questions` (answers and approvals).
+  `questions` (answers and approvals), `attachments` (a task's files).
 """
 
 from __future__ import annotations
 
+from daemon.store.attachments import AttachmentQueries
 from daemon.store.database import redact_url
 from daemon.store.errors import StoreError, StoreFull, StoreInUse, StoreUnavailable
 from daemon.store.event_log import EventLog
@@ -28,6 +29,7 @@ from daemon.store.migrations import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew
 from daemon.store.questions import HumanInput
 from daemon.store.streams import StreamQueries
 from daemon.store.tables import (
+    AttachmentRow,
     EventRow,
     MetaRow,
     QuestionRow,
@@ -42,6 +44,7 @@ from daemon.store.usage import UsageLog
 __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "AttachmentRow",
     "EventRow",
     "MetaRow",
     "NewEvent",
@@ -61,5 +64,5 @@ __all__ = [
 ]
 
 
-class Store(TaskQueries, StreamQueries, EventLog, UsageLog, HumanInput):
+class Store(TaskQueries, StreamQueries, EventLog, UsageLog, HumanInput, AttachmentQueries):
     """Async facade over the database; every method runs on the store's own thread."""

@@ -107,6 +107,35 @@ class QuestionRow(SQLModel, table=True):
     answered_at: float | None = None
 
 
+class AttachmentRow(SQLModel, table=True):
+    """One file handed over with a task (schema v5): its metadata; the bytes and what was read
+    out of them are files in `folder`, the task's private attachments folder."""
+
+    __tablename__ = "attachments"
+    __table_args__ = (UniqueConstraint("task_id", "position"),)
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: str = Field(index=True, foreign_key="tasks.id")
+    #: Its index in the submit's list (the order the planner sees them in).
+    position: int
+    name: str
+    media_type: str
+    #: "image", "pdf" or "table".
+    kind: str
+    sha256: str
+    size: int
+    #: The folder holding its content (named by sha256) and the files below.
+    folder: str
+    #: The extracted text (PDF pages, table cells), a file in `folder`; None for an image.
+    text_file: str | None = None
+    #: One line about its shape, as the prompts show it.
+    summary: str = ""
+    #: Pages rendered as images: [{"page": n, "file": name in `folder`}].
+    renders_json: str = "[]"
+    #: What the reading found (pages without text, sheets and rows, an image's size, cuts).
+    facts_json: str = "{}"
+    created_at: float
+
+
 class MetaRow(SQLModel, table=True):
     __tablename__ = "meta"
     key: str = Field(primary_key=True)

@@ -7,33 +7,48 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from daemon.store.events import NewEvent, add_event, as_new, as_new_or_none
 from daemon.store.states import TERMINAL, check_move
-from daemon.store.tables import TaskRow
+from daemon.store.tables import AttachmentRow, TaskRow
 from daemon.store.thread import StoreThread
+
+
+def _add_task(s: Session, row: TaskRow, attachments: Sequence[AttachmentRow]) -> None:
+    s.add(row)
+    if attachments:
+        s.flush()  # the task first: its attachments refer to it (foreign keys are on)
+        s.add_all(attachments)
 
 
 class TaskQueries(StoreThread):
     """Reads and writes of the `tasks` table."""
 
-    async def create_task(self, row: TaskRow) -> NewEvent:
+    async def create_task(
+        self, row: TaskRow, attachments: Sequence[AttachmentRow] = ()
+    ) -> NewEvent:
+        """Create `row` with its `attachments`' metadata, in one transaction."""
+
         def work() -> NewEvent:
             with self._session() as s:
-                s.add(row)
+                _add_task(s, row, attachments)
                 ev = add_event(s, row.id, "task.state", {"state": row.state, "previous": None})
                 s.commit()
                 return as_new(ev)
 
         return await self._write(work, lambda ev: [ev])
 
-    async def create_task_once(self, row: TaskRow) -> tuple[TaskRow, bool]:
-        """Create `row` unless a task already holds its idempotency key.
+    async def create_task_once(
+        self, row: TaskRow, attachments: Sequence[AttachmentRow] = ()
+    ) -> tuple[TaskRow, bool]:
+        """Create `row` (with its `attachments`) unless a task already holds its idempotency
+        key.
 
         Returns (the task, created). With a key that is taken, nothing is written and the
         task that holds it comes back with created False. The look-up and the insert share
@@ -48,7 +63,7 @@ class TaskQueries(StoreThread):
                 existing = s.exec(select(TaskRow).where(TaskRow.idempotency_key == key)).first()
                 if existing is not None:
                     return existing, None
-                s.add(row)
+                _add_task(s, row, attachments)
                 ev = add_event(s, row.id, "task.state", {"state": row.state, "previous": None})
                 try:
                     s.commit()

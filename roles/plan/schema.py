@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 STREAM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -33,6 +34,28 @@ class StreamSpec(BaseModel):
     depends_on: list[str] = Field(default_factory=list, description="ids of streams it needs")
     acceptance_check: str = Field(default="", description="how the orchestrator judges it")
     kind: Literal["tests", "implementation", "research", "writing", "analysis", "other"] = "other"
+    attachments: list[str] = Field(
+        default_factory=list,
+        description="names of the task's attachments this stream's executor needs (it sees "
+        "only these)",
+    )
+    #: How each of its attachments reaches the executor ("images", "description", "text",
+    #: "text and images", "text and description"): set by tierd once the plan is valid, never
+    #: by the planner (not in the schema the planner is given).
+    attachment_delivery: SkipJsonSchema[dict[str, str]] = Field(default_factory=dict)
+
+
+class AttachmentNote(BaseModel):
+    """The planner's words about one attachment, for executors that cannot see it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(description="the attachment's name, as the task lists it")
+    description: str = Field(
+        default="",
+        description="what it shows or holds, everything an executor needs from it in words: "
+        "read by an executor whose model cannot see images",
+    )
 
 
 class Plan(BaseModel):
@@ -45,6 +68,14 @@ class Plan(BaseModel):
     merge_instruction: str = Field(
         default="", description="how the orchestrator recombines the outputs into one result"
     )
+    attachments: list[AttachmentNote] = Field(
+        default_factory=list,
+        description="a description of each attachment assigned to a stream that holds images",
+    )
+
+    def descriptions(self) -> dict[str, str]:
+        """The planner's description of each attachment it described, by name."""
+        return {note.name: note.description for note in self.attachments if note.description}
 
 
 class ExecutorReply(BaseModel):

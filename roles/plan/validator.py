@@ -14,6 +14,7 @@ Also here, because they read the same dependency graph: a stable `topological_or
 from __future__ import annotations
 
 import heapq
+import json
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -71,6 +72,11 @@ class PlanRules:
     #: owns at least one, inside the repository, and only streams that may run at the same
     #: time need disjoint paths (a dependent stream starts from its dependencies' result).
     code: bool = False
+    #: The names of the task's attachments: a stream's `attachments` may name only these.
+    attachments: list[str] = field(default_factory=list)
+    #: Attachments holding images that an executor of this task cannot see: each one given
+    #: to a stream needs the planner's description in the plan's `attachments`.
+    describe: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # Fail loudly on a typo from a hand-built rules object rather than silently ignoring it.
@@ -296,6 +302,10 @@ def validate_plan(plan: Plan, rules: PlanRules) -> list[str]:
     one stream of kind "tests". (Which tests stream covers which code is left to the planner and
     the review: matching titles or paths would be guesswork.)
 
+    Attachments: a stream names only the task's attachments (`rules.attachments`), the
+    plan describes only those, and each attachment of `rules.describe` (images an executor
+    cannot see) that a stream is given has a non-blank description.
+
     For a code task (`rules.code`) ownership entries are path globs and the ownership check is
     `roles.plan.ownership.code_ownership_problems` instead: every stream owns at least one
     glob, relative and inside the repository (no leading "/", no "..", nothing in ".git"), and
@@ -323,6 +333,7 @@ def validate_plan(plan: Plan, rules: PlanRules) -> list[str]:
     problems.extend(_coupled_problems(owned, rules.coupled, overlap))
     if rules.require_tests_first:
         problems.extend(_tests_first_problems(streams))
+    problems.extend(_attachment_problems(plan, rules))
     return problems
 
 
@@ -391,6 +402,44 @@ def _coupled_problems(
             problems.append(
                 f"coupled areas {join_words(areas)} are split across streams "
                 f"{_quote_ids(touching)}: put them in one stream"
+            )
+    return problems
+
+
+def _attachment_problems(plan: Plan, rules: PlanRules) -> list[str]:
+    """Streams naming attachments the task does not have, descriptions of unknown ones, and
+    images given to executors that cannot see them without a description."""
+    known = list(dict.fromkeys(rules.attachments))
+    have = (
+        f"the task's attachments are {join_words([repr(n) for n in known])}"
+        if known
+        else "the task has no attachments: leave attachments empty"
+    )
+    problems: list[str] = []
+    given: dict[str, list[str]] = {}
+    for stream in plan.streams:
+        for name in dict.fromkeys(stream.attachments):
+            if name in known:
+                given.setdefault(name, []).append(stream.id)
+            else:
+                problems.append(
+                    f"stream '{stream.id}' names attachment {name!r}, which the task does not "
+                    f"have: name attachments exactly as listed ({have})"
+                )
+    for note in plan.attachments or []:
+        if note.name not in known:
+            problems.append(
+                f"the plan describes attachment {note.name!r}, which the task does not have: "
+                f"use the names as listed ({have})"
+            )
+    described = plan.descriptions()
+    for name in dict.fromkeys(rules.describe):
+        if name in given and not described.get(name, "").strip():
+            problems.append(
+                f"attachment {name!r} holds images and is given to stream(s) "
+                f"{_quote_ids(given[name])}, whose executor cannot see images: describe it "
+                f'in the plan\'s attachments list ({{"name": {json.dumps(name)}, '
+                '"description": "..."}), with everything the executor needs from it'
             )
     return problems
 

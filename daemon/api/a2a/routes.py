@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from a2a.server.request_handlers.response_helpers import build_error_response
 from a2a.server.routes import create_jsonrpc_routes
-from a2a.utils.errors import ContentTypeNotSupportedError, JSONParseError
+from a2a.utils.errors import ContentTypeNotSupportedError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -34,15 +34,17 @@ def _json_only(endpoint: Endpoint) -> Endpoint:
     async def checked(request: Request) -> Response:
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media not in JSON_TYPES:
-            error: ContentTypeNotSupportedError | JSONParseError = ContentTypeNotSupportedError(
+            error = ContentTypeNotSupportedError(
                 f"Content-Type {media or '(none)'}: the JSON-RPC binding takes application/json"
             )
             return JSONResponse(build_error_response(None, error))
         try:
             decode_json(await request.body())  # Request caches the body: the SDK reads it again
         except ValueError as exc:
-            error = JSONParseError(f"body: {exc}")
-            return JSONResponse(build_error_response(None, error))
+            # Written out: a2a-sdk 1.3's build_error_response maps JSONParseError to its
+            # internal-error model, whose code must be -32603, and raises on -32700.
+            parse_error = {"code": -32700, "message": f"Invalid JSON payload: body: {exc}"}
+            return JSONResponse({"jsonrpc": "2.0", "id": None, "error": parse_error})
         return await endpoint(request)
 
     return checked

@@ -72,12 +72,14 @@ class Simulator:
         return draw(amount, rng) * self.state.scale if amount is not None else 0.0
 
     def _tokens(self, call: CallInfo, content: str, rng: random.Random) -> tuple[int, int]:
+        """Prompt and completion tokens: the prompt's text (or the scenario's figure) plus
+        its images and documents (`calls.media`), as a provider counts them in one sum."""
         sc = self.state.scenario
         prompt = (
             round(draw(sc.prompt_tokens, rng))
             if sc.prompt_tokens is not None
             else math.ceil(len(call.prompt) / 4)
-        )
+        ) + call.media_tokens
         behaviour = sc.streams.get(call.stream_id or "")
         amount = (
             behaviour.completion_tokens

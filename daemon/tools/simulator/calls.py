@@ -10,11 +10,20 @@ For a call offering tools it also records the tools offered, the tool calls answ
 tool results the request carried (the results new since the model's last answer, cut short),
 so a test can assert what a tool-using executor was told, and the scenario's watched strings
 (`watch`) found anywhere in the request body.
+
+Messages may carry content parts (`[{"type": "text" | "image_url" | "file", ...}]`): each call
+records how many images and documents it received, a digest of each image (so a test can tell
+which image reached which call), and the tokens they count (`media_tokens`, added to the
+call's prompt tokens; see IMAGE_TOKENS and DOCUMENT_BYTES_PER_TOKEN for why these figures).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -27,11 +36,14 @@ from daemon.tools.simulator.scenario import ROLE_OF_PURPOSE, Scenario
 
 __all__ = [
     "CLIENT_CLOSED",
+    "DOCUMENT_BYTES_PER_TOKEN",
+    "IMAGE_TOKENS",
     "NO_RESPONSE",
     "PURPOSE_OF_SCHEMA",
     "CallInfo",
     "CallRecord",
     "SimState",
+    "media",
     "read_call",
     "watched_in",
 ]
@@ -50,6 +62,14 @@ CLIENT_CLOSED = 499
 NO_RESPONSE = 444
 #: Characters of each new tool result kept in a call's record.
 RESULT_CHARS = 2000
+#: Tokens one image counts. OpenAI prices an image by its 512-pixel tiles at detail "high"
+#: (85 + 170 per tile); 765 is a 1024x1024 image, a typical page or photo after the provider's
+#: own resizing. A fixed figure: the simulator does not decode images, and what a test needs
+#: is that image tokens are counted (and reach the report) like any others.
+IMAGE_TOKENS = 765
+#: A document part (a file) counts its decoded bytes at this many per token, as text does
+#: (about four characters per token): providers turn a document into its text (and images).
+DOCUMENT_BYTES_PER_TOKEN = 4
 
 
 @dataclass
@@ -76,6 +96,11 @@ class CallInfo:
     #: Tool-result messages in the request, and the contents of those after the last answer.
     tool_results: int = 0
     new_results: list[str] = field(default_factory=list)
+    #: Image and document content parts in the request, and the tokens they count.
+    images: int = 0
+    documents: int = 0
+    image_digests: list[str] = field(default_factory=list)
+    media_tokens: int = 0
 
 
 @dataclass
@@ -114,6 +139,13 @@ class CallRecord:
     new_results: list[str] = field(default_factory=list)
     #: The scenario's `watch` strings found in the request body.
     watched: list[str] = field(default_factory=list)
+    #: Image and document content parts received; each image's digest (the first 16 hex
+    #: digits of the sha256 of its bytes, or of its URL when it is not a data URL); the
+    #: tokens they counted (part of prompt_tokens).
+    images: int = 0
+    documents: int = 0
+    image_digests: list[str] = field(default_factory=list)
+    media_tokens: int = 0
 
     def finish(self, status: int, disconnected: bool = False) -> None:
         """The call ended with `status` (CLIENT_CLOSED when its client left first)."""
@@ -155,6 +187,10 @@ class SimState:
             code_step=call.code_step if call.tools is not None else None,
             tool_results=call.tool_results,
             new_results=list(call.new_results),
+            images=call.images,
+            documents=call.documents,
+            image_digests=list(call.image_digests),
+            media_tokens=call.media_tokens,
             started_mono=time.monotonic(),
             started_wall=time.time(),
         )
@@ -189,6 +225,8 @@ class SimState:
             "answered_by_purpose": count(lambda r: r.purpose, True),
             "answered_by_stream": count(stream_key, True),
             "watched": {w: sum(w in r.watched for r in self.records) for w in self.scenario.watch},
+            "images": sum(r.images for r in self.records),
+            "documents": sum(r.documents for r in self.records),
             "calls": [vars(r) for r in self.records],
         }
 
@@ -200,8 +238,55 @@ def _prompt_text(body: dict[str, Any]) -> str:
         if isinstance(content, str):
             parts.append(content)
         elif isinstance(content, list):  # content parts: [{"type": "text", "text": ...}]
-            parts.extend(p.get("text", "") for p in content if isinstance(p, dict))
+            parts.extend(
+                str(p.get("text", ""))
+                for p in content
+                if isinstance(p, dict) and p.get("type", "text") == "text"
+            )
     return "\n".join(parts)
+
+
+def _data_url_bytes(url: str) -> bytes | None:
+    """The bytes of a base64 data URL (`data:image/png;base64,...`); None for anything else."""
+    head, sep, payload = url.partition(",")
+    if not sep or not head.startswith("data:") or not head.endswith(";base64"):
+        return None
+    try:
+        return base64.b64decode(payload, validate=False)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _parts(body: dict[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for message in body.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            found.extend(p for p in content if isinstance(p, dict))
+    return found
+
+
+def media(body: dict[str, Any]) -> tuple[int, int, list[str], int]:
+    """The images and documents among the request's content parts: their counts, each
+    image's digest, and the tokens they count."""
+    images = documents = tokens = 0
+    digests: list[str] = []
+    for part in _parts(body):
+        if part.get("type") == "image_url":
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else image
+            url = url if isinstance(url, str) else ""
+            data = _data_url_bytes(url)
+            digests.append(hashlib.sha256(url.encode() if data is None else data).hexdigest()[:16])
+            images += 1
+            tokens += IMAGE_TOKENS
+        elif part.get("type") == "file":
+            file = part.get("file")
+            payload = file.get("file_data") if isinstance(file, dict) else None
+            data = _data_url_bytes(payload if isinstance(payload, str) else "") or b""
+            documents += 1
+            tokens += max(1, math.ceil(len(data) / DOCUMENT_BYTES_PER_TOKEN))
+    return images, documents, digests, tokens
 
 
 def _valid_arguments(message: dict[str, Any]) -> bool:
@@ -286,6 +371,7 @@ def read_call(request: Request, body: dict[str, Any]) -> CallInfo:
         round_ = 0
     options = body.get("stream_options") or {}
     code_step, tool_results, new_results = _conversation(body.get("messages") or [])
+    images, documents, digests, media_tokens = media(body)
     return CallInfo(
         role=role,
         purpose=purpose,
@@ -302,4 +388,8 @@ def read_call(request: Request, body: dict[str, Any]) -> CallInfo:
         code_step=code_step,
         tool_results=tool_results,
         new_results=new_results,
+        images=images,
+        documents=documents,
+        image_digests=digests,
+        media_tokens=media_tokens,
     )

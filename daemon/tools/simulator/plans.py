@@ -1,5 +1,7 @@
 """The plans the simulated planner answers: shapes generated from a few numbers, and plans
 broken on purpose (a cycle, a duplicate id, ...) so tests can watch the validator refuse them.
+A plan whose streams name attachments describes each of them (the scenario's words, else a
+stock sentence), as a planner must for executors that cannot see images.
 """
 
 from __future__ import annotations
@@ -9,12 +11,12 @@ import json
 import random
 from typing import TYPE_CHECKING, Any
 
-from roles.plan.schema import Plan, StreamSpec
+from roles.plan.schema import AttachmentNote, Plan, StreamSpec
 
 if TYPE_CHECKING:
     from daemon.tools.simulator.scenario import GeneratedPlan, InvalidKind
 
-__all__ = ["generate_streams", "invalid_plan"]
+__all__ = ["describe_attachments", "generate_streams", "invalid_plan"]
 
 
 def _dependencies(gen: GeneratedPlan, ids: list[str], rng: random.Random) -> dict[str, list[str]]:
@@ -57,6 +59,24 @@ def generate_streams(gen: GeneratedPlan, seed: int) -> list[StreamSpec]:
         )
         for i, sid in enumerate(ids)
     ]
+
+
+def describe_attachments(
+    streams: list[StreamSpec], notes: list[AttachmentNote]
+) -> list[AttachmentNote]:
+    """`notes`, plus a stock description of each attachment a stream names without one."""
+    described = [note.model_copy() for note in notes]
+    have = {note.name for note in notes}
+    for stream in streams:
+        for name in stream.attachments:
+            if name not in have:
+                have.add(name)
+                described.append(
+                    AttachmentNote(
+                        name=name, description=f"{name}: the file the task is about (simulated)."
+                    )
+                )
+    return described
 
 
 def _break(streams: list[dict[str, Any]], kind: InvalidKind) -> None:

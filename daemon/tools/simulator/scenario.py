@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from daemon.tools.simulator.plans import generate_streams
-from roles.plan.schema import ConflictReport, Plan, StreamSpec
+from daemon.tools.simulator.plans import describe_attachments, generate_streams
+from roles.plan.schema import AttachmentNote, ConflictReport, Plan, StreamSpec
 
 if TYPE_CHECKING:
     from daemon.tools.simulator.calls import CallInfo
@@ -138,6 +138,9 @@ class PlanScenario(_Model):
     merge_instruction: str = ""
     streams: list[StreamSpec] | None = None
     generate: GeneratedPlan | None = None
+    #: The planner's descriptions of attachments (streams name theirs in `attachments`); an
+    #: attachment a stream names without one here gets a stock description.
+    attachments: list[AttachmentNote] = Field(default_factory=list)
     #: The first N plan attempts (X-Tierd-Round < N) get an invalid plan ...
     invalid_first: int = Field(default=0, ge=0)
     #: ... of these kinds, in turn.
@@ -343,6 +346,7 @@ class Scenario(_Model):
             streams=streams,
             merge_instruction=self.plan.merge_instruction
             or "Combine the outputs in plan order into one result.",
+            attachments=describe_attachments(streams, self.plan.attachments),
         )
 
 

@@ -1,10 +1,12 @@
 """The database format stays compatible: a database written by an earlier tierd (schema
 version 3, the store before it was split into modules) opens, reads and is migrated, and a new
-database has exactly the shape of the current version (4: the code facts of code tasks).
+database has exactly the shape of the current version (5: 4, the code facts of code tasks,
+plus the attachments table).
 
 `V3_SCHEMA` is copied from `sqlite_master` of a database that the earlier store created;
-`V4_SCHEMA` is that plus what the v3 -> v4 migration adds. A change to the tables must come
-with a new `SCHEMA_VERSION`, a migration and a snapshot of its own, tested from the one before.
+`V4_SCHEMA` is that plus what the v3 -> v4 migration adds, `V5_SCHEMA` that plus v4 -> v5. A
+change to the tables must come with a new `SCHEMA_VERSION`, a migration and a snapshot of its
+own, tested from the one before.
 """
 
 from __future__ import annotations
@@ -60,6 +62,18 @@ V4_SCHEMA = [
     for statement in V3_SCHEMA
 ]
 assert V4_SCHEMA != V3_SCHEMA and sum(s.count("code_json") for s in V4_SCHEMA) == 2
+
+#: Version 5: the attachments table (a task's files), with its index and keys.
+V5_SCHEMA = [
+    *V4_SCHEMA,
+    "CREATE TABLE attachments (id INTEGER NOT NULL, task_id VARCHAR NOT NULL, "
+    "position INTEGER NOT NULL, name VARCHAR NOT NULL, media_type VARCHAR NOT NULL, "
+    "kind VARCHAR NOT NULL, sha256 VARCHAR NOT NULL, size INTEGER NOT NULL, "
+    "folder VARCHAR NOT NULL, text_file VARCHAR, summary VARCHAR NOT NULL, "
+    "renders_json VARCHAR NOT NULL, facts_json VARCHAR NOT NULL, created_at FLOAT NOT NULL, "
+    "PRIMARY KEY (id), UNIQUE (task_id, position), FOREIGN KEY(task_id) REFERENCES tasks (id))",
+    "CREATE INDEX ix_attachments_task_id ON attachments (task_id)",
+]
 
 V3_ROWS = [
     "INSERT INTO meta VALUES ('schema_version', '3')",
@@ -118,10 +132,10 @@ def _v3_database(db: Path) -> None:
     _database(db, V3_SCHEMA, V3_ROWS)
 
 
-async def test_a_new_database_has_the_shape_of_schema_version_4(tmp_path: Path) -> None:
-    assert SCHEMA_VERSION == 4, "a new schema version needs a new snapshot and a migration test"
-    snapshot, new = tmp_path / "v4.sqlite", tmp_path / "new.sqlite"
-    _database(snapshot, V4_SCHEMA, ["INSERT INTO meta VALUES ('schema_version', '4')"])
+async def test_a_new_database_has_the_shape_of_schema_version_5(tmp_path: Path) -> None:
+    assert SCHEMA_VERSION == 5, "a new schema version needs a new snapshot and a migration test"
+    snapshot, new = tmp_path / "v5.sqlite", tmp_path / "new.sqlite"
+    _database(snapshot, V5_SCHEMA, ["INSERT INTO meta VALUES ('schema_version', '5')"])
     store = Store(f"sqlite:///{new}")
     await store.open()
     await store.close()
@@ -131,7 +145,7 @@ async def test_a_new_database_has_the_shape_of_schema_version_4(tmp_path: Path) 
 async def test_a_version_3_database_is_migrated_to_the_shape_of_a_new_one(tmp_path: Path) -> None:
     old, new = tmp_path / "old.sqlite", tmp_path / "new.sqlite"
     _v3_database(old)
-    assert "code_json" not in str(_shape(old))
+    assert "code_json" not in str(_shape(old)) and "attachments" not in _shape(old)
     for db in (old, new):
         store = Store(f"sqlite:///{db}")
         await store.open()

@@ -152,6 +152,16 @@ def test_the_wire_takes_json_only_and_a_trailing_slash(env: Env) -> None:
     assert text.json()["error"]["code"] == -32005, text.text
     slash = _wire(env, path="/a2a/")
     assert slash.status_code == 200 and "tasks" in slash.json()["result"], slash.text
+    # A body that is not JSON is JSON-RPC's parse error from the A2A dispatcher, on both paths,
+    # not the REST layer's 400.
+    headers = {"Authorization": f"Bearer {env.d.token}", "Content-Type": "application/json"}
+    with httpx.Client(base_url=env.d.url, timeout=30) as h:
+        for path in ("/a2a", "/a2a/"):
+            bad = h.post(
+                path, content=b'{"jsonrpc": "2.0", "id": 1,', headers={**headers, **VERSION}
+            )
+            body = bad.json()
+            assert body.get("jsonrpc") == "2.0" and body["error"]["code"] == -32700, bad.text
 
 
 def test_the_card_is_cacheable(env: Env) -> None:
