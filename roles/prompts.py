@@ -1,27 +1,31 @@
 """Role prompts: jinja2 templates in `prompts/` rendered into chat messages.
 
-The wording lives in text files (`prompts/planner.md`, `executor.md`, `coder.md`, `review.md`,
-`conflicts.md`, `fix.md`, `merge.md`) so it can be read and tuned without touching code; this
-module only finds them, renders them and returns `[{"role": "system", ...}, {"role": "user",
-...}]`. Each template has a `system` block (the role and the exact answer shape) and a `user`
-block (this task's material); text outside the two blocks is a comment for prompt editors.
+The wording lives in text files (`prompts/planner.md`, `executor.md`, `coder.md`, `code_fix.md`,
+`review.md`, `conflicts.md`, `fix.md`, `merge.md`) so it can be read and tuned without touching
+code; this module only finds them, renders them and returns `[{"role": "system", ...},
+{"role": "user", ...}]`. Each template has a `system` block (the role and the exact answer
+shape) and a `user` block (this task's material); text outside the two blocks is a comment for
+prompt editors.
 
 What each role sees is decided here, by the variables passed: the executor gets only its own
 stream, its direct dependencies' outputs and a one-line goal, never the plan, so its prompt does
-not grow with the number of streams.
+not grow with the number of streams. A task's attachments (`roles.models.content`) go to the
+planner all, to an executor only its stream's: their text in the prompt, their images as image
+parts of the user message when the role's model sees images, else the planner's description.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from roles.models.content import AttachmentContent, Picture, with_pictures
 from roles.plan.schema import Plan, StreamSpec
 from roles.plan.validator import PARALLELIZE_MODES, Parallelize, PlanRules
 from roles.project import ProjectContext
@@ -43,13 +47,15 @@ __all__ = [
     "review_messages",
 ]
 
-Message = dict[str, str]
+#: A chat message: its content is a string, or a list of content parts when it carries images.
+Message = dict[str, Any]
 
 #: The role templates (partials starting with "_" are included by them, never rendered alone).
 TEMPLATE_NAMES: tuple[str, ...] = (
     "planner.md",
     "executor.md",
     "coder.md",
+    "code_fix.md",
     "review.md",
     "conflicts.md",
     "fix.md",
@@ -181,25 +187,53 @@ def planner_messages(
     *,
     previous_plan: Plan | str | None = None,
     project: ProjectContext | None = None,
+    attachments: Sequence[AttachmentContent] = (),
+    planner_sees_images: bool = False,
+    executors_see_images: bool = False,
 ) -> list[Message]:
     """The planner's prompt; on a retry, `previous_error` is the validator's message.
 
     `previous_plan` (optional) is the rejected plan, shown with the error so the planner can
     correct it rather than start over: the validator's messages refer to its stream ids.
     `project` (a code task) adds the repository: its file tree, the project's own
-    instructions, its commands, and how ownership globs work.
+    instructions, its commands, and how ownership globs work. `attachments` are all of the
+    task's: their text is in the prompt, their pictures are image parts when
+    `planner_sees_images`; `executors_see_images` says whether the plan must describe them.
     """
     if isinstance(previous_plan, Plan):
-        previous_plan = previous_plan.model_dump_json(indent=2)
-    return _messages(
+        previous_plan = _plan_json(previous_plan)
+    messages = _messages(
         "planner.md",
         goal=goal,
         context=context,
         rules=rules,
         previous_error=previous_error,
         previous_plan=previous_plan if previous_error else None,
+        attachments=list(attachments),
+        planner_sees_images=planner_sees_images,
+        executors_see_images=executors_see_images,
         **project_variables(project),
     )
+    return with_pictures(messages, _pictures(attachments) if planner_sees_images else [])
+
+
+def _plan_json(plan: Plan) -> str:
+    """A plan as the planner wrote it: without what tierd adds (how attachments are
+    delivered), and without empty attachment lists (a plan of a task without attachments
+    reads as it did before they existed)."""
+    exclude: dict[str, Any] = {
+        "streams": {
+            index: {"attachment_delivery"} | (set() if stream.attachments else {"attachments"})
+            for index, stream in enumerate(plan.streams)
+        }
+    }
+    if not plan.attachments:
+        exclude["attachments"] = True
+    return plan.model_dump_json(indent=2, exclude=exclude)
+
+
+def _pictures(attachments: Sequence[AttachmentContent]) -> list[Picture]:
+    return [picture for attachment in attachments for picture in attachment.pictures]
 
 
 def project_variables(project: ProjectContext | None) -> dict[str, Any]:
@@ -224,6 +258,9 @@ def executor_messages(
     may_split: bool = False,
     *,
     previous_output: str | None = None,
+    attachments: Sequence[AttachmentContent] = (),
+    show_images: bool = False,
+    descriptions: Mapping[str, str] | None = None,
 ) -> list[Message]:
     """An executor's prompt: its own stream only, plus its direct dependencies' outputs.
 
@@ -231,11 +268,13 @@ def executor_messages(
     are shown in `depends_on` order, any others after them). `answers` maps each question the
     executor asked to the human's answer. `may_split` is honoured only while
     `rules.split_depth_left > 0`. On a redo, `feedback` is the reviewer's and `previous_output`
-    (optional) the output that was sent back.
+    (optional) the output that was sent back. `attachments` are the stream's own: their
+    text is in the prompt, their pictures image parts when `show_images` (the executor's
+    model sees images), else `descriptions` (the planner's, by name) stand in for them.
     """
     ordered = {dep: dep_outputs[dep] for dep in stream.depends_on if dep in dep_outputs}
     ordered.update({key: value for key, value in dep_outputs.items() if key not in ordered})
-    return _messages(
+    messages = _messages(
         "executor.md",
         stream=stream,
         goal_line=one_line(goal_line),
@@ -246,7 +285,11 @@ def executor_messages(
         answers=dict(answers or {}),
         may_split=may_split and rules.split_depth_left > 0,
         sub_split_depth=max(0, rules.split_depth_left - 1),
+        attachments=list(attachments),
+        show_images=show_images,
+        descriptions=dict(descriptions or {}),
     )
+    return with_pictures(messages, _pictures(attachments) if show_images else [])
 
 
 def review_messages(

@@ -128,6 +128,8 @@ class StreamWork:
             output,
             self.ctx.rules,
             round=round_,
+            # A code stream's fix is the orchestrator's own tool loop (`CodeStreams.fix`).
+            can_fix=True if self.code is not None else None,
             project=self.code.project if self.code is not None else None,
         )
         await self.ctx.store.append_event(
@@ -141,11 +143,10 @@ class StreamWork:
             },
         )
         if verdict.verdict == "fix" and self.code is not None:
-            # A fix is text the orchestrator writes; a code stream's result is its branch,
-            # so the defect goes back to the stream's coder as a redo with that feedback.
-            verdict = verdict.model_copy(
-                update={"verdict": "redo", "feedback": verdict.feedback or verdict.reason}
-            )
+            # A code stream's result is its branch: the orchestrator fixes it with the tools
+            # in the stream's worktree, and tierd's own test run decides again (a fix whose
+            # tests fail comes back as a redo with their output).
+            return await self.code.fix(st, verdict, output, round_), output
         if verdict.verdict == "fix":
             output = await orchestrator.fix(
                 self.ctx.call, spec, output, verdict, self.ctx.rules, round=round_
@@ -190,6 +191,8 @@ class StreamWork:
                 st, deps, round_=round_, feedback=feedback, answers=answers or None
             )
             return ExecutorReply(kind="output", output=output), attempt
+        # Only the stream's own attachments: images if the executor's model sees them.
+        files = await self.ctx.attachments.for_stream(st, self.book)
         while True:
             reply = await execute(
                 self.ctx.call,
@@ -202,6 +205,9 @@ class StreamWork:
                 answers=answers or None,
                 may_split=may_split,
                 attempt=attempt,
+                attachments=files,
+                show_images=self.ctx.attachments.executor_sees_images,
+                descriptions=self.ctx.attachments.descriptions,
             )
             if reply.kind != "question" or not reply.question:
                 return reply, attempt

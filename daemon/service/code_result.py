@@ -11,6 +11,8 @@ their repository, and how (`apply`):
 
 Applying twice is applying once: a result already in the user's branch is not merged again (a
 retried approval, or one whose daemon died between the merge and the decision being stored).
+The merge is made durable in `daemon.engine.code.apply`: its commit is recorded with the task
+before the user's repository changes, so whether it landed is a question git answers.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from daemon.engine.code.git import git, identity_env
+from daemon.engine.code.apply import ApplyRefused, landed, merge_result
+from daemon.engine.code.git import git
 from daemon.service.errors import InvalidParams, InvalidState
 from daemon.service.results import DiffFile, TaskDiff
-from daemon.store.store import TaskRow
+from daemon.store.store import Store, TaskRow
 
-__all__ = ["ApplyHow", "apply_result", "result_diff"]
+__all__ = ["ApplyHow", "applied_to_branch", "apply_result", "result_diff"]
 
 ApplyHow = Literal["branch", "merge", "patch"]
 #: Largest patch returned in a diff answer (the file list is always whole).
@@ -82,15 +85,32 @@ async def result_diff(row: TaskRow) -> TaskDiff:
     )
 
 
-async def apply_result(row: TaskRow, how: ApplyHow, patches: Path) -> dict[str, Any]:
-    """Apply the task's merged result `how`; what was done (recorded with the task)."""
+async def apply_result(row: TaskRow, how: ApplyHow, patches: Path, store: Store) -> dict[str, Any]:
+    """Apply the task's merged result `how`; what was done (recorded with the task).
+
+    A merge that already landed (an earlier approval whose daemon died before it was
+    stored) is not made again, whatever `how` asks now: it comes back with "already".
+    """
     repo, base, result = _result(row, "apply")
     head = str(result["head"])
+    done = await landed(repo, json.loads(row.code_json or "{}"), head)
+    if done is not None:
+        return {**done, "already": True}
     if how == "branch":
         return {"how": "branch", "branch": result["branch"], "head": head}
     if how == "patch":
-        return {"how": "patch", "path": str(await _write_patch(repo, base, head, patches, row.id))}
-    return await _merge(repo, base, head, list(result.get("files") or []), row)
+        path = await _write_patch(repo, base, head, patches, row.id)
+        return {"how": "patch", "path": str(path), "head": head}
+    return await _merge(store, repo, head, list(result.get("files") or []), row)
+
+
+async def applied_to_branch(row: TaskRow) -> dict[str, Any] | None:
+    """The merge of the task's current result into the user's branch, if one landed."""
+    code = json.loads(row.code_json or "{}")
+    head = (code.get("result") or {}).get("head")
+    if not head or not code.get("repo"):
+        return None
+    return await landed(Path(code["repo"]), code, str(head))
 
 
 async def _write_patch(repo: Path, base: str, head: str, patches: Path, task_id: str) -> Path:
@@ -107,46 +127,14 @@ async def _write_patch(repo: Path, base: str, head: str, patches: Path, task_id:
     return path
 
 
-async def _dirty(repo: Path) -> set[str]:
-    """Paths the user changed and did not commit (staged or not, untracked included)."""
-    out = await git(repo, "status", "--porcelain=v1", "-z", "--untracked-files=all")
-    entries = [e for e in out.out.split("\0") if e]
-    return {e[3:] for e in entries if len(e) > 3 and e[2] == " "}
-
-
 async def _merge(
-    repo: Path, base: str, head: str, files: list[str], row: TaskRow
+    store: Store, repo: Path, head: str, files: list[str], row: TaskRow
 ) -> dict[str, Any]:
-    branch = (await git(repo, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)).out
-    branch = branch.strip()
-    if not branch:
-        raise _refused(row, "your repository has no current branch (a detached HEAD)", [])
-    mine = (await git(repo, "rev-parse", "HEAD")).out.strip()
-    already = await git(repo, "merge-base", "--is-ancestor", head, mine, check=False)
-    if already.exit_code == 0:
-        return {"how": "merge", "branch": branch, "commit": mine, "already": True}
-    clash = sorted(await _dirty(repo) & set(files))
-    if clash:
-        raise _refused(row, "it would overwrite your uncommitted changes", clash)
-    if mine != base:
-        probe = await git(
-            repo, "merge-tree", "--write-tree", "--name-only", "-z", mine, head, check=False
-        )
-        if probe.exit_code == 1:
-            parts = probe.out.split("\0")
-            conflicted = parts[1 : parts.index("")] if "" in parts else parts[1:]
-            raise _refused(row, "it conflicts with commits made on your branch", conflicted)
-    named = (await git(repo, "config", "user.name", check=False)).out.strip()
-    env = {} if named else identity_env("tierd")
-    message = f"Merge tierd task {row.id}: {row.goal.strip().splitlines()[0][:72]}"
-    merged = await git(
-        repo, "merge", "--no-ff", "--no-edit", "-m", message, head, env=env, check=False
-    )
-    if merged.exit_code != 0:
-        await git(repo, "merge", "--abort", check=False)
-        raise _refused(row, f"git refused the merge: {(merged.err or merged.out).strip()}", [])
-    commit = (await git(repo, "rev-parse", "HEAD")).out.strip()
-    return {"how": "merge", "branch": branch, "commit": commit}
+    message = f"Merge tierd task {row.id}: {row.goal.strip().splitlines()[0][:72]}\n"
+    try:
+        return await merge_result(store, row, repo, head, files, message)
+    except ApplyRefused as refused:
+        raise _refused(row, refused.why, refused.files) from None
 
 
 def _refused(row: TaskRow, why: str, files: list[str]) -> InvalidState:

@@ -11,15 +11,18 @@ and the task ending on its own) each get success or the wrong-state error (-3200
 never an internal error: a move the store refuses because the task moved first is that
 wrong-state error. Cancels of one task take turns, so of two racing cancels exactly one
 succeeds and the other is told the task is already canceled, as a cancel sent after it is.
+Approvals of one task take turns too: applying a code task's result reads the user's branch
+and then moves it, and a result is applied once, whoever asks again (`code_result`).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from daemon.service.admission import KeyLocks
-from daemon.service.code_result import apply_result
+from daemon.service.code_result import applied_to_branch, apply_result
 from daemon.service.detached import Detached
 from daemon.service.errors import InvalidParams, InvalidState
 from daemon.service.params import AnswerParams, ApproveParams, TaskIdParams
@@ -35,6 +38,36 @@ def _not_live(row: TaskRow) -> InvalidState:
         f"task {row.id} is already {row.state}; only a live task can be canceled",
         {"task_id": row.id, "state": row.state},
     )
+
+
+def _applied_of(row: TaskRow) -> dict[str, Any] | None:
+    """How the task's current result was applied, if an approval recorded it."""
+    code = json.loads(row.code_json) if row.code_json else {}
+    applied = code.get("applied")
+    head = (code.get("result") or {}).get("head")
+    if isinstance(applied, dict) and head and applied.get("head") == head:
+        return applied
+    return None
+
+
+def _not_waiting(row: TaskRow) -> InvalidState:
+    """The refusal of an approval out of turn; it says so when the result was applied."""
+    applied = _applied_of(row)
+    data: dict[str, Any] = {"task_id": row.id, "state": row.state}
+    said = ""
+    if applied is not None:
+        data["applied"] = applied
+        how = applied.get("how")
+        if how == "merge":
+            said = (
+                f"; its result was already applied: merged into {applied.get('branch')} "
+                f"(commit {str(applied.get('commit'))[:12]})"
+            )
+        elif how == "patch":
+            said = f"; its result was already applied: written to {applied.get('path')}"
+        else:
+            said = f"; its result was already approved on branch {applied.get('branch')}"
+    return InvalidState(f"task {row.id} is {row.state}, not awaiting_approval{said}", data)
 
 
 def _check_answers(row: TaskRow, questions: list[QuestionRow], answers: dict[str, str]) -> None:
@@ -79,6 +112,8 @@ class Interventions:
         # One cancel per task at a time: the engine's cancellation reads the state and then
         # writes it, so two at once would both find the task live.
         self._cancel_turns = KeyLocks()
+        # One approval per task at a time: applying reads the user's branch, then moves it.
+        self._approve_turns = KeyLocks()
 
     async def cancel(self, params: TaskIdParams) -> Canceled:
         row = await find_task(self._store, params.task_id)
@@ -140,24 +175,52 @@ class Interventions:
     async def approve(self, params: ApproveParams) -> Decided:
         row = await find_task(self._store, params.task_id)
         if row.state != TaskState.awaiting_approval:
-            raise InvalidState(
-                f"task {row.id} is {row.state}, not awaiting_approval",
-                {"task_id": row.id, "state": row.state},
-            )
-        return await self._detached.run(self._approve(row.id, params))
+            raise _not_waiting(row)
+        # In turn per task: two approvals at once would both find the result not applied.
+        return await self._detached.run(self._approve_in_turn(row.id, params))
+
+    async def _approve_in_turn(self, task_id: str, params: ApproveParams) -> Decided:
+        async with self._approve_turns.hold(task_id):
+            row = await find_task(self._store, task_id)
+            if row.state != TaskState.awaiting_approval:  # decided (and ended) meanwhile
+                raise _not_waiting(row)
+            return await self._approve(task_id, params)
 
     async def _apply(self, task_id: str, params: ApproveParams) -> dict[str, Any] | None:
         """Apply a code task's result as asked, before the approval is recorded: a refusal
-        (409 naming the files) leaves the task waiting and the user's repository as it was."""
+        (409 naming the files) leaves the task waiting and the user's repository as it was.
+
+        Applied once: a result already applied (an approval whose decision was not stored,
+        its daemon killed) is neither applied nor recorded again, only reported.
+        """
         row = await find_task(self._store, task_id)
         if params.decision != "approve" or (params.apply is None and not row.code_json):
             if params.apply is not None:
                 raise InvalidParams("apply: only an approval applies a result", {"field": "apply"})
+            if params.decision == "reject":
+                await self._refuse_reject_if_merged(row)
             return None
-        applied = await apply_result(row, params.apply or "branch", self._patches)
+        recorded = _applied_of(row)
+        if recorded is not None:
+            return {**recorded, "already": True}
+        applied = await apply_result(row, params.apply or "branch", self._patches, self._store)
         await self._store.set_task_code(task_id, {"applied": applied})
         await self._store.append_event(task_id, "task.applied", applied)
         return applied
+
+    async def _refuse_reject_if_merged(self, row: TaskRow) -> None:
+        """A result an earlier approval merged into the user's branch is not theirs to reject
+        any more (their branch holds it): say so instead of revising it behind their back."""
+        if not row.code_json:
+            return
+        merged = await applied_to_branch(row)
+        if merged is not None:
+            raise InvalidState(
+                f"task {row.id}: its result is already merged into your branch "
+                f"{merged['branch']} (commit {merged['commit'][:12]}) by an earlier approval; "
+                "approve to record it",
+                {"task_id": row.id, "state": row.state, "applied": merged},
+            )
 
     async def _approve(self, task_id: str, params: ApproveParams) -> Decided:
         applied = await self._apply(task_id, params)

@@ -13,6 +13,7 @@ import pytest
 from pydantic import BaseModel
 
 from roles import prompts
+from roles.code_fix import code_fix_messages
 from roles.coder import coder_messages
 from roles.plan.schema import ConflictReport, ExecutorReply, Plan, Review, StreamSpec
 from roles.plan.validator import PlanRules
@@ -97,6 +98,15 @@ def all_messages() -> dict[str, list[dict[str, Any]]]:
             {"Which?": "That one."},
             previous_summary="PREVIOUS SUMMARY",
             max_steps=30,
+        ),
+        "code_fix.md": code_fix_messages(
+            target,
+            "Goal text",
+            RULES,
+            ProjectContext.build(["src/a.py"], {"AGENTS.md": "Use tabs."}, test_command="make"),
+            "DEFECT TEXT",
+            "WORK TEXT",
+            max_steps=8,
         ),
         "review.md": review_messages(target, "OUTPUT TEXT", RULES, goal_line="Goal text"),
         "conflicts.md": conflicts_messages(

@@ -74,11 +74,13 @@ async def run_loop(
     role: str = "executor",
     purpose: str = "execute",
     key_prefix: str = "code",
+    steps_setting: str = "[code] max_steps",
 ) -> LoopResult:
     """Run the coder until it finishes; raises `StepsExhausted` past `max_steps` answers.
 
     `role`, `purpose` and `key_prefix` name another loop on the same tools: the
-    orchestrator fixing a stream or a merged result (`fix`), resolving a merge (`merge`).
+    orchestrator fixing a stream or a merged result (`fix`), resolving a merge (`merge`);
+    `steps_setting` names the setting that bounds it, for the message past `max_steps`.
     """
     conversation = list(messages)
     for step in range(max_steps):
@@ -107,5 +109,5 @@ async def run_loop(
         if summary is not None:
             return LoopResult(summary, step + 1)
     raise StepsExhausted(
-        f"the {role} used all {max_steps} steps ([code] max_steps) without finishing"
+        f"the {role} used all {max_steps} steps ({steps_setting}) without finishing"
     )

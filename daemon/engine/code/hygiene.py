@@ -7,6 +7,8 @@ does the same for every code task the store knows: worktrees and branches of tas
 longer need them go, `git worktree prune` runs, and directories under the worktrees root that
 no live task owns are removed.
 Branches of tasks the store does not know are left alone: tierd cannot tell what they hold.
+A task killed while its approval merged the result into the user's branch is settled first:
+if the merge landed, the approval is recorded (see `apply.reconcile_applies`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import shutil
 from collections import defaultdict
 from pathlib import Path
 
+from daemon.engine.code.apply import reconcile_applies
 from daemon.engine.code.task_code import CodeTask
 from daemon.engine.code.worktrees import Cleanup, WorktreeManager
 from daemon.engine.settings import TaskSettings
@@ -74,7 +77,12 @@ async def cleanup_task(store: Store, root: Path, task_id: str) -> Cleanup | None
 
 
 async def reconcile(store: Store, root: Path) -> list[Cleanup]:
-    """At start: remove what no code task needs any longer, in every repository tierd used."""
+    """At start: remove what no code task needs any longer, in every repository tierd used;
+    first, record an approval whose merge landed before the daemon died (`apply`)."""
+    try:
+        await reconcile_applies(store)
+    except Exception:
+        log.exception("checking interrupted applies failed; continuing")
     live: set[str] = set()
     kept: set[str] = set()
     repos: dict[Path, list[str]] = defaultdict(list)

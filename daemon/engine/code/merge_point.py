@@ -130,21 +130,48 @@ class CodeMerge:
         return head
 
     async def _resolve(self, head: str, other: str, files: list[str]) -> str:
-        """Merge `other` into `head` in a worktree; the orchestrator resolves the conflicts."""
+        """Merge `other` into `head` in a worktree; the orchestrator resolves the conflicts.
+
+        Resumable at every point: the resolution is a saved step; a worktree found mid-merge
+        (`MERGE_HEAD`) goes on with the orchestrator's loop (its steps replay from the memo)
+        instead of merging again; one whose HEAD moved past `head` holds the resolution,
+        committed before the daemon died, and is not merged or committed twice.
+        """
+        key = f"merge:resolved:{other}"
+        saved = await self.ctx.store.get_step(self.ctx.task_id, key)
+        if saved is not None:
+            return str(saved["head"])
         wt = await self._worktree(head)
         env = {**wt.git_env(), **identity_env("tierd")}
-        await git(wt.path, "merge", "--no-ff", "--no-edit", other, env=env, check=False)
-        why = (
-            f"Merging {other} into the result conflicts in: {', '.join(files)}. Resolve the "
-            "conflict markers in those files so both changes hold, then finish."
-        )
-        await self.fix(wt, why, f"conflict-{other.rsplit('/', 1)[-1]}", only=files)
-        await git(wt.path, "add", "--all", "--", *files, env=env)
-        await git(wt.path, "commit", "--quiet", "--no-verify", "--no-edit", env=env, check=False)
+        current = await self._head(wt)
+        if current == head:
+            merging = await git(
+                wt.path, "rev-parse", "--quiet", "--verify", "MERGE_HEAD", env=env, check=False
+            )
+            if merging.exit_code != 0:
+                await git(wt.path, "merge", "--no-ff", "--no-edit", other, env=env, check=False)
+            why = (
+                f"Merging {other} into the result conflicts in: {', '.join(files)}. Resolve "
+                "the conflict markers in those files so both changes hold, then finish."
+            )
+            await self.fix(wt, why, f"conflict-{other.rsplit('/', 1)[-1]}", only=files)
+            await git(wt.path, "add", "--all", "--", *files, env=env)
+            await git(wt.path, "commit", "--quiet", "--no-verify", "--no-edit", env=env,
+                      check=False)  # fmt: skip
+            current = await self._head(wt)
+        await self.ctx.store.put_step(self.ctx.task_id, key, {"head": current})
+        return current
+
+    async def _head(self, wt: Worktree) -> str:
         return (await git(wt.path, "rev-parse", "HEAD", env=wt.git_env())).out.strip()
 
     async def _worktree(self, head: str | None) -> Worktree:
-        """The result branch's worktree, at `head` if given."""
+        """The result branch's worktree, at `head` if given.
+
+        A worktree already past `head` (`head` is an ancestor of its HEAD) is left there: it
+        holds the commits tierd made on it (a fix, a resolution) before a restart, which a
+        replayed loop, reading its steps from the memo, would not make again.
+        """
         path = self.manager.path_for(self.ctx.task_id, RESULT)
         if head is not None and path not in await self.manager.registered():
             await git(self.manager.repo, "branch", "--force", self.branch, head)
@@ -152,8 +179,11 @@ class CodeMerge:
             self.ctx.task_id, RESULT, base=head or self.code.task.base_commit
         )
         if head is not None:
-            current = (await git(wt.path, "rev-parse", "HEAD", env=wt.git_env())).out.strip()
-            if current != head:
+            current = await self._head(wt)
+            ahead = await git(
+                self.manager.repo, "merge-base", "--is-ancestor", head, current, check=False
+            )
+            if current != head and ahead.exit_code != 0:
                 await git(wt.path, "reset", "--hard", "--quiet", head, env=wt.git_env())
         return wt
 

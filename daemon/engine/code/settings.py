@@ -38,6 +38,8 @@ class CodeSettings:
     allow_shell: bool
     sandbox: SandboxMode
     max_steps: int
+    #: Steps the orchestrator may take to fix a stream itself (a review's "fix" verdict).
+    fix_max_steps: int
     command_timeout_s: float
     setup_timeout_s: float
     max_output_bytes: int
@@ -58,6 +60,7 @@ class CodeSettings:
             allow_shell=bool(s["code.allow_shell"]),
             sandbox=cast(SandboxMode, s["code.sandbox"]),
             max_steps=int(s["code.max_steps"]),
+            fix_max_steps=int(s["code.fix_max_steps"]),
             command_timeout_s=float(s["code.command_timeout_s"]),
             setup_timeout_s=float(s["code.setup_timeout_s"]),
             max_output_bytes=int(s["code.max_output_bytes"]),

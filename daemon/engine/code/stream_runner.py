@@ -12,6 +12,8 @@ repository. For one stream and round it:
 
 The stream's code facts (branch, files, +/-, commands, steps) are written to its row with
 every step, together with the step's memo and its `tool.step` event, in one transaction.
+When a review says "fix", the orchestrator fixes the stream in the same worktree with the
+same tools (`fix`, see `stream_fix`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from daemon.engine.code.paths import PathGlobs
 from daemon.engine.code.preparation import Preparation, prepare_worktree
 from daemon.engine.code.project import project_context
 from daemon.engine.code.setup import run_setup, setup_failure
+from daemon.engine.code.stream_fix import fix_stream
 from daemon.engine.code.task_code import CodeTask
 from daemon.engine.code.test_runs import failed, test_run
 from daemon.engine.code.tools import ToolResult, Workspace
@@ -39,6 +42,7 @@ from daemon.engine.errors import StreamFailed
 from daemon.engine.streams import StreamState
 from roles.calls import ToolCall
 from roles.coder import coder_messages, coder_review_text
+from roles.plan.schema import Review
 from roles.project import ProjectContext
 
 __all__ = ["CodeStreams", "StreamFacts"]
@@ -64,9 +68,13 @@ class StreamFacts:
     steps: int = 0
     max_steps: int = 0
     setup: dict[str, Any] | None = None
-    #: tierd's own run of the test command once the coder finished (None: no command).
+    #: tierd's own run of the test command once the coder finished, or once the
+    #: orchestrator fixed the stream (None: no command).
     test_run: dict[str, Any] | None = None
     ended: str | None = None
+    #: The orchestrator's own fixes of the stream, one per review round that gave "fix"
+    #: (`stream_fix.FixRecord`, as a dict): who fixed it, its steps, commands and test run.
+    fixes: list[dict[str, Any]] = field(default_factory=list)
 
     def json(self) -> str:
         return json.dumps(asdict(self))
@@ -120,7 +128,7 @@ class CodeStreams:
     ) -> str:
         """Run one round of the stream's coder; the text its review reads."""
         spec = st.spec
-        wt, ws = await self._workspace(st)
+        wt, ws = await self.workspace(st)
         facts = self.facts[spec.id]
         # A dependency's work is in this worktree already: the coder reads its summary.
         deps = {d: await self._summary(d) or deps.get(d, "") for d in spec.depends_on}
@@ -196,13 +204,19 @@ class CodeStreams:
             f"+{facts.insertions} -{facts.deletions}): {', '.join(facts.files) or 'no change'}"
         )
 
+    async def fix(self, st: StreamState, verdict: Review, work: str, round_: int) -> Review:
+        """The orchestrator fixes the stream itself (the review said "fix"); the verdict
+        its fix leaves, after tierd's own test run (see `stream_fix`)."""
+        return await fix_stream(self, st, verdict, work, round_)
+
     async def _summary(self, stream_id: str) -> str | None:
         saved = await self.ctx.store.get_step(self.ctx.task_id, f"summary:{stream_id}")
         return None if saved is None else str(saved["text"])
 
     # --- the worktree ------------------------------------------------------------------------
 
-    async def _workspace(self, st: StreamState) -> tuple[Worktree, Workspace]:
+    async def workspace(self, st: StreamState) -> tuple[Worktree, Workspace]:
+        """The stream's worktree (made, or found again) and the workspace its tools act on."""
         spec = st.spec
         depends = [branch_name(self.ctx.task_id, d) for d in spec.depends_on]
         wt = await self.manager.create(
@@ -312,10 +326,7 @@ class CodeStreams:
         key = f"commit:{sid}:r{round_}"
         done = await self.ctx.store.get_step(self.ctx.task_id, key)
         if done is None:
-            prep = self._prep[sid]
-            setup = self.facts[sid].setup or {}
-            exclude = (*prep.commit_excludes(), *setup.get("artifacts", ()))
-            made = await self.manager.commit(wt, summary, exclude=exclude)
+            made = await self.manager.commit(wt, summary, exclude=self.excludes(sid))
             done = {
                 "head": made.head,
                 "files": list(made.files),
@@ -328,6 +339,11 @@ class CodeStreams:
         await self.ctx.store.upsert_stream(
             self.ctx.task_id, sid, step=(key, done), code_json=facts.json()
         )
+
+    def excludes(self, sid: str) -> tuple[str, ...]:
+        """What a commit of the stream leaves out: linked dirs, what its setup made."""
+        setup = self.facts[sid].setup or {}
+        return (*self._prep[sid].commit_excludes(), *setup.get("artifacts", ()))
 
     async def _diff(self, wt: Worktree, facts: StreamFacts) -> str:
         if not facts.head or facts.head == facts.start_commit:

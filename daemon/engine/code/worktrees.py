@@ -270,22 +270,26 @@ class WorktreeManager:
         return Worktree(task_id, stream_id, path, branch, start, admin)
 
     async def commit(
-        self, wt: Worktree, summary: str = "", *, exclude: Sequence[str] = ()
+        self, wt: Worktree, summary: str = "", *, exclude: Sequence[str] = (), by: str = ""
     ) -> CommitResult:
         """Commit everything changed in the worktree (but `exclude`: linked dirs, say) on its
-        branch; return the stream's whole change since its start."""
+        branch; return the stream's whole change since its start. `by` names who made the
+        change when it is not the stream's executor ("orchestrator": a review's fix)."""
         specs = [f":(exclude,literal){p}" for p in exclude]
         env = wt.git_env()
         await git(wt.path, "add", "--all", "--", ".", *specs, env=env)
         staged = await git(wt.path, "diff", "--cached", "--quiet", env=env, check=False)
         committed = staged.exit_code == 1
         if committed:
+            fixed = f" (fixed by the {by})" if by else ""
             message = (
-                f"tierd: task {wt.task_id}, stream {wt.stream_id}\n\n"
+                f"tierd: task {wt.task_id}, stream {wt.stream_id}{fixed}\n\n"
                 + (summary.strip() + "\n\n" if summary.strip() else "")
                 + f"Tierd-Task: {wt.task_id}\nTierd-Stream: {wt.stream_id}\n"
+                + (f"Tierd-Fixed-By: {by}\n" if by else "")
             )
-            author = identity_env(f"tierd (task {wt.task_id}, stream {wt.stream_id})")
+            who = f"{by}, " if by else ""
+            author = identity_env(f"tierd ({who}task {wt.task_id}, stream {wt.stream_id})")
             await git(wt.path, "commit", "--quiet", "--no-verify", "-F", "-",
                       env={**env, **author}, stdin=message.encode())  # fmt: skip
         head = (await git(wt.path, "rev-parse", "HEAD", env=env)).out.strip()

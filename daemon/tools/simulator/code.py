@@ -1,5 +1,8 @@
 """Code scenarios: a tool-using executor's answers, scripted per stream (the `[code]` table).
 
+The orchestrator's own tool loop when a review says "fix" (purpose "fix") follows the script
+`fix:<stream>` (or `fix:<stream>@r<round>` for one review round); see `_fix_script`.
+
 A call that offers `tools` is answered with the next step of its stream's script: one tool
 call, several, text, or text beside calls. The simulator keeps no state for this: the step is
 the number of the model's answers already in the request's conversation (`CallInfo.code_step`),
@@ -55,10 +58,27 @@ def _finish(sid: str) -> CodeStep:
     return CodeStep(tool="finish", args={"summary": f"Stream {sid}: the work is done (simulated)."})
 
 
+def _fix_script(scenario: Scenario, sid: str, round_: int) -> list[CodeStep] | None:
+    """The orchestrator's fix of stream `sid` (purpose "fix"): `fix:<sid>@r<round>`, then
+    `fix:<sid>`; unscripted, a planned stream's fix finishes at once (its coder's script is
+    not the orchestrator's), while the merge point's (`_result`) keeps its plain script."""
+    streams = scenario.code.streams
+    for key in (f"fix:{sid}@r{round_}", f"fix:{sid}"):
+        if key in streams:
+            return streams[key]
+    if sid.startswith("_"):
+        return None
+    summary = f"Stream {sid}: fixed by the orchestrator (simulated)."
+    return [CodeStep(tool="finish", args={"summary": summary})]
+
+
 def code_answer(scenario: Scenario, call: CallInfo) -> CodeAnswer:
-    """The answer to a call offering tools: its stream's script at `call.code_step`."""
+    """The answer to a call offering tools: its stream's script at `call.code_step` (the
+    orchestrator's fix script for a call whose purpose is "fix")."""
     sid = call.stream_id or "stream"
-    script = scenario.code.script(sid, call.round)
+    script = _fix_script(scenario, sid, call.round) if call.purpose == "fix" else None
+    if script is None:
+        script = scenario.code.script(sid, call.round)
     step = script[call.code_step] if call.code_step < len(script) else _finish(sid)
     calls = [
         {
