@@ -12,14 +12,13 @@
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.code_plans import code_stream, tool
+from support.code_plans import PYTEST, code_stream, tool
 from support.daemon import DaemonProcess, wait_for, write_config
 from support.git import run_git
 from support.simulator import running_simulator, stats, use_scenario
@@ -30,7 +29,7 @@ from daemon.tools.simulator.server import SimulatorThread
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 FAST = {"latency": {"planner": 0.05, "orchestrator": 0.05, "executor": 0.05}}
-TEST_COMMAND = f"{sys.executable} -m pytest -q -p no:cacheprovider tests"
+TEST_COMMAND = f"{PYTEST} tests"
 FEATURE_TEST = "from src.feature import half\n\n\ndef test_half():\n    assert half(8) == 4\n"
 BUGGY = "def half(x):\n    return x\n"
 DEFECT = "half() returns x unchanged; in src/feature.py it must return x // 2"

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.code_plans import PYTEST
 from support.daemon import DaemonProcess, wait_for, write_config
 from support.simulator import running_simulator, stats, use_scenario
 
@@ -191,7 +192,7 @@ def test_setup_runs_once_before_the_executor_and_link_dirs_are_shared_read_only(
         sim,
         {**FAST, "plan": one_stream(["tests/**"]), "code": {"streams": {"work": steps}}},
     )
-    test_command = f"{sys.executable} -m pytest -q -p no:cacheprovider tests/test_helper.py"
+    test_command = f"{PYTEST} tests/test_helper.py"
     code = (
         f"test_command = {json.dumps(test_command)}\nallow_shell = true\n"
         'link_dirs = [".venv"]\nsetup_command = "echo setting-up > setup-ran.txt"\n'

@@ -15,13 +15,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.code_plans import code_stream, tool
+from support.code_plans import PYTEST, code_stream, tool
 from support.daemon import DaemonProcess, wait_for, write_config
 from support.git import run_git
 from support.simulator import running_simulator, stats, use_scenario
@@ -31,7 +30,7 @@ from daemon.tools.simulator.server import SimulatorThread
 pytestmark = pytest.mark.slow
 
 FAST = {"latency": {"planner": 0.05, "orchestrator": 0.05, "executor": 0.05}}
-TEST_COMMAND = f"{sys.executable} -m pytest -q -p no:cacheprovider tests"
+TEST_COMMAND = f"{PYTEST} tests"
 FEATURE_TEST = (
     "import pytest\n\n\ndef test_half():\n"
     "    feature = pytest.importorskip('src.feature')\n"

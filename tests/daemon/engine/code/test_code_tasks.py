@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.code_plans import code_stream, tool
+from support.code_plans import PYTEST, code_stream, tool
 from support.daemon import DaemonProcess, wait_for, write_config
 from support.simulator import running_simulator, stats
 
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 DAEMON_KEY_ENV = "TIERD_TEST_PROVIDER_KEY"
 DAEMON_KEY = "sk-daemon-env-key-77"
 AGENTS_MARKER = "AGENTS-MARKER-5150"
-TEST_COMMAND = f"{sys.executable} -m pytest -q -p no:cacheprovider tests"
+TEST_COMMAND = f"{PYTEST} tests"
 FAST = {"latency": {"planner": 0.05, "orchestrator": 0.05, "executor": 0.05}}
 
 TESTS_A = (
