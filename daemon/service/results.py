@@ -44,6 +44,39 @@ class TaskSummary(BaseModel):
     )
 
 
+class TierdTestRun(_Open):
+    """tierd's own run of the test command (in the sandbox), not a model's claim."""
+
+    command: str | None = None
+    exit_code: int | None = Field(default=None, description="null: it did not exit (timed out)")
+    duration_s: float | None = None
+    output: str | None = Field(default=None, description="the end of what it printed")
+
+
+class MergedResult(_Open):
+    """A code task's merged change, once the accepted branches are merged."""
+
+    branch: str = Field(description="tierd/<task>/_result")
+    head: str = Field(description="its commit")
+    files: list[str] = Field(default_factory=list, description="paths the change touches")
+    insertions: int | None = None
+    deletions: int | None = None
+    tests: TierdTestRun | None = Field(default=None, description="the final test run on the merge")
+
+
+class AppliedResult(_Open):
+    """How an approved code task's result reached the user."""
+
+    how: Literal["branch", "merge", "patch"]
+    branch: str | None = Field(default=None, description="branch left, or merged into")
+    commit: str | None = Field(default=None, description="merge: the merge commit")
+    path: str | None = Field(default=None, description="patch: the patch file written")
+    head: str | None = Field(default=None, description="the result's commit that was applied")
+    already: bool | None = Field(
+        default=None, description="true: this approval found the change already applied"
+    )
+
+
 class TaskCode(_Open):
     """A code task's repository and base, as checked at submit; the engine adds what it
     learns later (its branches, its clean-up), which passes through as it was written."""
@@ -58,6 +91,8 @@ class TaskCode(_Open):
         description="with include_uncommitted: the commit of base_commit plus the uncommitted "
         "changes, which the task starts from; null when there were none",
     )
+    result: MergedResult | None = Field(default=None, description="the merged change")
+    applied: AppliedResult | None = Field(default=None, description="how it was applied")
 
 
 class CommandRun(_Open):
@@ -78,6 +113,24 @@ class SetupRun(_Open):
     output_tail: str | None = None
 
 
+class StreamFix(_Open):
+    """The orchestrator's own fix of a code stream (a review said "fix")."""
+
+    round: int
+    problem: str | None = None
+    by: str | None = None
+    steps: int | None = None
+    max_steps: int | None = None
+    commands: list[CommandRun] = Field(default_factory=list)
+    summary: str | None = Field(default=None, description="null: it did not finish")
+    head: str | None = None
+    files: list[str] = Field(default_factory=list)
+    test_run: TierdTestRun | None = None
+    outcome: Literal["fix", "redo"] | None = Field(
+        default=None, description="fix: accepted as fixed; redo: back to the executor"
+    )
+
+
 class StreamCode(_Open):
     """What a code stream did in its worktree: filled in by the engine as it goes."""
 
@@ -93,6 +146,12 @@ class StreamCode(_Open):
     max_steps: int | None = None
     setup: SetupRun | None = None
     ended: str | None = Field(default=None, description="why the executor's loop ended")
+    test_run: TierdTestRun | None = Field(
+        default=None, description="tierd's own test run after the last round (or fix)"
+    )
+    fixes: list[StreamFix] = Field(
+        default_factory=list, description="the orchestrator's own fixes, one per review round"
+    )
 
 
 class StreamView(BaseModel):
@@ -170,7 +229,7 @@ class Answered(BaseModel):
 class Decided(BaseModel):
     task_id: str
     decision: Literal["approve", "reject"]
-    applied: dict[str, Any] | None = Field(
+    applied: AppliedResult | None = Field(
         default=None,
         description="a code task's result as applied: how (branch, merge, patch), and the "
         "branch and commit merged into, or the patch file's path",

@@ -221,5 +221,5 @@ async def _decide(service: Service, ask: HumanAsk, content: dict[str, Any]) -> R
     except ValidationError as exc:
         raise InvalidParams(f"the approval form: {exc.errors()[0]['msg']}", {}) from exc
     decided = await service.approve(params)
-    applied = f" (applied: {decided.applied.get('how')})" if decided.applied else ""
+    applied = f" (applied: {decided.applied.how})" if decided.applied else ""
     return Recorded(True, f"the user chose {decided.decision}{applied}")

@@ -82,6 +82,8 @@ def test_a_code_task_is_stored_with_its_repository_and_base_commit(
         "base_commit": head,
         "include_uncommitted": False,
         "snapshot_commit": None,
+        "result": None,  # not merged yet
+        "applied": None,
     }
     (listed,) = [t for t in _all_tasks(daemon) if t["id"] == task["id"]]
     assert listed["repo"] == str(repo.resolve())

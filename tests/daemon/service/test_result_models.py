@@ -177,7 +177,24 @@ TASK_CODE = {
     "base_commit": "a" * 40,
     "include_uncommitted": True,
     "snapshot_commit": "b" * 40,
-    # Added by the engine later: passes through as written.
+    # Added by the engine later: the merged change and how it was applied, typed; any other
+    # key passes through as written.
+    "result": {
+        "branch": "tierd/t2/_result",
+        "head": "d" * 40,
+        "files": ["src/a.py"],
+        "insertions": 40,
+        "deletions": 2,
+        "tests": {"command": "make test", "exit_code": 0, "duration_s": 1.5, "output": "ok"},
+    },
+    "applied": {
+        "how": "merge",
+        "branch": "main",
+        "commit": "e" * 40,
+        "path": None,
+        "head": "d" * 40,
+        "already": None,
+    },
     "branches": ["tierd/t2/s1"],
 }
 STREAM_CODE = {
@@ -196,6 +213,22 @@ STREAM_CODE = {
     "max_steps": 40,
     "setup": None,
     "ended": "finish",
+    "test_run": {"command": "make test", "exit_code": 0, "duration_s": 0.4, "output": "2 passed"},
+    "fixes": [
+        {
+            "round": 0,
+            "problem": "off by one",
+            "by": "orchestrator",
+            "steps": 3,
+            "max_steps": 8,
+            "commands": [],
+            "summary": "Fixed the bound.",
+            "head": "c" * 40,
+            "files": ["src/a.py"],
+            "test_run": None,
+            "outcome": "fix",
+        }
+    ],
 }
 
 

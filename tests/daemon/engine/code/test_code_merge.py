@@ -168,7 +168,7 @@ def test_failing_tests_send_a_stream_back_and_apply_merge_lands_the_change(
     wait_for(lambda: not tierd_branches(repo), timeout=15)
     assert run_git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1
     # Tests pass in the user's own tree, with the change applied.
-    ran = subprocess.run(TEST_COMMAND.split(), cwd=repo, capture_output=True, text=True)
+    ran = subprocess.run(TEST_COMMAND, shell=True, cwd=repo, capture_output=True, text=True)
     assert ran.returncode == 0, ran.stdout
 
 
