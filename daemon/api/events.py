@@ -29,7 +29,7 @@ from daemon.service.service import Service
 from daemon.service.task_views import find_task
 from daemon.store.feed import EventFeed
 from daemon.store.states import TERMINAL, TaskState
-from daemon.store.store import Store
+from daemon.store.store import TASK_DELETED, Store
 
 router = APIRouter()
 log = logging.getLogger("tierd.events")
@@ -80,6 +80,8 @@ async def _sse(feed: EventFeed, start: int, task_id: str | None) -> AsyncIterato
         if ev is None:
             continue  # sse-starlette sends its own keep-alive pings
         yield _message(ev)
+        if task_id is not None and ev["type"] == TASK_DELETED:
+            return  # the task is gone: nothing more will come for it
 
 
 async def _replay(store: Store, start: int, task_id: str) -> AsyncIterator[dict[str, Any]]:

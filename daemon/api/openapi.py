@@ -120,7 +120,7 @@ def _operation_errors(path: str, method: str) -> dict[str, str]:
         extra["429"] = "Busy: retry after the Retry-After header's seconds"
     if "{task_id}" in path:
         extra.update(_TASK_RESPONSES)
-        if method == "post":
+        if method in ("post", "delete"):
             extra.update(_STATE_RESPONSES)
     return extra
 
@@ -160,6 +160,7 @@ def _link_submit(paths: dict[str, Any]) -> None:
         "CancelTask": ("/v1/tasks/{task_id}/cancel", "post"),
         "AnswerTask": ("/v1/tasks/{task_id}/answer", "post"),
         "ApproveTask": ("/v1/tasks/{task_id}/approve", "post"),
+        "DeleteTask": ("/v1/tasks/{task_id}", "delete"),
     }.items():
         target = paths.get(path, {}).get(method)
         if target is not None and "operationId" in target:

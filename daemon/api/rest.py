@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from daemon.service.deletion import Deleted
 from daemon.service.errors import InvalidParams
 from daemon.service.params import (
     IDEMPOTENCY_KEY_MAX,
@@ -157,6 +158,13 @@ async def list_tasks(
 @router.get("/v1/tasks/{task_id}", tags=["tasks"])
 async def get_task(task_id: TaskId, request: Request) -> TaskDetail:
     return await _service(request).get(TaskIdParams(task_id=task_id))
+
+
+@router.delete("/v1/tasks/{task_id}", tags=["tasks"])
+async def delete_task(task_id: TaskId, request: Request) -> Deleted:
+    """Delete an ended task and all tierd keeps of it (409 while it is live: cancel it
+    first); the answer says what was removed and what stays yours."""
+    return await _service(request).delete(TaskIdParams(task_id=task_id))
 
 
 @router.post("/v1/tasks/{task_id}/cancel", tags=["tasks"])

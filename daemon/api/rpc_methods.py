@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from daemon.service.deletion import Deleted
 from daemon.service.params import (
     AnswerParams,
     ApproveParams,
@@ -94,6 +95,15 @@ METHODS: dict[str, Method] = {
             Decided,
             "Approve or reject a result awaiting approval.",
             lambda s, p: s.approve(p),
+        ),
+        Method(
+            "task/delete",
+            TaskIdParams,
+            Deleted,
+            "Delete an ended task (completed, failed, canceled) and all tierd keeps of it: "
+            "its rows, files, checkpoints, worktrees and branches, but a result branch you "
+            "approved as a branch and a patch written for you. A live task: -32002.",
+            lambda s, p: s.delete(p),
         ),
         Method(
             "task/diff",

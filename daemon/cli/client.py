@@ -310,6 +310,10 @@ class Client:
     def cancel(self, task_id: str) -> dict[str, Any]:
         return self.rpc("task/cancel", {"task_id": task_id})
 
+    def delete(self, task_id: str) -> dict[str, Any]:
+        """Delete an ended task and all the daemon keeps of it; what was removed."""
+        return self.rpc("task/delete", {"task_id": task_id})
+
     def answer(self, task_id: str, answers: dict[str, str]) -> dict[str, Any]:
         return self.rpc("task/answer", {"task_id": task_id, "answers": answers})
 

@@ -75,4 +75,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     from daemon.tools.bench.run import run_bench
 
-    return int(run_bench(quick=args.quick, json_path=args.json, only=args.only or ()))
+    return int(
+        run_bench(quick=args.quick, json_path=args.json, only=args.only or (), skip=args.skip or ())
+    )

@@ -198,6 +198,17 @@ def _task_arg(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return sp
 
 
+def _add_rm(add: _Commands) -> None:
+    sp = add(
+        "rm",
+        tasks.cmd_rm,
+        "delete ended tasks (completed, failed, canceled) and all tierd keeps of them: "
+        "records, attachments, checkpoints, worktrees and tierd branches, but a result "
+        "branch you approved as a branch and a patch written for you (--json: a list)",
+    )
+    sp.add_argument("task_ids", metavar="TASK", nargs="+", help=TASK_HELP)
+
+
 def _add_task_commands(add: _Commands) -> None:
     sp = add("ls", tasks.cmd_ls, "list tasks, newest first")
     sp.add_argument(
@@ -265,6 +276,7 @@ def _add_task_commands(add: _Commands) -> None:
     )
     how.add_argument("--patch", action="store_true", help="write a patch file and print its path")
     _task_arg(add("cancel", tasks.cmd_cancel, "cancel a task"))
+    _add_rm(add)
     add("status", tasks.cmd_status, "the daemon's status: version, tasks, agents")
     sp = add(
         "open",
@@ -384,6 +396,12 @@ def _add_tools(add: _Commands) -> None:
         metavar="NAME",
         help="run only this workload (repeatable): sales_lead, wide, dag, dag_never, code; "
         "skips the once-per-run API, scale and governor measurements",
+    )
+    sp.add_argument(
+        "--skip",
+        action="append",
+        metavar="NAME",
+        help="leave this workload out (repeatable); the once-per-run measurements still run",
     )
 
 

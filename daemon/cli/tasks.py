@@ -1,5 +1,5 @@
 """The commands about tasks, each one or two calls to the running daemon: submit, ls, show,
-watch, answer, approve, cancel, and the daemon's status.
+watch, answer, approve, cancel, rm, and the daemon's status.
 
 Every command that takes a task takes its id, a unique prefix of it, or `@last` (the daemon
 resolves them, `service.task_views`). They load rich and the views only to print, and never
@@ -38,6 +38,7 @@ __all__ = [
     "cmd_cancel",
     "cmd_ls",
     "cmd_open",
+    "cmd_rm",
     "cmd_show",
     "cmd_status",
     "cmd_submit",
@@ -384,6 +385,49 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     else:
         print(f"canceled {args.task_id}")
     return EXIT_OK
+
+
+def _say_deleted(out: dict[str, Any]) -> None:
+    """What one deletion removed, and what stays the user's."""
+    removed, kept = out["removed"], out["kept"]
+    parts = [f"{sum(removed['rows'].values())} records"]
+    parts += ["its files"] if removed["folder"] else []
+    parts += ["its checkpoints"] if removed["checkpoints"] else []
+    if removed["worktrees"]:
+        parts.append(f"{removed['worktrees']} worktree(s)")
+    if removed["branches"]:
+        parts.append(f"{len(removed['branches'])} branch(es)")
+    print(clean(f"deleted {out['task_id']} ({out['state']}): {', '.join(parts)}"))
+    if kept.get("branch"):
+        print(clean(f"  kept branch {kept['branch']}: you approved it as a branch, it is yours"))
+    if kept.get("patch"):
+        print(clean(f"  kept your patch {kept['patch']}"))
+    for why in kept.get("left") or []:
+        print(clean(f"  left {why}"))
+    for what in out.get("incomplete") or []:
+        print(clean(f"  not removed yet (the daemon's next start removes it): {what}"))
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    """Delete each task named; one that cannot be is said on stderr and the others go on."""
+    from daemon.cli.client import ApiError
+
+    deleted: list[dict[str, Any]] = []
+    failed = False
+    with client() as daemon:
+        for task_id in args.task_ids:
+            try:
+                out = daemon.delete(task_id)
+            except ApiError as exc:
+                err(exc.message)
+                failed = True
+                continue
+            deleted.append(out)
+            if not args.json:
+                _say_deleted(out)
+    if args.json:
+        print_json(deleted)
+    return EXIT_ERROR if failed else EXIT_OK
 
 
 def cmd_open(args: argparse.Namespace) -> int:

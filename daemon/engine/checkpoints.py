@@ -6,12 +6,16 @@ start, accept tasks and fail every one with an internal error; so it is checked 
 engine starts (`check`) and again when the workflow opens it (`open_checkpoints`), and either
 raises `CheckpointsDamaged` naming the file and what to do. Only the standard library's
 sqlite3 here: the check runs before the heavy engine import has finished.
+
+A deleted task's thread goes with it (`delete_thread`), through LangGraph's own
+`adelete_thread` on a connection of its own: the service deletes without the workflow open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import sqlite3
 from pathlib import Path
 
@@ -20,7 +24,7 @@ import aiosqlite
 from daemon.engine.disk_full import store_full
 from daemon.engine.errors import CheckpointsDamaged
 
-__all__ = ["check", "open_checkpoints"]
+__all__ = ["check", "delete_thread", "open_checkpoints"]
 
 #: Problems quick_check lists in a message, at most.
 SHOWN_PROBLEMS = 3
@@ -55,3 +59,29 @@ async def open_checkpoints(path: Path | None) -> aiosqlite.Connection:
     """A connection to the checkpoint database (None: in memory), checked first."""
     await check(path)
     return await aiosqlite.connect(str(path) if path else ":memory:")
+
+
+#: LangGraph's SQLite checkpointer: imported when a thread is deleted, off the event loop.
+_SAVER_MODULE = "langgraph.checkpoint.sqlite.aio"
+
+
+async def delete_thread(path: Path | None, thread_id: str) -> bool:
+    """Delete the checkpoints (and pending writes) of `thread_id`, a task's id, from the file
+    at `path`; whether it had any. A file that is not there yet has none."""
+    if path is None or not await asyncio.to_thread(path.exists):
+        return False
+    module = await asyncio.to_thread(importlib.import_module, _SAVER_MODULE)
+    async with aiosqlite.connect(str(path), timeout=30) as conn:
+        found = await conn.execute_fetchall(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN "
+            "('checkpoints', 'writes')"
+        )
+        if len(list(found)) < 2:
+            return False  # never set up: no thread in it
+        had = await conn.execute_fetchall(
+            "SELECT 1 FROM checkpoints WHERE thread_id = ? UNION ALL "
+            "SELECT 1 FROM writes WHERE thread_id = ? LIMIT 1",
+            (thread_id, thread_id),
+        )
+        await module.AsyncSqliteSaver(conn).adelete_thread(thread_id)
+    return bool(list(had))

@@ -8,6 +8,7 @@ is the one face the adapters see; each group of actions is a unit of its own:
   `code_repo` for a code task's repository;
 - `task_views`: task/get, task/list, and finding a task by id, unique prefix or `@last`;
 - `interventions`: task/cancel, task/answer, task/approve;
+- `deletion`: task/delete (an ended task and all tierd keeps of it);
 - `configuration`: config/get, config/set;
 - `status`: daemon/status.
 
@@ -26,6 +27,7 @@ from daemon.home.paths import Homes
 from daemon.service.admission import ActiveTasks
 from daemon.service.code_result import result_diff
 from daemon.service.configuration import Configuration
+from daemon.service.deletion import Deleted, Deletion
 from daemon.service.detached import Detached
 from daemon.service.errors import NotConfigured
 from daemon.service.interventions import Interventions
@@ -91,6 +93,7 @@ class Service:
         self.interventions = Interventions(
             store, engine, detached, patches=homes.data_dir / "patches"
         )
+        self.deletion = Deletion(store, self.submission.attachments, detached, homes)
         self.status_report = StatusReport(
             store,
             engine,
@@ -141,6 +144,10 @@ class Service:
 
     async def approve(self, params: ApproveParams) -> Decided:
         return await self.interventions.approve(params)
+
+    async def delete(self, params: TaskIdParams) -> Deleted:
+        """An ended task and all tierd keeps of it, gone (-32002 / 409 while it is live)."""
+        return await self.deletion.delete(params)
 
     async def diff(self, params: TaskIdParams) -> TaskDiff:
         """A code task's merged result against its base (-32002 / 409 before it is merged)."""

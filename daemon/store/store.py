@@ -15,13 +15,15 @@ their own modules, and the names other packages use are importable from here.
   `lock`: one daemon per database; `errors`: the store's own errors (in use, disk full);
   `events`: the event record;
 - the queries: `tasks`, `event_log`, `streams` (with the step memo), `usage`,
-  `questions` (answers and approvals), `attachments` (a task's files).
+  `questions` (answers and approvals), `attachments` (a task's files), `deletion` (an
+  ended task's rows, all at once).
 """
 
 from __future__ import annotations
 
 from daemon.store.attachments import AttachmentQueries
 from daemon.store.database import redact_url
+from daemon.store.deletion import TASK_DELETED, DeletedRows, TaskDeletion, TaskNotEnded
 from daemon.store.errors import StoreError, StoreFull, StoreInUse, StoreUnavailable
 from daemon.store.event_log import EventLog
 from daemon.store.events import NewEvent, event_to_dict
@@ -44,7 +46,9 @@ from daemon.store.usage import UsageLog
 __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "TASK_DELETED",
     "AttachmentRow",
+    "DeletedRows",
     "EventRow",
     "MetaRow",
     "NewEvent",
@@ -57,6 +61,7 @@ __all__ = [
     "StoreInUse",
     "StoreUnavailable",
     "StreamRow",
+    "TaskNotEnded",
     "TaskRow",
     "UsageRow",
     "event_to_dict",
@@ -64,5 +69,13 @@ __all__ = [
 ]
 
 
-class Store(TaskQueries, StreamQueries, EventLog, UsageLog, HumanInput, AttachmentQueries):
+class Store(
+    TaskQueries,
+    StreamQueries,
+    EventLog,
+    UsageLog,
+    HumanInput,
+    AttachmentQueries,
+    TaskDeletion,
+):
     """Async facade over the database; every method runs on the store's own thread."""

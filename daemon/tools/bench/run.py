@@ -1,5 +1,5 @@
-"""`tierd bench [--quick] [--json FILE] [--only NAME ...]`: tierd against baselines, on the
-simulator.
+"""`tierd bench [--quick] [--json FILE] [--only NAME ...] [--skip NAME ...]`: tierd against
+baselines, on the simulator.
 
 One run starts the model simulator in a thread of this process and a real daemon (`tierd
 serve`, a subprocess with its own temporary TIERD_HOME) whose three roles point at it, then:
@@ -18,7 +18,8 @@ serve`, a subprocess with its own temporary TIERD_HOME) whose three roles point 
    and CPU cost.
 
 `report.py` prints the tables and the targets; `--json` writes every figure. `--only` runs
-the named workloads alone, without the once-per-run measurements.
+the named workloads alone, without the once-per-run measurements; `--skip` leaves workloads
+out and keeps them.
 """
 
 from __future__ import annotations
@@ -119,8 +120,8 @@ async def measure_all(session: Session, warm_up_task: str, code_dir: Path) -> di
     """Every measurement, in order; the figures without the run's metadata."""
     s, log = session.s, session.log
     everything = not s.only
-    text = [wl for wl in WORKLOADS if everything or wl.name in s.only]
-    code = everything or CODE in s.only
+    text = [wl for wl in WORKLOADS if (everything or wl.name in s.only) and wl.name not in s.skip]
+    code = (everything or CODE in s.only) and CODE not in s.skip
     count = len(text) + int(code)
     result: dict[str, Any] = {}
     async with session.connected():
@@ -229,6 +230,7 @@ def run(settings: BenchSettings, log: Log) -> dict[str, Any]:
         "started_at": started,
         "duration_s": time.time() - started,
         "only": list(settings.only),
+        "skipped": list(settings.skip),
         "settings": {
             "latency_scale": settings.latency_scale,
             "ceiling": settings.ceiling,
@@ -243,19 +245,25 @@ def run(settings: BenchSettings, log: Log) -> dict[str, Any]:
     }
 
 
-def run_bench(quick: bool, json_path: str | None, only: Sequence[str] = ()) -> int:
+def run_bench(
+    quick: bool, json_path: str | None, only: Sequence[str] = (), skip: Sequence[str] = ()
+) -> int:
     """`tierd bench`: run, print the tables, write the JSON; the exit code (2: an unknown
-    workload in `only`)."""
+    workload in `only` or `skip`)."""
     from rich.console import Console
 
     from daemon.tools.bench.report import evaluate_targets, print_report
 
     err = Console(stderr=True)
-    unknown = [name for name in only if name not in NAMES]
+    unknown = [name for name in (*only, *skip) if name not in NAMES]
     if unknown:
         err.print(f"tierd bench: no workload {', '.join(unknown)} (there are: {', '.join(NAMES)})")
         return 2
-    settings = dataclasses.replace(BenchSettings.for_mode(quick), only=tuple(dict.fromkeys(only)))
+    settings = dataclasses.replace(
+        BenchSettings.for_mode(quick),
+        only=tuple(dict.fromkeys(only)),
+        skip=tuple(dict.fromkeys(skip)),
+    )
     t0 = time.monotonic()
 
     def log(message: str) -> None:

@@ -105,6 +105,8 @@ class BenchSettings:
     #: Only these workloads (names, "code" included), without the once-per-run measurements;
     #: empty: everything.
     only: tuple[str, ...] = ()
+    #: Workloads left out of the run, which keeps its once-per-run measurements.
+    skip: tuple[str, ...] = ()
     #: Where the code workload's repository is made and left; None: a temporary directory.
     code_dir: str | None = None
 

@@ -75,6 +75,15 @@ def post_rpc(h: httpx.Client, body: bytes) -> httpx.Response:
     return r
 
 
+def _log_lines(d: DaemonProcess, task_id: str) -> list[str]:
+    """The daemon's log lines about `task_id` or a cancel: why a task ended, when it should not
+    have (a failure to explain, not to hide)."""
+    if d.logs is None:
+        return []
+    text = (d.logs / "daemon.err").read_text(encoding="utf-8", errors="replace")
+    return [ln for ln in text.splitlines() if task_id in ln or "cancel" in ln.lower()][-20:]
+
+
 def assert_healthy(d: DaemonProcess, before: dict[str, Any]) -> None:
     """The daemon serves, the task from before is intact, every task is readable and valid."""
     with d.http() as h:
@@ -82,7 +91,11 @@ def assert_healthy(d: DaemonProcess, before: dict[str, Any]) -> None:
         assert status.status_code == 200 and status.json()["pid"] == d.proc.pid  # type: ignore[union-attr]
         got = h.get(f"/v1/tasks/{before['id']}").json()
         # Its planner is still waiting on the slow simulator: live, same goal, never failed.
-        assert got["goal"] == before["goal"] and got["state"] not in ("failed", "canceled")
+        assert got["goal"] == before["goal"] and got["state"] not in ("failed", "canceled"), (
+            got["state"],
+            got.get("error"),
+            _log_lines(d, before["id"]),
+        )
         seen, cursor = 0, None
         while True:
             page = h.get(
