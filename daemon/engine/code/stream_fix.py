@@ -18,14 +18,14 @@ event: a resumed task replays a finished fix without a model call, a command or 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from daemon.engine.code.agent_loop import StepsExhausted, ToolOutcome, run_loop
 from daemon.engine.code.test_runs import test_run
-from daemon.engine.code.tools import ToolResult, Workspace
-from daemon.engine.code.toolspec import call_tool, tool_schemas
+from daemon.engine.code.tool_step import run_tool_step
+from daemon.engine.code.tools import Workspace
+from daemon.engine.code.toolspec import tool_schemas
 from daemon.engine.streams import StreamState
 from roles.calls import ToolCall
 from roles.code_fix import code_fix_messages, fix_problem
@@ -39,8 +39,6 @@ __all__ = ["FIXED_BY", "FixRecord", "fix_stream"]
 
 #: Who makes a review's fix (the commit, the stream's record and its summary say so).
 FIXED_BY = "orchestrator"
-#: Output of a command kept in the fix's record (its tail).
-COMMAND_OUTPUT_CHARS = 1500
 
 
 @dataclass
@@ -201,38 +199,18 @@ class _Fix:
     async def _tool(
         self, ws: Workspace, record: FixRecord, key: str, c: ToolCall, step: int
     ) -> ToolOutcome:
-        saved = await self.ctx.store.get_step(self.ctx.task_id, key)
-        fresh = saved is None
-        if saved is None:
-            result = await call_tool(ws, c.name, c.arguments)
-        else:
-            result = ToolResult.from_dict(saved)
+        done = await run_tool_step(self.ctx, ws, key, c)
+        result = done.result
         record.steps = max(record.steps, step + 1)
-        if result.command is not None:
-            record.commands.append(
-                {
-                    "name": _command_name(c.arguments),
-                    "command": result.command,
-                    "exit_code": result.exit_code,
-                    "duration_s": result.duration_s,
-                    "output": result.output[-COMMAND_OUTPUT_CHARS:],
-                }
-            )
-        if fresh:
+        command = done.command(c)
+        if command is not None:
+            record.commands.append(command)
+        if done.fresh:
             self._keep(record)
-            event = {
-                "stream_id": self.sid,
-                "by": FIXED_BY,
-                # After the executor's steps, so a live view takes it as the latest.
-                "step": self.facts.steps + step + 1,
-                "fix_step": step + 1,
-                "tool": result.tool,
-                "ok": result.ok,
-                "path": result.path,
-                "command": result.command,
-                "exit_code": result.exit_code,
-                "duration_s": result.duration_s,
-            }
+            # After the executor's steps, so a live view takes it as the latest.
+            event = done.event(
+                self.sid, self.facts.steps + step + 1, by=FIXED_BY, fix_step=step + 1
+            )
             await self.ctx.store.upsert_stream(
                 self.ctx.task_id,
                 self.sid,
@@ -241,14 +219,6 @@ class _Fix:
                 code_json=self.facts.json(),
             )
         return ToolOutcome(result.output, result.output if result.finished else None)
-
-
-def _command_name(arguments: str) -> str:
-    try:
-        name = json.loads(arguments).get("name", "test")
-    except (ValueError, AttributeError):
-        return "test"
-    return str(name)
 
 
 def _redo(record: FixRecord, tests_fail: str | None) -> Review:

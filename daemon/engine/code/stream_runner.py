@@ -34,8 +34,9 @@ from daemon.engine.code.setup import run_setup, setup_failure
 from daemon.engine.code.stream_fix import fix_stream
 from daemon.engine.code.task_code import CodeTask
 from daemon.engine.code.test_runs import failed, test_run
-from daemon.engine.code.tools import ToolResult, Workspace
-from daemon.engine.code.toolspec import call_tool, tool_schemas
+from daemon.engine.code.tool_step import run_tool_step
+from daemon.engine.code.tools import Workspace
+from daemon.engine.code.toolspec import tool_schemas
 from daemon.engine.code.worktrees import Worktree, WorktreeManager, branch_name
 from daemon.engine.context import TaskContext
 from daemon.engine.errors import StreamFailed
@@ -49,8 +50,6 @@ __all__ = ["CodeStreams", "StreamFacts"]
 
 #: Longest diff the orchestrator reviews in full (the file list is always whole).
 REVIEW_DIFF_CHARS = 40_000
-#: Output of a command kept in the stream's record (its tail: where test failures are).
-COMMAND_OUTPUT_CHARS = 1500
 
 
 @dataclass
@@ -280,39 +279,18 @@ class CodeStreams:
     ) -> ToolOutcome:
         sid = st.spec.id
         facts = self.facts[sid]
-        saved = await self.ctx.store.get_step(self.ctx.task_id, key)
-        fresh = saved is None
-        if saved is None:
-            result = await call_tool(ws, c.name, c.arguments)
-        else:
-            result = ToolResult.from_dict(saved)
+        done = await run_tool_step(self.ctx, ws, key, c)
+        result = done.result
         facts.steps = max(facts.steps, step + 1)
-        if result.command is not None:
-            facts.commands.append(
-                {
-                    "name": _command_name(c.arguments),
-                    "command": result.command,
-                    "exit_code": result.exit_code,
-                    "duration_s": result.duration_s,
-                    "output": result.output[-COMMAND_OUTPUT_CHARS:],
-                }
-            )
-        if fresh:
-            event = {
-                "stream_id": sid,
-                "step": step + 1,
-                "tool": result.tool,
-                "ok": result.ok,
-                "path": result.path,
-                "command": result.command,
-                "exit_code": result.exit_code,
-                "duration_s": result.duration_s,
-            }
+        command = done.command(c)
+        if command is not None:
+            facts.commands.append(command)
+        if done.fresh:
             await self.ctx.store.upsert_stream(
                 self.ctx.task_id,
                 sid,
                 step=(key, result.as_dict()),
-                event=("tool.step", event),
+                event=("tool.step", done.event(sid, step + 1)),
                 code_json=facts.json(),
             )
         return ToolOutcome(result.output, result.output if result.finished else None)
@@ -362,15 +340,6 @@ class CodeStreams:
         if out.truncated:
             text += "\n[the diff goes on; the file list above is complete]"
         return text
-
-
-def _command_name(arguments: str) -> str:
-    """The `name` argument of a run_command call ("test" when the model left it out)."""
-    try:
-        name = json.loads(arguments).get("name", "test")
-    except (ValueError, AttributeError):
-        return "test"
-    return str(name)
 
 
 def _brief(done: dict[str, Any]) -> dict[str, Any]:
