@@ -172,3 +172,22 @@ def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> A
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+ENDED = frozenset({"completed", "failed", "canceled"})
+
+
+def task_of(d: DaemonProcess, task_id: str) -> dict[str, Any]:
+    """The task as `task/get` answers it."""
+    result: dict[str, Any] = d.rpc("task/get", {"task_id": task_id})["result"]
+    return result
+
+
+def wait_ended(d: DaemonProcess, task_id: str, timeout: float = 400.0) -> dict[str, Any]:
+    """The task once it has ended (completed, failed or canceled). Fails the test on timeout."""
+
+    def done() -> dict[str, Any] | None:
+        task = task_of(d, task_id)
+        return task if task["state"] in ENDED else None
+
+    return wait_for(done, timeout=timeout, interval=0.2)

@@ -10,9 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
-import struct
 import threading
-import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +21,8 @@ import pytest
 from support.daemon import DaemonProcess, wait_for, write_config
 from support.simulator import running_simulator, use_scenario
 
+from daemon.service.attachments.pdf import encode_png
+
 pytestmark = pytest.mark.slow
 
 QUICK = {"planner": 0.05, "orchestrator": 0.05, "executor": 0.05}
@@ -30,17 +30,8 @@ ENDED = {"completed", "failed", "canceled"}
 
 
 def tiny_png() -> bytes:
-    """A 2x2 grey PNG, made here from its chunks."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    header = struct.pack(">IIBBBBB", 2, 2, 8, 0, 0, 0, 0)  # 8-bit greyscale
-    pixels = zlib.compress(b"\x00\x10\x20\x00\x30\x40")  # two rows, filter byte first
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
-    )
+    """A 2x2 PNG, by way of the product's own encoder (the one that renders PDF pages)."""
+    return encode_png(2, 2, 6, bytes(range(12)))
 
 
 PHOTO = {

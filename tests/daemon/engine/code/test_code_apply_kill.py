@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 from support.code_plans import code_stream, tool
-from support.daemon import DaemonProcess, wait_for, write_config
+from support.daemon import DaemonProcess, task_of, wait_for, write_config
 from support.git import run_git
 from support.simulator import running_simulator, use_scenario
 
@@ -104,11 +104,6 @@ def start(home: Path, sim: SimulatorThread) -> DaemonProcess:
     home.mkdir(exist_ok=True)
     write_config(home, sim.url, '[review]\napproval = "required"\n')
     return DaemonProcess(home).start(timeout=120)
-
-
-def task_of(d: DaemonProcess, task_id: str) -> dict[str, Any]:
-    result: dict[str, Any] = d.rpc("task/get", {"task_id": task_id})["result"]
-    return result
 
 
 def in_state(d: DaemonProcess, task_id: str, state: str) -> dict[str, Any]:

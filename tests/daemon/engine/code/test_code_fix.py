@@ -15,11 +15,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from support.code_plans import PYTEST, code_stream, tool
-from support.daemon import DaemonProcess, wait_for, write_config
+from support.daemon import DaemonProcess, task_of, wait_ended, wait_for, write_config
 from support.git import run_git
 from support.simulator import running_simulator, stats, use_scenario
 
@@ -65,19 +64,6 @@ def start(home: Path, sim: SimulatorThread, extra: str = "") -> DaemonProcess:
     return DaemonProcess(home).start(timeout=120)
 
 
-def task_of(d: DaemonProcess, task_id: str) -> dict[str, Any]:
-    result: dict[str, Any] = d.rpc("task/get", {"task_id": task_id})["result"]
-    return result
-
-
-def ended(d: DaemonProcess, task_id: str) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        task = task_of(d, task_id)
-        return task if task["state"] in {"completed", "failed", "canceled"} else None
-
-    return wait_for(done, timeout=400, interval=0.2)
-
-
 def submit(d: DaemonProcess, repo: Path) -> str:
     task_id: str = d.rpc("task/submit", {"goal": "Add half()", "repo": str(repo)})["result"][
         "task_id"
@@ -113,7 +99,7 @@ def test_a_fix_verdict_is_made_by_the_orchestrator_with_tools_and_tested_by_tier
     d = start(tmp_path / "home", sim)
     try:
         task_id = submit(d, repo)
-        task = ended(d, task_id)
+        task = wait_ended(d, task_id)
     finally:
         d.stop()
     assert task["state"] == "completed", task.get("error")
@@ -179,7 +165,7 @@ def test_a_fix_whose_tests_fail_is_sent_back_as_a_redo_with_the_output(
     repo = make_repo(tmp_path / "repo")
     d = start(tmp_path / "home", sim)
     try:
-        task = ended(d, submit(d, repo))
+        task = wait_ended(d, submit(d, repo))
     finally:
         d.stop()
     assert task["state"] == "completed", task.get("error")
@@ -237,7 +223,7 @@ def test_sigkill_mid_fix_resumes_without_repeating_a_step_or_a_command(
     d.kill()
     d = start(home, sim, "allow_shell = true\n")
     try:
-        task = ended(d, task_id)
+        task = wait_ended(d, task_id)
     finally:
         d.stop()
     assert task["state"] == "completed", task.get("error")

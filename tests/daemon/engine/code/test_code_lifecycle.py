@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from support.code_plans import PYTEST
-from support.daemon import DaemonProcess, wait_for, write_config
+from support.daemon import DaemonProcess, task_of, wait_ended, wait_for, write_config
 from support.simulator import running_simulator, stats, use_scenario
 
 from daemon.tools.simulator.server import SimulatorThread
@@ -61,19 +61,6 @@ def start(home: Path, sim: SimulatorThread, code: str) -> DaemonProcess:
     return DaemonProcess(home).start()
 
 
-def state_of(d: DaemonProcess, task_id: str) -> dict[str, Any]:
-    result: dict[str, Any] = d.rpc("task/get", {"task_id": task_id})["result"]
-    return result
-
-
-def ended(d: DaemonProcess, task_id: str, timeout: float = 90.0) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        task = state_of(d, task_id)
-        return task if task["state"] in {"completed", "failed", "canceled"} else None
-
-    return wait_for(done, timeout=timeout, interval=0.2)
-
-
 def branches(git_in: Callable[..., str], repo: Path) -> list[str]:
     return sorted(git_in(repo, "branch", "--list", "tierd/*", "--format=%(refname:short)").split())
 
@@ -103,7 +90,7 @@ def test_sigkill_mid_loop_resumes_without_repeating_a_step_or_a_command(
     task_id = d.rpc("task/submit", {"goal": "Count", "repo": str(user_repo)})["result"]["task_id"]
 
     def mid_loop() -> bool:
-        code = (state_of(d, task_id)["streams"] or [{}])[0].get("code") or {}
+        code = (task_of(d, task_id)["streams"] or [{}])[0].get("code") or {}
         return len(code.get("commands", [])) >= 1
 
     wait_for(mid_loop, timeout=60, interval=0.05)
@@ -111,7 +98,7 @@ def test_sigkill_mid_loop_resumes_without_repeating_a_step_or_a_command(
     assert (home / "worktrees" / task_id / "work").is_dir()  # the kill left it mid-work
     d = DaemonProcess(home).start()
     try:
-        task = ended(d, task_id)
+        task = wait_ended(d, task_id, timeout=90.0)
     finally:
         d.stop()
     assert task["state"] == "completed", task.get("error")
@@ -162,7 +149,7 @@ def test_cancel_kills_a_running_command_and_leaves_nothing(
         wait_for(running, timeout=60, interval=0.1)
         assert d.rpc("task/cancel", {"task_id": task_id})["result"]["state"] == "canceled"
         wait_for(lambda: not running(), timeout=15, interval=0.1)
-        task = ended(d, task_id)
+        task = wait_ended(d, task_id, timeout=90.0)
         assert task["state"] == "canceled"
         wait_for(lambda: not branches(git_in, user_repo), timeout=15, interval=0.1)
     finally:
@@ -203,7 +190,7 @@ def test_setup_runs_once_before_the_executor_and_link_dirs_are_shared_read_only(
         task_id = d.rpc("task/submit", {"goal": "Use the venv", "repo": str(user_repo)})["result"][
             "task_id"
         ]
-        task = ended(d, task_id)
+        task = wait_ended(d, task_id, timeout=90.0)
     finally:
         d.stop()
     assert task["state"] == "completed", task.get("error")
@@ -229,7 +216,7 @@ def test_a_failing_setup_fails_its_stream_with_the_commands_output(
         task_id = d.rpc("task/submit", {"goal": "Anything", "repo": str(user_repo)})["result"][
             "task_id"
         ]
-        task = ended(d, task_id)
+        task = wait_ended(d, task_id, timeout=90.0)
     finally:
         d.stop()
     assert task["state"] == "failed"

@@ -32,6 +32,8 @@ pytestmark = pytest.mark.slow
 FAST = {"latency": {"planner": 0.05, "orchestrator": 0.05, "executor": 0.05}}
 TEST_COMMAND = f"{PYTEST} tests"
 FEATURE_TEST = (
+    # The project's own test, written into the repository (not one of ours): it skips until
+    # the implementation stream adds the module, so the tests stream's run is not a failure.
     "import pytest\n\n\ndef test_half():\n"
     "    feature = pytest.importorskip('src.feature')\n"
     "    assert feature.half(8) == 4\n"

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from support.code_plans import code_stream, tool
-from support.daemon import DaemonProcess, wait_for, write_config
+from support.daemon import DaemonProcess, task_of, wait_ended, wait_for, write_config
 from support.git import run_git
 from support.simulator import running_simulator, stats, use_scenario
 
@@ -62,19 +62,6 @@ def start(home: Path, sim: SimulatorThread, code: str) -> DaemonProcess:
     home.mkdir(exist_ok=True)
     write_config(home, sim.url, f"[code]\nkeep_worktrees = true\n{code}")
     return DaemonProcess(home).start(timeout=120)
-
-
-def task_of(d: DaemonProcess, task_id: str) -> dict[str, Any]:
-    result: dict[str, Any] = d.rpc("task/get", {"task_id": task_id})["result"]
-    return result
-
-
-def ended(d: DaemonProcess, task_id: str) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        task = task_of(d, task_id)
-        return task if task["state"] in {"completed", "failed", "canceled"} else None
-
-    return wait_for(done, timeout=400, interval=0.2)
 
 
 def heads(task: dict[str, Any]) -> dict[str, str]:
@@ -137,7 +124,7 @@ def test_sigkill_during_the_final_test_run_resumes_without_a_second_merge(
     (result_wt / ".release").touch()
     d = start(home, sim, code)
     try:
-        task = ended(d, task_id)
+        task = wait_ended(d, task_id)
     finally:
         d.stop()
     assert task["state"] == "completed", task.get("error")
@@ -225,7 +212,7 @@ def test_sigkill_during_a_second_conflict_resolution_resumes_it_once(
         d.kill()
     d = start(home, sim, "allow_shell = true\n")
     try:
-        task = ended(d, task_id)
+        task = wait_ended(d, task_id)
     finally:
         d.stop()
     assert task["state"] == "completed", task.get("error")

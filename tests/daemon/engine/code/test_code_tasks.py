@@ -37,6 +37,8 @@ AGENTS_MARKER = "AGENTS-MARKER-5150"
 TEST_COMMAND = f"{PYTEST} tests"
 FAST = {"latency": {"planner": 0.05, "orchestrator": 0.05, "executor": 0.05}}
 
+# The project's own tests, written into the repository (not ours): each skips until its
+# implementation stream adds the module, so the tests stream's run is not a failure.
 TESTS_A = (
     "import pytest\n\n\ndef test_double():\n"
     "    feature = pytest.importorskip('src.feature_a')\n"
