@@ -1,6 +1,5 @@
 """The runner's housekeeping of code tasks: worktrees reconciled once at start, and an ended
-task's worktrees and spare branches removed; and, before an ended task is deleted, waiting out
-the runner's last steps on it (`drive_finished`).
+task's worktrees and spare branches removed.
 
 Kept apart from the runner (which owns running workflows) and light to import: the work itself
 is the workflow's (`Workflow.reconcile_code`, `Workflow.cleanup_code`, see `code.hygiene`),
@@ -18,30 +17,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from daemon.engine.workflow import Workflow
 
-__all__ = ["Housekeeping", "drive_finished", "drive_name"]
+__all__ = ["Housekeeping"]
 
 log = logging.getLogger("tierd.runner")
-
-
-def drive_name(task_id: str) -> str:
-    """The name of the asyncio task in which the runner drives `task_id`'s workflow."""
-    return f"tierd-task-{task_id}"
-
-
-async def drive_finished(task_id: str) -> None:
-    """Return once no workflow of `task_id` runs in this process.
-
-    A task's state turns final inside its run, and the run goes on for a moment: LangGraph
-    writes the last checkpoint, a failure's `attention` event is written, the worktrees are
-    cleaned up. Deleting the task meanwhile would leave what those write behind. The run is
-    found by its name (task ids are unique), never cancelled (a git command it runs would be
-    killed half way), only waited for.
-    """
-    name = drive_name(task_id)
-    running = [t for t in asyncio.all_tasks() if t.get_name() == name and not t.done()]
-    running = [t for t in running if t is not asyncio.current_task()]
-    if running:
-        await asyncio.wait(running)
 
 
 class Housekeeping:

@@ -164,6 +164,18 @@ class Runner:
         self._tasks[task_id] = task
         task.add_done_callback(lambda t: self._forget(task_id, t))
 
+    async def settled(self, task_id: str) -> None:
+        """Return once no run of `task_id` goes on in this daemon; never cancels it.
+
+        A task's state turns final inside its run, and the run goes on for a moment: LangGraph
+        writes the last checkpoint, a failure's `attention` event is written, the worktrees
+        are cleaned up. A deletion waits for that (cancelling would kill a git command half
+        way), else what those write would outlive the deleted task.
+        """
+        task = self._tasks.get(task_id)
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            await asyncio.wait({task})
+
     def _forget(self, task_id: str, task: asyncio.Task[None]) -> None:
         if self._tasks.get(task_id) is task:
             del self._tasks[task_id]

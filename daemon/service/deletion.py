@@ -19,7 +19,7 @@ branches (the `task.deleted` event names the repository, see `engine.code.hygien
 folder (a folder without its task is swept, see `attachments.keeper`).
 
 Before anything goes, the runner's last steps on a task that has just ended are waited out
-(`engine.housekeeping.drive_finished`); deletions of one task take turns, and each runs
+(`Engine.settled`); deletions of one task take turns, and each runs
 detached: a client that goes away does not stop one half way.
 """
 
@@ -34,13 +34,13 @@ from pydantic import BaseModel, Field
 
 from daemon.engine.checkpoints import delete_thread
 from daemon.engine.code.hygiene import erase_task
-from daemon.engine.housekeeping import drive_finished
 from daemon.home.paths import Homes
 from daemon.service.admission import KeyLocks
 from daemon.service.attachments.keeper import AttachmentKeeper
 from daemon.service.detached import Detached
 from daemon.service.errors import InvalidState, TaskNotFound
 from daemon.service.params import TaskIdParams
+from daemon.service.ports import Engine
 from daemon.service.task_views import find_task
 from daemon.store.states import TERMINAL, TaskState
 from daemon.store.store import DeletedRows, Store, TaskNotEnded
@@ -108,9 +108,15 @@ class Deletion:
     """`task/delete`."""
 
     def __init__(
-        self, store: Store, keeper: AttachmentKeeper, detached: Detached, homes: Homes
+        self,
+        store: Store,
+        engine: Engine,
+        keeper: AttachmentKeeper,
+        detached: Detached,
+        homes: Homes,
     ) -> None:
         self._store = store
+        self._engine = engine
         self._keeper = keeper
         self._detached = detached
         self._checkpoints = homes.checkpoints
@@ -128,7 +134,7 @@ class Deletion:
         async with self._turns.hold(task_id):
             if await self._store.get_task(task_id) is None:
                 raise _gone(task_id)  # a racing deletion came first
-            await drive_finished(task_id)
+            await self._engine.settled(task_id)
             incomplete: list[str] = []
             checkpoints = False
             try:

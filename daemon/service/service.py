@@ -93,7 +93,7 @@ class Service:
         self.interventions = Interventions(
             store, engine, detached, patches=homes.data_dir / "patches"
         )
-        self.deletion = Deletion(store, self.submission.attachments, detached, homes)
+        self.deletion = Deletion(store, engine, self.submission.attachments, detached, homes)
         self.status_report = StatusReport(
             store,
             engine,

@@ -1,6 +1,5 @@
 """The engine's side of deleting a task: its checkpoint thread goes (and only its), and the
-deletion waits out the runner's last steps on a task that has just ended, found by the name
-the runner gives each task's run."""
+deletion waits out the runner's last steps on a task that has just ended (`Runner.settled`)."""
 
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ import aiosqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from daemon.engine.checkpoints import delete_thread
-from daemon.engine.housekeeping import drive_finished, drive_name
 from daemon.engine.runner import Runner
 from daemon.store.store import Store
 
@@ -55,31 +53,33 @@ async def test_a_tasks_checkpoint_thread_goes_and_no_other(tmp_path: Path) -> No
     assert await delete_thread(path, "tA") is False
 
 
-async def test_a_deletion_waits_for_the_run_of_its_task_only() -> None:
-    finished: list[str] = []
-
-    async def last_steps() -> None:
-        await asyncio.sleep(0.3)
-        finished.append("tA")
-
-    run = asyncio.create_task(last_steps(), name=drive_name("tA"))
-    other = asyncio.create_task(asyncio.sleep(60), name=drive_name("tB"))
-    try:
-        await drive_finished("tA")
-        assert finished == ["tA"] and run.done() and not other.done()
-        await asyncio.wait_for(drive_finished("tnobody"), 5)  # no run: at once
-    finally:
-        other.cancel()
-
-
-async def test_the_runner_names_each_run_as_the_deletion_looks_for_it(tmp_path: Path) -> None:
+async def test_settled_waits_for_the_run_of_its_task_only(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'tierd.db'}")
     await store.open()
     runner = Runner(store, None, checkpoints=None)  # type: ignore[arg-type]
+    release = {"tA": asyncio.Event(), "tB": asyncio.Event()}
+    finished: list[str] = []
+
+    async def last_steps(task_id: str) -> None:
+        # Stands in for a workflow's last steps after its final state (checkpoint, clean-up):
+        # the runner's own bookkeeping of runs is what is under test.
+        await release[task_id].wait()
+        finished.append(task_id)
+
+    runner._drive = last_steps  # type: ignore[method-assign]
     try:
-        runner.start("tnamed")
-        names = {t.get_name() for t in asyncio.all_tasks()}
-        assert drive_name("tnamed") in names
+        runner.start("tA")
+        runner.start("tB")
+        waiting = asyncio.create_task(runner.settled("tA"))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()  # tA still runs
+        release["tA"].set()
+        await asyncio.wait_for(waiting, 5)
+        assert finished == ["tA"]  # tB's run was not waited for
+        await asyncio.wait_for(runner.settled("tnobody"), 5)  # no run: at once
+        release["tB"].set()
+        await asyncio.wait_for(runner.settled("tB"), 5)
+        assert finished == ["tA", "tB"]
     finally:
         await runner.stop()
         await store.close()
