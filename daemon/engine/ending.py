@@ -48,11 +48,9 @@ async def human_waits(store: Store, task_id: str, now: float) -> tuple[dict[str,
     spans: Spans = []
     since: float | None = None
     last = 0
-    while batch := await store.events_after(last, task_id):
+    while batch := await store.events_after(last, task_id, type_="task.state"):
         for ev in batch:
             last = ev["id"]
-            if ev["type"] != "task.state":
-                continue
             waiting = ev["data"].get("state") in {str(s) for s in WAITING}
             if waiting and since is None:
                 since = float(ev["created_at"])

@@ -63,21 +63,24 @@ class StreamBook:
         )
 
     async def register(self, specs: list[StreamSpec], depth: int, parent: str | None) -> None:
-        """Know these streams; a stream not stored yet gets its `pending` row."""
+        """Know these streams; those not stored yet get their `pending` rows, in one write."""
+        existing = {s.stream_id for s in await self.store.streams_of(self.task_id)}
+        new_rows = []
         for spec in specs:
-            st = StreamState(spec, depth, parent)
-            self.streams[spec.id] = st
-            existing = {s.stream_id: s for s in await self.store.streams_of(self.task_id)}
+            self.streams[spec.id] = StreamState(spec, depth, parent)
             if spec.id not in existing:
-                await self.store.upsert_stream(
-                    self.task_id,
-                    spec.id,
-                    title=spec.title,
-                    parent_id=parent,
-                    depth=depth,
-                    spec_json=spec.model_dump_json(),
-                    state="pending",
+                new_rows.append(
+                    {
+                        "stream_id": spec.id,
+                        "title": spec.title,
+                        "parent_id": parent,
+                        "depth": depth,
+                        "spec_json": spec.model_dump_json(),
+                        "state": "pending",
+                    }
                 )
+        if new_rows:
+            await self.store.add_streams(self.task_id, new_rows)
 
     async def saved(self) -> dict[str, Any]:
         """The stored rows of the task's streams, by stream id."""

@@ -8,18 +8,13 @@ first. A stream's output and its step are written in one transaction.
 from __future__ import annotations
 
 import json
-import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlmodel import Session, col, select
-
-from daemon.store.events import NewEvent, add_event, as_new_or_none
-from daemon.store.tables import StepRow, StreamRow
+from daemon.store import statements as sql
+from daemon.store.events import NewEvent
+from daemon.store.tables import StreamRow
 from daemon.store.thread import StoreThread
-
-
-def _merge_step(s: Session, task_id: str, key: str, value: Any) -> None:
-    s.merge(StepRow(task_id=task_id, key=key, value_json=json.dumps(value), created_at=time.time()))
 
 
 class StreamQueries(StoreThread):
@@ -39,30 +34,28 @@ class StreamQueries(StoreThread):
         output is memoised is then never left looking unfinished after a crash."""
 
         def work() -> NewEvent | None:
-            with self._session() as s:
-                row = s.exec(
-                    select(StreamRow).where(
-                        StreamRow.task_id == task_id, StreamRow.stream_id == stream_id
-                    )
-                ).first()
-                if row is None:
-                    row = StreamRow(task_id=task_id, stream_id=stream_id)
-                for k, v in fields.items():
-                    setattr(row, k, v)
-                s.add(row)
+            with self._tx() as conn:
+                sql.update_stream(conn, task_id, stream_id, fields)
                 if step is not None:
-                    _merge_step(s, task_id, step[0], step[1])
-                ev = add_event(s, task_id, *event) if event else None
-                s.commit()
-                return as_new_or_none(ev)
+                    sql.put_step(conn, task_id, step[0], step[1])
+                return sql.insert_event(conn, task_id, *event) if event else None
 
         return await self._write(work, lambda ev: [ev])
 
+    async def add_streams(self, task_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Create the rows of new streams (each a mapping with `stream_id` and its columns),
+        in one transaction."""
+
+        def work() -> None:
+            with self._tx() as conn:
+                sql.insert_streams(conn, task_id, rows)
+
+        await self._run(work)
+
     async def streams_of(self, task_id: str) -> list[StreamRow]:
         def work() -> list[StreamRow]:
-            with self._session() as s:
-                q = select(StreamRow).where(StreamRow.task_id == task_id)
-                return list(s.exec(q.order_by(col(StreamRow.id))))
+            with self._tx() as conn:
+                return sql.stream_rows(conn, task_id)
 
         return await self._run(work)
 
@@ -70,16 +63,15 @@ class StreamQueries(StoreThread):
         """The value memoised under `key`, or None if that step has not finished."""
 
         def work() -> Any | None:
-            with self._session() as s:
-                row = s.get(StepRow, (task_id, key))
-                return None if row is None else json.loads(row.value_json)
+            with self._tx() as conn:
+                value_json = sql.get_step(conn, task_id, key)
+            return None if value_json is None else json.loads(value_json)
 
         return await self._run(work)
 
     async def put_step(self, task_id: str, key: str, value: Any) -> None:
         def work() -> None:
-            with self._session() as s:
-                _merge_step(s, task_id, key, value)
-                s.commit()
+            with self._tx() as conn:
+                sql.put_step(conn, task_id, key, value)
 
         await self._run(work)

@@ -14,7 +14,8 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from daemon.store.events import NewEvent, add_event, as_new, as_new_or_none
+from daemon.store import statements as sql
+from daemon.store.events import NewEvent, add_event, as_new
 from daemon.store.states import TERMINAL, check_move
 from daemon.store.tables import AttachmentRow, TaskRow
 from daemon.store.thread import StoreThread
@@ -89,8 +90,8 @@ class TaskQueries(StoreThread):
 
     async def get_task(self, task_id: str) -> TaskRow | None:
         def work() -> TaskRow | None:
-            with self._session() as s:
-                return s.get(TaskRow, task_id)
+            with self._tx() as conn:
+                return sql.get_task(conn, task_id)
 
         return await self._run(work)
 
@@ -144,25 +145,20 @@ class TaskQueries(StoreThread):
         """
 
         def work() -> tuple[str, NewEvent | None]:
-            with self._session() as s:
-                row = s.get(TaskRow, task_id)
-                if row is None:
+            with self._tx() as conn:
+                previous = sql.task_state(conn, task_id)
+                if previous is None:
                     raise KeyError(task_id)
-                previous = row.state
                 check_move(previous, new_state)
-                row.state = new_state
-                row.updated_at = time.time()
-                for k, v in fields.items():
-                    setattr(row, k, v)
-                s.add(row)
-                ev = None
-                if previous != new_state:
-                    data: dict[str, Any] = {"state": new_state, "previous": previous}
-                    if reason:
-                        data["reason"] = reason
-                    ev = add_event(s, task_id, "task.state", data)
-                s.commit()
-                return previous, as_new_or_none(ev)
+                sql.update_task(
+                    conn, task_id, {**fields, "state": new_state, "updated_at": time.time()}
+                )
+                if previous == new_state:
+                    return previous, None
+                data: dict[str, Any] = {"state": new_state, "previous": previous}
+                if reason:
+                    data["reason"] = reason
+                return previous, sql.insert_event(conn, task_id, "task.state", data)
 
         return await self._write(work, lambda r: [r[1]])
 
@@ -173,17 +169,10 @@ class TaskQueries(StoreThread):
         transaction, so a crash never keeps the change and loses its event (or the reverse)."""
 
         def work() -> NewEvent | None:
-            with self._session() as s:
-                row = s.get(TaskRow, task_id)
-                if row is None:
+            with self._tx() as conn:
+                if not sql.update_task(conn, task_id, {**fields, "updated_at": time.time()}):
                     raise KeyError(task_id)
-                for k, v in fields.items():
-                    setattr(row, k, v)
-                row.updated_at = time.time()
-                s.add(row)
-                ev = add_event(s, task_id, *event) if event else None
-                s.commit()
-                return as_new_or_none(ev)
+                return sql.insert_event(conn, task_id, *event) if event else None
 
         return await self._write(work, lambda ev: [ev])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import col, select
 
+from daemon.store import statements as sql
 from daemon.store.tables import UsageRow
 from daemon.store.thread import StoreThread
 
@@ -13,9 +14,8 @@ class UsageLog(StoreThread):
 
     async def record_usage(self, row: UsageRow) -> None:
         def work() -> None:
-            with self._session() as s:
-                s.add(row)
-                s.commit()
+            with self._tx() as conn:
+                sql.insert_usage(conn, row)
 
         await self._run(work)
 

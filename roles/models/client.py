@@ -12,6 +12,11 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# litellm's HTTP pool (aiohttp) allows 500 connections per host and 1,000 in all, read at
+# import: a daemon with a ceiling of 1,000 agents on one provider would queue half its calls
+# inside litellm. tierd's governor and ceiling bound the calls; the pool should not.
+os.environ.setdefault("AIOHTTP_CONNECTOR_LIMIT_PER_HOST", "10000")
+os.environ.setdefault("AIOHTTP_CONNECTOR_LIMIT", "10000")
 
 import litellm
 

@@ -20,9 +20,6 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-import pypdfium2 as pdfium
-from pypdf import PdfReader
-
 __all__ = ["PdfExtract", "PdfLimits", "PdfUnreadable", "encode_png", "extract_pdf"]
 
 #: PDFium's one lock (see the module's docstring).
@@ -90,6 +87,10 @@ def encode_png(width: int, height: int, stride: int, rows: bytes) -> bytes:
 
 
 def _page_texts(data: bytes, limits: PdfLimits) -> list[str]:
+    # Imported here, on the worker thread that reads a PDF: pypdf and PDFium add about a
+    # second of CPU to every daemon start, and most tasks carry no PDF.
+    from pypdf import PdfReader
+
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
@@ -109,6 +110,8 @@ def _page_texts(data: bytes, limits: PdfLimits) -> list[str]:
 
 def _render(data: bytes, pages: list[int], dpi: int) -> list[tuple[int, bytes]]:
     """PNGs of `pages` (1-based). Raises PdfUnreadable when PDFium cannot open the file."""
+    import pypdfium2 as pdfium  # see _page_texts
+
     rendered: list[tuple[int, bytes]] = []
     with _PDFIUM:
         try:

@@ -21,8 +21,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import openpyxl
-
 __all__ = ["CELL_CHARS", "TableExtract", "TableLimits", "TableUnreadable", "extract_table"]
 
 #: Longest text kept of one cell.
@@ -178,6 +176,10 @@ def _xlsx_sheets(data: bytes, budget: _Budget) -> list[_Sheet]:
             f"the workbook unpacks to {unpacked} bytes, more than {most} "
             f"({UNPACKED_FACTOR} x attachments.max_bytes)"
         )
+    # Imported on the worker thread that reads a workbook: openpyxl adds half a second of CPU
+    # to every daemon start, and most tasks carry no spreadsheet.
+    import openpyxl
+
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many kinds on a damaged file

@@ -1,0 +1,102 @@
+"""The store's hot paths (Core statements, `daemon.store.statements`): what the ORM did for
+them (defaults on insert, one transaction per write, clear errors) still holds."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from daemon.store.store import Store, TaskRow, UsageRow
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    await s.open()
+    now = time.time()
+    await s.create_task(TaskRow(id="t1", state="queued", goal="g", created_at=now, updated_at=now))
+    yield s
+    await s.close()
+
+
+async def test_new_streams_get_the_tables_defaults_and_keep_their_order(store: Store) -> None:
+    await store.add_streams("t1", [{"stream_id": "b", "title": "B"}, {"stream_id": "a"}])
+    await store.upsert_stream("t1", "c", state="running")  # created by an update
+    rows = await store.streams_of("t1")
+    assert [r.stream_id for r in rows] == ["b", "a", "c"]
+    b, a, c = rows
+    assert (b.title, b.state, b.spec_json, b.rounds, b.output) == ("B", "pending", "{}", 0, None)
+    assert (a.title, a.depth, a.parent_id) == ("", 0, None)
+    assert c.state == "running" and c.id is not None and c.id > a.id  # type: ignore[operator]
+
+
+async def test_a_stream_update_its_memo_and_event_commit_together(store: Store) -> None:
+    await store.add_streams("t1", [{"stream_id": "a"}])
+    ev = await store.upsert_stream(
+        "t1",
+        "a",
+        step=("exec:a:r0", {"output": "done"}),
+        event=("stream.state", {"stream_id": "a", "state": "accepted"}),
+        state="accepted",
+        output="done",
+    )
+    assert ev is not None and ev.type == "stream.state" and ev.task_id == "t1"
+    assert await store.get_step("t1", "exec:a:r0") == {"output": "done"}
+    [row] = await store.streams_of("t1")
+    assert (row.state, row.output) == ("accepted", "done")
+    assert [e["id"] for e in await store.events_after(0, "t1")][-1] == ev.id
+    # A field the table does not have is refused with its name, and nothing is written.
+    with pytest.raises(AttributeError, match="no column outptu"):
+        await store.upsert_stream(
+            "t1", "a", event=("stream.state", {"state": "x"}), state="failed", outptu="x"
+        )
+    [row] = await store.streams_of("t1")
+    assert row.state == "accepted"
+    assert len(await store.events_after(ev.id, "t1")) == 0
+
+
+async def test_a_step_is_replaced_not_doubled(store: Store) -> None:
+    await store.put_step("t1", "k", {"v": 1})
+    await store.put_step("t1", "k", {"v": 2})
+    assert await store.get_step("t1", "k") == {"v": 2}
+    assert await store.get_step("t1", "other") is None
+
+
+async def test_task_updates_name_a_missing_task_and_keep_their_events(store: Store) -> None:
+    with pytest.raises(KeyError):
+        await store.transition("nope", "planning")
+    with pytest.raises(KeyError):
+        await store.update_task("nope", result="x")
+    ev = await store.update_task("t1", event=("task.note", {"n": 1}), result="r")
+    assert ev is not None and ev.data == {"n": 1}
+    previous, same = await store.transition("t1", "queued")  # no move: no event
+    assert previous == "queued" and same is None
+    row = await store.get_task("t1")
+    assert row is not None and row.result == "r" and row.state == "queued"
+    assert await store.get_task("nope") is None
+
+
+async def test_usage_rows_keep_every_column(store: Store) -> None:
+    row = UsageRow(
+        task_id="t1",
+        stream_id="a",
+        role="executor",
+        purpose="execute",
+        model="m",
+        prompt_tokens=11,
+        completion_tokens=7,
+        cost_usd=0.5,
+        latency_s=1.25,
+        outcome="error",
+        attempts=2,
+        error="boom",
+        started_at=3.0,
+    )
+    await store.record_usage(row)
+    [back] = await store.usage_of("t1")
+    for name in UsageRow.model_fields:
+        if name != "id":
+            assert getattr(back, name) == getattr(row, name), name
