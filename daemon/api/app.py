@@ -1,7 +1,8 @@
 """The ASGI application: the security guard around strict JSON around FastAPI around the daemon.
 
-FastAPI carries the REST routes (`rest`), the event streams (`events`), POST /rpc (the
-JSON-RPC dispatcher, `rpc`) and the OpenAPI document (`openapi`); errors leave in one shape
+FastAPI carries the REST routes (`rest`), the event streams (`events`) and the OpenAPI
+document (`openapi`); POST /rpc (the JSON-RPC dispatcher, `rpc`) is answered in front of it
+(`rpc_http`), its route kept for the document; errors leave in one shape
 (`http_errors`). MCP is served at /mcp (`mcp`), its session manager running in the lifespan;
 A2A's agent card and JSON-RPC binding at /.well-known/agent-card.json and /a2a (`a2a`).
 The daemon's parts are built in `composition`; `connections` bounds the connections under them.
@@ -29,6 +30,7 @@ from daemon.api.mcp.server import mcp_endpoint
 from daemon.api.openapi import openapi_document, rpc_openapi
 from daemon.api.rest import router
 from daemon.api.rpc import RpcDispatcher, encode_reply
+from daemon.api.rpc_http import RpcHttp
 
 
 def fastapi_app(
@@ -59,7 +61,9 @@ def fastapi_app(
     app.state.daemon = daemon
     app.state.stream_send_timeout_s = stream_send_timeout_s
     install_error_handlers(app)
+    # One dispatcher, shared with `RpcHttp` in front: one set of kept answers.
     dispatcher = RpcDispatcher(daemon.service)
+    app.state.rpc = dispatcher
 
     @app.post("/rpc", tags=["rpc"], openapi_extra=rpc_openapi(), response_class=Response)
     async def rpc(request: Request) -> Response:
@@ -94,7 +98,8 @@ def create_app(
     app.include_router(dashboard_router(sessions))
     max_body = int(daemon.config.get("server.max_body_bytes"))
     return Guard(
-        StrictJsonBody(app),
+        # POST /rpc is answered in front of FastAPI (`rpc_http`), the rest behind it.
+        RpcHttp(StrictJsonBody(app), app.state.rpc),
         token=token,
         allowed_origins=list(daemon.config.get("server.allowed_origins")),
         max_body_bytes=max_body,

@@ -1,10 +1,11 @@
 """Connections: a deadline on each request's head and body, and a bound on how many are open.
 
-uvicorn's h11 protocol times out an idle connection between requests (keep-alive) but not a
+uvicorn's protocols time out an idle connection between requests (keep-alive) but not a
 request that is still arriving: a client that sends one byte a second holds its connection,
 and its buffers, for as long as it likes, and a few hundred such clients hold a few hundred
-connections. `BoundedH11Protocol` is uvicorn's own protocol with two deadlines added, each
-started once and never pushed back by more bytes:
+connections. `BoundedH11Protocol` and `BoundedHttpToolsProtocol` (`httptools_bounded`, used
+when httptools is installed) are uvicorn's own protocols with two deadlines added (`Bounded`),
+each started once and never pushed back by more bytes:
 
 - the head (request line and headers) must be complete `header_timeout_s` after the
   connection opens, or after the first byte of the next request on a kept-alive connection;
@@ -32,7 +33,7 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -104,27 +105,26 @@ class ConnectionLimits:
         )
 
 
-class BoundedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with deadlines on a request's head and body, and a bound on
-    the connections open at once. `protocol_for` makes one with the configured limits."""
+class Bounded:
+    """What both protocols add to uvicorn's: the 503 of a connection over the bound, the head
+    and body deadlines, and dropping a client that stopped reading. A protocol class puts it
+    first among its bases and says when a request's phases begin and end (`_expect`,
+    `_cancel`) and whether a response is under way (`_responding`)."""
 
     LIMITS: ClassVar[ConnectionLimits] = ConnectionLimits()
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def _init_bounds(self) -> None:
         self._deadline: asyncio.TimerHandle | None = None
         self._phase: Phase | None = None
         self._refused = False
         self._stalled: asyncio.TimerHandle | None = None
 
-    # --- the connection bound ---------------------------------------------------------------
+    def _responding(self) -> bool:
+        raise NotImplementedError
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if len(self.connections) >= self.LIMITS.max_connections:
-            self._refuse(transport)
-            return
-        super().connection_made(transport)  # type: ignore[arg-type]
-        self._expect("head")  # from the connection on: a client that sends nothing is cut too
+    # --- the connection bound ---------------------------------------------------------------
 
     def _refuse(self, transport: asyncio.BaseTransport) -> None:
         self._refused = True
@@ -143,40 +143,11 @@ class BoundedH11Protocol(H11Protocol):
             transport.write_eof()
         self._deadline = self.loop.call_later(REFUSED_LINGER_S, transport.abort)
 
-    # --- the deadlines ----------------------------------------------------------------------
-
-    def data_received(self, data: bytes) -> None:
-        if self._refused:
-            return  # discarded: nothing of a refused connection is read
-        super().data_received(data)
-        self._follow()
-
-    def eof_received(self) -> None:
-        if self._refused:
-            self.transport.close()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        self._follow()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel()
-        self._reading_again()
-        if not self._refused:
-            super().connection_lost(exc)
-
     # --- a client that stopped reading ------------------------------------------------------
 
-    def pause_writing(self) -> None:
-        if self._refused:
-            return
-        super().pause_writing()
+    def _writing_paused(self) -> None:
         if self._stalled is None:
             self._stalled = self.loop.call_later(self.LIMITS.send_timeout_s, self._drop_stalled)
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        self._reading_again()
 
     def _reading_again(self) -> None:
         if self._stalled is not None:
@@ -190,22 +161,12 @@ class BoundedH11Protocol(H11Protocol):
         # the client does not let happen. The application sees the client go away.
         self.transport.abort()
 
-    def _follow(self) -> None:
-        """Start or stop the deadline for where the request now is."""
-        transport = self.transport
-        if transport.is_closing() or transport.get_protocol() is not self:
-            self._cancel()  # closed, or handed to another protocol (an upgrade)
-            return
-        state = self.conn.their_state
-        if state is h11.SEND_BODY:
-            self._expect("body")
-        elif state is h11.IDLE and (self._phase == "head" or self.conn.trailing_data[0]):
-            # Part of the next head has arrived (or none yet on a new connection).
-            self._expect("head")
-        else:
-            # The request is in (or the connection is done): no deadline, or, between
-            # requests, uvicorn's keep-alive timer.
-            self._cancel()
+    # --- the deadlines ----------------------------------------------------------------------
+
+    def _handed_over(self) -> bool:
+        """Closed, or handed to another protocol (an upgrade): no deadline of ours applies."""
+        me: Any = self  # a protocol, as every class that mixes this in is
+        return self.transport.is_closing() or self.transport.get_protocol() is not me
 
     def _expect(self, phase: Phase) -> None:
         if self._phase == phase:
@@ -227,7 +188,7 @@ class BoundedH11Protocol(H11Protocol):
         if self.transport.is_closing():
             return
         log.info("cut off a client that did not send a request %s in time", phase)
-        if phase == "head" and self.conn.our_state is h11.IDLE:
+        if phase == "head" and not self._responding():
             limit = self.LIMITS.header_timeout_s
             self.transport.write(
                 _raw_reply(
@@ -240,10 +201,83 @@ class BoundedH11Protocol(H11Protocol):
         self.transport.close()
 
 
-def protocol_for(limits: ConnectionLimits) -> type[BoundedH11Protocol]:
-    """The protocol class uvicorn should build each connection with, under `limits`."""
+class BoundedH11Protocol(Bounded, H11Protocol):
+    """uvicorn's h11 protocol with deadlines on a request's head and body, and a bound on
+    the connections open at once. `protocol_for` makes one with the configured limits."""
 
-    class Configured(BoundedH11Protocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_bounds()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if len(self.connections) >= self.LIMITS.max_connections:
+            self._refuse(transport)
+            return
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._expect("head")  # from the connection on: a client that sends nothing is cut too
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # discarded: nothing of a refused connection is read
+        super().data_received(data)
+        self._follow()
+
+    def eof_received(self) -> None:
+        if self._refused:
+            self.transport.close()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._follow()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel()
+        self._reading_again()
+        if not self._refused:
+            super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self._refused:
+            return
+        super().pause_writing()
+        self._writing_paused()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._reading_again()
+
+    def _responding(self) -> bool:
+        return self.conn.our_state is not h11.IDLE
+
+    def _follow(self) -> None:
+        """Start or stop the deadline for where the request now is."""
+        if self._handed_over():
+            self._cancel()
+            return
+        state = self.conn.their_state
+        if state is h11.SEND_BODY:
+            self._expect("body")
+        elif state is h11.IDLE and (self._phase == "head" or self.conn.trailing_data[0]):
+            # Part of the next head has arrived (or none yet on a new connection).
+            self._expect("head")
+        else:
+            # The request is in (or the connection is done): no deadline, or, between
+            # requests, uvicorn's keep-alive timer.
+            self._cancel()
+
+
+def protocol_for(limits: ConnectionLimits) -> type[asyncio.Protocol]:
+    """The protocol class uvicorn should build each connection with, under `limits`: the
+    httptools one when httptools is installed (it parses in C), else the h11 one."""
+    base: type[Bounded]
+    try:
+        from daemon.api.httptools_bounded import BoundedHttpToolsProtocol
+    except ImportError:  # httptools is not installed
+        base = BoundedH11Protocol
+    else:
+        base = BoundedHttpToolsProtocol
+
+    class Configured(base):  # type: ignore[valid-type, misc]
         LIMITS = limits
 
-    return Configured
+    return cast("type[asyncio.Protocol]", Configured)

@@ -19,6 +19,7 @@ then holds each file to its own limits.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import ipaddress
 import json
@@ -57,7 +58,7 @@ ATTACHMENT_SLACK_BYTES = 1 << 20
 #: Anything else (userinfo, a second colon, text after the bracket) is not a Host header.
 _HOST = re.compile(r"(?:\[(?P<v6>[0-9a-f:.]+)\]|(?P<name>[^:\[\]@/\s]+))(?::\d{1,5})?")
 #: Headers that must come at most once: with two, which one counts depends on the parser.
-_SINGLE = frozenset({"host", "origin", "authorization"})
+_SINGLE_RAW = frozenset({b"host", b"origin", b"authorization"})
 
 
 def host_name(host_header: str) -> str | None:
@@ -80,6 +81,13 @@ def is_loopback_name(name: str | None) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+@functools.lru_cache(maxsize=256)
+def _loopback_host(host_header: str) -> bool:
+    """`is_loopback_name(host_name(...))`, remembered: a client sends the same Host header on
+    every request, and parsing an address is most of the guard's time otherwise."""
+    return is_loopback_name(host_name(host_header))
 
 
 def declares_over(content_length: str, most: int) -> bool:
@@ -229,27 +237,28 @@ class Guard:
 
     def refusal(self, scope: Scope) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
         """Why this request may not pass (status, message, extra headers), or None."""
-        headers: dict[str, str] = {}
+        # Names as bytes, values decoded only for the headers looked at: this runs for every
+        # request. Servers give names in lower case; lowering again costs little.
+        raw: dict[bytes, bytes] = {}
         for k, v in scope.get("headers", []):
-            name = k.decode("latin-1").lower()
-            if name in _SINGLE and name in headers:
-                return 400, f"more than one {name.title()} header", []
-            headers[name] = v.decode("latin-1")
-        if not self._allow_remote and not is_loopback_name(host_name(headers.get("host", ""))):
+            name = k.lower()
+            if name in _SINGLE_RAW and name in raw:
+                return 400, f"more than one {name.decode('latin-1').title()} header", []
+            raw[name] = v
+        host = raw.get(b"host", b"").decode("latin-1")
+        if not self._allow_remote and not _loopback_host(host):
             # 421: this server does not answer for that name (DNS rebinding defence).
             return (
                 421,
                 ("Host header must name a loopback address (localhost, 127.0.0.1 or [::1])"),
                 [],
             )
-        origin = headers.get("origin")
+        origin_raw = raw.get(b"origin")
+        origin = None if origin_raw is None else origin_raw.decode("latin-1")
         if (
             origin is not None
             and origin.rstrip("/").lower() not in self._origins
-            and not (
-                self._dashboard is not None
-                and self._dashboard.admits_origin(origin, headers.get("host", ""))
-            )
+            and not (self._dashboard is not None and self._dashboard.admits_origin(origin, host))
         ):
             return (
                 403,
@@ -266,12 +275,13 @@ class Guard:
         if (
             origin is not None
             and scope.get("method") == "OPTIONS"
-            and "access-control-request-method" in headers
+            and b"access-control-request-method" in raw
         ):
             # An allowed page's CORS preflight: browsers never send a token with it. It is
             # answered by the CORS layer and runs nothing.
             return None
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        query_string = scope.get("query_string", b"")
+        query = parse_qs(query_string.decode("latin-1")) if query_string else {}
         if "token" in query or "access_token" in query:
             # Refused even when right: URLs end up in logs, history and Referer headers.
             return (
@@ -282,13 +292,14 @@ class Guard:
                 ),
                 [],
             )
-        scheme, _, supplied = headers.get("authorization", "").partition(" ")
+        authorization = raw.get(b"authorization")
+        scheme, _, supplied = (authorization or b"").decode("latin-1").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(
             supplied.strip().encode(), self._token
         ):
             if (
                 self._dashboard is not None
-                and "authorization" not in headers
+                and authorization is None
                 and self._dashboard.authenticate(scope)
             ):
                 return None  # a dashboard session: its cookie and page key

@@ -5,7 +5,10 @@ registration to their own schema system or do not give control over batch and no
 edge cases (an empty batch, an all-notification batch) and the -32000 codes tierd documents.
 The dispatcher is small; the methods (`rpc_methods`) are the service's, with params validated
 by the same pydantic models the REST routes use, results written as the service's result
-models say, and `rpc/discover` (`openrpc`) describes both.
+models say, and `rpc/discover` (`openrpc`) describes both. The results of the methods that
+only read the store (task/get, task/list) are kept as JSON until the store next writes
+(`detail_cache`) and put into the reply as they are (`RawResult`), byte for byte what
+`json.dumps` would write.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from daemon.api.detail_cache import DetailCache, NotJson, json_bytes
 from daemon.api.openrpc import openrpc_document
-from daemon.api.rpc_methods import DISCOVER, METHODS
+from daemon.api.rpc_methods import DISCOVER, METHODS, Method
 from daemon.api.strict_json import decode_json
 from daemon.service.errors import (
     INTERNAL_ERROR,
@@ -55,12 +59,33 @@ def _validation_data(exc: ValidationError) -> list[dict[str, str]]:
     ]
 
 
+@dataclass(frozen=True)
+class RawResult:
+    """A result already written as JSON (a kept answer, `detail_cache`), put into the reply
+    as it is; `error` when it could not be written."""
+
+    json: bytes = b""
+    error: BaseException | None = None
+
+
+def _encode_one(reply: Any) -> bytes:
+    result = reply.get("result") if isinstance(reply, dict) else None
+    if not isinstance(result, RawResult):
+        return json_bytes(reply)
+    if result.error is not None:
+        raise result.error
+    # What json_bytes writes for {"jsonrpc", "result", "id"}, with the result as it is.
+    id_ = reply["id"]
+    id_json = str(id_).encode() if type(id_) is int else json_bytes(id_)
+    return b"".join((b'{"jsonrpc":"2.0","result":', result.json, b',"id":', id_json, b"}"))
+
+
 def encode_reply(reply: Any) -> bytes:
     """The reply as UTF-8 JSON; an unencodable result becomes an Internal error, never a 500."""
     try:
-        return json.dumps(reply, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(
-            "utf-8"
-        )
+        if isinstance(reply, list):  # a batch: what json.dumps writes for the list
+            return b"[" + b",".join(_encode_one(r) for r in reply) + b"]"
+        return _encode_one(reply)
     except (TypeError, ValueError, RecursionError) as exc:
         log.exception("internal error: a JSON-RPC reply could not be written as JSON")
         id_ = reply.get("id") if isinstance(reply, dict) else None
@@ -81,6 +106,8 @@ def _valid_id(value: Any) -> bool:
 class RpcDispatcher:
     def __init__(self, service: Service) -> None:
         self.service = service
+        #: Results of the methods that only read the store, kept until it next writes.
+        self._kept = DetailCache()
 
     async def handle_body(self, body: bytes) -> Any | None:
         """The response document for a request body, or None when nothing is to be sent."""
@@ -168,11 +195,20 @@ class RpcDispatcher:
                     }
                 ],
             )
+        # A method that only reads the store answers from what it kept, if it kept an answer
+        # to these very params since the store last wrote: they were valid then, and they
+        # validate the same way now.
+        key = f"{name}\n{params!r}" if method.store_view else None
+        kept = None if key is None else self._kept.kept(key)
+        if kept is not None:
+            return RawResult(kept)
         try:
             parsed = method.params.model_validate(params)
         except ValidationError as exc:
             return _Failure(INVALID_PARAMS, "Invalid params", _validation_data(exc))
         try:
+            if key is not None:
+                return await self._kept_result(key, method, parsed)
             return wire(await method.call(self.service, parsed))
         except ServiceError as exc:
             return _Failure(exc.code, exc.message, exc.data)
@@ -184,6 +220,18 @@ class RpcDispatcher:
             # it can be found and reported, and never on the wire.
             log.exception("internal error in JSON-RPC method %s", name)
             return _Failure(INTERNAL_ERROR, "Internal error", {"type": type(exc).__name__})
+
+    async def _kept_result(self, key: str, method: Method, params: BaseModel) -> RawResult:
+        """The method's result as JSON, kept under `key` until the store next writes."""
+
+        async def build() -> Any:
+            return wire(await method.call(self.service, params))
+
+        try:
+            return RawResult(await self._kept.get(key, build))
+        except NotJson as exc:
+            # Reported as a reply that cannot be written is (`encode_reply`).
+            return RawResult(error=exc.__cause__ or exc)
 
 
 @dataclass

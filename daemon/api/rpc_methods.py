@@ -49,6 +49,9 @@ class Method:
     result: Any
     summary: str
     call: Callable[[Service, Any], Awaitable[BaseModel]]
+    #: True: the result is what the store holds and nothing else (no clock, no process
+    #: state, no files), so it is kept as JSON until the store next writes (`detail_cache`).
+    store_view: bool = False
 
 
 METHODS: dict[str, Method] = {
@@ -67,6 +70,7 @@ METHODS: dict[str, Method] = {
             TaskDetail,
             "A task with its streams, verdicts, result and report.",
             lambda s, p: s.get(p),
+            store_view=True,
         ),
         Method(
             "task/list",
@@ -74,6 +78,7 @@ METHODS: dict[str, Method] = {
             TaskPage,
             "Tasks, newest first, paged by cursor.",
             lambda s, p: s.list(p),
+            store_view=True,
         ),
         Method(
             "task/cancel",

@@ -215,9 +215,12 @@ def _serve_on(
         return _refuse(f"configuration error: {exc}", 2)
     uv_config = uvicorn.Config(
         app,
-        # uvicorn's h11 protocol, with deadlines on half-sent requests and a bound on the
-        # connections open at once (`connections`).
+        # uvicorn's httptools protocol (h11's without httptools), with deadlines on
+        # half-sent requests and a bound on the connections open at once (`connections`).
         http=protocol_for(limits),
+        # No proxy stands in front of a local daemon: a client's X-Forwarded-* headers are
+        # not taken as its address or scheme (uvicorn trusts them from 127.0.0.1 otherwise).
+        proxy_headers=False,
         log_level=opts.log_level,
         # JSON lines: uvicorn's own records go through tierd's handler (`_configure_logging`).
         log_config=None if opts.log_format == "json" else uvicorn.config.LOGGING_CONFIG,

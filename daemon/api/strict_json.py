@@ -34,6 +34,12 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+#: One decoder for every body (`json.loads` with these hooks would build one per call).
+_DECODER = json.JSONDecoder(
+    parse_float=_finite_float, parse_int=_bounded_int, parse_constant=_no_constant
+)
+
+
 def decode_json(body: bytes) -> Any:
     """Parse a request body as strict JSON, or raise ValueError saying what is wrong.
 
@@ -48,9 +54,9 @@ def decode_json(body: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise ValueError(f"the body is not UTF-8: {exc.reason} at byte {exc.start}") from None
     try:
-        doc = json.loads(
-            text, parse_float=_finite_float, parse_int=_bounded_int, parse_constant=_no_constant
-        )
+        if text.startswith("\ufeff"):  # as json.loads says it
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        doc = _DECODER.decode(text)
     except RecursionError:
         raise ValueError("the document is nested too deeply") from None
     # Only a \uD800-\uDFFF escape can produce a lone surrogate, so the full check runs only

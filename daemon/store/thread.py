@@ -11,15 +11,19 @@ call that fails for a full or failing disk raises `StoreFull`, never the driver'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from sqlalchemy import text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
+# Imported for its pool listeners, which must see every connection the store opens (the API's
+# kept task/get answers trust its mark: an unseen connection's writes would leave them stale).
+from daemon.store import write_mark  # noqa: F401
 from daemon.store.database import connect, store_location
 from daemon.store.errors import as_store_full
 from daemon.store.events import NewEvent
@@ -125,6 +129,15 @@ class StoreThread:
 
         future.add_done_callback(committed)
         return await asyncio.shield(future)
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        """A transaction for Core statements (`daemon.store.statements`), committed when the
+        block ends, rolled back if it raises. Only on the store thread. A pooled connection,
+        like the sessions': its checkout costs little next to the ORM it replaces."""
+        assert self._engine is not None, "Store.open() was not awaited"
+        with self._engine.begin() as conn:
+            yield conn
 
     def _session(self) -> Session:
         assert self._engine is not None, "Store.open() was not awaited"

@@ -51,6 +51,8 @@ function reportSection(report) {
       metric("Cost", usd(cost.total_usd)),
       metric("Premium model only", usd(cost.premium_only_usd)),
       metric("Tiering saved", usd(cost.tiering_saved_usd)),
+      metric("Cached prompt tokens", tokens(cost.cached_tokens)),
+      metric("Caching saved", usd(cost.caching_saved_usd)),
       metric("Orchestration share", percent(usage.orchestration_share))),
     h("h3", {}, "Cost per role"),
     costChart(usage.per_role) || h("p", { class: "quiet" }, "No model calls."));
