@@ -2,6 +2,11 @@
 the outputs together for contradictions and recombines them at one merge point.
 
 There is no separate reviewer agent: the model that owns the task judges the work.
+
+Every call here takes the task's `TaskBrief` (`brief`: rules, goal, context, repository, plan):
+its prompts then start with the same bytes as the planner's and each other's, which a
+provider's prompt cache serves at a fraction of the price (see `roles.prompts`). A caller
+without one still gets a working prompt, without that shared prefix.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from roles.plan.schema import ConflictReport, Plan, Review, StreamSpec
 from roles.project import ProjectContext
 from roles.prompts import (
     PromptRules,
+    TaskBrief,
     conflicts_messages,
     fix_messages,
     merge_messages,
@@ -27,13 +33,19 @@ async def review(
     round: int,
     can_fix: bool | None = None,
     project: ProjectContext | None = None,
+    brief: TaskBrief | None = None,
+    inputs: dict[str, str] | None = None,
 ) -> Review:
     """One stream's verdict. For a code task `output` is `roles.coder.coder_review_text` and
-    `can_fix` defaults to off (see `review_messages`); `project` adds its instructions."""
+    `can_fix` defaults to off (see `review_messages`); `project` adds the repository when
+    there is no `brief`. `inputs`: the stream's dependencies' outputs (one line each)."""
+    messages = review_messages(
+        stream, output, rules, can_fix=can_fix, project=project, brief=brief, inputs=inputs
+    )
     out = await call(
         "orchestrator",
         "review",
-        review_messages(stream, output, rules, can_fix=can_fix, project=project),
+        messages,
         key=f"review:{stream.id}:r{round}",
         stream_id=stream.id,
         round=round,
@@ -50,6 +62,7 @@ async def fix(
     rules: PromptRules,
     *,
     round: int,
+    brief: TaskBrief | None = None,
 ) -> str:
     """The orchestrator corrects a small defect itself instead of sending the stream back.
 
@@ -57,7 +70,7 @@ async def fix(
     """
     if verdict.fixed_output:
         return verdict.fixed_output
-    messages = fix_messages(stream, output, verdict.reason or "", rules)
+    messages = fix_messages(stream, output, verdict.reason or "", rules, brief=brief)
     out = await call(
         "orchestrator",
         "fix",
@@ -84,8 +97,9 @@ async def check_conflicts(
     *,
     round: int,
     context: str = "",
+    brief: TaskBrief | None = None,
 ) -> ConflictReport:
-    messages = conflicts_messages(goal, plan, outputs, context=context, rules=rules)
+    messages = conflicts_messages(goal, plan, outputs, context=context, rules=rules, brief=brief)
     out = await call(
         "orchestrator",
         "conflicts",
@@ -107,13 +121,23 @@ async def merge(
     revision: int,
     feedback: str | None = None,
     previous_result: str | None = None,
+    context: str = "",
+    brief: TaskBrief | None = None,
 ) -> str:
+    messages = merge_messages(
+        goal,
+        plan,
+        outputs,
+        rules,
+        feedback=feedback,
+        context=context,
+        previous_result=previous_result,
+        brief=brief,
+    )
     out = await call(
         "orchestrator",
         "merge",
-        merge_messages(
-            goal, plan, outputs, rules, feedback=feedback, previous_result=previous_result
-        ),
+        messages,
         key=f"merge:{revision}",
         round=revision,
     )

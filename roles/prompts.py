@@ -2,16 +2,30 @@
 
 The wording lives in text files (`prompts/planner.md`, `executor.md`, `coder.md`, `code_fix.md`,
 `review.md`, `conflicts.md`, `fix.md`, `merge.md`) so it can be read and tuned without touching
-code; this module only finds them, renders them and returns `[{"role": "system", ...},
-{"role": "user", ...}]`. Each template has a `system` block (the role and the exact answer
-shape) and a `user` block (this task's material); text outside the two blocks is a comment for
-prompt editors.
+code; this module only finds them, renders them and returns the messages. Each template has a
+`system` block and a `user` block; text outside the blocks is a comment for prompt editors.
+
+The premium prompts (the planner's and the orchestrator's: plan, review, fix, conflicts,
+merge, code fix) are a stable prefix, then a variable tail, so that a provider's prompt cache
+serves the prefix to all of one task's premium calls (OpenAI caches a prefix of 1,024 tokens
+or more by itself; Anthropic where `roles.models.prompt_cache` marks it). They render as three
+messages: the `system` block, which is the one orchestrator text of `_orchestrator.md` for
+all of them; a `prefix` block, the task's material (`_task_prefix.md`: the developer's rules,
+the goal, the context, a code task's repository and, once it exists, the plan), as the first
+user message; and the `user` block, the call's own request (the stream, its output, the
+answer's shape), as the second. The planner's system and prefix messages are the same bytes
+as every later call's, whose prefix only adds the plan after them: `TaskBrief` is that
+material, and `roles.models.prompt_cache.prefix_end` says where a prompt's prefix ends. A
+template without a `prefix` block (the executor's, the coder's) renders as a system and a
+user message.
 
 What each role sees is decided here, by the variables passed: the executor gets only its own
 stream, its direct dependencies' outputs and a one-line goal, never the plan, so its prompt does
-not grow with the number of streams. A task's attachments (`roles.models.content`) go to the
-planner all, to an executor only its stream's: their text in the prompt, their images as image
-parts of the user message when the role's model sees images, else the planner's description.
+not grow with the number of streams. A review's request is lean: the stream's definition, its
+inputs one line each, and the output (the rest is in the cached prefix). A task's attachments
+(`roles.models.content`) go to the planner all (in its request, after the prefix), to an
+executor only its stream's: their text in the prompt, their images as image parts of the user
+message when the role's model sees images, else the planner's description.
 """
 
 from __future__ import annotations
@@ -19,7 +33,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +48,7 @@ __all__ = [
     "TEMPLATE_NAMES",
     "Message",
     "PromptRules",
+    "TaskBrief",
     "conflicts_messages",
     "executor_messages",
     "fix_messages",
@@ -61,6 +76,9 @@ TEMPLATE_NAMES: tuple[str, ...] = (
     "fix.md",
     "merge.md",
 )
+
+#: A dependency's output as a review's request shows it: one line, this long at most.
+INPUT_LINE_CHARS = 160
 
 #: Longest goal line shown to executors and reviewers: enough to orient, small enough that the
 #: prompt size does not depend on how long the user's goal is.
@@ -111,6 +129,35 @@ class PromptRules:
         )
 
 
+@dataclass(frozen=True)
+class TaskBrief:
+    """What every premium prompt of one task starts with, after the shared system text: the
+    rules, the goal, its context, a code task's repository, and the plan once it exists.
+
+    Built once per task and handed to each premium prompt, so that their prefixes are the
+    same bytes; `with_plan` adds the plan after planning.
+    """
+
+    goal: str
+    rules: PromptRules
+    context: str = ""
+    plan: Plan | None = None
+    project: ProjectContext | None = None
+
+    def with_plan(self, plan: Plan) -> TaskBrief:
+        return replace(self, plan=plan)
+
+    def variables(self) -> dict[str, Any]:
+        """What `_orchestrator.md` and `_task_prefix.md` read."""
+        return {
+            "rules": self.rules,
+            "goal": self.goal,
+            "context": self.context,
+            "plan": self.plan,
+            **project_variables(self.project),
+        }
+
+
 # --- loading --------------------------------------------------------------------------------
 
 
@@ -147,19 +194,22 @@ def _template(name: str) -> jinja2.Template:
 
 
 def render_messages(name: str, **variables: Any) -> list[Message]:
-    """The system and user messages of template `name` rendered with `variables`."""
+    """The messages of template `name` rendered with `variables`: system and user, with the
+    prefix's user message between them when the template has a `prefix` block."""
     return _messages(name, **variables)
 
 
 def _messages(name: str, **variables: Any) -> list[Message]:
     template = _template(name)
     messages: list[Message] = []
-    for role in ("system", "user"):
-        render_block = template.blocks[role]
+    blocks = ("system", "prefix", "user") if "prefix" in template.blocks else ("system", "user")
+    for block in blocks:
+        render_block = template.blocks[block]
         content = "".join(render_block(template.new_context(variables)))
         # Conditional sections leave runs of blank lines behind; one blank line is enough.
+        # (A prefix stays a prefix: only the runs are touched, and the ends are stripped.)
         content = re.sub(r"\n{3,}", "\n\n", content).strip()
-        messages.append({"role": role, "content": content})
+        messages.append({"role": "system" if block == "system" else "user", "content": content})
     return messages
 
 
@@ -202,17 +252,15 @@ def planner_messages(
     """
     if isinstance(previous_plan, Plan):
         previous_plan = _plan_json(previous_plan)
+    brief = TaskBrief(goal, rules, context, project=project)
     messages = _messages(
         "planner.md",
-        goal=goal,
-        context=context,
-        rules=rules,
+        **brief.variables(),
         previous_error=previous_error,
         previous_plan=previous_plan if previous_error else None,
         attachments=list(attachments),
         planner_sees_images=planner_sees_images,
         executors_see_images=executors_see_images,
-        **project_variables(project),
     )
     return with_pictures(messages, _pictures(attachments) if planner_sees_images else [])
 
@@ -292,6 +340,34 @@ def executor_messages(
     return with_pictures(messages, _pictures(attachments) if show_images else [])
 
 
+def _brief(
+    brief: TaskBrief | None,
+    rules: PromptRules,
+    goal: str,
+    project: ProjectContext | None = None,
+) -> TaskBrief:
+    """The task's brief, or, for a caller that has none, one of what it passed: the same
+    prompt layout, without the planner's context or the plan (no shared prefix then)."""
+    return brief if brief is not None else TaskBrief(goal, rules, project=project)
+
+
+def _inputs(
+    stream: StreamSpec, plan: Plan | None, inputs: Mapping[str, str] | None
+) -> list[tuple[str, str, str]]:
+    """A review's inputs: each dependency of `stream` as (id, title, its output on one line)."""
+    titles = {s.id: s.title for s in plan.streams} if plan else {}
+    given = inputs or {}
+    deps = list(stream.depends_on) + [d for d in given if d not in stream.depends_on]
+    return [
+        (
+            dep,
+            titles.get(dep, ""),
+            one_line(given[dep], INPUT_LINE_CHARS) if dep in given else "(output not shown)",
+        )
+        for dep in deps
+    ]
+
+
 def review_messages(
     stream: StreamSpec,
     output: str,
@@ -300,23 +376,27 @@ def review_messages(
     goal_line: str | None = None,
     can_fix: bool | None = None,
     project: ProjectContext | None = None,
+    brief: TaskBrief | None = None,
+    inputs: Mapping[str, str] | None = None,
 ) -> list[Message]:
     """The orchestrator's review of one stream's output; the answer is a `Review`.
 
+    `brief` is the task's (`TaskBrief` with the plan): the prompt then starts with the same
+    bytes as every premium call of the task. Without it, `goal_line` and `project` stand in.
+    `inputs` maps the stream's dependencies to their outputs, each shown on one line.
     For a code task (`rules.code`) `output` is `roles.coder.coder_review_text` and the prompt
     holds the review to the recorded facts (exit codes, diff) over the executor's summary.
     `can_fix` offers the "fix" verdict; by default on for text tasks and off for code tasks
-    (fixing a code stream needs the orchestrator's own tool loop). `project` adds the
-    project's instructions.
+    (fixing a code stream needs the orchestrator's own tool loop).
     """
+    task = _brief(brief, rules, one_line(goal_line or ""), project)
     return _messages(
         "review.md",
+        **task.variables(),
         stream=stream,
         output=output,
-        rules=rules,
-        goal_line=one_line(goal_line or ""),
         can_fix=not rules.code if can_fix is None else can_fix,
-        project_instructions=project.instructions_for_prompt() if project else "",
+        inputs=_inputs(stream, task.plan, inputs),
     )
 
 
@@ -327,15 +407,16 @@ def conflicts_messages(
     *,
     context: str = "",
     rules: PromptRules | None = None,
+    brief: TaskBrief | None = None,
 ) -> list[Message]:
-    """The orchestrator's look at all outputs together; the answer is a `ConflictReport`."""
+    """The orchestrator's look at all outputs together; the answer is a `ConflictReport`.
+
+    `brief` is the task's; without it one is made of `goal`, `context`, `rules` and `plan`."""
+    task = brief or TaskBrief(goal, rules or PromptRules(), context, plan)
     return _messages(
         "conflicts.md",
-        goal=goal,
-        context=context,
-        plan=plan,
+        **task.with_plan(plan).variables(),
         outputs=dict(outputs),
-        rules=rules,
     )
 
 
@@ -346,16 +427,17 @@ def fix_messages(
     rules: PromptRules,
     *,
     goal_line: str | None = None,
+    brief: TaskBrief | None = None,
 ) -> list[Message]:
     """The orchestrator fixes a small defect (`problem`) itself; the answer is a `Review`
     with verdict "fix" and the corrected output (or "redo" if the defect is too large)."""
+    task = _brief(brief, rules, one_line(goal_line or ""))
     return _messages(
         "fix.md",
+        **task.variables(),
         stream=stream,
         output=output,
         problem=problem,
-        rules=rules,
-        goal_line=one_line(goal_line or ""),
     )
 
 
@@ -368,19 +450,19 @@ def merge_messages(
     *,
     context: str = "",
     previous_result: str | None = None,
+    brief: TaskBrief | None = None,
 ) -> list[Message]:
     """The merge point: recombine the accepted `outputs` following `plan.merge_instruction`.
 
     The answer is the merged result as plain text. For a revision, `feedback` is the human's
-    rejection comment and `previous_result` (optional) the result they rejected.
+    rejection comment and `previous_result` (optional) the result they rejected. `brief` is
+    the task's; without it one is made of `goal`, `context`, `rules` and `plan`.
     """
+    task = brief or TaskBrief(goal, rules, context, plan)
     return _messages(
         "merge.md",
-        goal=goal,
-        context=context,
-        plan=plan,
+        **task.with_plan(plan).variables(),
         outputs=dict(outputs),
-        rules=rules,
         feedback=feedback,
         previous_result=previous_result if feedback else None,
     )

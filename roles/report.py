@@ -12,6 +12,14 @@ path, `work_s`), so a stream that waited 20 s for an answer and worked 2 s shows
 
 A model whose price litellm does not know makes every sum it is part of unknown (None), and
 the report names it in `cost.unknown_price_models`: an unknown cost is never shown as $0.
+
+Prompt caching: each usage bucket counts `cached_tokens` (prompt tokens the provider's cache
+served, part of `prompt_tokens`), and the cost section says what caching saved
+(`caching_saved_usd` = `uncached_usd`, the same tokens priced without caching, less
+`total_usd`). `premium_only_usd` prices every call's prompt, cached and completion tokens on
+the premium model: the same prompts sent to one model would be cached just the same, so the
+tiering comparison is not tilted by caching either way; `premium_only_uncached_usd` is the
+premium model without caching.
 """
 
 from __future__ import annotations
@@ -93,12 +101,20 @@ def _waited(streams: list[StreamFacts], waits: Mapping[str, Spans], human: Spans
 
 #: A bucket of usage: counts, and dollars (None once any part of them has no known price).
 Bucket = dict[str, float | None]
-#: What tokens cost on a model: (prompt tokens, completion tokens, model) -> dollars or None.
-Pricing = Callable[[int, int, str], float | None]
+#: What tokens cost on a model: (prompt tokens, completion tokens, model, cached prompt
+#: tokens) -> dollars, or None when the model's price is unknown.
+Pricing = Callable[[int, int, str, int], float | None]
 
 
 def _bucket() -> Bucket:
-    return {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "tokens": 0, "cost_usd": 0.0}
+    return {
+        "calls": 0,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "cached_tokens": 0,
+        "tokens": 0,
+        "cost_usd": 0.0,
+    }
 
 
 def _plus(a: float | None, b: float | None) -> float | None:
@@ -111,10 +127,33 @@ def _add(bucket: Bucket, u: UsageRecord) -> None:
         ("calls", 1),
         ("prompt_tokens", u.prompt_tokens),
         ("completion_tokens", u.completion_tokens),
+        ("cached_tokens", u.cached_tokens),
         ("tokens", u.prompt_tokens + u.completion_tokens),
     ):
         bucket[name] = (bucket[name] or 0) + value
     bucket["cost_usd"] = _plus(bucket["cost_usd"], u.cost_usd)
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def _counterfactuals(
+    usage: list[UsageRecord], premium_model: str, pricing: Pricing
+) -> tuple[float | None, float | None, float | None]:
+    """What the calls would have cost without caching, on the premium model with the same
+    caching, and on the premium model without it."""
+    uncached: float | None = 0.0
+    premium_only: float | None = 0.0
+    premium_uncached: float | None = 0.0
+    for u in usage:
+        p, c = u.prompt_tokens, u.completion_tokens
+        # A call of unknown price stays unknown without caching too.
+        own = pricing(p, c, u.model, 0) if u.cost_usd is not None else None
+        uncached = _plus(uncached, own)
+        premium_only = _plus(premium_only, pricing(p, c, premium_model, u.cached_tokens))
+        premium_uncached = _plus(premium_uncached, pricing(p, c, premium_model, 0))
+    return uncached, premium_only, premium_uncached
 
 
 def _rounded(dollars: float | None) -> float | None:
@@ -135,12 +174,8 @@ def _usage(
         _add(total, u)
         if u.stream_id:
             _add(per_stream[u.stream_id], u)
-    premium_only: float | None = 0.0
-    for u in usage:
-        premium_only = _plus(
-            premium_only, premium_cost(u.prompt_tokens, u.completion_tokens, premium_model)
-        )
     spent = total["cost_usd"]
+    uncached, premium_only, premium_uncached = _counterfactuals(usage, premium_model, premium_cost)
     orchestration_tokens = sum(
         per_purpose[p]["tokens"] or 0 for p in ORCHESTRATION_PURPOSES if p in per_purpose
     )
@@ -156,9 +191,11 @@ def _usage(
         "total_usd": _rounded(spent),
         "premium_model": premium_model,
         "premium_only_usd": _rounded(premium_only),
-        "tiering_saved_usd": _rounded(
-            None if premium_only is None or spent is None else premium_only - spent
-        ),
+        "tiering_saved_usd": _rounded(_minus(premium_only, spent)),
+        "cached_tokens": total["cached_tokens"],
+        "uncached_usd": _rounded(uncached),
+        "caching_saved_usd": _rounded(_minus(uncached, spent)),
+        "premium_only_uncached_usd": _rounded(premium_uncached),
         # The models whose use has no known price (every sum they are in is None).
         "unknown_price_models": sorted({u.model for u in usage if u.cost_usd is None}),
     }

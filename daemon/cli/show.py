@@ -169,6 +169,12 @@ def report_lines(report: dict[str, Any]) -> list[str]:
             f"{c.get('premium_model', 'the premium model')} would cost "
             f"{fmt_usd(premium)}: tiering saved {fmt_usd(saved)}{share}."
         )
+        cached = c.get("cached_tokens") or 0
+        if cached:
+            lines.append(
+                f"caching: {cached} prompt tokens came from the provider's prompt cache, "
+                f"which saved {fmt_usd(c.get('caching_saved_usd'))}."
+            )
     return lines
 
 

@@ -53,6 +53,7 @@ class ConflictCheck:
                 self.ctx.rules,
                 round=check,
                 context=self.ctx.row.context,
+                brief=self.work.brief,
             )
             await self.ctx.store.append_event(
                 self.ctx.task_id,
@@ -113,11 +114,23 @@ class ConflictCheck:
             )
             output = reply.output or ""
             verdict = await orchestrator.review(
-                self.ctx.call, st.spec, output, self.ctx.rules, round=round_
+                self.ctx.call,
+                st.spec,
+                output,
+                self.ctx.rules,
+                round=round_,
+                brief=self.work.brief,
+                inputs=deps,
             )
             if verdict.verdict == "fix":
                 output = await orchestrator.fix(
-                    self.ctx.call, st.spec, output, verdict, self.ctx.rules, round=round_
+                    self.ctx.call,
+                    st.spec,
+                    output,
+                    verdict,
+                    self.ctx.rules,
+                    round=round_,
+                    brief=self.work.brief,
                 )
             saved = await self.book.saved()
             rounds = (saved[st.spec.id].rounds if st.spec.id in saved else 1) + 1

@@ -17,6 +17,7 @@ from daemon.engine.lifecycle import TaskStates
 from daemon.store.states import TaskState
 from roles import orchestrator
 from roles.plan.schema import Plan
+from roles.prompts import TaskBrief
 
 __all__ = ["MergeGate"]
 
@@ -30,12 +31,15 @@ class MergeGate:
         states: TaskStates,
         human: HumanWaits,
         code: CodeMerge | None = None,
+        brief: TaskBrief | None = None,
     ) -> None:
         self.ctx = ctx
         self.states = states
         self.human = human
         #: A code task's merge: git merges the branches, tierd tests the result.
         self.code = code
+        #: The task's material with its plan: the merge prompt's shared prefix.
+        self.brief = brief
 
     async def merge_and_approve(self, plan: Plan, outputs: dict[str, str]) -> str:
         """The merge, then the optional approval gate: a rejection sends the result back to
@@ -59,6 +63,8 @@ class MergeGate:
                     revision=revision,
                     feedback=feedback,
                     previous_result=result,
+                    context=self.ctx.row.context,
+                    brief=self.brief,
                 )
             if approval != "required":
                 return result

@@ -20,6 +20,7 @@ from daemon.engine.streams import StreamBook, StreamState
 from roles import orchestrator
 from roles.executor import execute
 from roles.plan.schema import ExecutorReply, Review, StreamSpec
+from roles.prompts import TaskBrief
 
 __all__ = ["Splitter", "StreamWork"]
 
@@ -43,6 +44,9 @@ class StreamWork:
         self.human = human
         #: The code side of a task with a repository: its streams work in worktrees.
         self.code = code
+        #: The task's material with its plan, set once the plan exists: every premium
+        #: prompt starts with it (the same bytes: a provider's prompt cache serves it).
+        self.brief: TaskBrief | None = None
 
     async def work(self, st: StreamState, deps: dict[str, str], split: Splitter) -> str:
         """The stream's accepted output (read back from the memo if it was accepted before)."""
@@ -85,7 +89,7 @@ class StreamWork:
                     continue
                 verdict_name, reason = "accept", "all sub-streams accepted"
                 break
-            verdict, output = await self._judge(st, reply.output or "", round_)
+            verdict, output = await self._judge(st, reply.output or "", round_, deps)
             verdict = self._on_evidence(st, verdict)
             if verdict.verdict in ("accept", "fix"):
                 verdict_name, reason = verdict.verdict, verdict.reason
@@ -118,7 +122,9 @@ class StreamWork:
             return verdict
         return Review(verdict="redo", reason="the tests fail", feedback=why)
 
-    async def _judge(self, st: StreamState, output: str, round_: int) -> tuple[Review, str]:
+    async def _judge(
+        self, st: StreamState, output: str, round_: int, deps: dict[str, str]
+    ) -> tuple[Review, str]:
         """The orchestrator's verdict on `output`, and the output after a fix if it fixed it."""
         spec = st.spec
         await self.book.update(st, "reviewing", rounds=round_ + 1)
@@ -131,6 +137,8 @@ class StreamWork:
             # A code stream's fix is the orchestrator's own tool loop (`CodeStreams.fix`).
             can_fix=True if self.code is not None else None,
             project=self.code.project if self.code is not None else None,
+            brief=self.brief,
+            inputs=deps,
         )
         await self.ctx.store.append_event(
             self.ctx.task_id,
@@ -149,7 +157,7 @@ class StreamWork:
             return await self.code.fix(st, verdict, output, round_), output
         if verdict.verdict == "fix":
             output = await orchestrator.fix(
-                self.ctx.call, spec, output, verdict, self.ctx.rules, round=round_
+                self.ctx.call, spec, output, verdict, self.ctx.rules, round=round_, brief=self.brief
             )
         return verdict, output
 

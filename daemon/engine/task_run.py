@@ -46,6 +46,7 @@ from roles.plan.schema import Plan, StreamSpec
 from roles.plan.validator import sequentialize
 from roles.planner import make_plan
 from roles.project import ProjectContext
+from roles.prompts import TaskBrief
 
 __all__ = ["Collaborators", "TaskRun"]
 
@@ -134,13 +135,18 @@ class TaskRun:
         work = StreamWork(ctx, book, human, code)
         plan = await self._planning(ctx, states, code.project if code else None)
         attachments.use_plan(plan)
+        work.brief = TaskBrief(
+            row.goal, ctx.rules, row.context, plan, code.project if code else None
+        )
         outputs = await Scheduler(ctx, states, book, work, human).execute(plan)
         if code is None:
             # A code task's streams own disjoint paths and their results are branches: the
             # text check for contradictions does not apply (their merge is git's).
             outputs = await ConflictCheck(ctx, states, book, work).review(plan, outputs)
         merging = CodeMerge(code) if code is not None else None
-        result = await MergeGate(ctx, states, human, merging).merge_and_approve(plan, outputs)
+        result = await MergeGate(ctx, states, human, merging, work.brief).merge_and_approve(
+            plan, outputs
+        )
         fresh = await self.store.get_task(self.task_id)
         assert fresh is not None
         report = await partial_report(self.store, fresh, TaskState.completed, None)

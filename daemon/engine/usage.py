@@ -27,6 +27,7 @@ EVENT_FIELDS = (
     "model",
     "prompt_tokens",
     "completion_tokens",
+    "cached_tokens",
     "cost_usd",
     "latency_s",
     "outcome",

@@ -15,7 +15,7 @@ from sqlmodel import Session, SQLModel
 
 from daemon.store.tables import MetaRow
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class SchemaTooNew(RuntimeError):
@@ -59,12 +59,25 @@ def _v4_to_v5(engine: Engine) -> None:
     SQLModel.metadata.create_all(engine, tables=[SQLModel.metadata.tables["attachments"]])
 
 
+def _v5_to_v6(engine: Engine) -> None:
+    # v6 added usage.cached_tokens: the prompt tokens a provider's prompt cache served. Rows
+    # from before read 0 (nothing known cached), which is what they were billed as. NOT NULL
+    # with a default, at the end of the table like a new database's; skipped when already
+    # there (see _v2_to_v3).
+    with engine.begin() as conn:
+        if "cached_tokens" not in {c["name"] for c in inspect(conn).get_columns("usage")}:
+            conn.execute(
+                text("ALTER TABLE usage ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT '0'")
+            )
+
+
 #: from-version -> the function that moves the schema one version up.
 MIGRATIONS: dict[int, Callable[[Engine], None]] = {
     1: _v1_to_v2,
     2: _v2_to_v3,
     3: _v3_to_v4,
     4: _v4_to_v5,
+    5: _v5_to_v6,
 }
 
 

@@ -80,6 +80,9 @@ class UsageRow(SQLModel, table=True):
     attempts: int = 1
     error: str | None = None
     started_at: float = 0.0
+    #: Prompt tokens read from the provider's prompt cache (part of prompt_tokens; schema v6).
+    #: The server default gives the rows from before v6 their 0 (the migration adds it so).
+    cached_tokens: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class StepRow(SQLModel, table=True):

@@ -2,6 +2,14 @@
 
 A model missing from the table has no known price: what it used costs "unknown" (None),
 never $0, which would read as free.
+
+Prompt caching changes what prompt tokens cost, not how many there are: `cached` prompt
+tokens (read from the provider's cache) are priced at the model's cached-input rate (a tenth
+of the input rate on OpenAI's and Anthropic's current models), and `cache_write` tokens
+(written to it: Anthropic bills them above the input rate) at the cache-write rate; both are
+part of `prompt_tokens`, as litellm counts them. litellm's price table has these rates, and
+`cost_per_token` applies them (`cache_read_input_tokens`, `cache_creation_input_tokens`).
+The same tokens with `cached=0` are what they would have cost without caching.
 """
 
 from __future__ import annotations
@@ -25,21 +33,39 @@ def price_known(model: str) -> bool:
     return True
 
 
-def cost_of(prompt_tokens: int, completion_tokens: int, model: str) -> float | None:
-    """What these tokens cost on `model`; 0.0 for none; None when the price is unknown."""
+def cost_of(
+    prompt_tokens: int,
+    completion_tokens: int,
+    model: str,
+    cached: int = 0,
+    cache_write: int = 0,
+) -> float | None:
+    """What these tokens cost on `model`; 0.0 for none; None when the price is unknown.
+
+    `cached` and `cache_write` are the prompt tokens read from and written to the
+    provider's prompt cache (part of `prompt_tokens`; see the module docstring)."""
     if prompt_tokens <= 0 and completion_tokens <= 0:
         return 0.0
     if not price_known(model):
         return None
+    cached = max(0, min(cached, prompt_tokens))
+    cache_write = max(0, min(cache_write, prompt_tokens - cached))
     prompt_cost, completion_cost = litellm.cost_per_token(
-        model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+        model=model,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        cache_read_input_tokens=cached,
+        cache_creation_input_tokens=cache_write,
     )
     return float(prompt_cost) + float(completion_cost)
 
 
-def premium_cost(prompt_tokens: int, completion_tokens: int, model: str) -> float | None:
-    """What these tokens would cost on the premium `model` (None: its price is unknown)."""
-    return cost_of(prompt_tokens, completion_tokens, model)
+def premium_cost(
+    prompt_tokens: int, completion_tokens: int, model: str, cached: int = 0
+) -> float | None:
+    """What these tokens would cost on the premium `model` (None: its price is unknown),
+    `cached` of the prompt tokens read from the premium model's prompt cache."""
+    return cost_of(prompt_tokens, completion_tokens, model, cached)
 
 
 @functools.lru_cache(maxsize=256)

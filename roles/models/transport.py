@@ -32,11 +32,12 @@ from roles.models import environment
 from roles.models.client import litellm
 from roles.models.costs import cost_of
 from roles.models.errors import ModelCallError, ModelConfigError
+from roles.models.prompt_cache import mark_prefix
 from roles.models.routing import provider_of
 from roles.models.structured import response_format, schema_instruction
 from roles.models.tier import NO_KEY, ModelTier
 from roles.models.toolcalls import ToolCall, tool_calls_of
-from roles.models.usage import OnRecord, UsageRecord, emit
+from roles.models.usage import OnRecord, TokenCounts, UsageRecord, emit
 
 __all__ = [
     "LOGGED_ERROR_CHARS",
@@ -179,14 +180,25 @@ class Reply:
         return not self.text.strip() and not self.tool_calls
 
 
-def _reply_and_usage(response: Any) -> tuple[Reply, int, int]:
+def _reply_and_usage(response: Any) -> tuple[Reply, TokenCounts]:
+    """The answer, and its tokens: prompt and completion, and the prompt tokens the
+    provider's prompt cache served or stored (priced apart: `costs.cost_of`)."""
     choices = getattr(response, "choices", None) or []
     message = getattr(choices[0], "message", None) if choices else None
     text = getattr(message, "content", None) or ""
-    usage = getattr(response, "usage", None)
-    prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
-    completion = int(getattr(usage, "completion_tokens", 0) or 0)
-    return Reply(text, tool_calls_of(message)), prompt, completion
+    return Reply(text, tool_calls_of(message)), TokenCounts.of(getattr(response, "usage", None))
+
+
+def _token_fields(tokens: TokenCounts, model: str) -> dict[str, Any]:
+    """A record's token fields and its cost, cached input at the cached rate."""
+    return {
+        "prompt_tokens": tokens.prompt,
+        "completion_tokens": tokens.completion,
+        "cached_tokens": tokens.cached,
+        "cost_usd": cost_of(
+            tokens.prompt, tokens.completion, model, tokens.cached, tokens.cache_write
+        ),
+    }
 
 
 def _finished(stream: Any, chunks: list[Any]) -> bool:
@@ -270,7 +282,8 @@ class Attempts:
         scoped = environment.for_endpoint(provider_of(model, api_base), api_base)
         kwargs: dict[str, Any] = {
             "model": model,
-            "messages": messages,
+            # The end of a premium prompt's stable prefix, marked for Anthropic's cache.
+            "messages": mark_prefix(messages, model, api_base),
             "timeout": self.tier.timeout_s,
             # Retries happen here, once, with a record each: none inside litellm or openai.
             "num_retries": 0,
@@ -290,7 +303,7 @@ class Attempts:
         if response_model is not None and _supports_schema(model):
             kwargs["response_format"] = response_format(response_model)
         elif response_model is not None:
-            kwargs["messages"] = [*messages, schema_instruction(response_model)]
+            kwargs["messages"] = [*kwargs["messages"], schema_instruction(response_model)]
         if tools:
             # tool_choice stays the provider's default ("auto"): text or tool calls.
             kwargs["tools"] = tools
@@ -337,13 +350,13 @@ async def _on_endpoint(
     for retry in range(c.tier.max_retries + 1):
         c.attempts += 1
         started, wall = time.monotonic(), time.time()
-        prompt_tokens = completion_tokens = 0
+        tokens = TokenCounts()
         try:
             # A guard over the HTTP client's own timeout (which bounds each read, not the
             # whole exchange): a slowly trickling answer cannot hang a stream forever.
             async with asyncio.timeout(c.tier.timeout_s * 1.5 + 1):
                 response = await _ask(kwargs, model)
-            reply, prompt_tokens, completion_tokens = _reply_and_usage(response)
+            reply, tokens = _reply_and_usage(response)
             if reply.empty:
                 raise EmptyAnswerError(f"{model} answered 200 with empty content")
         except asyncio.CancelledError:
@@ -362,9 +375,7 @@ async def _on_endpoint(
                 wall,
                 outcome="error",
                 error=c.last_error,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                cost_usd=cost_of(prompt_tokens, completion_tokens, model),
+                **_token_fields(tokens, model),
             )
             await emit(c.on_record, failed)
             wait = c.next_wait(exc, retry, model)
@@ -378,9 +389,7 @@ async def _on_endpoint(
             started,
             wall,
             outcome="ok",
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            cost_usd=cost_of(prompt_tokens, completion_tokens, model),
+            **_token_fields(tokens, model),
         )
     return None
 

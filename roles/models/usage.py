@@ -12,8 +12,9 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["OnRecord", "UsageRecord", "emit"]
+__all__ = ["OnRecord", "TokenCounts", "UsageRecord", "emit"]
 
 log = logging.getLogger("tierd.models")
 
@@ -29,6 +30,9 @@ class UsageRecord:
     model: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: Prompt tokens the provider read from its prompt cache (part of prompt_tokens, priced
+    #: at the cached rate: `roles.models.costs.cost_of`).
+    cached_tokens: int = 0
     #: Dollars by litellm's price table; None when the model's price is unknown (never $0).
     cost_usd: float | None = 0.0
     latency_s: float = 0.0
@@ -39,6 +43,51 @@ class UsageRecord:
     started_at: float = 0.0
     ended_at: float = 0.0
     round: int = 0
+
+
+@dataclass(frozen=True)
+class TokenCounts:
+    """The tokens one answer's usage reports, as litellm hands it on.
+
+    `cached` is OpenAI's `prompt_tokens_details.cached_tokens` (litellm reports Anthropic's
+    cache reads there too); `cache_write` is Anthropic's `cache_creation_input_tokens`
+    (tokens written to the cache, billed above the input rate). Both are part of `prompt`.
+    """
+
+    prompt: int = 0
+    completion: int = 0
+    cached: int = 0
+    cache_write: int = 0
+
+    @classmethod
+    def of(cls, usage: Any) -> TokenCounts:
+        """The counts of a litellm `Usage` (or a dict of the same fields; None: zeros)."""
+        details = _field(usage, "prompt_tokens_details")
+        prompt = _count(_field(usage, "prompt_tokens"))
+        cached = min(prompt, _count(_field(details, "cached_tokens")))
+        write = _count(_field(usage, "cache_creation_input_tokens"))
+        return cls(
+            prompt=prompt,
+            completion=_count(_field(usage, "completion_tokens")),
+            cached=cached,
+            cache_write=min(write, prompt - cached),
+        )
+
+
+def _field(value: Any, name: str) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return value.get(name)
+    return getattr(value, name, None)
+
+
+def _count(value: Any) -> int:
+    # Providers send null for what they do not count; anything but a number is none.
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 #: Told of each record as soon as it is known; may be a coroutine function.

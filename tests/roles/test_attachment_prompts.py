@@ -66,7 +66,7 @@ def text_of(message: dict[str, object]) -> str:
 
 
 def test_the_planner_sees_every_attachment_and_its_images() -> None:
-    system, user = planner_messages(
+    _system, _prefix, user = planner_messages(
         "Check the invoice",
         "",
         PromptRules(),
@@ -78,13 +78,14 @@ def test_the_planner_sees_every_attachment_and_its_images() -> None:
     assert "Total 4711 EUR" in text_of(user)
     assert images_in(user) == [b"\x89PNG-photo", b"\x89PNG-page2"]
     assert "[image: invoice.pdf, page 2]" in text_of(user)
-    # The executors cannot see images: the planner is told to describe them.
-    assert "cannot see images" in system["content"]
-    assert '"attachments"' in system["content"]
+    # The executors cannot see images: the planner is told to describe them (in its own
+    # request, after the task's material: the attachments are the planner's alone).
+    assert "cannot see images" in text_of(user)
+    assert '"attachments"' in text_of(user)
 
 
 def test_a_planner_without_vision_gets_no_image_parts() -> None:
-    _system, user = planner_messages(
+    _system, _prefix, user = planner_messages(
         "g", "", PromptRules(), attachments=[PHOTO], planner_sees_images=False
     )
     assert isinstance(user["content"], str)
@@ -196,7 +197,7 @@ def test_the_planner_never_gets_the_delivery_tierd_adds_in_its_schema() -> None:
     rejected = Plan(
         streams=[STREAM.model_copy(update={"attachment_delivery": {"a.png": "images"}})]
     )
-    _system, user = planner_messages(
+    _system, _prefix, user = planner_messages(
         "g", "", PromptRules(), previous_error="bad", previous_plan=rejected
     )
     assert "attachment_delivery" not in user["content"]

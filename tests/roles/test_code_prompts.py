@@ -49,8 +49,10 @@ TESTS = IMPL.model_copy(
 
 
 def test_text_task_prompts_are_exactly_as_before_code_tasks() -> None:
-    # Rendered before code tasks were added (same inputs as test_prompts.all_messages). If you
-    # change planner.md or review.md on purpose, regenerate the file from the new renders.
+    # Rendered from the text-task templates (same inputs as test_prompts.all_messages), last
+    # regenerated when the premium prompts became a shared prefix and a request (issue #20).
+    # If you change planner.md, review.md or a partial on purpose, regenerate the file from
+    # the new renders.
     golden = json.loads(GOLDEN.read_text())
     rendered = all_messages()
     assert rendered["planner.md"] == golden["planner"]
@@ -70,10 +72,11 @@ def test_a_text_task_prompt_says_nothing_of_repositories_or_globs() -> None:
 
 
 def test_the_code_planner_sees_the_tree_the_instructions_and_the_glob_rules() -> None:
-    system, user = planner_messages(
+    system, prefix, request = planner_messages(
         "Add drag-and-drop to the sidebar", "", CODE_RULES, project=PROJECT
     )
-    content = user["content"]
+    # The repository is the task's material (the prefix); the glob rules are the request's.
+    content = prefix["content"] + "\n" + request["content"]
     tree = content[content.index("<file-tree>") : content.index("</file-tree>")]
     for path in ("src/sidebar/panel.py", "tests/test_panel.py", "README.md"):
         assert path in tree, path
@@ -87,12 +90,12 @@ def test_the_code_planner_sees_the_tree_the_instructions_and_the_glob_rules() ->
     assert "- Keep the public API stable." in content
     # The system message describes the executors as agents in worktrees, not text writers.
     assert "its own\ngit worktree" in system["content"]
-    assert "Two streams never own the same area" not in system["content"]
+    assert "Two streams never own the same area" not in text([system, prefix, request])
 
 
 def test_the_code_planners_example_is_a_valid_code_plan() -> None:
-    system = planner_messages("g", "", CODE_RULES, project=PROJECT)[0]["content"]
-    (example,) = json_blocks(system)
+    request = planner_messages("g", "", CODE_RULES, project=PROJECT)[-1]["content"]
+    (example,) = json_blocks(request)
     plan = Plan.model_validate(example)
     assert validate_plan(plan, CODE_RULES.to_plan_rules()) == []
     assert plan.streams[0].kind == "tests"
@@ -283,28 +286,30 @@ def test_review_text_is_bounded() -> None:
 
 def test_the_code_review_prompt_holds_the_executor_to_the_facts() -> None:
     work = coder_review_text("Done.", " a.py | 1 +", "+x", COMMANDS)
-    system, user = review_messages(IMPL, work, CODE_RULES, project=PROJECT)
-    assert "Never accept because the\n  summary says" in system["content"]
-    assert "When the last test run failed" in system["content"]
-    assert "do not accept it" in system["content"]
-    assert '"fix"' not in system["content"]  # a code stream has no text to fix in part 1
-    (example,) = json_blocks(system["content"])
+    system, prefix, request = review_messages(IMPL, work, CODE_RULES, project=PROJECT)
+    assert "Evidence decides, not the executor's word" in system["content"]
+    assert "Never accept because the\n  summary says" in request["content"]
+    assert "When the last test run failed" in request["content"]
+    assert "do not accept it" in request["content"]
+    assert '"fix"' not in request["content"]  # a code stream has no text to fix in part 1
+    (example,) = json_blocks(request["content"])
     Review.model_validate(example)
-    assert f'<work stream="drag">\n{work}\n</work>' in user["content"]
-    assert "AGENTS-MARKER" in user["content"]
-    with_fix = review_messages(IMPL, work, CODE_RULES, can_fix=True)[0]["content"]
+    assert f'<work stream="drag">\n{work}\n</work>' in request["content"]
+    # The project's instructions are the task's material, in the shared prefix.
+    assert "AGENTS-MARKER" in prefix["content"]
+    with_fix = review_messages(IMPL, work, CODE_RULES, can_fix=True)[-1]["content"]
     assert '- "fix": a small defect you will correct yourself with the same tools' in with_fix
 
 
 def test_the_review_of_a_tests_stream_expects_failing_new_tests() -> None:
-    system = review_messages(TESTS, "work", CODE_RULES)[0]["content"]
-    assert "its new tests are\n  expected to fail" in system
-    assert "expected to fail" not in review_messages(IMPL, "work", CODE_RULES)[0]["content"]
+    request = review_messages(TESTS, "work", CODE_RULES)[-1]["content"]
+    assert "its new tests are\nexpected to fail" in request
+    assert "expected to fail" not in review_messages(IMPL, "work", CODE_RULES)[-1]["content"]
 
 
 @pytest.mark.parametrize("can_fix", [None, False])
 def test_a_text_review_can_drop_the_fix_verdict_only_when_asked(can_fix: bool | None) -> None:
-    content = review_messages(IMPL, "OUT", RULES, can_fix=can_fix)[0]["content"]
+    content = review_messages(IMPL, "OUT", RULES, can_fix=can_fix)[-1]["content"]
     assert ('- "fix"' in content) is (can_fix is None)
 
 

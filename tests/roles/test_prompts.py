@@ -147,11 +147,21 @@ def test_prompts_dir_falls_back_to_the_wheel_location(
     assert prompts_dir() == tmp_path / "prompts"
 
 
+#: The premium prompts: the shared system text, the task's material, then the request.
+PREMIUM = ("planner.md", "code_fix.md", "review.md", "conflicts.md", "fix.md", "merge.md")
+
+
+def request(messages: list[dict[str, Any]]) -> str:
+    """The call's own request: the last message (after the prefix, for a premium prompt)."""
+    return str(messages[-1]["content"])
+
+
 def test_every_template_renders_a_system_and_a_user_message() -> None:
     rendered = all_messages()
     assert set(rendered) == set(TEMPLATE_NAMES)
     for name, messages in rendered.items():
-        assert [m["role"] for m in messages] == ["system", "user"], name
+        roles = ["system", "user", "user"] if name in PREMIUM else ["system", "user"]
+        assert [m["role"] for m in messages] == roles, name
         for message in messages:
             assert message["content"].strip(), name
             # No template syntax or editor comments leak into what the model reads.
@@ -177,8 +187,9 @@ def test_a_missing_variable_is_an_error_not_blank_text() -> None:
     ],
 )
 def test_json_examples_match_the_schemas(name: str, schema: type[BaseModel], count: int) -> None:
-    system = all_messages()[name][0]["content"]
-    blocks = json_blocks(system)
+    # A premium prompt's answer shape is in its request (its system text is shared).
+    messages = all_messages()[name]
+    blocks = json_blocks(request(messages) if name in PREMIUM else messages[0]["content"])
     assert len(blocks) == count
     for block in blocks:
         schema.model_validate(block)
@@ -189,7 +200,7 @@ def test_json_examples_match_the_schemas(name: str, schema: type[BaseModel], cou
 def test_example_plan_in_planner_prompt_is_valid_under_tests_first() -> None:
     from roles.plan.validator import validate_plan
 
-    example = Plan.model_validate(json_blocks(all_messages()["planner.md"][0]["content"])[0])
+    example = Plan.model_validate(json_blocks(request(all_messages()["planner.md"]))[0])
     assert validate_plan(example, RULES.to_plan_rules()) == []
 
 
@@ -212,7 +223,7 @@ def test_planner_prompt_explains_each_parallelize_mode_differently() -> None:
     wordings = {}
     for mode in ("never", "when-possible", "always"):
         rules = PromptRules(parallelize=mode)  # type: ignore[arg-type]
-        wordings[mode] = planner_messages("g", "", rules)[1]["content"]
+        wordings[mode] = planner_messages("g", "", rules)[1]["content"]  # the rules: prefix
     assert "strictly sequential chain" in wordings["never"]
     assert "Split as widely as the rules allow" in wordings["always"]
     assert len(set(wordings.values())) == 3
@@ -365,7 +376,8 @@ def test_conflicts_prompt_shows_all_outputs() -> None:
         assert value in content
     assert "(no output)" in content  # 'target' has none
     assert "risk flags" in content
-    assert "Rules from the developer" not in content  # no rules passed
+    # No rules passed: the shared prefix states the default rules (none from the developer).
+    assert "Rules from the developer: none." in content
 
 
 def test_merge_prompt_follows_plan_and_takes_feedback() -> None:
@@ -379,3 +391,113 @@ def test_merge_prompt_follows_plan_and_takes_feedback() -> None:
     revision = text(merge_messages("The goal", plan, outputs, RULES, "Too long; keep one page."))
     assert "Too long; keep one page." in revision
     assert "A human rejected the previous merged result" in revision
+
+
+# --- the premium prompts' shared prefix (provider prompt caching) ---------------------------
+
+
+def brief_and_plan() -> tuple[prompts.TaskBrief, Plan]:
+    plan = wide_plan(4)
+    brief = prompts.TaskBrief("Goal text", RULES, "Context text")
+    return brief, plan
+
+
+def premium_prompts(code: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """One task's premium prompts: the plan, a review, a fix, the conflict check, the merge."""
+    rules = PromptRules(code=True, instructions=["Keep the API."]) if code else RULES
+    project = (
+        ProjectContext.build(["src/a.py"], {"AGENTS.md": "Use tabs."}, test_command="make")
+        if code
+        else None
+    )
+    plan = wide_plan(4)
+    brief = prompts.TaskBrief("Goal text", rules, "Context text", project=project)
+    planned = brief.with_plan(plan)
+    target = plan.streams[-1]
+    outputs = {s.id: f"OUTPUT OF {s.id}" for s in plan.streams}
+    return {
+        "planner": planner_messages("Goal text", "Context text", rules, project=project),
+        "review": review_messages(
+            target, "THE OUTPUT", rules, brief=planned, inputs={"s0": outputs["s0"]}
+        ),
+        "review-other": review_messages(plan.streams[0], "ANOTHER OUTPUT", rules, brief=planned),
+        "fix": fix_messages(target, "THE OUTPUT", "A slip.", rules, brief=planned),
+        "conflicts": conflicts_messages(
+            "Goal text", plan, outputs, context="Context text", rules=rules, brief=planned
+        ),
+        "merge": merge_messages(
+            "Goal text", plan, outputs, rules, context="Context text", brief=planned
+        ),
+    }
+
+
+@pytest.mark.parametrize("code", [False, True])
+def test_a_tasks_premium_prompts_share_a_byte_identical_prefix(code: bool) -> None:
+    rendered = premium_prompts(code)
+    planner = rendered.pop("planner")
+    planner_prefix = planner[0]["content"] + "\x00" + planner[1]["content"]
+    later_prefixes = set()
+    tails = set()
+    for name, messages in rendered.items():
+        assert [m["role"] for m in messages] == ["system", "user", "user"], name
+        # The same system text for every job, byte for byte.
+        assert messages[0]["content"] == planner[0]["content"], name
+        prefix = messages[0]["content"] + "\x00" + messages[1]["content"]
+        # The planner's prefix (system, rules, goal, context) starts every later one, which
+        # adds only the plan.
+        assert prefix.startswith(planner_prefix), name
+        assert "The plan (its approach: wide), one stream a line" in messages[1]["content"], name
+        assert "The plan" not in planner[1]["content"]
+        later_prefixes.add(prefix)
+        tails.add(messages[2]["content"])
+    # After planning, every call has one prefix; each asks its own thing in its tail.
+    assert len(later_prefixes) == 1
+    assert len(tails) == len(rendered)
+    # The material is in the prefix, never repeated in a tail.
+    for messages in rendered.values():
+        assert "Context text" in messages[1]["content"]
+        assert "Context text" not in messages[2]["content"]
+
+
+def test_the_prefix_is_a_prefix_of_the_whole_prompt_text() -> None:
+    # What a provider sees is the messages in order: the planner's first two messages are the
+    # first characters of every later call's prompt.
+    rendered = premium_prompts()
+    whole = {name: "\n".join(m["content"] for m in ms) for name, ms in rendered.items()}
+    planner = rendered["planner"]
+    start = planner[0]["content"] + "\n" + planner[1]["content"]
+    for name, prompt in whole.items():
+        assert prompt.startswith(start), name
+
+
+def test_a_review_is_lean_its_stream_inputs_and_output_not_the_material_again() -> None:
+    rendered = premium_prompts()
+    tail = rendered["review"][2]["content"]
+    for expected in (
+        "Output definition of target.",
+        "Acceptance check of target.",
+        "Instructions of target.",
+        '- "s0" (Title of s0): OUTPUT OF s0',
+        '- "s1" (Title of s1): (output not shown)',
+        "THE OUTPUT",
+        '"escalate"',
+    ):
+        assert expected in tail, expected
+    # Not the goal, the context, the rules or other streams' definitions: they are the prefix.
+    for absent in ("Context text", "Goal text", "British spelling", "Job of s2."):
+        assert absent not in tail, absent
+    other = rendered["review-other"][2]["content"]
+    assert "Its inputs: none" in other
+
+
+def test_a_long_input_is_shown_on_one_short_line() -> None:
+    plan = wide_plan(3)
+    brief = prompts.TaskBrief("g", RULES).with_plan(plan)
+    long_output = "first line\n" + "word " * 500
+    messages = review_messages(
+        plan.streams[-1], "OUT", RULES, brief=brief, inputs={"s0": long_output}
+    )
+    tail = messages[2]["content"]
+    line = next(x for x in tail.splitlines() if x.startswith('- "s0"'))
+    assert line.startswith('- "s0" (Title of s0): first line word')
+    assert len(line) < 200 and line.endswith("…")

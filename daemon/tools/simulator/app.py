@@ -4,6 +4,11 @@ call from request to answer (its identity, latency, tokens, failure and log entr
 Everything random (latencies, token counts, failure rates) is drawn from an RNG seeded by the
 scenario seed and the call's identity (task, stream, purpose, round, model, repeat number), not
 from a shared stream: concurrent runs get the same numbers whatever order calls arrive in.
+
+Prompt tokens are the prompt's own size (four characters a token, plus its images and
+documents) unless a scenario sets `prompt_tokens`; completion tokens are drawn from the
+scenario's amounts. Every answer reports its cached prompt tokens as OpenAI does
+(`usage.prompt_tokens_details.cached_tokens`, see `prompt_cache`).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from daemon.tools.simulator.calls import (
 )
 from daemon.tools.simulator.code import code_answer, spoil_code
 from daemon.tools.simulator.faults import ANSWER_REPLACING, choose_failure, fail, spoil
+from daemon.tools.simulator.prompt_cache import cacheable_tokens
 from daemon.tools.simulator.replies import Answer, error_response, send
 from daemon.tools.simulator.scenario import Amount, Scenario, draw, load_scenario
 
@@ -89,6 +95,12 @@ class Simulator:
         completion = round(draw(amount, rng)) if amount is not None else math.ceil(len(content) / 4)
         return max(1, prompt), max(1, completion)
 
+    def _cached(self, call: CallInfo, prompt_tokens: int) -> int:
+        """The call's cached prompt tokens (`prompt_cache`), never more than its prompt
+        tokens (a scenario may draw fewer than the text holds: then a step below them)."""
+        cached = self.state.prompt_cache.take(call.model, call.preamble, call.prompt)
+        return cached if cached <= prompt_tokens else cacheable_tokens(prompt_tokens)
+
     async def chat(self, request: Request) -> Response:
         """`POST /v1/chat/completions`."""
         raw = await request.body()
@@ -130,11 +142,16 @@ class Simulator:
         else:
             content = size = spoil(self.answerer.answer(call), failure, call.purpose)
         prompt_tokens, completion_tokens = self._tokens(call, size, rng)
+        cached = self._cached(call, prompt_tokens)
         rec.prompt_tokens, rec.completion_tokens = prompt_tokens, completion_tokens
-        usage = {
+        rec.cached_tokens = cached
+        # Any: the details are a nested object, as in OpenAI's usage (replies sends it as is).
+        usage: dict[str, Any] = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
+            # As OpenAI reports them: the cached part is included in prompt_tokens.
+            "prompt_tokens_details": {"cached_tokens": cached},
         }
         answer = Answer(
             call=call,

@@ -15,6 +15,10 @@ Messages may carry content parts (`[{"type": "text" | "image_url" | "file", ...}
 records how many images and documents it received, a digest of each image (so a test can tell
 which image reached which call), and the tokens they count (`media_tokens`, added to the
 call's prompt tokens; see IMAGE_TOKENS and DOCUMENT_BYTES_PER_TOKEN for why these figures).
+
+Each answered call also records its cached prompt tokens (`prompt_cache`: the prefix of its
+prompt that an earlier call to the same model carried, as OpenAI caches prompts); the cache
+lives in `SimState` and is cleared with the call log.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Any
 
 from fastapi import Request
 
+from daemon.tools.simulator.prompt_cache import PromptCache
 from daemon.tools.simulator.scenario import ROLE_OF_PURPOSE, Scenario
 
 __all__ = [
@@ -101,6 +106,9 @@ class CallInfo:
     documents: int = 0
     image_digests: list[str] = field(default_factory=list)
     media_tokens: int = 0
+    #: What comes before the messages in a provider's prompt cache: the tools offered and
+    #: the structured-output schema asked for (JSON; "" when neither).
+    preamble: str = ""
 
 
 @dataclass
@@ -146,6 +154,9 @@ class CallRecord:
     documents: int = 0
     image_digests: list[str] = field(default_factory=list)
     media_tokens: int = 0
+    #: The prompt tokens an earlier call's prefix covered (`prompt_cache`; part of
+    #: prompt_tokens, as OpenAI reports `prompt_tokens_details.cached_tokens`).
+    cached_tokens: int = 0
 
     def finish(self, status: int, disconnected: bool = False) -> None:
         """The call ended with `status` (CLIENT_CLOSED when its client left first)."""
@@ -163,9 +174,11 @@ class SimState:
     rule_hits: Counter[int] = field(default_factory=Counter)
     repeats: Counter[tuple[Any, ...]] = field(default_factory=Counter)
     splits_done: set[tuple[str, str]] = field(default_factory=set)
+    prompt_cache: PromptCache = field(default_factory=PromptCache)
 
     def reset(self) -> None:
         self.records.clear()
+        self.prompt_cache.clear()
         self.rule_hits.clear()
         self.repeats.clear()
         self.splits_done.clear()
@@ -227,6 +240,8 @@ class SimState:
             "watched": {w: sum(w in r.watched for r in self.records) for w in self.scenario.watch},
             "images": sum(r.images for r in self.records),
             "documents": sum(r.documents for r in self.records),
+            "prompt_tokens": sum(r.prompt_tokens for r in self.records),
+            "cached_tokens": sum(r.cached_tokens for r in self.records),
             "calls": [vars(r) for r in self.records],
         }
 
@@ -332,6 +347,12 @@ def _tool_names(body: dict[str, Any]) -> list[str] | None:
     return names
 
 
+def _preamble(body: dict[str, Any]) -> str:
+    """The request's tools and response schema as one canonical JSON text ("" for none)."""
+    parts = {k: body[k] for k in ("tools", "response_format") if body.get(k)}
+    return json.dumps(parts, sort_keys=True, separators=(",", ":")) if parts else ""
+
+
 def _strings(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value]
@@ -392,4 +413,5 @@ def read_call(request: Request, body: dict[str, Any]) -> CallInfo:
         documents=documents,
         image_digests=digests,
         media_tokens=media_tokens,
+        preamble=_preamble(body),
     )

@@ -95,7 +95,7 @@ async def test_a_version_4_database_gets_the_attachments_table(tmp_path: Path) -
     version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
     columns = [r[1] for r in conn.execute("PRAGMA table_info(attachments)")]
     conn.close()
-    assert version == str(SCHEMA_VERSION) == "5"
+    assert version == str(SCHEMA_VERSION)  # migrated all the way up
     assert columns[:8] == [
         "id",
         "task_id",

@@ -1,10 +1,11 @@
 """The database format stays compatible: a database written by an earlier tierd (schema
 version 3, the store before it was split into modules) opens, reads and is migrated, and a new
-database has exactly the shape of the current version (5: 4, the code facts of code tasks,
-plus the attachments table).
+database has exactly the shape of the current version (6: 5, the attachments table on top of
+4, the code facts of code tasks, plus usage.cached_tokens).
 
 `V3_SCHEMA` is copied from `sqlite_master` of a database that the earlier store created;
-`V4_SCHEMA` is that plus what the v3 -> v4 migration adds, `V5_SCHEMA` that plus v4 -> v5. A
+`V4_SCHEMA` is that plus what the v3 -> v4 migration adds, `V5_SCHEMA` that plus v4 -> v5,
+`V6_SCHEMA` that plus v5 -> v6. A
 change to the tables must come with a new `SCHEMA_VERSION`, a migration and a snapshot of its
 own, tested from the one before.
 """
@@ -16,7 +17,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from daemon.store.store import SCHEMA_VERSION, Store, TaskRow
+from daemon.store.store import SCHEMA_VERSION, Store, TaskRow, UsageRow
 
 V3_SCHEMA = [
     "CREATE TABLE events (id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, task_id VARCHAR, "
@@ -75,6 +76,16 @@ V5_SCHEMA = [
     "CREATE INDEX ix_attachments_task_id ON attachments (task_id)",
 ]
 
+#: Version 6: usage.cached_tokens (prompt tokens a provider's cache served), 0 for old rows.
+V6_SCHEMA = [
+    statement.replace(
+        "started_at FLOAT NOT NULL, PRIMARY KEY (id))",
+        "started_at FLOAT NOT NULL, cached_tokens INTEGER DEFAULT '0' NOT NULL, PRIMARY KEY (id))",
+    )
+    for statement in V5_SCHEMA
+]
+assert sum(s.count("cached_tokens") for s in V6_SCHEMA) == 1
+
 V3_ROWS = [
     "INSERT INTO meta VALUES ('schema_version', '3')",
     "INSERT INTO tasks VALUES ('t-old', 'running', 'the goal', 'ctx', '{\"a\": 1}', 1.0, 2.0, "
@@ -132,10 +143,10 @@ def _v3_database(db: Path) -> None:
     _database(db, V3_SCHEMA, V3_ROWS)
 
 
-async def test_a_new_database_has_the_shape_of_schema_version_5(tmp_path: Path) -> None:
-    assert SCHEMA_VERSION == 5, "a new schema version needs a new snapshot and a migration test"
-    snapshot, new = tmp_path / "v5.sqlite", tmp_path / "new.sqlite"
-    _database(snapshot, V5_SCHEMA, ["INSERT INTO meta VALUES ('schema_version', '5')"])
+async def test_a_new_database_has_the_shape_of_schema_version_6(tmp_path: Path) -> None:
+    assert SCHEMA_VERSION == 6, "a new schema version needs a new snapshot and a migration test"
+    snapshot, new = tmp_path / "v6.sqlite", tmp_path / "new.sqlite"
+    _database(snapshot, V6_SCHEMA, ["INSERT INTO meta VALUES ('schema_version', '6')"])
     store = Store(f"sqlite:///{new}")
     await store.open()
     await store.close()
@@ -157,6 +168,46 @@ async def test_a_version_3_database_is_migrated_to_the_shape_of_a_new_one(tmp_pa
         # The rows from before are kept, as text tasks and streams (no code facts).
         assert conn.execute("SELECT goal, code_json FROM tasks").fetchall() == [("the goal", None)]
         assert conn.execute("SELECT output, code_json FROM streams").fetchall() == [("out", None)]
+    finally:
+        conn.close()
+
+
+async def test_a_version_5_database_gets_cached_tokens_and_keeps_its_usage(
+    tmp_path: Path,
+) -> None:
+    old, new = tmp_path / "v5.sqlite", tmp_path / "new.sqlite"
+    v5_rows = [
+        "INSERT INTO meta VALUES ('schema_version', '5')",
+        "INSERT INTO tasks (id, state, goal, context, options_json, created_at, updated_at) "
+        "VALUES ('t-old', 'completed', 'the goal', '', '{}', 1.0, 2.0)",
+        *(row for row in V3_ROWS if row.startswith("INSERT INTO usage")),
+    ]
+    _database(old, V5_SCHEMA, v5_rows)
+    assert "cached_tokens" not in str(_shape(old))
+    store = Store(f"sqlite:///{old}")
+    await store.open()
+    (row,) = await store.usage_of("t-old")
+    # The row from before reads as nothing cached, and every other field as it was.
+    assert (row.model, row.prompt_tokens, row.cached_tokens) == ("cheap", 10, 0)
+    await store.record_usage(
+        UsageRow(
+            task_id="t-old",
+            role="orchestrator",
+            purpose="review",
+            model="premium",
+            prompt_tokens=2000,
+            cached_tokens=1024,
+        )
+    )
+    assert [u.cached_tokens for u in await store.usage_of("t-old")] == [0, 1024]
+    await store.close()
+    fresh = Store(f"sqlite:///{new}")
+    await fresh.open()
+    await fresh.close()
+    assert _shape(old) == _shape(new)
+    conn = sqlite3.connect(old)
+    try:
+        assert conn.execute("SELECT value FROM meta").fetchone() == ("6",)
     finally:
         conn.close()
 
