@@ -1,4 +1,5 @@
-"""The baselines `tierd bench` runs beside tierd: one sequential agent, and LangGraph `Send`.
+"""The baselines `tierd bench` runs beside tierd: one sequential agent, LangGraph `Send`
+level by level, and a LangGraph functional-API program that starts each stream when ready.
 
 Both make real calls through litellm to the simulator, through the model gateway tierd's
 engine uses (`roles.model_caller.ModelCaller`, without the engine's memo and governor), with
@@ -15,14 +16,22 @@ and costs exactly as many tokens, as tierd's did.
   dependency level, with a barrier node between levels. Each `work` node does what one tierd
   stream does on its first pass (execute, then the premium review), so the difference to
   tierd is the scheduling alone (barriers against start-when-ready).
+- `run_functional`: the strongest fair peer: the same streams as a LangGraph functional-API
+  program (`@entrypoint`, `@task`) with futures. Each stream is one `@task` doing the same
+  first pass, started the moment its dependencies' futures resolve (start-when-ready, as
+  tierd does), in process, with no checkpointer (no durability) and LangGraph's own
+  `max_concurrency` as the ceiling. What tierd adds over it (a daemon, a store, events,
+  durability) is what the difference measures.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypedDict, cast
 
+from langgraph.func import entrypoint, task
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 
@@ -40,6 +49,7 @@ __all__ = [
     "BaselineRun",
     "dependency_levels",
     "prompt_rules_for",
+    "run_functional",
     "run_langgraph",
     "run_sequential",
 ]
@@ -111,6 +121,21 @@ async def _execute_output(
     return reply.output or ""
 
 
+async def _first_pass(
+    caller: Caller,
+    spec: StreamSpec,
+    goal_line: str,
+    deps: dict[str, str],
+    rules: PromptRules,
+    may_split: bool,
+) -> str:
+    """What one tierd stream does on its first pass: the executor call, then the premium
+    review (its verdict is not acted on: the bench scenarios accept first passes)."""
+    output = await _execute_output(caller, spec, goal_line, deps, rules, may_split)
+    await orchestrator.review(caller, spec, output, rules, round=0)
+    return output
+
+
 async def run_sequential(
     plan: Plan, goal: str, settings: dict[str, Any], tiers: dict[str, ModelTier], task_id: str
 ) -> BaselineRun:
@@ -169,8 +194,7 @@ async def run_langgraph(
     async def work(item: _WorkItem) -> dict[str, Any]:
         spec = specs[item["stream"]]
         deps = {d: item["outputs"][d] for d in spec.depends_on}
-        output = await _execute_output(caller, spec, line, deps, rules, may_split)
-        await orchestrator.review(caller, spec, output, rules, round=0)
+        output = await _first_pass(caller, spec, line, deps, rules, may_split)
         return {"outputs": {spec.id: output}}
 
     def barrier(state: _GraphState) -> dict[str, Any]:
@@ -189,3 +213,49 @@ async def run_langgraph(
     final = await app.ainvoke({"outputs": {}, "level": 0}, config)
     wall = time.perf_counter() - t0
     return BaselineRun(wall, records, time.thread_time() - cpu0, dict(final["outputs"]))
+
+
+async def run_functional(
+    plan: Plan,
+    goal: str,
+    settings: dict[str, Any],
+    tiers: dict[str, ModelTier],
+    task_id: str,
+    max_concurrency: int,
+) -> BaselineRun:
+    """The streams as a LangGraph functional-API program: one `@task` per stream, each
+    started as soon as its dependencies' futures resolve."""
+    rules, may_split, line = prompt_rules_for(goal, settings)
+    records: list[UsageRecord] = []
+    caller = ModelCaller(tiers, task_id, records.append)
+    specs = {s.id: s for s in plan.streams}
+
+    @task
+    async def stream(sid: str, deps: dict[str, str]) -> str:
+        return await _first_pass(caller, specs[sid], line, deps, rules, may_split)
+
+    # The ceiling, as a semaphore of our own: LangGraph's `max_concurrency` gates the
+    # entrypoint too (it holds a slot while it waits), so it would allow one stream fewer.
+    ceiling = asyncio.Semaphore(max_concurrency)
+
+    @entrypoint()
+    async def program(order: list[str]) -> dict[str, str]:
+        started: dict[str, asyncio.Task[str]] = {}
+
+        async def when_ready(sid: str) -> str:
+            # Waits on its dependencies alone: no level, no barrier. The asyncio task copies
+            # the entrypoint's context, so the `@task` call is scheduled by this run.
+            deps = {d: await started[d] for d in specs[sid].depends_on}
+            async with ceiling:
+                return await stream(sid, deps)
+
+        # In dependency order, so a stream's dependencies have their futures when it starts.
+        for sid in order:
+            started[sid] = asyncio.create_task(when_ready(sid))
+        outputs = await asyncio.gather(*started.values())
+        return dict(zip(started, outputs, strict=True))
+
+    cpu0, t0 = time.thread_time(), time.perf_counter()
+    outputs = await program.ainvoke(topological_order(plan))
+    wall = time.perf_counter() - t0
+    return BaselineRun(wall, records, time.thread_time() - cpu0, dict(outputs))

@@ -1,5 +1,6 @@
-"""One workload run three ways: by tierd (the daemon), by one sequential agent and by a
-LangGraph `Send` map-reduce level by level (`baselines.py`).
+"""One workload run four ways: by tierd (the daemon), by one sequential agent, by a LangGraph
+`Send` map-reduce level by level, and by a LangGraph functional-API program that starts each
+stream when ready (`baselines.py`).
 
 The baselines replay tierd's task id to the simulator, which draws every call's latency and
 tokens from the call's identity: after a reset of its counters each stream costs a baseline
@@ -20,9 +21,15 @@ __all__ = ["run_workload"]
 
 
 async def run_workload(session: Session, wl: Workload) -> WorkloadRun:
-    """tierd, then the sequential agent, then LangGraph, on the workload's scenario."""
+    """tierd, then the sequential agent, then LangGraph `Send`, then the LangGraph
+    functional program, on the workload's scenario."""
     # The baselines import litellm and langgraph: seconds, so not before they are needed.
-    from daemon.tools.bench.baselines import dependency_levels, run_langgraph, run_sequential
+    from daemon.tools.bench.baselines import (
+        dependency_levels,
+        run_functional,
+        run_langgraph,
+        run_sequential,
+    )
 
     settings = session.s
     session.use(wl.scenario, settings.latency_scale)
@@ -47,7 +54,10 @@ async def run_workload(session: Session, wl: Workload) -> WorkloadRun:
     session.log(f"  {wl.name}: sequential {seq.wall_s:.1f}s; LangGraph Send ...")
     session.reset_sim()
     lg = await run_langgraph(plan, wl.goal, task_settings, tiers, tid, settings.ceiling)
-    session.log(f"  {wl.name}: LangGraph {lg.wall_s:.1f}s")
+    session.log(f"  {wl.name}: LangGraph {lg.wall_s:.1f}s; LangGraph functional ...")
+    session.reset_sim()
+    fn = await run_functional(plan, wl.goal, task_settings, tiers, tid, settings.ceiling)
+    session.log(f"  {wl.name}: LangGraph functional {fn.wall_s:.1f}s")
     session.reset_sim()
     return WorkloadRun(
         workload=wl,
@@ -60,5 +70,6 @@ async def run_workload(session: Session, wl: Workload) -> WorkloadRun:
         cpu_split=(split1[0] - split0[0], split1[1] - split0[1]),
         sequential=seq,
         langgraph=lg,
+        functional=fn,
         levels=dependency_levels(plan),
     )

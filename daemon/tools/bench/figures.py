@@ -1,5 +1,5 @@
 """The figures of one workload, from the finished task, its report, the simulator's call
-records and the two baselines' runs.
+records and the baselines' runs.
 
 The execution phase runs from the first stream started to the last stream's first pass
 reviewed (a conflict redo comes later, in the review phase). The physical bound is
@@ -50,6 +50,8 @@ class WorkloadRun:
     cpu_split: tuple[float, float]
     sequential: BaselineRun
     langgraph: BaselineRun
+    #: The LangGraph functional-API program (start-when-ready, in process, not durable).
+    functional: BaselineRun
     #: The dependency levels of the plan (the LangGraph baseline's barriers).
     levels: list[list[str]]
 
@@ -120,6 +122,7 @@ def _execution(run: WorkloadRun, fp: _FirstPass, concurrency: int) -> dict[str, 
         "tierd_s": tierd_s,
         "sequential_s": run.sequential.wall_s,
         "langgraph_s": run.langgraph.wall_s,
+        "functional_s": run.functional.wall_s,
         "bound_s": bound_s,
         "critical_path_s": cp_s,
         "total_work_s": total_work_s,
@@ -130,6 +133,7 @@ def _execution(run: WorkloadRun, fp: _FirstPass, concurrency: int) -> dict[str, 
         "executor_critical_path_s": exec_cp_s,
         "concurrency": concurrency,
         "vs_bound": tierd_s / bound_s - 1 if bound_s else None,
+        "vs_functional": tierd_s / run.functional.wall_s - 1 if run.functional.wall_s else None,
     }
 
 
@@ -175,11 +179,18 @@ def _tokens(run: WorkloadRun) -> dict[str, Any]:
         tokens = sum(per_purpose.get(p, {}).get("tokens", 0) for p in purposes)
         return int(tokens) / total if total else 0.0
 
+    prompt = int(usage["total"].get("prompt_tokens", 0))
+    cached = int(usage["total"].get("cached_tokens", 0))
     return {
         "tokens": total,
+        "prompt_tokens": prompt,
+        # Prompt tokens the provider's prompt cache served (the simulator's, as OpenAI's).
+        "cached_tokens": cached,
+        "cached_share": cached / prompt if prompt else 0.0,
         "executor_tokens": int(usage["per_role"].get("executor", {}).get("tokens", 0)),
         "sequential_tokens": seq,
         "langgraph_tokens": run.langgraph.tokens,
+        "functional_tokens": run.functional.tokens,
         "orchestration_tokens": orchestration,
         "orchestration_share": usage["orchestration_share"],
         "planner_share": share("plan"),
@@ -193,12 +204,34 @@ def _tokens(run: WorkloadRun) -> dict[str, Any]:
 
 
 def _cost(run: WorkloadRun) -> dict[str, Any]:
-    cost = run.task["report"]["cost"]
+    """What the task cost, with the provider's prompt caching and without it, beside the same
+    calls all on the premium model.
+
+    The target's baseline (`premium_only_cost_usd`) prices each call's prompt, cached and
+    completion tokens on the premium model: the same prompts sent to one model would be
+    cached just the same (the cache is per model, and every call's prefix would be there for
+    the next), so caching lowers both sides and the ratio measures tiering alone. Comparing
+    the cached tiered cost with an uncached premium-only one would credit tiering with what
+    caching saved. `cost_by_purpose` says where the dollars went (plan, review, execute...).
+    """
+    report = run.task["report"]
+    cost = report["cost"]
     total, premium = float(cost["total_usd"]), float(cost["premium_only_usd"])
+    uncached = float(cost.get("uncached_usd") or total)
+    premium_uncached = float(cost.get("premium_only_uncached_usd") or premium)
+    per_purpose = report["usage"]["per_purpose"]
     return {
         "cost_usd": total,
         "premium_only_cost_usd": premium,
-        "cost_ratio": total / premium if cost["premium_only_usd"] else None,
+        "cost_ratio": total / premium if premium else None,
+        "uncached_cost_usd": uncached,
+        "premium_only_uncached_cost_usd": premium_uncached,
+        "uncached_cost_ratio": uncached / premium_uncached if premium_uncached else None,
+        "caching_saved_usd": uncached - total,
+        "cost_by_purpose": {
+            purpose: float(bucket.get("cost_usd") or 0.0)
+            for purpose, bucket in sorted(per_purpose.items())
+        },
     }
 
 

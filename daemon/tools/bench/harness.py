@@ -38,6 +38,14 @@ __all__ = [
 ]
 
 TERMINAL = {"completed", "failed", "canceled"}
+#: What the governor assumes one agent costs until it has seen real growth. The shipped 64 MiB
+#: is for agents that may run a test suite; the bench's agents only wait on an HTTP call, and
+#: at 64 MiB a 1,000-stream run would need 64 GB of headroom. The governor still learns the
+#: real cost from the daemon's growth and lowers the limit if memory runs short.
+BENCH_MIN_AGENT_BYTES = 4 * 2**20
+#: Each model call's timeout (the shipped default of the premium roles): above the longest
+#: latency the bench simulates (`BenchSettings.in_flight_latency_s`).
+MODEL_TIMEOUT_S = 180.0
 #: How the bench reports progress (one line at a time, on stderr).
 Log = Callable[[str], None]
 
@@ -47,8 +55,8 @@ class BenchError(RuntimeError):
 
 
 def write_config(home: Path, api_base: str, ceiling: int, test_command: str = "") -> None:
-    """The daemon's config.toml: the three roles on the simulator, 20 streams, the ceiling,
-    and the code workload's test command."""
+    """The daemon's config.toml: the three roles on the simulator, 20 streams, the ceiling
+    and the governor's per-agent estimate, and the code workload's test command."""
     lines: list[str] = []
     for role, model in (("orchestrator", PREMIUM), ("planner", PREMIUM), ("executor", CHEAP)):
         lines += [
@@ -56,11 +64,12 @@ def write_config(home: Path, api_base: str, ceiling: int, test_command: str = ""
             f'model = "{model}"',
             f'api_base = "{api_base}"',
             'api_key_env = ""',
-            "timeout_s = 60.0",
+            f"timeout_s = {MODEL_TIMEOUT_S}",
             "max_retries = 3",
             "",
         ]
-    lines += ["[plan]", "max_streams = 20", "", "[concurrency]", f"ceiling = {ceiling}", ""]
+    lines += ["[plan]", "max_streams = 20", "", "[concurrency]", f"ceiling = {ceiling}"]
+    lines += [f"min_agent_bytes = {BENCH_MIN_AGENT_BYTES}", ""]
     if test_command:
         lines += ["[code]", f"test_command = {json.dumps(test_command)}", ""]
     (home / "config.toml").write_text("\n".join(lines), encoding="utf-8")

@@ -1,6 +1,7 @@
 """The once-per-run measurements of the daemon's API on near-zero model latencies:
 task/submit -> first model call, task/get throughput with many concurrent clients, the
-start-up of `tierd status`, and many tasks submitted at once under a high ceiling.
+start-up of `tierd status`, and many tasks submitted at once under a high ceiling (then many
+streams in flight at once, `in_flight.py`).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from daemon.tools.bench.harness import TERMINAL, BenchError, Session
+from daemon.tools.bench.in_flight import STREAMS_PER_TASK, streams_in_flight
 from daemon.tools.bench.measure import RssPoller, cpu_s, pct, summary_ms
+from daemon.tools.bench.rpc_load import rpc_load
 from daemon.tools.bench.workloads import tiny_scenario
 
 __all__ = ["first_call_latency", "scale", "status_startup", "task_get_load"]
@@ -54,49 +55,36 @@ async def first_call_latency(session: Session) -> dict[str, Any]:
 
 
 async def task_get_load(session: Session, task_id: str) -> dict[str, Any]:
-    """task/get with N concurrent clients, each its own connection, all at once."""
+    """task/get of one ended task with N concurrent clients, each on its own kept-alive
+    connection, all at once (`rpc_load`: an HTTP client light enough not to be what is
+    measured); every answer checked to be that task's. The daemon's CPU per request beside."""
     daemon = session.daemon
-    n, k = session.s.api_clients, session.s.api_requests_per_client
-    body = {"jsonrpc": "2.0", "id": 1, "method": "task/get", "params": {"task_id": task_id}}
-    go = asyncio.Event()
-    latencies: list[float] = []
-    errors = 0
-    size = 0
-
-    async def client() -> None:
-        nonlocal errors, size
-        async with httpx.AsyncClient(
-            base_url=daemon.url,
-            timeout=60.0,
-            headers={"Authorization": f"Bearer {daemon.token}"},
-        ) as http:
-            (await http.post("/rpc", json=body)).raise_for_status()  # connect first
-            await go.wait()
-            for _ in range(k):
-                t0 = time.perf_counter()
-                resp = await http.post("/rpc", json=body)
-                latencies.append(time.perf_counter() - t0)
-                if resp.status_code != 200 or "result" not in resp.json():
-                    errors += 1
-                size = len(resp.content)
-
-    tasks = [asyncio.create_task(client()) for _ in range(n)]
-    await asyncio.sleep(0.2)
-    t0 = time.perf_counter()
-    go.set()
-    await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - t0
-    ms = summary_ms(latencies)
+    cpu_before = cpu_s(session.proc)
+    load = await rpc_load(
+        daemon.url,
+        daemon.token,
+        "task/get",
+        {"task_id": task_id},
+        clients=session.s.api_clients,
+        requests_per_client=session.s.api_requests_per_client,
+        check=lambda result: isinstance(result, dict) and result.get("id") == task_id,
+    )
+    cpu = cpu_s(session.proc) - cpu_before
+    ms = summary_ms(load.latencies)
+    requests = len(load.latencies)
     return {
-        "clients": n,
-        "requests": len(latencies),
-        "errors": errors,
-        "response_bytes": size,
-        "requests_per_s": len(latencies) / elapsed,
+        "clients": session.s.api_clients,
+        "requests": requests,
+        "errors": load.errors,
+        "first_error": load.first_error,
+        "response_bytes": load.response_bytes,
+        "requests_per_s": requests / load.elapsed_s if load.elapsed_s else 0.0,
         "p50_ms": ms["p50"],
         "p99_ms": ms["p99"],
         "mean_ms": ms["mean"],
         "max_ms": ms["max"],
+        # Includes the warm-up's first answers (one per client): a little over the truth.
+        "daemon_cpu_us_per_request": cpu / requests * 1e6 if requests else None,
     }
 
 
@@ -155,7 +143,8 @@ async def _until_ended(session: Session, ended_before: int, count: int) -> None:
 
 
 async def scale(session: Session) -> dict[str, Any]:
-    """N tasks of 5 streams submitted at once under a high ceiling."""
+    """N tasks of 5 streams submitted at once under a high ceiling; then, under `in_flight`,
+    M tasks of 5 streams all in flight at once under a ceiling of all their streams."""
     s, proc = session.s, session.proc
     n, width = s.scale_tasks, s.scale_streams
     await session.rpc("config/set", {"key": "concurrency.ceiling", "value": s.scale_ceiling})
@@ -179,7 +168,7 @@ async def scale(session: Session) -> dict[str, Any]:
     records = session.records()
     bad_calls = sum(1 for r in records if r.status not in (200, None))
     session.reset_sim()
-    return {
+    figures = {
         "tasks": n,
         "streams_per_task": width,
         "ceiling": s.scale_ceiling,
@@ -200,3 +189,8 @@ async def scale(session: Session) -> dict[str, Any]:
         "daemon_cpu_s": cpu,
         "daemon_cpu_ms_per_stream": cpu / (n * width) * 1000,
     }
+    session.log(
+        f"{s.in_flight_tasks} tasks x {STREAMS_PER_TASK} streams in flight at once, "
+        f"executor calls of {s.in_flight_latency_s:g} s"
+    )
+    return {**figures, "in_flight": await streams_in_flight(session)}

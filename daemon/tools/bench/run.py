@@ -4,8 +4,9 @@ baselines, on the simulator.
 One run starts the model simulator in a thread of this process and a real daemon (`tierd
 serve`, a subprocess with its own temporary TIERD_HOME) whose three roles point at it, then:
 
-1. Four workloads (`workloads.py`), each run by tierd, by one sequential agent and by a
-   LangGraph `Send` map-reduce level by level (`compare.py`, `baselines.py`). Per workload
+1. Four workloads (`workloads.py`), each run by tierd, by one sequential agent, by a
+   LangGraph `Send` map-reduce level by level and by a LangGraph functional-API program that
+   starts each stream when ready (`compare.py`, `baselines.py`). Per workload
    (`figures.py`): the execution phase, the physical bound, planning / conflict review / merge
    time, the daemon's CPU per stream (psutil on its process; the simulator runs here, not
    there), tokens beside the sequential agent's, and cost beside the same tokens on the
@@ -14,8 +15,8 @@ serve`, a subprocess with its own temporary TIERD_HOME) whose three roles point 
    the git and sandbox overhead per stream measured with tierd's own classes.
 2. Once per run (`micro.py`, `governor_reaction.py`): task/submit -> first model call latency
    over many tasks; task/get throughput with 50 concurrent clients; `tierd status` start-up;
-   N tasks of 5 streams submitted at once under a ceiling of 100; the governor's reaction time
-   and CPU cost.
+   N tasks of 5 streams submitted at once under a ceiling of 100, then 1,000 streams in flight
+   at once under a ceiling of 1,000 (`in_flight.py`); the governor's reaction time and CPU cost.
 
 `report.py` prints the tables and the targets; `--json` writes every figure. `--only` runs
 the named workloads alone, without the once-per-run measurements; `--skip` leaves workloads

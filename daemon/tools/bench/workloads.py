@@ -91,8 +91,12 @@ class BenchSettings:
     scale_tasks: int = 200
     scale_streams: int = 5
     scale_ceiling: int = 100
+    #: Streams in flight at once (`in_flight.py`): tasks of 5 streams, all under one ceiling,
+    #: with executor calls this long (a long real answer) so that they all overlap.
+    in_flight_tasks: int = 200
+    in_flight_latency_s: float = 60.0
     api_clients: int = 50
-    api_requests_per_client: int = 40
+    api_requests_per_client: int = 100
     status_runs: int = 5
     governor_cycles: int = 12
     idle_s: float = 2.0
@@ -118,7 +122,9 @@ class BenchSettings:
                 latency_scale=0.035,
                 latency_tasks=10,
                 scale_tasks=8,
-                api_requests_per_client=4,
+                in_flight_tasks=20,
+                in_flight_latency_s=10.0,
+                api_requests_per_client=20,
                 status_runs=3,
                 governor_cycles=3,
                 idle_s=0.5,

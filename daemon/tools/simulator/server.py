@@ -31,7 +31,9 @@ def _bind(host: str, port: int) -> socket.socket:
     )
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    sock.listen(128)
+    # A daemon at a ceiling of 1,000 opens hundreds of connections at once: a short backlog
+    # drops their SYNs and the clients wait a second (or fail) before trying again.
+    sock.listen(4096)
     sock.setblocking(False)
     return sock
 
@@ -42,6 +44,10 @@ def _server(app: FastAPI, log_level: str) -> uvicorn.Server:
         log_level=log_level,
         lifespan="off",
         access_log=False,
+        # Idle connections outlive the client's own keep-alive (litellm's aiohttp pool: 120 s),
+        # so the client is always the one to close them. With uvicorn's 5 s, a connection the
+        # server closes just as the client reuses it fails the call: under load, hundreds did.
+        timeout_keep_alive=300,
         # Injected timeouts hang on purpose: do not wait for them at exit.
         timeout_graceful_shutdown=1,
     )

@@ -1,8 +1,10 @@
-"""`tierd bench --quick --json FILE` end to end: a real daemon, the simulator, both baselines,
-and the code workload (checked in depth in test_bench_code.py)."""
+"""`tierd bench --quick --json FILE` end to end: a real daemon, the simulator, the baselines,
+and the code workload (checked in depth in test_bench_code.py); the LangGraph functional peer
+on the simulator; the targets' evaluation."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -11,10 +13,14 @@ from typing import Any
 
 import pytest
 from support import ROOT
+from support.simulator import running_simulator
 
+from daemon.tools.bench.in_flight import peak_in_flight
 from daemon.tools.bench.measure import pct
 from daemon.tools.bench.report import evaluate_targets
-from daemon.tools.bench.workloads import WORKLOADS, tiny_scenario
+from daemon.tools.bench.workloads import CHEAP, PREMIUM, WORKLOADS, tiny_scenario
+from daemon.tools.simulator import CallRecord
+from roles.plan.schema import Plan
 
 WORKLOAD_KEYS = {
     "name",
@@ -22,6 +28,7 @@ WORKLOAD_KEYS = {
     "tierd_s",
     "sequential_s",
     "langgraph_s",
+    "functional_s",
     "bound_s",
     "executor_bound_s",
     "critical_path_s",
@@ -32,6 +39,7 @@ WORKLOAD_KEYS = {
     "tokens",
     "sequential_tokens",
     "langgraph_tokens",
+    "functional_tokens",
     "orchestration_tokens",
     "orchestration_share",
     "planner_share",
@@ -46,6 +54,7 @@ POSITIVE = (
     "tierd_s",
     "sequential_s",
     "langgraph_s",
+    "functional_s",
     "bound_s",
     "executor_bound_s",
     "critical_path_s",
@@ -133,6 +142,15 @@ def test_quick_bench_writes_every_documented_figure(
     for key in ("tasks_per_s", "submit_p99_ms", "peak_rss_mib", "daemon_cpu_ms_per_stream"):
         assert scale[key] > 0, key
     assert isinstance(scale["errors"], int)
+    # The quick run's smaller in-flight measurement: every stream of every task, under a
+    # ceiling of all of them.
+    fl = scale["in_flight"]
+    assert fl["streams"] == fl["tasks"] * fl["streams_per_task"] == fl["ceiling"]
+    assert fl["completed"] <= fl["tasks"] and fl["model_calls"] >= fl["streams"] + fl["tasks"]
+    assert 0 < fl["peak_executor_calls_in_flight"] <= fl["streams"]
+    assert fl["peak_rss_mib"] >= fl["rss_before_mib"] > 0
+    assert fl["limit_min"] is not None and fl["limit_max"] <= fl["ceiling"]
+    assert workloads["wide"]["functional_tokens"] == workloads["wide"]["langgraph_tokens"]
 
     api = report["api"]
     first = api["submit_to_first_call_ms"]
@@ -196,3 +214,168 @@ def test_percentiles_and_tiny_scenario() -> None:
     from daemon.tools.simulator import load_scenario
 
     assert len(load_scenario(tiny_scenario(5)).plan_streams()) == 5
+
+
+def _spec(sid: str, *deps: str) -> dict[str, Any]:
+    return {
+        "id": sid,
+        "title": f"Part {sid}",
+        "job": f"Write part {sid}",
+        "output_definition": "a paragraph",
+        "acceptance_check": "it is a paragraph",
+        "depends_on": list(deps),
+    }
+
+
+#: a -> c -> d <- b, and e alone: three streams need nothing, two wait.
+PEER_PLAN = Plan.model_validate(
+    {"streams": [_spec("a"), _spec("b"), _spec("e"), _spec("c", "a"), _spec("d", "c", "b")]}
+)
+#: Executor calls long enough that streams started together overlap on any machine.
+PEER_SCENARIO = {
+    "name": "functional-peer",
+    "seed": 7,
+    "latency": {"planner": 0.01, "orchestrator": 0.05, "executor": 0.6},
+    "plan": {"generate": {"width": 5, "pattern": "independent"}},
+}
+
+
+def test_functional_peer_starts_each_stream_when_its_dependencies_are_reviewed() -> None:
+    # litellm and langgraph take seconds to import: only for the test that needs them.
+    from daemon.tools.bench.baselines import run_functional
+    from roles.models.gateway import ModelTier
+
+    with running_simulator(PEER_SCENARIO) as sim:
+        tiers = {
+            role: ModelTier(model=model, api_base=sim.api_base, timeout_s=30.0, max_retries=0)
+            for role, model in (
+                ("planner", PREMIUM),
+                ("orchestrator", PREMIUM),
+                ("executor", CHEAP),
+            )
+        }
+        run = asyncio.run(run_functional(PEER_PLAN, "Write a note", {}, tiers, "t-peer", 2))
+        records = list(sim.sim.state.records)
+
+    assert set(run.outputs) == {"a", "b", "c", "d", "e"} and all(run.outputs.values())
+    assert all(r.status == 200 and r.task_id == "t-peer" for r in records)
+    calls = {(r.stream_id, r.purpose): r for r in records}
+    # Each stream's first pass, as tierd's: one executor call, then the premium review.
+    assert sorted(calls) == sorted((s, p) for s in "abcde" for p in ("execute", "review"))
+    for sid in "abcde":
+        execute, review = calls[(sid, "execute")], calls[(sid, "review")]
+        assert execute.ended_mono is not None and review.started_mono >= execute.ended_mono
+    # A dependant starts only once every dependency's review has ended.
+    for spec in PEER_PLAN.streams:
+        start = calls[(spec.id, "execute")].started_mono
+        for dep in spec.depends_on:
+            end = calls[(dep, "review")].ended_mono
+            assert end is not None and start >= end, (spec.id, dep)
+    # Independent streams run together, never more than the ceiling (2) at once.
+    assert peak_in_flight(records, "execute") == 2
+
+
+def _record(seq: int, start: float, end: float | None, purpose: str = "execute") -> CallRecord:
+    return CallRecord(
+        seq=seq,
+        task_id="t",
+        stream_id=f"s{seq}",
+        role="executor",
+        purpose=purpose,
+        model=CHEAP,
+        round=0,
+        streaming=False,
+        started_mono=start,
+        started_wall=start,
+        ended_mono=end,
+    )
+
+
+def test_peak_in_flight_counts_overlapping_calls() -> None:
+    records = [
+        _record(1, 0.0, 2.0),
+        _record(2, 1.0, 3.0),
+        _record(3, 2.0, 4.0),  # starts as 1 ends: back to back, not overlapping
+        _record(4, 2.5, None),  # not answered yet: in flight to the end
+        _record(5, 2.6, 2.7, purpose="review"),
+    ]
+    assert peak_in_flight(records, "execute") == 3
+    assert peak_in_flight(records) == 4
+    assert peak_in_flight([]) == 0
+
+
+def _timed(name: str, tierd: float, bound: float, send: float, functional: float) -> dict[str, Any]:
+    return {
+        "name": name,
+        "tierd_s": tierd,
+        "bound_s": bound,
+        "langgraph_s": send,
+        "functional_s": functional,
+    }
+
+
+def test_execution_targets_depend_on_the_runs_mode() -> None:
+    workloads = [
+        # wide: 8% over the bound, ahead of Send, 2% over the functional peer.
+        _timed("wide", 10.8, 10.0, 11.0, 10.6),
+        # dag: 4% over the bound, behind Send, 4% over the functional peer.
+        _timed("dag", 10.4, 10.0, 10.3, 10.0),
+    ]
+
+    def execution(mode: str) -> dict[str, bool | None]:
+        rows = evaluate_targets({"mode": mode, "workloads": workloads})
+        return {t["target"]: t["met"] for t in rows if t["target"].startswith(("wide:", "dag:"))}
+
+    quick = execution("quick")
+    assert quick == {
+        "wide: execution phase within 10% of the bound": True,
+        "wide: ahead of LangGraph Send level by level": True,
+        "dag: execution phase within 10% of the bound": True,
+        "dag: ahead of LangGraph Send level by level": False,
+    }
+    full = execution("full")
+    assert full == {
+        "wide: ahead of LangGraph Send level by level": True,
+        "wide: within 3% of LangGraph functional": True,
+        "dag: execution phase within 5% of the bound": True,
+        "dag: ahead of LangGraph Send level by level": False,
+        "dag: within 3% of LangGraph functional": False,
+    }
+    # A workload the run left out has no rows; one that should have run but has no figure
+    # is "not measured" (None).
+    only_dag = evaluate_targets({"mode": "full", "only": ["dag"], "workloads": []})
+    assert {t["target"] for t in only_dag} == {
+        "dag: execution phase within 5% of the bound",
+        "dag: ahead of LangGraph Send level by level",
+        "dag: within 3% of LangGraph functional",
+    }
+    assert all(t["met"] is None for t in only_dag)
+
+
+def _in_flight(streams: int, peak: int, rss: float, errors: int = 0) -> dict[str, Any]:
+    return {
+        "tasks": streams // 5,
+        "streams_per_task": 5,
+        "streams": streams,
+        "ceiling": streams,
+        "peak_executor_calls_in_flight": peak,
+        "peak_rss_mib": rss,
+        "limit_min": streams,
+        "limit_max": streams,
+        "errors": errors,
+    }
+
+
+def test_in_flight_target_needs_all_streams_at_once_under_the_memory_bound() -> None:
+    def met(fl: dict[str, Any]) -> bool | None:
+        scale = {"tasks": 200, "streams_per_task": 5, "errors": 0, "completed": 200}
+        report = {"workloads": [], "scale": {**scale, "in_flight": fl}}
+        (row,) = [t for t in evaluate_targets(report) if "in flight" in t["target"]]
+        assert row["target"] == "1,000 streams in flight with RSS <= 400 MiB"
+        return row["met"]
+
+    assert met(_in_flight(1000, 1000, 380.0)) is True
+    assert met(_in_flight(1000, 500, 380.0)) is False  # half of them waited
+    assert met(_in_flight(1000, 1000, 433.0)) is False  # over the memory bound
+    assert met(_in_flight(1000, 1000, 380.0, errors=2)) is False
+    assert met(_in_flight(100, 100, 300.0)) is None  # a quick run's smaller measurement
