@@ -105,15 +105,18 @@ class ConnectionLimits:
         )
 
 
-class Bounded:
+class Bounded(asyncio.Protocol):
     """What both protocols add to uvicorn's: the 503 of a connection over the bound, the head
     and body deadlines, and dropping a client that stopped reading. A protocol class puts it
-    first among its bases and says when a request's phases begin and end (`_expect`,
-    `_cancel`) and whether a response is under way (`_responding`)."""
+    first among its bases (so `super()` here is uvicorn's protocol) and says when a request's
+    phases begin and end (`_expect`, `_cancel`) and whether a response is under way
+    (`_responding`)."""
 
     LIMITS: ClassVar[ConnectionLimits] = ConnectionLimits()
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
+    #: uvicorn's open connections (its server state's set, shared by every protocol).
+    connections: set[Any]
 
     def _init_bounds(self) -> None:
         self._deadline: asyncio.TimerHandle | None = None
@@ -123,6 +126,35 @@ class Bounded:
 
     def _responding(self) -> bool:
         raise NotImplementedError
+
+    # --- the transport's callbacks, around uvicorn's ----------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if len(self.connections) >= self.LIMITS.max_connections:
+            self._refuse(transport)
+            return
+        super().connection_made(transport)
+        self._expect("head")  # from the connection on: a client that sends nothing is cut too
+
+    def eof_received(self) -> None:
+        if self._refused:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel()
+        self._reading_again()
+        if not self._refused:
+            super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self._refused:
+            return
+        super().pause_writing()
+        self._writing_paused()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._reading_again()
 
     # --- the connection bound ---------------------------------------------------------------
 
@@ -209,42 +241,15 @@ class BoundedH11Protocol(Bounded, H11Protocol):
         super().__init__(*args, **kwargs)
         self._init_bounds()
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if len(self.connections) >= self.LIMITS.max_connections:
-            self._refuse(transport)
-            return
-        super().connection_made(transport)  # type: ignore[arg-type]
-        self._expect("head")  # from the connection on: a client that sends nothing is cut too
-
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # discarded: nothing of a refused connection is read
         super().data_received(data)
         self._follow()
 
-    def eof_received(self) -> None:
-        if self._refused:
-            self.transport.close()
-
     def on_response_complete(self) -> None:
         super().on_response_complete()
         self._follow()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel()
-        self._reading_again()
-        if not self._refused:
-            super().connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        if self._refused:
-            return
-        super().pause_writing()
-        self._writing_paused()
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        self._reading_again()
 
     def _responding(self) -> bool:
         return self.conn.our_state is not h11.IDLE

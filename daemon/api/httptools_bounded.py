@@ -14,7 +14,6 @@ is: a request that arrives whole in one read, as most do, starts no timer at all
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -34,13 +33,6 @@ class BoundedHttpToolsProtocol(Bounded, HttpToolsProtocol):
         #: Where the request being parsed is; None between requests.
         self._parsing: Phase | None = "head"
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if len(self.connections) >= self.LIMITS.max_connections:
-            self._refuse(transport)
-            return
-        super().connection_made(transport)  # type: ignore[arg-type]
-        self._expect("head")  # from the connection on: a client that sends nothing is cut too
-
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # discarded: nothing of a refused connection is read
@@ -49,26 +41,6 @@ class BoundedHttpToolsProtocol(Bounded, HttpToolsProtocol):
             self._cancel()
         else:
             self._expect(self._parsing)  # runs on if already running for this phase
-
-    def eof_received(self) -> None:
-        if self._refused:
-            self.transport.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel()
-        self._reading_again()
-        if not self._refused:
-            super().connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        if self._refused:
-            return
-        super().pause_writing()
-        self._writing_paused()
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        self._reading_again()
 
     def _responding(self) -> bool:
         return self.cycle is not None and not self.cycle.response_complete

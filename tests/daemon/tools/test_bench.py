@@ -195,15 +195,17 @@ def test_targets_are_reported_not_asserted() -> None:
 
     report = {
         "workloads": [wl("wide"), wl("dag", tierd_s=11.0, langgraph_s=10.5)],
-        "overhead": {"daemon_cpu_ms_per_stream": 1.5},
+        "overhead": {"daemon_cpu_ms_per_stream": 9.0, "daemon_cpu_ms_per_stream_excl_client": 4.5},
         "scale": {"tasks": 200, "streams_per_task": 5, "errors": 0, "completed": 200},
+        "api": {"submit_to_first_call_ms": {"p50": 12.0, "p99": 20.0}},
     }
     met = {t["target"]: t["met"] for t in evaluate_targets(report)}
     assert met["dag: execution phase within 5% of the bound"] is False  # +10 %
     assert met["dag: ahead of LangGraph Send level by level"] is False
     assert met["wide: tiered cost under 1/3 of premium-only"] is True
     assert met["dag: tokens within 10% of sequential + orchestration"] is True
-    assert met["daemon CPU under 2 ms per stream"] is True
+    assert met["daemon CPU <= 5 ms per stream, without litellm's client"] is True
+    assert met["task/submit -> first model call p50 <= 10 ms"] is False
     assert met["no errors at 200x5"] is True
 
 
