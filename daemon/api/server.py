@@ -256,6 +256,22 @@ def _serve_on(
     return 0 if server.started else 1
 
 
+async def _refuse_start(daemon: Daemon, message: str, status: int) -> None:
+    """Say why the daemon does not start, release what it holds and exit with `status`.
+
+    Exited at once (os._exit) once the store is closed: the engine's import, started in a
+    worker thread while the daemon opened, is abandoned (`Runner.stop`), and a normal exit
+    would wait for that thread all the same (asyncio's default executor is joined at the end
+    of `asyncio.run`), seconds to minutes on a loaded machine, with the refusal already said.
+    """
+    print(message, file=sys.stderr, flush=True)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(daemon.stop(), timeout=30)
+    logging.shutdown()
+    sys.stdout.flush()
+    os._exit(status)
+
+
 def _start_failure_status(exc: BaseException) -> int:
     """The CLI's exit codes: 3 another daemon has it, 2 the setup is wrong, 1 anything else."""
     if isinstance(exc, StoreInUse):
@@ -271,13 +287,9 @@ async def _run(daemon: Daemon, server: _Server, sock: socket.socket) -> None:
     try:
         await daemon.start()
     except CheckpointsDamaged as exc:
-        print(f"tierd: {exc}", file=sys.stderr)
-        await daemon.stop()
-        raise SystemExit(2) from None
+        await _refuse_start(daemon, f"tierd: {exc}", 2)
     except Exception as exc:
-        print(f"tierd: cannot start: {exc}", file=sys.stderr)
-        await daemon.stop()
-        raise SystemExit(_start_failure_status(exc)) from None
+        await _refuse_start(daemon, f"tierd: cannot start: {exc}", _start_failure_status(exc))
     checking = asyncio.create_task(_check_models(daemon))
     try:
         await server.serve(sockets=[sock])
