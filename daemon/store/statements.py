@@ -118,6 +118,15 @@ def put_step(conn: Connection, task_id: str, key: str, value: Any) -> None:
         )
 
 
+def _columns(table: Table, fields: Mapping[str, Any]) -> tuple[str, ...]:
+    """The names of `fields`, sorted (one cached UPDATE per set); an unknown one is refused
+    by name before anything is written."""
+    unknown = set(fields) - set(table.c.keys())
+    if unknown:
+        raise AttributeError(f"{table.name} has no column {', '.join(sorted(unknown))}")
+    return tuple(sorted(fields))
+
+
 @functools.lru_cache(maxsize=64)
 def _stream_update(names: tuple[str, ...]) -> Update:
     """The UPDATE of these columns of one stream (built once per set of columns)."""
@@ -134,10 +143,7 @@ def update_stream(
     conn: Connection, task_id: str, stream_id: str, fields: Mapping[str, Any]
 ) -> None:
     """Update the stream's row with `fields`; create it (with the defaults) if it is new."""
-    names = tuple(sorted(fields))
-    unknown = set(names) - set(_STREAMS.c.keys())
-    if unknown:
-        raise AttributeError(f"streams has no column {', '.join(sorted(unknown))}")
+    names = _columns(_STREAMS, fields)
     if names:
         params = {f"b_{name}": fields[name] for name in names}
         params.update(b_task=task_id, b_sid=stream_id)
@@ -188,10 +194,7 @@ def _task_update(names: tuple[str, ...]) -> Update:
 
 def update_task(conn: Connection, task_id: str, fields: Mapping[str, Any]) -> bool:
     """Set the task's `fields`; False when there is no such task."""
-    names = tuple(sorted(fields))
-    unknown = set(names) - set(_TASKS.c.keys())
-    if unknown:
-        raise AttributeError(f"tasks has no column {', '.join(sorted(unknown))}")
+    names = _columns(_TASKS, fields)
     params = {f"b_{name}": fields[name] for name in names}
     params["b_task"] = task_id
     return bool(conn.execute(_task_update(names), params).rowcount)
