@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,19 @@ class Cleanup:
     branches: tuple[str, ...] = ()
     #: Branches left because git refused (checked out by the user, say), with git's reason.
     left: tuple[str, ...] = ()
+
+
+#: One lock per repository and event loop for changes to its worktree records. `git worktree
+#: add` reads every other worktree's record, so two adds at once can fail on a record the
+#: other has only half written ("failed to read .git/worktrees/<name>/commondir").
+_RECORD_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Path, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _records_lock(repo: Path) -> asyncio.Lock:
+    locks = _RECORD_LOCKS.setdefault(asyncio.get_running_loop(), {})
+    return locks.setdefault(repo, asyncio.Lock())
 
 
 def _check_id(kind: str, value: str) -> str:
@@ -257,15 +271,16 @@ class WorktreeManager:
         branch = branch_name(task_id, stream_id)
         path = self.path_for(task_id, stream_id)
         start = await self.start_commit(base, depends_on)
-        current = await self.registered()
-        if not (current.get(path) == branch and await asyncio.to_thread(path.is_dir)):
-            if path in current or await asyncio.to_thread(path.exists):
-                await self._remove_worktree(path)
-            await self.prune()
-            if await self._branch_exists(branch):
-                await self._git("worktree", "add", "--quiet", str(path), branch)
-            else:
-                await self._git("worktree", "add", "--quiet", "-b", branch, str(path), start)
+        async with _records_lock(self.repo):
+            current = await self.registered()
+            if not (current.get(path) == branch and await asyncio.to_thread(path.is_dir)):
+                if path in current or await asyncio.to_thread(path.exists):
+                    await self._remove_worktree(path)
+                await self.prune()
+                if await self._branch_exists(branch):
+                    await self._git("worktree", "add", "--quiet", str(path), branch)
+                else:
+                    await self._git("worktree", "add", "--quiet", "-b", branch, str(path), start)
         admin = await self._admin_dir(path)
         return Worktree(task_id, stream_id, path, branch, start, admin)
 
@@ -335,11 +350,12 @@ class WorktreeManager:
     ) -> Cleanup:
         """Remove worktrees under the root and tierd branches of the tasks `doomed_task` picks."""
         wts: list[Path] = []
-        for path in await self.registered():
-            if self._ours(path) and doomed_task(path.relative_to(self.root).parts[0]):
-                await self._remove_worktree(path)
-                wts.append(path)
-        await self.prune()
+        async with _records_lock(self.repo):
+            for path in await self.registered():
+                if self._ours(path) and doomed_task(path.relative_to(self.root).parts[0]):
+                    await self._remove_worktree(path)
+                    wts.append(path)
+            await self.prune()
         doomed = [
             b
             for b in await self.tierd_branches()

@@ -21,8 +21,8 @@ from support.daemon import DaemonProcess, write_config
 
 pytestmark = pytest.mark.slow
 
-HEADER_TIMEOUT_S = 2.0
-BODY_TIMEOUT_S = 3.0
+HEADER_TIMEOUT_S = 3.0
+BODY_TIMEOUT_S = 4.0
 MAX_CONNECTIONS = 64
 #: How late a cut may come on a loaded machine (two cores shared with other test runs).
 SLACK_S = 2.5
@@ -133,8 +133,11 @@ def test_half_sent_requests_are_cut_while_others_are_served(daemon: DaemonProces
             assert c["answer"].startswith(b"HTTP/1.1 408 "), c
             assert b"server.header_timeout_s" in c["answer"], c
             assert b'"code": -32600' in c["answer"] and b'"status": 408' in c["answer"], c
-    # The normal client was served all along, and promptly.
-    assert len(latencies) >= 10 and max(latencies) < 1.5, latencies
+    # The normal client was served all along: a request held behind the hostile clients would
+    # wait at least until they were cut, a whole header deadline. (How fast it is served on a
+    # machine shared with other test runs is the bench's business, not this test's.)
+    assert len(latencies) >= 10 and max(latencies) < HEADER_TIMEOUT_S - 0.5, latencies
+    assert sorted(latencies)[len(latencies) // 2] < 0.5, latencies
 
 
 async def flood(d: DaemonProcess, extra: int) -> tuple[list[bytes], float]:

@@ -3,6 +3,7 @@ dependencies, committed, removed, reconciled; the user's repository never change
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import Callable
@@ -83,6 +84,25 @@ async def test_two_worktrees_from_one_base_are_independent(
     assert not again.committed and again.head == done.head and again.files == done.files
     assert git_in(user_repo, "rev-parse", "tierd/t1/b").strip() == repo.base_commit
     assert sorted(branches(git_in, user_repo)) == ["tierd/t1/a", "tierd/t1/b"]
+
+
+async def test_many_streams_made_at_once_all_get_their_worktree(
+    user_repo: Path, wt_root: Path, git_in: Git
+) -> None:
+    """Streams start together, each with its own manager, as the engine runs them. `git
+    worktree add` reads every other worktree's record, and fails on one half written."""
+    repo = await validate_repo(user_repo)
+    names = [f"s{i}" for i in range(16)]
+    for _ in range(3):
+        made = await asyncio.gather(
+            *(WorktreeManager(repo.path, wt_root).create("t1", n, base=repo.base_commit)
+              for n in names)
+        )  # fmt: skip
+        assert [w.branch for w in made] == [f"tierd/t1/{n}" for n in names]
+        assert all((w.path / "README.md").is_file() for w in made)
+        await asyncio.gather(*(WorktreeManager(repo.path, wt_root).remove_task("t1")
+                               for _ in range(2)))  # fmt: skip
+        assert branches(git_in, user_repo) == []
 
 
 async def test_create_is_idempotent(user_repo: Path, wt_root: Path) -> None:
