@@ -12,6 +12,10 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# In its default "DEV" mode litellm loads the first `.env` file found walking up from its own
+# install directory (a user's project or home directory, for a venv inside it) into the
+# daemon's environment: keys, proxies and base URLs nobody gave tierd. Forced, not defaulted.
+os.environ["LITELLM_MODE"] = "PRODUCTION"
 # litellm's HTTP pool (aiohttp) allows 500 connections per host and 1,000 in all, read at
 # import: a daemon with a ceiling of 1,000 agents on one provider would queue half its calls
 # inside litellm. tierd's governor and ceiling bound the calls; the pool should not.
