@@ -19,7 +19,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from roles.models.client import litellm
 from roles.models.tier import ModelTier
 
 __all__ = [
@@ -68,6 +67,9 @@ class AttachmentContent:
 def sees_images(model: str) -> bool:
     """Whether litellm's table says `model` takes images; False for a model it does not know
     (a local model's name): the planner's description is then what it gets."""
+    # Imported here: the prompts (and so the API) import this module, litellm only the engine.
+    from roles.models.client import litellm
+
     try:
         return bool(litellm.supports_vision(model=model))
     except Exception:  # an unknown provider or model

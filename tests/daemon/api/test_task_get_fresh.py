@@ -84,6 +84,8 @@ def test_what_changed_shows_in_the_next_task_get(daemon: DaemonProcess) -> None:
             connect_sse(h, "GET", f"/v1/tasks/{task_id}/events") as events,
         ):
             for sse in events.iter_sse():
+                if not sse.data:
+                    continue  # a keep-alive ping: a quiet stretch of more than 10 s
                 data = json.loads(sse.data)["data"]
                 state = data.get("state") if sse.event == "task.state" else None
                 seen.append(f"{sse.event}:{state or ''}")

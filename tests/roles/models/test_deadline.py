@@ -122,18 +122,21 @@ def raw_server(
         listener.close()
 
 
-def tier(api_base: str) -> ModelTier:
+def tier(api_base: str, timeout_s: float = TIMEOUT_S) -> ModelTier:
     return ModelTier(
-        model="openai/gpt-5-mini", api_base=api_base, timeout_s=TIMEOUT_S, max_retries=0
+        model="openai/gpt-5-mini", api_base=api_base, timeout_s=timeout_s, max_retries=0
     )
 
 
 @pytest.fixture(autouse=True)
 async def warm() -> None:
     """One answered call first: the client's first call sets itself up (sessions, lazy
-    imports) on the event loop, which would be timed as part of the attempt."""
+    imports) on the event loop, which would be timed as part of the attempt. Its own
+    deadline is long: on a loaded machine that set-up alone can take seconds."""
     with raw_server(answering) as (api_base, _):
-        await call_model(tier(api_base), MESSAGES, role="executor", purpose="execute", task_id="w")
+        await call_model(
+            tier(api_base, timeout_s=60), MESSAGES, role="executor", purpose="execute", task_id="w"
+        )
 
 
 async def one_attempt(api_base: str) -> tuple[float, str]:
