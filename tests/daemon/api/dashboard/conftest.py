@@ -10,12 +10,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from dashboard_kit import CHROMIUM_ARGS, chromium_path
+from support.chromium import CHROMIUM_ARGS, chromium_path
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    executable = chromium_path()  # fails naming the package when Chromium is missing
+    # Fails naming the package when Chromium is missing.
+    executable = chromium_path("the dashboard's browser tests")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -9,7 +9,6 @@ skip.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -26,30 +25,10 @@ from support.daemon import DaemonProcess, wait_for
 LAUNCHER = Path(__file__).with_name("dashboard_launcher.py")
 #: Where screenshots go: gitignored test artefacts (TIERD_ARTIFACTS overrides the folder).
 ARTIFACTS = Path(os.environ.get("TIERD_ARTIFACTS", ROOT / "tests" / "artifacts")) / "dashboard"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 #: Fast simulated models: a stream takes a fraction of a second.
 FAST = {"planner": 0.1, "orchestrator": 0.1, "executor": 0.2}
-
-
-def chromium_path() -> str:
-    """Debian's Chromium, or a failure that says how to install it."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        raise AssertionError(
-            "the dashboard's browser tests need Chromium: install Debian's `chromium` package "
-            "(apt-get install -y chromium)"
-        )
-    return found
 
 
 def page_errors(page: Any) -> list[str]:
