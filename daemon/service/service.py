@@ -136,6 +136,10 @@ class Service:
     async def list(self, params: ListParams) -> TaskPage:
         return await self.views.list(params)
 
+    async def count(self, params: ListParams) -> int:
+        """How many tasks `params`' filter matches (its limit and cursor aside)."""
+        return await self.views.count(params)
+
     async def cancel(self, params: TaskIdParams) -> Canceled:
         return await self.interventions.cancel(params)
 

@@ -180,3 +180,9 @@ class TaskViews:
             tasks=[summary(r) for r in page],
             next_cursor=page[-1].id if len(rows) > params.limit else None,
         )
+
+    async def count(self, params: ListParams) -> int:
+        """How many tasks the list's filter matches, on every page together."""
+        counts = await self._store.counts_by_state()
+        states = params.states()
+        return sum(n for state, n in counts.items() if states is None or state in states)

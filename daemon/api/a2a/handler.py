@@ -142,12 +142,16 @@ class TierdRequestHandler(RequestHandler):
             # A context holds one task, whose id it is.
             one = await self._find(params.context_id)
             found = [one] if one is not None and (not states or one.state in states) else []
+            total = len(found)
         else:
             query: dict[str, Any] = {"limit": size, "cursor": params.page_token or None}
             if states:
                 query["state"] = states
-            page = await mapped(lambda: self._service.list(ListParams.model_validate(query)))
+            asked = ListParams.model_validate(query)
+            page = await mapped(lambda: self._service.list(asked))
             found, cursor = list(page.tasks), page.next_cursor
+            # A2A's total_size: the tasks the filter matches before pagination.
+            total = await self._service.count(asked)
         tasks = []
         for summary in found:
             if params.include_artifacts:
@@ -155,7 +159,7 @@ class TierdRequestHandler(RequestHandler):
             else:
                 tasks.append(summary_task(summary, length))
         return ListTasksResponse(
-            tasks=tasks, next_page_token=cursor or "", page_size=size, total_size=len(tasks)
+            tasks=tasks, next_page_token=cursor or "", page_size=size, total_size=total
         )
 
     # --- acting ----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ SLOW = {"latency": {"planner": 60.0, "orchestrator": 60.0, "executor": 60.0}}
 WORKING = TaskState.TASK_STATE_WORKING
 INPUT = TaskState.TASK_STATE_INPUT_REQUIRED
 COMPLETED = TaskState.TASK_STATE_COMPLETED
+CANCELED = TaskState.TASK_STATE_CANCELED
 
 
 def test_the_agent_card_describes_skills_rpc_streaming_and_bearer(env: Env) -> None:
@@ -73,6 +74,16 @@ async def test_send_answer_approve_and_the_result(env: Env) -> None:
         assert [m.parts[0].text for m in got.history][-1] == "EMEA"
         listed = await client.list_tasks(ListTasksRequest(status=COMPLETED))
         assert task.id in [t.id for t in listed.tasks]
+        # total_size counts what the filter matches on every page, not this page.
+        for goal in ("Spare one", "Spare two"):
+            spare = env.d.rpc("task/submit", {"goal": goal})["result"]["task_id"]
+            env.d.rpc("task/cancel", {"task_id": spare})
+        everything = env.d.rpc("task/list", {"limit": 500})["result"]["tasks"]
+        first = await client.list_tasks(ListTasksRequest(page_size=1))
+        assert len(first.tasks) == 1 and first.total_size == len(everything) >= 3
+        canceled = sum(t["state"] == "canceled" for t in everything)
+        some = await client.list_tasks(ListTasksRequest(status=CANCELED, page_size=1))
+        assert len(some.tasks) == 1 and some.total_size == canceled >= 2
 
 
 async def test_streaming_sends_status_and_the_result_artifact(env: Env) -> None:
