@@ -1,10 +1,10 @@
 """The baselines `tierd bench` runs beside tierd: one sequential agent, LangGraph `Send`
 level by level, and a LangGraph functional-API program that starts each stream when ready.
 
-Both make real calls through litellm to the simulator, through the model gateway tierd's
+All make real calls through litellm to the simulator, through the model gateway tierd's
 engine uses (`roles.model_caller.ModelCaller`, without the engine's memo and governor), with
 the prompts tierd's roles build (`roles.executor.execute`, `roles.orchestrator.review`) under
-the task's own settings (`TaskSettings`), and both send the tierd task's id in
+the task's own settings (`TaskSettings`), and all send the tierd task's id in
 `X-Tierd-Task`: the simulator draws each call's latency and tokens from the call's identity,
 so after a reset of its counters a baseline's call for stream `s07` takes exactly as long,
 and costs exactly as many tokens, as tierd's did.
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypedDict, cast
 
@@ -98,60 +99,76 @@ def dependency_levels(plan: Plan) -> list[list[str]]:
     return levels
 
 
-async def _execute_output(
-    caller: Caller,
-    spec: StreamSpec,
-    goal_line: str,
-    deps: dict[str, str],
-    rules: PromptRules,
-    may_split: bool,
-) -> str:
-    reply = await execute(
-        caller,
-        spec,
-        goal_line,
-        deps,
-        rules,
-        round=0,
-        feedback=None,
-        answers=None,
-        may_split=may_split,
-    )
-    # The bench scenarios never ask or split; an agent alone would take any text as output.
-    return reply.output or ""
+@dataclass
+class _Peer:
+    """What every baseline sets up alike: the task's prompt rules, a model caller that keeps
+    each call's record, and the plan's streams by id."""
 
+    rules: PromptRules
+    may_split: bool
+    line: str
+    caller: Caller
+    records: list[UsageRecord]
+    specs: dict[str, StreamSpec]
 
-async def _first_pass(
-    caller: Caller,
-    spec: StreamSpec,
-    goal_line: str,
-    deps: dict[str, str],
-    rules: PromptRules,
-    may_split: bool,
-) -> str:
-    """What one tierd stream does on its first pass: the executor call, then the premium
-    review (its verdict is not acted on: the bench scenarios accept first passes)."""
-    output = await _execute_output(caller, spec, goal_line, deps, rules, may_split)
-    await orchestrator.review(caller, spec, output, rules, round=0)
-    return output
+    @classmethod
+    def make(
+        cls,
+        plan: Plan,
+        goal: str,
+        settings: dict[str, Any],
+        tiers: dict[str, ModelTier],
+        task_id: str,
+    ) -> _Peer:
+        rules, may_split, line = prompt_rules_for(goal, settings)
+        records: list[UsageRecord] = []
+        caller = ModelCaller(tiers, task_id, records.append)
+        return cls(rules, may_split, line, caller, records, {s.id: s for s in plan.streams})
+
+    async def execute(self, sid: str, deps: dict[str, str]) -> str:
+        reply = await execute(
+            self.caller,
+            self.specs[sid],
+            self.line,
+            deps,
+            self.rules,
+            round=0,
+            feedback=None,
+            answers=None,
+            may_split=self.may_split,
+        )
+        # The bench scenarios never ask or split; an agent alone would take any text as output.
+        return reply.output or ""
+
+    async def first_pass(self, sid: str, deps: dict[str, str]) -> str:
+        """What one tierd stream does on its first pass: the executor call, then the premium
+        review (its verdict is not acted on: the bench scenarios accept first passes)."""
+        output = await self.execute(sid, deps)
+        await orchestrator.review(self.caller, self.specs[sid], output, self.rules, round=0)
+        return output
+
+    async def timed(self, run: Awaitable[dict[str, str]]) -> BaselineRun:
+        """Await `run` (the peer's outputs by stream), timed in wall and calling-thread CPU."""
+        cpu0, t0 = time.thread_time(), time.perf_counter()
+        outputs = await run
+        wall = time.perf_counter() - t0
+        return BaselineRun(wall, self.records, time.thread_time() - cpu0, dict(outputs))
 
 
 async def run_sequential(
     plan: Plan, goal: str, settings: dict[str, Any], tiers: dict[str, ModelTier], task_id: str
 ) -> BaselineRun:
     """One agent, one stream at a time, in dependency order: executor calls only."""
-    rules, may_split, line = prompt_rules_for(goal, settings)
-    records: list[UsageRecord] = []
-    caller = ModelCaller(tiers, task_id, records.append)
-    specs = {s.id: s for s in plan.streams}
-    outputs: dict[str, str] = {}
-    cpu0, t0 = time.thread_time(), time.perf_counter()
-    for sid in topological_order(plan):
-        spec = specs[sid]
-        deps = {d: outputs[d] for d in spec.depends_on}
-        outputs[sid] = await _execute_output(caller, spec, line, deps, rules, may_split)
-    wall = time.perf_counter() - t0
-    return BaselineRun(wall, records, time.thread_time() - cpu0, outputs)
+    peer = _Peer.make(plan, goal, settings, tiers, task_id)
+
+    async def in_order() -> dict[str, str]:
+        outputs: dict[str, str] = {}
+        for sid in topological_order(plan):
+            deps = {d: outputs[d] for d in peer.specs[sid].depends_on}
+            outputs[sid] = await peer.execute(sid, deps)
+        return outputs
+
+    return await peer.timed(in_order())
 
 
 def _merge_dicts(a: dict[str, str], b: dict[str, str]) -> dict[str, str]:
@@ -177,10 +194,7 @@ async def run_langgraph(
     max_concurrency: int,
 ) -> BaselineRun:
     """The streams as a LangGraph `Send` map-reduce, one dependency level per superstep."""
-    rules, may_split, line = prompt_rules_for(goal, settings)
-    records: list[UsageRecord] = []
-    caller = ModelCaller(tiers, task_id, records.append)
-    specs = {s.id: s for s in plan.streams}
+    peer = _Peer.make(plan, goal, settings, tiers, task_id)
     levels = dependency_levels(plan)
 
     def route(state: _GraphState) -> Any:
@@ -192,10 +206,9 @@ async def run_langgraph(
         ]
 
     async def work(item: _WorkItem) -> dict[str, Any]:
-        spec = specs[item["stream"]]
-        deps = {d: item["outputs"][d] for d in spec.depends_on}
-        output = await _first_pass(caller, spec, line, deps, rules, may_split)
-        return {"outputs": {spec.id: output}}
+        sid = item["stream"]
+        deps = {d: item["outputs"][d] for d in peer.specs[sid].depends_on}
+        return {"outputs": {sid: await peer.first_pass(sid, deps)}}
 
     def barrier(state: _GraphState) -> dict[str, Any]:
         return {"level": state["level"] + 1}
@@ -209,10 +222,12 @@ async def run_langgraph(
     graph.add_conditional_edges("barrier", route, ["work", END])
     app = graph.compile()
     config: Any = {"max_concurrency": max_concurrency, "recursion_limit": 4 * len(levels) + 10}
-    cpu0, t0 = time.thread_time(), time.perf_counter()
-    final = await app.ainvoke({"outputs": {}, "level": 0}, config)
-    wall = time.perf_counter() - t0
-    return BaselineRun(wall, records, time.thread_time() - cpu0, dict(final["outputs"]))
+
+    async def levels_in_turn() -> dict[str, str]:
+        final = await app.ainvoke({"outputs": {}, "level": 0}, config)
+        return dict(final["outputs"])
+
+    return await peer.timed(levels_in_turn())
 
 
 async def run_functional(
@@ -225,14 +240,11 @@ async def run_functional(
 ) -> BaselineRun:
     """The streams as a LangGraph functional-API program: one `@task` per stream, each
     started as soon as its dependencies' futures resolve."""
-    rules, may_split, line = prompt_rules_for(goal, settings)
-    records: list[UsageRecord] = []
-    caller = ModelCaller(tiers, task_id, records.append)
-    specs = {s.id: s for s in plan.streams}
+    peer = _Peer.make(plan, goal, settings, tiers, task_id)
 
     @task
     async def stream(sid: str, deps: dict[str, str]) -> str:
-        return await _first_pass(caller, specs[sid], line, deps, rules, may_split)
+        return await peer.first_pass(sid, deps)
 
     # The ceiling, as a semaphore of our own: LangGraph's `max_concurrency` gates the
     # entrypoint too (it holds a slot while it waits), so it would allow one stream fewer.
@@ -245,7 +257,7 @@ async def run_functional(
         async def when_ready(sid: str) -> str:
             # Waits on its dependencies alone: no level, no barrier. The asyncio task copies
             # the entrypoint's context, so the `@task` call is scheduled by this run.
-            deps = {d: await started[d] for d in specs[sid].depends_on}
+            deps = {d: await started[d] for d in peer.specs[sid].depends_on}
             async with ceiling:
                 return await stream(sid, deps)
 
@@ -255,7 +267,4 @@ async def run_functional(
         outputs = await asyncio.gather(*started.values())
         return dict(zip(started, outputs, strict=True))
 
-    cpu0, t0 = time.thread_time(), time.perf_counter()
-    outputs = await program.ainvoke(topological_order(plan))
-    wall = time.perf_counter() - t0
-    return BaselineRun(wall, records, time.thread_time() - cpu0, dict(outputs))
+    return await peer.timed(program.ainvoke(topological_order(plan)))
