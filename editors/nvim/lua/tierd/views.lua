@@ -22,6 +22,23 @@ local function map_common(buf, reload)
   vim.keymap.set("n", "r", reload, opts)
 end
 
+--- Call `method`, then `show(result)`; then cb(nil, what show returned) when cb is given.
+--- An error goes to cb when given (the caller's to tell), else it is shown.
+local function call_then(method, params, cb, show)
+  client.rpc(method, params, function(err, result)
+    if err then
+      if cb then
+        return cb(err)
+      end
+      return util.error(client.describe(err))
+    end
+    local shown = show(result)
+    if cb then
+      cb(nil, shown)
+    end
+  end)
+end
+
 -- --- a task's view ---------------------------------------------------------------------------
 
 local function fill_task(buf, task)
@@ -57,20 +74,12 @@ end
 --- :Tierd show: the task's view in a split (its full id found first: `id` may be a prefix).
 --- cb(err, task) when given (then errors are the caller's to tell), else errors are shown.
 function M.open_task(id, cb)
-  client.rpc("task/get", { task_id = id }, function(err, task)
-    if err then
-      if cb then
-        return cb(err)
-      end
-      return util.error(client.describe(err))
-    end
+  call_then("task/get", { task_id = id }, cb, function(task)
     local buf = vim.fn.bufadd(TASK_PREFIX .. task.id)
     vim.fn.bufload(buf) -- BufReadCmd: made scratch, mapped
     fill_task(buf, task)
     util.show(buf, config.get("split"))
-    if cb then
-      cb(nil, task)
-    end
+    return task
   end)
 end
 
@@ -87,22 +96,14 @@ local function fill_list(buf, states, cb)
   if states and #states > 0 then
     params.state = states
   end
-  client.rpc("task/list", params, function(err, page)
-    if err then
-      if cb then
-        return cb(err)
-      end
-      return util.error(client.describe(err))
-    end
+  call_then("task/list", params, cb, function(page)
     local tasks = page.tasks or {}
     listed = {}
     for _, t in ipairs(tasks) do
       listed[#listed + 1] = t.id
     end
     util.set_lines(buf, render.list(tasks, states))
-    if cb then
-      cb(nil, tasks)
-    end
+    return tasks
   end)
 end
 
@@ -140,13 +141,7 @@ end
 
 --- :Tierd diff: the merged change in a split, filetype diff.
 function M.open_diff(id, cb)
-  client.rpc("task/diff", { task_id = id }, function(err, diff)
-    if err then
-      if cb then
-        return cb(err)
-      end
-      return util.error(client.describe(err))
-    end
+  call_then("task/diff", { task_id = id }, cb, function(diff)
     local buf = util.scratch("tierd://diff/" .. diff.task_id, "diff")
     vim.bo[buf].buflisted = false
     vim.b[buf].tierd_task_id = diff.task_id
@@ -163,9 +158,7 @@ function M.open_diff(id, cb)
     local cut = util.val(diff.truncated) and " (the patch is cut: too long)" or ""
     local text = "task %s: %d file(s) changed on %s%s"
     util.notify(string.format(text, diff.task_id, files, diff.branch, cut))
-    if cb then
-      cb(nil, diff)
-    end
+    return diff
   end)
 end
 
