@@ -6,16 +6,6 @@ local util = require("tierd.util")
 
 local M = {}
 
-local function open_questions(task)
-  local open = {}
-  for _, q in ipairs(util.val(task.questions) or {}) do
-    if util.val(q.answer) == nil then
-      open[#open + 1] = q
-    end
-  end
-  return open
-end
-
 --- Ask each question in turn (vim.ui.input); cb(answers) with the ones given (a blank answer
 --- leaves its question open), or cb(nil) when the user cancels.
 local function ask(questions, cb)
@@ -58,7 +48,7 @@ function M.run(id, text, cb)
     if err then
       return cb(err)
     end
-    local open = open_questions(task)
+    local open = util.open_questions(task)
     if #open == 0 then
       return cb(string.format("task %s has no open question (it is %s)", task.id, task.state))
     end

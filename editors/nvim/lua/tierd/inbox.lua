@@ -35,16 +35,6 @@ function M.open_questions(id)
   return (state.questions[id] or {}).open or {}
 end
 
-local function open_of(task)
-  local open = {}
-  for _, q in ipairs(task.questions or {}) do
-    if util.val(q.answer) == nil then
-      open[#open + 1] = q
-    end
-  end
-  return open
-end
-
 --- The open questions of the input_required tasks whose questions are not known yet.
 local function fetch_questions(tasks, cb)
   local pending = 1
@@ -60,7 +50,7 @@ local function fetch_questions(tasks, cb)
       pending = pending + 1
       client.rpc("task/get", { task_id = t.id }, function(err, task)
         if not err then
-          state.questions[t.id] = { updated_at = t.updated_at, open = open_of(task) }
+          state.questions[t.id] = { updated_at = t.updated_at, open = util.open_questions(task) }
         end
         one_done()
       end)

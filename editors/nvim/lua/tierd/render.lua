@@ -15,16 +15,6 @@ local function secs(x)
   return type(x) == "number" and string.format("%.1fs", x) or "?"
 end
 
-local function open_questions(task)
-  local n = 0
-  for _, q in ipairs(val(task.questions) or {}) do
-    if val(q.answer) == nil then
-      n = n + 1
-    end
-  end
-  return n
-end
-
 local function header(task, out)
   local goal = util.split_lines(task.goal)
   out[#out + 1] = "# " .. (goal[1] or "")
@@ -49,7 +39,8 @@ local function header(task, out)
     out[#out + 1] = "error: " .. util.line(task.error)
   end
   if task.state == "input_required" then
-    out[#out + 1] = string.format("> %d open question(s): :Tierd answer", open_questions(task))
+    local open = #util.open_questions(task)
+    out[#out + 1] = string.format("> %d open question(s): :Tierd answer", open)
   elseif task.state == "awaiting_approval" then
     local steps = code and ":Tierd diff, :Tierd apply [merge|branch|patch], :Tierd reject {comment}"
       or ":Tierd approve, :Tierd reject {comment}"

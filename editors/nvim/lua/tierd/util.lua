@@ -23,6 +23,17 @@ function M.val(x)
   return x
 end
 
+--- The questions of `task` not answered yet, in order.
+function M.open_questions(task)
+  local open = {}
+  for _, q in ipairs(M.val(task.questions) or {}) do
+    if M.val(q.answer) == nil then
+      open[#open + 1] = q
+    end
+  end
+  return open
+end
+
 --- The first line of a text, cut to `width` characters.
 function M.line(text, width)
   text = tostring(M.val(text) or "")
