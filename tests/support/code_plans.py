@@ -26,6 +26,27 @@ def code_stream(
     }
 
 
+#: The smallest code change the tests script: `half()`, in src/feature.py.
+HALF = "def half(x):\n    return x // 2\n"
+
+
+def adds_half(latency: dict[str, float], sid: str = "impl") -> dict[str, Any]:
+    """A code task's scenario of one stream, `sid`, owning src/**: it writes `HALF` to
+    src/feature.py and finishes."""
+    return {
+        "latency": latency,
+        "plan": {"streams": [code_stream(sid, "other", ["src/**"])]},
+        "code": {
+            "streams": {
+                sid: [
+                    tool("write_file", path="src/feature.py", content=HALF),
+                    tool("finish", summary="half() added"),
+                ]
+            }
+        },
+    }
+
+
 #: pytest as tierd runs it in a test repository's sandbox: without the plugins of this venv
 #: (xdist, playwright, schemathesis, ...), whose loading took about 30 s of a 2 s run there.
 PYTEST = f"PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {sys.executable} -m pytest -q -p no:cacheprovider"

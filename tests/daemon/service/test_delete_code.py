@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.code_plans import code_stream, tool
+from support.code_plans import adds_half
 from support.daemon import DaemonProcess, wait_for, write_config
 from support.git import run_git
 from support.simulator import running_simulator
@@ -23,21 +23,7 @@ from support.simulator import running_simulator
 from daemon.engine.code.hygiene import reconcile
 from daemon.store.store import Store, TaskRow
 
-FAST = {"latency": {"planner": 0.05, "orchestrator": 0.05, "executor": 0.05}}
-SCENARIO: dict[str, Any] = {
-    **FAST,
-    "plan": {"streams": [code_stream("work", "other", ["src/**"])]},
-    "code": {
-        "streams": {
-            "work": [
-                tool(
-                    "write_file", path="src/feature.py", content="def half(x):\n    return x // 2\n"
-                ),
-                tool("finish", summary="half() added"),
-            ]
-        }
-    },
-}
+SCENARIO = adds_half({"planner": 0.05, "orchestrator": 0.05, "executor": 0.05}, sid="work")
 
 
 def make_repo(root: Path) -> Path:

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 from support import ROOT
-from support.code_plans import code_stream, tool
+from support.code_plans import HALF, adds_half
 from support.daemon import DaemonProcess, task_of, write_config
 from support.git import run_git
 from support.plans import stream
@@ -44,19 +44,8 @@ QUESTIONS: dict[str, Any] = {
     "plan": {"streams": [stream("region"), stream("draft")]},
     "streams": {"region": {"reply": "question", "question": QUESTION}},
 }
-FEATURE = "def half(x):\n    return x // 2\n"
-CODE: dict[str, Any] = {
-    "latency": FAST,
-    "plan": {"streams": [code_stream("impl", "other", ["src/**"])]},
-    "code": {
-        "streams": {
-            "impl": [
-                tool("write_file", path="src/feature.py", content=FEATURE),
-                tool("finish", summary="half() added"),
-            ]
-        }
-    },
-}
+FEATURE = HALF
+CODE = adds_half(FAST)
 
 
 def nvim_binary() -> Path:

@@ -27,7 +27,7 @@ from mcp_tasks import (
     follow_task,
     get_task,
 )
-from support.code_plans import code_stream, tool
+from support.code_plans import HALF, adds_half
 from support.daemon import DaemonProcess, write_config
 from support.git import run_git
 from support.simulator import running_simulator, use_scenario
@@ -301,19 +301,8 @@ async def test_no_answer_within_the_bound_ends_the_call_and_records_nothing(env:
         await client.call_tool("cancel_task", {"task_id": task_id})
 
 
-FEATURE = "def half(x):\n    return x // 2\n"
-CODE = {
-    "latency": FAST,
-    "plan": {"streams": [code_stream("impl", "other", ["src/**"])]},
-    "code": {
-        "streams": {
-            "impl": [
-                tool("write_file", path="src/feature.py", content=FEATURE),
-                tool("finish", summary="half() added"),
-            ]
-        }
-    },
-}
+FEATURE = HALF
+CODE = adds_half(FAST)
 
 
 def make_repo(root: Path) -> Path:

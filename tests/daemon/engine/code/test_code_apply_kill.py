@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.code_plans import code_stream, tool
+from support.code_plans import HALF, adds_half
 from support.daemon import DaemonProcess, task_of, wait_for, write_config
 from support.git import run_git
 from support.simulator import running_simulator, use_scenario
@@ -35,19 +35,8 @@ from daemon.tools.simulator.server import SimulatorThread
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 FAST = {"latency": {"planner": 0.05, "orchestrator": 0.05, "executor": 0.05}}
-FEATURE = "def half(x):\n    return x // 2\n"
-SCENARIO: dict[str, Any] = {
-    **FAST,
-    "plan": {"streams": [code_stream("impl", "other", ["src/**"])]},
-    "code": {
-        "streams": {
-            "impl": [
-                tool("write_file", path="src/feature.py", content=FEATURE),
-                tool("finish", summary="half() added"),
-            ]
-        }
-    },
-}
+FEATURE = HALF
+SCENARIO = adds_half(FAST["latency"])
 MY_EDIT = "notes\nmy uncommitted edit\n"
 UNTRACKED = "my scratch file\n"
 
