@@ -8,20 +8,28 @@ descriptors, threads and asyncio tasks. Reading them for our own process is a fe
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
 
 import psutil
 
 from daemon.service.results import ProcessView
 
-_PROCESS = psutil.Process()
+
+@functools.cache
+def _process(pid: int) -> psutil.Process:
+    return psutil.Process(pid)
 
 
 def process_snapshot() -> ProcessView:
     """Resident memory, open fds, threads and live asyncio tasks of this process."""
-    with _PROCESS.oneshot():
-        rss = _PROCESS.memory_info().rss
-        threads = _PROCESS.num_threads()
-        fds = _PROCESS.num_fds() if hasattr(_PROCESS, "num_fds") else None
+    # Looked up by the current pid, not made at import: a process forked after the import
+    # (a fork server, a pre-forking supervisor) must report itself, not its parent.
+    process = _process(os.getpid())
+    with process.oneshot():
+        rss = process.memory_info().rss
+        threads = process.num_threads()
+        fds = process.num_fds() if hasattr(process, "num_fds") else None
     try:
         tasks: int | None = len(asyncio.all_tasks())
     except RuntimeError:  # no running loop
