@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from support import CHEAP, PREMIUM, ROOT
+from support.forkserver import ForkedProcess, fork_server, fresh_daemons
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 
@@ -53,15 +54,19 @@ class DaemonProcess:
         *,
         logs: Path | None = None,
         args: tuple[str, ...] = (),
+        fresh: bool = False,
     ) -> None:
         self.home = home
+        # `start()` forks the daemon from a warm interpreter (support.forkserver) unless
+        # `fresh`: then it is `python -m daemon.cli serve`, imports and all.
+        self.fresh = fresh or fresh_daemons()
         self.env = {**os.environ, "TIERD_HOME": str(home), **(env or {})}
         # With `logs`, stdout and stderr go to logs/daemon.out and logs/daemon.err (appended
         # across restarts) instead of pipes: a long run's logs must not fill a pipe, and a
         # test may search them afterwards.
         self.logs = logs
         self.args = args
-        self.proc: subprocess.Popen[str] | None = None
+        self.proc: subprocess.Popen[str] | ForkedProcess | None = None
         self.url = ""
         self.token = ""
 
@@ -70,6 +75,7 @@ class DaemonProcess:
         return self.home / "daemon.json"
 
     def spawn(self, *args: str) -> subprocess.Popen[str]:
+        """`python -m daemon.cli serve` in a fresh interpreter (pipes unless `logs` is set)."""
         command = [sys.executable, "-m", "daemon.cli", "serve", "--port", "0", *self.args, *args]
         if self.logs is None:
             return subprocess.Popen(
@@ -95,7 +101,15 @@ class DaemonProcess:
         # `logs`, its output goes to files in a private temporary directory instead.
         if self.logs is None:
             self.logs = Path(tempfile.mkdtemp(prefix="tierd-daemon-logs-"))
-        self.proc = self.spawn()
+        if not self.fresh and type(self).spawn is not DaemonProcess.spawn:
+            raise TypeError(f"{type(self).__name__} overrides spawn(): pass fresh=True")
+        if self.fresh:
+            self.proc = self.spawn()
+        else:
+            argv = ["serve", "--port", "0", *self.args]
+            self.proc = fork_server().spawn(
+                argv, self.env, self.logs / "daemon.out", self.logs / "daemon.err"
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

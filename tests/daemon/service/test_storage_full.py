@@ -28,7 +28,7 @@ class TmpfsDaemon(DaemonProcess):
     """`tierd serve` whose home is a small tmpfs that only it (and root, via /proc) sees."""
 
     def __init__(self, home: Path, config: Path) -> None:
-        super().__init__(home)
+        super().__init__(home, fresh=True)  # started in its own mount namespace, by spawn()
         self.config = config
 
     @property

@@ -77,7 +77,8 @@ class DashboardDaemon(DaemonProcess):
     """`tierd serve` through the launcher (dashboard wired, test clock), logs in files."""
 
     def __init__(self, home: Path, clock_file: Path) -> None:
-        super().__init__(home, {"TIERD_TEST_CLOCK_FILE": str(clock_file)}, logs=home)
+        # Fresh: the launcher patches the clock before the daemon's modules are imported.
+        super().__init__(home, {"TIERD_TEST_CLOCK_FILE": str(clock_file)}, logs=home, fresh=True)
         self.clock_file = clock_file
         clock_file.write_text("0", encoding="utf-8")
 
