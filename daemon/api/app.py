@@ -3,8 +3,8 @@
 FastAPI carries the REST routes (`rest`), the event streams (`events`) and the OpenAPI
 document (`openapi`); POST /rpc (the JSON-RPC dispatcher, `rpc`) is answered in front of it
 (`rpc_http`), its route kept for the document; errors leave in one shape
-(`http_errors`). MCP is served at /mcp (`mcp`), its session manager running in the lifespan;
-A2A's agent card and JSON-RPC binding at /.well-known/agent-card.json and /a2a (`a2a`).
+(`http_errors`). MCP is served at /mcp (`mcp`), A2A's agent card and JSON-RPC binding at
+/.well-known/agent-card.json and /a2a (`a2a`), both loaded on first use (`lazy_protocols`).
 The daemon's parts are built in `composition`; `connections` bounds the connections under them.
 """
 
@@ -19,14 +19,13 @@ from fastapi.responses import Response
 
 from daemon import __version__
 from daemon.api import events
-from daemon.api.a2a.routes import a2a_routes
 from daemon.api.composition import Daemon
 from daemon.api.connections import ConnectionLimits
 from daemon.api.dashboard import DashboardSessions, dashboard_router
 from daemon.api.guard import Guard, attachment_body_cap
 from daemon.api.http_errors import install_error_handlers
 from daemon.api.json_body import StrictJsonBody
-from daemon.api.mcp.server import mcp_endpoint
+from daemon.api.lazy_protocols import LazyProtocols
 from daemon.api.openapi import openapi_document, rpc_openapi
 from daemon.api.rest import router
 from daemon.api.rpc import RpcDispatcher, encode_reply
@@ -38,17 +37,19 @@ def fastapi_app(
 ) -> FastAPI:
     """FastAPI with the daemon's lifespan, its error shape, the REST routes, the event
     streams, /rpc and /mcp."""
-    mcp = mcp_endpoint(daemon.service, daemon.feed)
+    protocols = LazyProtocols(daemon.service, daemon.feed)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await daemon.start()
         try:
-            # MCP sessions end before the daemon stops: none of them outlives the store.
-            async with mcp.running():
-                yield
+            yield
         finally:
-            await daemon.stop()
+            # MCP sessions end before the daemon stops: none of them outlives the store.
+            try:
+                await protocols.close()
+            finally:
+                await daemon.stop()
 
     app = FastAPI(
         title="tierd",
@@ -59,6 +60,7 @@ def fastapi_app(
         description="Local daemon running hierarchical teams of AI agents.",
     )
     app.state.daemon = daemon
+    app.state.protocols = protocols
     app.state.stream_send_timeout_s = stream_send_timeout_s
     install_error_handlers(app)
     # One dispatcher, shared with `RpcHttp` in front: one set of kept answers.
@@ -74,8 +76,7 @@ def fastapi_app(
 
     app.include_router(router)
     app.include_router(events.router)
-    app.router.routes.extend(mcp.routes)
-    app.router.routes.extend(a2a_routes(daemon.service, daemon.feed))
+    app.router.routes.extend(protocols.routes())
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     return app
 

@@ -42,6 +42,8 @@ WARM_MODULES = (
     "daemon.api.server",
     "daemon.api.app",
     "daemon.api.composition",
+    "daemon.api.mcp.server",
+    "daemon.api.a2a.routes",
     "daemon.engine.workflow",
 )
 
