@@ -112,7 +112,10 @@ async def reach(h: httpx.AsyncClient, ids: list[str], state: str) -> list[dict[s
             return list(views)
         assert not [v for v in views if v["state"] in TERMINAL], views
         await asyncio.sleep(0.05)
-    raise AssertionError(f"tasks never all reached {state}")
+    # What they reached instead, and the governor's limit and reason: what held them back.
+    states = Counter(v["state"] for v in views)
+    status = (await h.get("/v1/status")).text
+    raise AssertionError(f"tasks never all reached {state}: {dict(states)}; status {status}")
 
 
 async def race(
