@@ -26,8 +26,11 @@ from support.forkserver import ForkedProcess, fork_server, fresh_daemons
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 
 
-def write_config(home: Path, sim_url: str | None, extra: str = "") -> None:
-    """A config whose three roles all point at the simulator (no API key needed)."""
+def write_config(
+    home: Path, sim_url: str | None, extra: str = "", *, concurrency: str = ""
+) -> None:
+    """A config whose three roles all point at the simulator (no API key needed); `concurrency`
+    holds more lines of its `[concurrency]` table (e.g. "ceiling = 20")."""
     lines = []
     if sim_url:
         for role, model in (("orchestrator", PREMIUM), ("planner", PREMIUM), ("executor", CHEAP)):
@@ -40,7 +43,7 @@ def write_config(home: Path, sim_url: str | None, extra: str = "") -> None:
                 "max_retries = 3",
                 "",
             ]
-    lines += ["[concurrency]", "interval_ms = 100", ""]
+    lines += ["[concurrency]", "interval_ms = 100", *concurrency.splitlines(), ""]
     (home / "config.toml").write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
 
 

@@ -524,13 +524,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_repeats_no_finished_work(
     t0 = time.monotonic()
     plan = ["planning", "streams", "merge", "any"][:KILLS] + ["any"] * max(0, KILLS - 4)
     with running_simulator(SCENARIO) as sim:
-        write_config(home, sim.url)
-        (home / "config.toml").write_text(
-            (home / "config.toml")
-            .read_text()
-            .replace("[concurrency]\n", "[concurrency]\nceiling = 10\n"),
-            encoding="utf-8",
-        )
+        write_config(home, sim.url, concurrency="ceiling = 10")
         daemons: list[DaemonProcess] = []
         follower: Follower | None = None
         try:

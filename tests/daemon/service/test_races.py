@@ -45,7 +45,12 @@ QUICK = {"latency": FAST, "plan": {"streams": [stream("a"), stream("b")]}}
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     home = tmp_path_factory.mktemp("home")
     with running_simulator(RUNNING) as sim:
-        write_config(home, sim.url, "[review]\nmax_revisions = 5\n")
+        # Room for every task's planner and executor at once: with the default ceiling (5),
+        # five 60 s executor calls would keep a later task's planner waiting, and it would
+        # never reach "running" in time.
+        write_config(
+            home, sim.url, "[review]\nmax_revisions = 5\n", concurrency=f"ceiling = {2 * N}"
+        )
         d = DaemonProcess(home, logs=home).start()
         d.sim = sim  # type: ignore[attr-defined]
         try:
