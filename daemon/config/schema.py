@@ -51,6 +51,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "models.*.max_repairs": (0, 10),
     "code.max_steps": (1, 500),
     "code.fix_max_steps": (1, 500),
+    "code.merge_max_steps": (1, 500),
     "code.command_timeout_s": (1, 86_400),
     "code.setup_timeout_s": (1, 86_400),
     "code.max_output_bytes": (1000, 10_000_000),

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from daemon.engine.code.agent_loop import ToolOutcome, run_loop
+from daemon.engine.code.agent_loop import StepsExhausted, ToolOutcome, run_loop
 from daemon.engine.code.git import git, identity_env
 from daemon.engine.code.paths import PathGlobs
 from daemon.engine.code.preparation import prepare_worktree
@@ -38,8 +38,6 @@ __all__ = ["RESULT", "CodeMerge", "MergedResult", "result_text"]
 
 #: The result's "stream" id: its branch is tierd/<task>/_result (no planned id starts with _).
 RESULT = "_result"
-#: Steps the orchestrator may take to fix a merged result or resolve a conflict.
-FIX_STEPS = 20
 
 
 @dataclass(frozen=True)
@@ -236,7 +234,7 @@ class CodeMerge:
             self.ctx.rules,
             self.code.project or ProjectContext(file_tree=""),
             feedback=why,
-            max_steps=FIX_STEPS,
+            max_steps=s.merge_max_steps,
         )
 
         async def run(key: str, c: ToolCall, step: int) -> ToolOutcome:
@@ -248,18 +246,23 @@ class CodeMerge:
                 result = ToolResult.from_dict(saved)
             return ToolOutcome(result.output, result.output if result.finished else None)
 
-        outcome = await run_loop(
-            self.ctx.call,
-            messages,
-            tool_schemas(ws),
-            run,
-            stream_id=RESULT,
-            round=0,
-            max_steps=FIX_STEPS,
-            role="orchestrator",
-            purpose="fix",
-            key_prefix=f"fix-{label}",
-        )
+        try:
+            outcome = await run_loop(
+                self.ctx.call,
+                messages,
+                tool_schemas(ws),
+                run,
+                stream_id=RESULT,
+                round=0,
+                max_steps=s.merge_max_steps,
+                steps_setting="[code] merge_max_steps",
+                role="orchestrator",
+                purpose="fix",
+                key_prefix=f"fix-{label}",
+            )
+        except StepsExhausted as exc:
+            # At the merge point there is no stream to send back: the task ends, saying why.
+            raise TaskFailed(f"at the merge point ({label}): {exc}") from exc
         setup = await self.ctx.store.get_step(self.ctx.task_id, f"setup:{RESULT}") or {}
         exclude = (*prep.commit_excludes(), *setup.get("artifacts", ()))
         await self.manager.commit(wt, outcome.summary, exclude=exclude)

@@ -40,6 +40,8 @@ class CodeSettings:
     max_steps: int
     #: Steps the orchestrator may take to fix a stream itself (a review's "fix" verdict).
     fix_max_steps: int
+    #: Steps the orchestrator may take at the merge point (a conflict, failing merged tests).
+    merge_max_steps: int
     command_timeout_s: float
     setup_timeout_s: float
     max_output_bytes: int
@@ -61,6 +63,7 @@ class CodeSettings:
             sandbox=cast(SandboxMode, s["code.sandbox"]),
             max_steps=int(s["code.max_steps"]),
             fix_max_steps=int(s["code.fix_max_steps"]),
+            merge_max_steps=int(s["code.merge_max_steps"]),
             command_timeout_s=float(s["code.command_timeout_s"]),
             setup_timeout_s=float(s["code.setup_timeout_s"]),
             max_output_bytes=int(s["code.max_output_bytes"]),

@@ -222,43 +222,42 @@ def test_diff_of_a_text_task_is_a_clear_refusal(daemon: DaemonProcess) -> None:
         assert h.get(f"/v1/tasks/{task_id}/diff").status_code == 422
 
 
-def test_a_textual_conflict_is_resolved_by_the_orchestrator_in_a_merge_worktree(
-    tmp_path: Path, sim: SimulatorThread, bwrap: str
-) -> None:
-    # Globs the validator cannot see overlap ("*.py" and "src/**"): both streams edit calc.py.
-    resolved = "def add(a, b):\n    return a + b  # from a and b\n"
-    use_scenario(
-        sim,
-        {
-            **FAST,
-            "plan": {
-                "streams": [
-                    code_stream("a", "other", ["*.py"]),
-                    code_stream("b", "other", ["src/**"]),
-                ]
-            },
-            "code": {
-                "streams": {
-                    "a": [
-                        tool("edit_file", path="src/calc.py", old="a + b", new="a + b  # from a"),
-                        tool("finish", summary="a"),
-                    ],
-                    "b": [
-                        tool("edit_file", path="src/calc.py", old="a + b", new="b + a  # from b"),
-                        tool("finish", summary="b"),
-                    ],
-                    "_result": [
-                        tool("read_file", path="src/calc.py"),
-                        tool("write_file", path="src/calc.py", content=resolved),
-                        tool("finish", summary="kept both"),
-                    ],
-                }
-            },
-        },
-    )
+RESOLVED = "def add(a, b):\n    return a + b  # from a and b\n"
+#: Two streams whose globs overlap where the validator cannot see it ("*.py" and "src/**"):
+#: both edit calc.py, and the orchestrator resolves the conflict in three steps.
+CONFLICT = {
+    **FAST,
+    "plan": {
+        "streams": [code_stream("a", "other", ["*.py"]), code_stream("b", "other", ["src/**"])]
+    },
+    "code": {
+        "streams": {
+            "a": [
+                tool("edit_file", path="src/calc.py", old="a + b", new="a + b  # from a"),
+                tool("finish", summary="a"),
+            ],
+            "b": [
+                tool("edit_file", path="src/calc.py", old="a + b", new="b + a  # from b"),
+                tool("finish", summary="b"),
+            ],
+            "_result": [
+                tool("read_file", path="src/calc.py"),
+                tool("write_file", path="src/calc.py", content=RESOLVED),
+                tool("finish", summary="kept both"),
+            ],
+        }
+    },
+}
+
+
+def conflicted_task(
+    tmp_path: Path, sim: SimulatorThread, config: str = ""
+) -> tuple[Path, dict[str, Any]]:
+    """The conflicting task on a new repository, once it has ended: (repo, task)."""
+    use_scenario(sim, CONFLICT)
     home = tmp_path / "home"
     home.mkdir()
-    write_config(home, sim.url, f'[code]\ntest_command = "{TEST_COMMAND}"\n')
+    write_config(home, sim.url, f'[code]\ntest_command = "{TEST_COMMAND}"\n{config}')
     repo = make_repo(tmp_path / "repo")
     d = DaemonProcess(home).start()
     try:
@@ -276,11 +275,28 @@ def test_a_textual_conflict_is_resolved_by_the_orchestrator_in_a_merge_worktree(
         )
     finally:
         d.stop()
+    return repo, task
+
+
+def test_a_textual_conflict_is_resolved_by_the_orchestrator_in_a_merge_worktree(
+    tmp_path: Path, sim: SimulatorThread, bwrap: str
+) -> None:
+    repo, task = conflicted_task(tmp_path, sim)
     assert task["state"] == "completed", task.get("error")
     result = task["code"]["result"]
-    assert run_git(repo, "show", f"{result['branch']}:src/calc.py") == resolved
+    assert run_git(repo, "show", f"{result['branch']}:src/calc.py") == RESOLVED
     parents = run_git(repo, "rev-list", "--parents", "-n", "1", result["head"]).split()
     assert len(parents) == 3  # the merge of the two streams' branches
     fixes = [c for c in stats(sim.url)["calls"] if c["purpose"] == "fix"]
     assert fixes and all(c["role"] == "orchestrator" for c in fixes)
     assert result["tests"]["exit_code"] == 0
+
+
+def test_a_resolution_past_merge_max_steps_fails_the_task_naming_the_setting(
+    tmp_path: Path, sim: SimulatorThread, bwrap: str
+) -> None:
+    _, task = conflicted_task(tmp_path, sim, "merge_max_steps = 2\n")
+    assert task["state"] == "failed"
+    assert "2 steps ([code] merge_max_steps)" in task["error"], task["error"]
+    fixes = [c for c in stats(sim.url)["calls"] if c["purpose"] == "fix"]
+    assert len(fixes) == 2
