@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from daemon.config.layers import Config, ConfigError, reload_if_changed
 from daemon.home.paths import Homes
@@ -52,6 +52,7 @@ from daemon.service.results import (
     TaskDetail,
     TaskDiff,
     TaskPage,
+    TaskSummary,
 )
 from daemon.service.status import StatusReport
 from daemon.service.submission import Submission
@@ -135,6 +136,19 @@ class Service:
 
     async def list(self, params: ListParams) -> TaskPage:
         return await self.views.list(params)
+
+    async def changed(
+        self,
+        states: Sequence[str] | None,
+        limit: int,
+        page_token: str | None = None,
+        changed_since: float | None = None,
+    ) -> tuple[Sequence[TaskSummary], str | None]:
+        """Tasks whose state changed last first, a page at a time (A2A's ListTasks order)."""
+        return await self.views.changed(states, limit, page_token, changed_since)
+
+    async def count_changed(self, states: Sequence[str] | None, changed_since: float | None) -> int:
+        return await self.views.count_changed(states, changed_since)
 
     async def count(self, params: ListParams) -> int:
         """How many tasks `params`' filter matches (its limit and cursor aside)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -113,6 +114,20 @@ def _summary_fields(row: TaskRow) -> dict[str, Any]:
     }
 
 
+_CHANGED_TOKEN = re.compile(r"(\d+(?:\.\d+)?(?:e[+-]?\d+)?)/(t[0-9a-f]{1,62})")
+
+
+def _changed_after(token: str) -> tuple[float, str]:
+    """The (time, id) a page token of `changed` names; InvalidParams for anything else."""
+    found = _CHANGED_TOKEN.fullmatch(token)
+    if found is None:
+        raise InvalidParams(
+            "page_token: not a token this daemon gave; start again without one",
+            {"field": "page_token"},
+        )
+    return float(found[1]), found[2]
+
+
 def summary(row: TaskRow) -> TaskSummary:
     return TaskSummary(**_summary_fields(row))
 
@@ -180,6 +195,29 @@ class TaskViews:
             tasks=[summary(r) for r in page],
             next_cursor=page[-1].id if len(rows) > params.limit else None,
         )
+
+    async def changed(
+        self,
+        states: Sequence[str] | None,
+        limit: int,
+        page_token: str | None = None,
+        changed_since: float | None = None,
+    ) -> tuple[Sequence[TaskSummary], str | None]:
+        """Tasks whose state changed last first, and the token of the next page (None: last).
+
+        For A2A's ListTasks, which orders by last update. A token names the last task of the
+        page before by (state change time, id), so it stays valid while tasks change."""
+        after = _changed_after(page_token) if page_token else None
+        rows = await self._store.tasks_by_update(states, limit + 1, after, changed_since)
+        page = rows[:limit]
+        last = page[-1] if len(rows) > limit else None
+        return [summary(r) for r in page], (
+            None if last is None else f"{last.updated_at!r}/{last.id}"
+        )
+
+    async def count_changed(self, states: Sequence[str] | None, changed_since: float | None) -> int:
+        """How many tasks `changed` lists on all its pages together."""
+        return await self._store.count_tasks(states, changed_since)
 
     async def count(self, params: ListParams) -> int:
         """How many tasks the list's filter matches, on every page together."""

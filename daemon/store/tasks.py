@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import and_, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -106,6 +106,53 @@ class TaskQueries(StoreThread):
                 if cursor:
                     q = q.where(TaskRow.id < cursor)
                 return list(s.exec(q.order_by(col(TaskRow.id).desc()).limit(limit)))
+
+        return await self._run(work)
+
+    async def tasks_by_update(
+        self,
+        states: Sequence[str] | None,
+        limit: int,
+        after: tuple[float, str] | None = None,
+        changed_since: float | None = None,
+    ) -> list[TaskRow]:
+        """Tasks whose state changed last first (ties: newest id first), `limit` at a time;
+        `after` is the (updated_at, id) of the page before's last task, `changed_since` keeps
+        only tasks whose state changed at or after that time."""
+
+        def work() -> list[TaskRow]:
+            with self._session() as s:
+                q = select(TaskRow)
+                if states:
+                    q = q.where(col(TaskRow.state).in_(list(states)))
+                if changed_since is not None:
+                    q = q.where(col(TaskRow.updated_at) >= changed_since)
+                if after is not None:
+                    at, task_id = after
+                    q = q.where(
+                        or_(
+                            col(TaskRow.updated_at) < at,
+                            and_(col(TaskRow.updated_at) == at, col(TaskRow.id) < task_id),
+                        )
+                    )
+                q = q.order_by(col(TaskRow.updated_at).desc(), col(TaskRow.id).desc())
+                return list(s.exec(q.limit(limit)))
+
+        return await self._run(work)
+
+    async def count_tasks(
+        self, states: Sequence[str] | None, changed_since: float | None = None
+    ) -> int:
+        """How many tasks are in `states` (None: any) and changed state since `changed_since`."""
+
+        def work() -> int:
+            with self._session() as s:
+                q = select(func.count()).select_from(TaskRow)
+                if states:
+                    q = q.where(col(TaskRow.state).in_(list(states)))
+                if changed_since is not None:
+                    q = q.where(col(TaskRow.updated_at) >= changed_since)
+                return int(s.exec(q).one())
 
         return await self._run(work)
 

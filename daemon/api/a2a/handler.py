@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
+from datetime import UTC
 from typing import Any, cast
 
 from a2a.server.context import ServerCallContext
@@ -59,7 +60,7 @@ from daemon.api.a2a.mapping import (
     task_of,
 )
 from daemon.service.errors import InvalidParams, ServiceError
-from daemon.service.params import ListParams, TaskIdParams
+from daemon.service.params import TaskIdParams
 from daemon.service.results import TaskDetail, TaskDiff, TaskSummary
 from daemon.service.service import Service
 from daemon.store.feed import EventFeed
@@ -136,7 +137,7 @@ class TierdRequestHandler(RequestHandler):
         size = min(params.page_size or DEFAULT_LIST_TASKS_PAGE_SIZE, MAX_LIST_TASKS_PAGE_SIZE)
         states = TIERD_STATES.get(params.status) if params.status else None
         length = params.history_length if params.HasField("history_length") else None
-        found: list[TaskSummary]
+        found: Sequence[TaskSummary]
         cursor = None
         if params.context_id:
             # A context holds one task, whose id it is.
@@ -144,14 +145,17 @@ class TierdRequestHandler(RequestHandler):
             found = [one] if one is not None and (not states or one.state in states) else []
             total = len(found)
         else:
-            query: dict[str, Any] = {"limit": size, "cursor": params.page_token or None}
-            if states:
-                query["state"] = states
-            asked = ListParams.model_validate(query)
-            page = await mapped(lambda: self._service.list(asked))
-            found, cursor = list(page.tasks), page.next_cursor
+            # A2A 1.0 lists by last update, newest first, and can keep only the tasks whose
+            # status changed at or after a time (status_timestamp_after).
+            since = (
+                params.status_timestamp_after.ToDatetime(tzinfo=UTC).timestamp()
+                if params.HasField("status_timestamp_after")
+                else None
+            )
+            token = params.page_token or None
+            found, cursor = await mapped(lambda: self._service.changed(states, size, token, since))
             # A2A's total_size: the tasks the filter matches before pagination.
-            total = await self._service.count(asked)
+            total = await self._service.count_changed(states, since)
         tasks = []
         for summary in found:
             if params.include_artifacts:

@@ -5,6 +5,9 @@ A real daemon subprocess, models from tierd's simulator over real HTTP; A2A task
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import httpx
 import pytest
 from a2a.types.a2a_pb2 import (
@@ -14,8 +17,10 @@ from a2a.types.a2a_pb2 import (
     SubscribeToTaskRequest,
     TaskState,
 )
-from a2a.utils.errors import TaskNotCancelableError, TaskNotFoundError
+from a2a.utils.errors import InvalidParamsError, TaskNotCancelableError, TaskNotFoundError
 from a2a_kit import FAST, Q_A, QUESTION, TWO, Env, a2a_client, collect, request
+from google.protobuf.timestamp_pb2 import Timestamp
+from support.daemon import task_of, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -84,6 +89,44 @@ async def test_send_answer_approve_and_the_result(env: Env) -> None:
         canceled = sum(t["state"] == "canceled" for t in everything)
         some = await client.list_tasks(ListTasksRequest(status=CANCELED, page_size=1))
         assert len(some.tasks) == 1 and some.total_size == canceled >= 2
+
+
+async def test_list_tasks_goes_by_last_update_page_by_page_and_filters_by_time(env: Env) -> None:
+    env.use(SLOW)  # the tasks stay in planning: only the cancel below changes a state
+    ids = [env.d.rpc("task/submit", {"goal": f"Listed {n}"})["result"]["task_id"] for n in range(3)]
+    for task_id in ids:  # planning, where the 60 s planner keeps them
+        wait_for(
+            lambda t=task_id: env.d.rpc("task/get", {"task_id": t})["result"]["state"] == "planning"
+        )
+    await asyncio.sleep(0.05)
+    since = time.time()
+    env.d.rpc("task/cancel", {"task_id": ids[0]})  # the oldest changes last
+    everything = env.d.rpc("task/list", {"limit": 500})["result"]["tasks"]
+    by_update = [t["id"] for t in sorted(everything, key=lambda t: (t["updated_at"], t["id"]))]
+    async with a2a_client(env.d) as client:
+        paged: list[str] = []
+        token = ""
+        while True:
+            page = await client.list_tasks(ListTasksRequest(page_size=2, page_token=token))
+            assert page.total_size == len(everything)
+            paged += [t.id for t in page.tasks]
+            if not page.next_page_token:
+                break
+            token = page.next_page_token
+        assert paged == by_update[::-1]
+        assert paged[0] == ids[0]  # canceled last, listed first, though submitted first
+        stamp = Timestamp()
+        stamp.FromNanoseconds(int(since * 1e9))
+        recent = await client.list_tasks(ListTasksRequest(status_timestamp_after=stamp))
+        found = [t.id for t in recent.tasks]
+        assert ids[0] in found and ids[1] not in found and ids[2] not in found
+        assert recent.total_size == len(found)
+        for task_id in found:
+            assert task_of(env.d, task_id)["updated_at"] >= since
+        with pytest.raises(InvalidParamsError, match="page_token"):
+            await client.list_tasks(ListTasksRequest(page_token="not-a-token"))
+    for task_id in ids[1:]:
+        env.d.rpc("task/cancel", {"task_id": task_id})
 
 
 async def test_streaming_sends_status_and_the_result_artifact(env: Env) -> None:
