@@ -151,7 +151,10 @@ async def measure_all(session: Session, warm_up_task: str, code_dir: Path) -> di
             log(f"[{count}/{count}] code")
             result["code"] = await run_code_workload(session, code_dir, idle)
         if everything:
-            result.update(await _once_per_run(session, workloads[0]["task_id"]))
+            # task/get's load reads a finished task: a workload's, or the warm-up's when
+            # every workload was skipped.
+            finished = workloads[0]["task_id"] if workloads else warm_up_task
+            result.update(await _once_per_run(session, finished))
     return result
 
 

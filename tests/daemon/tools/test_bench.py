@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -100,6 +101,28 @@ def bench(
     )
     assert done.returncode == 0, done.stderr[-4000:]
     return done, json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_skipping_every_workload_still_measures_the_api_and_scale(tmp_path: Path) -> None:
+    """The once-per-run figures need a finished task: the warm-up's, when no workload ran."""
+    out = tmp_path / "out.json"
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "COLUMNS": "160"}
+    env.pop("TIERD_HOME", None)
+    skips = [arg for w in [*(wl.name for wl in WORKLOADS), "code"] for arg in ("--skip", w)]
+    done = subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "bench", "--quick", *skips, "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-4000:]
+    report = json.loads(out.read_text())
+    assert report["workloads"] == [] and "code" not in report
+    assert report["api"]["task_get"]["errors"] == 0 and report["scale"]["errors"] == 0
 
 
 @pytest.mark.slow
