@@ -79,6 +79,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "attachments.table_max_rows": (1, 1_000_000),
     "attachments.table_max_cells": (1, 100_000_000),
     "attachments.text_max_chars": (1000, 100_000_000),
+    "attachments.read_timeout_s": (1, 3600),
     "mcp.tool_wait_s": (1, 600),
     "a2a.send_wait_s": (1, 600),
 }

@@ -28,6 +28,7 @@ from daemon.service.attachments.prepare import (
     decode_attachments,
     read_attachments,
 )
+from daemon.service.attachments.reader import needs_child, read_in_child
 from daemon.service.params import AttachmentParams
 from daemon.store.store import AttachmentRow, Store
 
@@ -67,6 +68,10 @@ class AttachmentKeeper:
         if not decoded:
             return []
         limits = AttachmentLimits.from_config(config)
+        if needs_child(decoded):
+            # Parsed by third-party code from an untrusted file: in a child that can be killed.
+            timeout_s = float(config.get("attachments.read_timeout_s"))
+            return await read_in_child(decoded, limits, timeout_s)
         return await asyncio.to_thread(read_attachments, decoded, limits)
 
     async def same_as_stored(self, task_id: str, decoded: Sequence[Decoded]) -> bool:
