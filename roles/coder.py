@@ -16,9 +16,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from roles.models.content import AttachmentContent, with_pictures
 from roles.plan.schema import StreamSpec
 from roles.project import ProjectContext, clip_text
-from roles.prompts import PromptRules, one_line, project_variables, render_messages
+from roles.prompts import (
+    PromptRules,
+    one_line,
+    pictures_of,
+    project_variables,
+    render_messages,
+)
 
 __all__ = ["coder_messages", "coder_review_text"]
 
@@ -46,6 +53,9 @@ def coder_messages(
     *,
     previous_summary: str | None = None,
     max_steps: int | None = None,
+    attachments: Sequence[AttachmentContent] = (),
+    show_images: bool = False,
+    descriptions: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """The coder's first messages: a system message (its role, its tools, ownership, finish
     with a summary) and a user message (its stream and material).
@@ -53,7 +63,8 @@ def coder_messages(
     `dep_outputs` maps each direct dependency to its summary (its work is already in the
     worktree), shown in `depends_on` order. `answers` maps questions to the human's answers.
     On a redo, `feedback` is the reviewer's and `previous_summary` (optional) the summary that
-    was sent back. `max_steps`, when given, is stated as the step budget.
+    was sent back. `max_steps`, when given, is stated as the step budget. `attachments` are
+    the stream's own, shown as to a text executor (`executor_messages`).
     """
     ordered = {dep: dep_outputs[dep] for dep in stream.depends_on if dep in dep_outputs}
     ordered.update({key: value for key, value in dep_outputs.items() if key not in ordered})
@@ -69,9 +80,13 @@ def coder_messages(
         previous_summary=previous_summary if feedback else None,
         answers=dict(answers or {}),
         max_steps=max_steps,
+        attachments=list(attachments),
+        show_images=show_images,
+        descriptions=dict(descriptions or {}),
         **variables,
     )
-    return [dict(message) for message in messages]
+    pictures = pictures_of(attachments) if show_images else []
+    return [dict(message) for message in with_pictures(messages, pictures)]
 
 
 def _command_text(command: Mapping[str, Any]) -> str:

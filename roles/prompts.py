@@ -55,6 +55,7 @@ __all__ = [
     "goal_line",
     "merge_messages",
     "one_line",
+    "pictures_of",
     "planner_messages",
     "project_variables",
     "prompts_dir",
@@ -262,7 +263,7 @@ def planner_messages(
         planner_sees_images=planner_sees_images,
         executors_see_images=executors_see_images,
     )
-    return with_pictures(messages, _pictures(attachments) if planner_sees_images else [])
+    return with_pictures(messages, pictures_of(attachments) if planner_sees_images else [])
 
 
 def _plan_json(plan: Plan) -> str:
@@ -280,7 +281,8 @@ def _plan_json(plan: Plan) -> str:
     return plan.model_dump_json(indent=2, exclude=exclude)
 
 
-def _pictures(attachments: Sequence[AttachmentContent]) -> list[Picture]:
+def pictures_of(attachments: Sequence[AttachmentContent]) -> list[Picture]:
+    """The image parts of these attachments, in order."""
     return [picture for attachment in attachments for picture in attachment.pictures]
 
 
@@ -337,7 +339,7 @@ def executor_messages(
         show_images=show_images,
         descriptions=dict(descriptions or {}),
     )
-    return with_pictures(messages, _pictures(attachments) if show_images else [])
+    return with_pictures(messages, pictures_of(attachments) if show_images else [])
 
 
 def _brief(

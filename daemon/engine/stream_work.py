@@ -194,13 +194,18 @@ class StreamWork:
         Each question goes to the human and its answer into `answers`; returns the reply and
         the attempt number it came from.
         """
-        if self.code is not None:
-            output = await self.code.execute(
-                st, deps, round_=round_, feedback=feedback, answers=answers or None
-            )
-            return ExecutorReply(kind="output", output=output), attempt
         # Only the stream's own attachments: images if the executor's model sees them.
         files = await self.ctx.attachments.for_stream(st, self.book)
+        if self.code is not None:
+            output = await self.code.execute(
+                st,
+                deps,
+                round_=round_,
+                feedback=feedback,
+                answers=answers or None,
+                attachments=files,
+            )
+            return ExecutorReply(kind="output", output=output), attempt
         while True:
             reply = await execute(
                 self.ctx.call,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from daemon.engine.errors import StreamFailed
 from daemon.engine.streams import StreamState
 from roles.calls import ToolCall
 from roles.coder import coder_messages, coder_review_text
+from roles.models.content import AttachmentContent
 from roles.plan.schema import Review
 from roles.project import ProjectContext
 
@@ -124,8 +126,10 @@ class CodeStreams:
         round_: int,
         feedback: str | None,
         answers: dict[str, str] | None,
+        attachments: Sequence[AttachmentContent] = (),
     ) -> str:
-        """Run one round of the stream's coder; the text its review reads."""
+        """Run one round of the stream's coder (`attachments`: its stream's own); the text
+        its review reads."""
         spec = st.spec
         wt, ws = await self.workspace(st)
         facts = self.facts[spec.id]
@@ -142,6 +146,9 @@ class CodeStreams:
             feedback,
             answers,
             max_steps=self.settings.max_steps,
+            attachments=attachments,
+            show_images=self.ctx.attachments.executor_sees_images,
+            descriptions=self.ctx.attachments.descriptions,
         )
         try:
             async with asyncio.timeout(max(remaining, 0.001)):
