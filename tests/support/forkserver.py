@@ -29,6 +29,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -95,12 +96,15 @@ class ForkServer:
 
     def __init__(self) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+        # Its own errors (an import that fails) go to a file, for the message if it ends.
+        self._errors = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
         self._proc = subprocess.Popen(
             [sys.executable, "-c", "import support.forkserver as f; f.serve()"],
             cwd=ROOT,
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=self._errors,
             text=True,
         )
         self._lock = threading.Lock()
@@ -148,7 +152,8 @@ class ForkServer:
             ):
                 raise RuntimeError("the fork server did not answer within 60 s")
             if self._closed and request_id not in self._replies:
-                raise RuntimeError(f"the fork server ended (exit {self._proc.poll()})")
+                self._errors.seek(0)
+                raise RuntimeError(f"the fork server ended:\n{self._errors.read()[-4000:]}")
             reply = self._replies.pop(request_id)
         if "error" in reply:
             raise RuntimeError(f"the fork server could not start the daemon: {reply['error']}")
