@@ -19,10 +19,11 @@ import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from sse_starlette import EventSourceResponse
 from sse_starlette.sse import SendTimeoutError
 
+from daemon.api.single_query import single_valued_query
 from daemon.service.errors import Busy, InvalidParams
 from daemon.service.params import MAX_EVENT_ID, TASK_ID_DOC
 from daemon.service.service import Service
@@ -31,7 +32,7 @@ from daemon.store.feed import EventFeed
 from daemon.store.states import TERMINAL, TaskState
 from daemon.store.store import TASK_DELETED, Store
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(single_valued_query)])
 log = logging.getLogger("tierd.events")
 
 TaskId = Annotated[str, Path(min_length=1, max_length=64, description=TASK_ID_DOC)]

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from daemon.api.single_query import single_valued_query
 from daemon.service.deletion import Deleted
 from daemon.service.errors import InvalidParams
 from daemon.service.params import (
@@ -39,7 +40,7 @@ from daemon.service.results import (
 )
 from daemon.service.service import Service
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(single_valued_query)])
 #: Task ids are short tokens; a longer path segment is a 422 naming task_id, not a lookup.
 TaskId = Annotated[str, Path(min_length=1, max_length=64)]
 

@@ -132,6 +132,26 @@ def test_list_is_paged(daemon: DaemonProcess) -> None:
     }
 
 
+def test_a_repeated_single_valued_query_parameter_is_a_422_naming_it(
+    daemon: DaemonProcess,
+) -> None:
+    """FastAPI would keep the last value and serve the request; the first was never looked at."""
+    task_id = submit(daemon, "Repeated parameters")
+    with daemon.http() as h:
+        for path, name in (
+            (f"/v1/tasks?cursor={'x' * 80}&cursor=t0", "cursor"),
+            ("/v1/tasks?limit=1&limit=2", "limit"),
+            (f"/v1/tasks/{task_id}/events?after=1&after=2", "after"),
+        ):
+            r = h.get(path, headers={"Accept": "application/json"})
+            assert r.status_code == 422, (path, r.text)
+            error = r.json()["error"]
+            assert error["code"] == -32602 and error["data"]["field"] == name, (path, error)
+        # A list parameter may repeat; one given once is served as before.
+        assert h.get("/v1/tasks?state=planning&state=queued&limit=5").status_code == 200
+        assert h.get("/v1/tasks?limit=5").status_code == 200
+
+
 def test_status_and_discover(daemon: DaemonProcess) -> None:
     status = daemon.rpc("daemon/status")["result"]
     assert status["pid"] == daemon.proc.pid  # type: ignore[union-attr]
