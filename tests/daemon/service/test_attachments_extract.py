@@ -12,6 +12,7 @@ import io
 import stat
 import struct
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
 
 import openpyxl
@@ -67,25 +68,33 @@ def png(width: int = 3, height: int = 2) -> bytes:
 
 def pdf(*pages: str | None) -> bytes:
     """A PDF: a page with each text as its text layer; None: a page that is only a drawing."""
+    return pdf_of(
+        b"0 0 1 rg 50 50 200 200 re f"
+        if text is None
+        else f"BT /F1 12 Tf 20 250 Td ({text}) Tj ET".encode()
+        for text in pages
+    )
+
+
+def pdf_of(contents: Iterable[bytes], *, compress: bool = False) -> bytes:
+    """A PDF of one page per content stream, with Helvetica as /F1."""
     writer = PdfWriter()
-    for text in pages:
+    for body in contents:
         page = writer.add_blank_page(width=300, height=300)
-        if text is None:
-            body = b"0 0 1 rg 50 50 200 200 re f"
-        else:
-            font = DictionaryObject(
-                {
-                    NameObject("/Type"): NameObject("/Font"),
-                    NameObject("/Subtype"): NameObject("/Type1"),
-                    NameObject("/BaseFont"): NameObject("/Helvetica"),
-                }
-            )
-            fonts = DictionaryObject({NameObject("/F1"): writer._add_object(font)})
-            page[NameObject("/Resources")] = DictionaryObject({NameObject("/Font"): fonts})
-            body = f"BT /F1 12 Tf 20 250 Td ({text}) Tj ET".encode()
+        font = DictionaryObject(
+            {
+                NameObject("/Type"): NameObject("/Font"),
+                NameObject("/Subtype"): NameObject("/Type1"),
+                NameObject("/BaseFont"): NameObject("/Helvetica"),
+            }
+        )
+        fonts = DictionaryObject({NameObject("/F1"): writer._add_object(font)})
+        page[NameObject("/Resources")] = DictionaryObject({NameObject("/Font"): fonts})
         content = StreamObject()
         content.set_data(body)
-        page[NameObject("/Contents")] = writer._add_object(content)
+        page[NameObject("/Contents")] = writer._add_object(
+            content.flate_encode() if compress else content
+        )
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()

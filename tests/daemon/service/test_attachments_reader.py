@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import time
 
 import psutil
 import pytest
-from pypdf import PdfWriter
-from pypdf.generic import DictionaryObject, NameObject, StreamObject
-from test_attachments_extract import pdf, png, xlsx
+from test_attachments_extract import pdf, pdf_of, png, xlsx
 
 from daemon.service.attachments.prepare import AttachmentLimits, Decoded, read_attachments
 from daemon.service.attachments.reader import needs_child, read_in_child
@@ -37,23 +34,8 @@ def decoded(index: int, name: str, media_type: str, kind: str, data: bytes) -> D
 def slow_pdf(operators: int) -> bytes:
     """A small PDF whose one page draws `operators` pieces of text: pypdf reads about
     30,000 a second, so 400,000 take seconds, from a file of a few kilobytes."""
-    writer = PdfWriter()
-    page = writer.add_blank_page(width=300, height=300)
-    font = DictionaryObject(
-        {
-            NameObject("/Type"): NameObject("/Font"),
-            NameObject("/Subtype"): NameObject("/Type1"),
-            NameObject("/BaseFont"): NameObject("/Helvetica"),
-        }
-    )
-    fonts = DictionaryObject({NameObject("/F1"): writer._add_object(font)})
-    page[NameObject("/Resources")] = DictionaryObject({NameObject("/Font"): fonts})
-    content = StreamObject()
-    content.set_data(b"BT /F1 12 Tf " + b"1 0 Td (x) Tj " * operators + b"ET")
-    page[NameObject("/Contents")] = writer._add_object(content.flate_encode())
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
+    body = b"BT /F1 12 Tf " + b"1 0 Td (x) Tj " * operators + b"ET"
+    return pdf_of([body], compress=True)
 
 
 def test_the_child_reads_what_the_daemon_would_have_read() -> None:

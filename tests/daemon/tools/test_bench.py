@@ -73,32 +73,27 @@ POSITIVE = (
 )
 
 
+def run_bench(out: Path, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """`tierd bench --quick ARGS --json OUT`, as a user runs it (no TIERD_HOME of a test)."""
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "COLUMNS": "160"}
+    env.pop("TIERD_HOME", None)
+    return subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "bench", "--quick", *args, "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 @pytest.fixture(scope="module")
 def bench(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     out = tmp_path_factory.mktemp("bench") / "out.json"
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "COLUMNS": "160"}
-    env.pop("TIERD_HOME", None)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "daemon.cli",
-            "bench",
-            "--quick",
-            "--skip",
-            "code",
-            "--json",
-            str(out),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=540,
-        check=False,
-    )
+    done = run_bench(out, "--skip", "code", timeout=540)
     assert done.returncode == 0, done.stderr[-4000:]
     return done, json.loads(out.read_text())
 
@@ -107,18 +102,8 @@ def bench(
 def test_skipping_every_workload_still_measures_the_api_and_scale(tmp_path: Path) -> None:
     """The once-per-run figures need a finished task: the warm-up's, when no workload ran."""
     out = tmp_path / "out.json"
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "COLUMNS": "160"}
-    env.pop("TIERD_HOME", None)
     skips = [arg for w in [*(wl.name for wl in WORKLOADS), "code"] for arg in ("--skip", w)]
-    done = subprocess.run(
-        [sys.executable, "-m", "daemon.cli", "bench", "--quick", *skips, "--json", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = run_bench(out, *skips, timeout=300)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-4000:]
     report = json.loads(out.read_text())
     assert report["workloads"] == [] and "code" not in report
