@@ -36,15 +36,14 @@ from typing import Any
 
 from support import ROOT
 
-#: What a daemon imports before it serves; the server imports it once.
+#: What a daemon imports before it serves; the server imports it once. Not MCP and A2A: the
+#: daemon loads those at their first request, and the tests of both exercise that load.
 WARM_MODULES = (
     "daemon.cli.main",
     "daemon.cli.local",
     "daemon.api.server",
     "daemon.api.app",
     "daemon.api.composition",
-    "daemon.api.mcp.server",
-    "daemon.api.a2a.routes",
     "daemon.engine.workflow",
 )
 
@@ -117,17 +116,22 @@ class ForkServer:
 
     def _read(self) -> None:
         assert self._proc.stdout is not None
-        for line in self._proc.stdout:
-            message = json.loads(line)
+        try:
+            for line in self._proc.stdout:
+                message = json.loads(line)
+                with self._changed:
+                    if "exit" in message:
+                        self._exits[message["exit"]] = message["code"]
+                    else:
+                        # A reused pid: the server reports an exit before it forks again,
+                        # so an exit recorded for this pid is a former process's.
+                        self._exits.pop(message.get("pid", 0), None)
+                        self._replies[message["id"]] = message
+                    self._changed.notify_all()
+        finally:  # also when a line is not ours: nobody may wait for a reply for ever
             with self._changed:
-                if "exit" in message:
-                    self._exits[message["exit"]] = message["code"]
-                else:
-                    self._replies[message["id"]] = message
+                self._closed = True
                 self._changed.notify_all()
-        with self._changed:
-            self._closed = True
-            self._changed.notify_all()
 
     def spawn(
         self, argv: list[str], env: dict[str, str], stdout: Path, stderr: Path
@@ -163,6 +167,9 @@ class ForkServer:
         """The child's exit code once it has ended; None if it still runs after `timeout`."""
         with self._changed:
             self._changed.wait_for(lambda: pid in self._exits or self._closed, timeout=timeout)
+            if pid not in self._exits and self._closed:
+                self._errors.seek(0)
+                raise RuntimeError(f"the fork server ended:\n{self._errors.read()[-4000:]}")
             return self._exits.get(pid)
 
     def close(self) -> None:
@@ -273,16 +280,18 @@ class _Server:
         return True
 
     def run(self) -> None:
-        while True:
-            for key, _ in self.selector.select():
-                if key.data is not None:
-                    self.reap(key.fd)
-                elif not self.read_requests():
-                    # The test process ended: no daemon outlives it.
-                    for pid in self.children.values():
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(pid, signal.SIGKILL)
-                    return
+        try:
+            while True:
+                for key, _ in self.selector.select():
+                    if key.data is not None:
+                        self.reap(key.fd)
+                    elif not self.read_requests():
+                        return
+        finally:
+            # The test process ended (or this loop failed): no daemon outlives the server.
+            for pid in self.children.values():
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
 
 
 def serve() -> None:
