@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import math
 import os
 import resource
@@ -35,7 +36,7 @@ from daemon.service.attachments.prepare import (
     Prepared,
     read_attachments,
 )
-from daemon.service.errors import InvalidParams, ServiceError
+from daemon.service.errors import Busy, InvalidParams, ServiceError
 
 __all__ = ["needs_child", "read_in_child"]
 
@@ -44,6 +45,19 @@ __all__ = ["needs_child", "read_in_child"]
 MEMORY_CAP_BYTES = 4 * 1024**3
 #: Where `daemon` is imported from, for the child's path.
 _ROOT = str(Path(__file__).resolve().parents[3])
+#: Readers at once: each is an interpreter that may use up to MEMORY_CAP_BYTES; more submits
+#: wait their turn (their deadline starts once they read).
+MAX_READERS = 2
+_readers: asyncio.Semaphore | None = None
+
+log = logging.getLogger("tierd.tasks")
+
+
+def _slots() -> asyncio.Semaphore:
+    global _readers
+    if _readers is None:
+        _readers = asyncio.Semaphore(MAX_READERS)
+    return _readers
 
 
 def needs_child(items: Sequence[Decoded]) -> bool:
@@ -66,59 +80,89 @@ def _prepared(items: Sequence[Decoded], reply: dict[str, Any]) -> list[Prepared]
     return out
 
 
-def _stopped(problem: str, timeout_s: float) -> InvalidParams:
+def _timed_out(timeout_s: float) -> InvalidParams:
     return InvalidParams(
-        f"attachments: {problem}; nothing was submitted. A file that takes this long or this "
-        f"much memory to read is damaged or hostile; if it is not, raise "
-        f"attachments.read_timeout_s (now {timeout_s:g} s)",
+        f"attachments: reading them took over {timeout_s:g} s; nothing was submitted. A file "
+        f"that takes this long to read is damaged or hostile; if it is not, raise "
+        f"attachments.read_timeout_s",
         {"field": "attachments", "key": "attachments.read_timeout_s"},
     )
+
+
+def _unreadable(problem: str) -> InvalidParams:
+    return InvalidParams(
+        f"attachments: the reader stopped ({problem}); nothing was submitted. The file is "
+        "damaged or hostile, or too big to read within the reader's memory",
+        {"field": "attachments"},
+    )
+
+
+def _answer(out: bytes, items: Sequence[Decoded]) -> list[Prepared]:
+    """The child's answer as what the models get; InvalidParams for a refusal."""
+    try:
+        reply = json.loads(out)
+        if "refused" in reply:
+            refused = reply["refused"]
+            raise InvalidParams(str(refused["message"]), refused["data"])
+        return _prepared(items, reply)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _unreadable(f"an answer that is not the reader's: {exc}") from None
 
 
 async def read_in_child(
     items: Sequence[Decoded], limits: AttachmentLimits, timeout_s: float
 ) -> list[Prepared]:
     """What the models get of each attachment, read by a child process within `timeout_s`."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "daemon.service.attachments.reader",
-        str(timeout_s),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={"PYTHONPATH": _ROOT, "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"},
-        start_new_session=True,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(_request(items, limits)), timeout_s)
-    except TimeoutError:
-        raise _stopped(f"reading them took over {timeout_s:g} s", timeout_s) from None
-    finally:
-        if proc.returncode is None:  # timed out, or the submit was cancelled
-            proc.kill()
-            await proc.wait()
+    # Up to max_task_bytes of base64 and JSON: built and parsed off the event loop.
+    request = await asyncio.to_thread(_request, items, limits)
+    async with _slots():
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "daemon.service.attachments.reader",
+                str(timeout_s),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env={"PYTHONPATH": _ROOT, "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"},
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise Busy(f"attachments: no reader could start ({exc}); try again") from None
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(request), timeout_s)
+        except TimeoutError:
+            raise _timed_out(timeout_s) from None
+        finally:
+            if proc.returncode is None:  # timed out, or the submit was cancelled
+                proc.kill()
+                await proc.wait()
     code = proc.returncode
     if code != 0:
+        tail = err.decode("utf-8", "replace").strip()[-2000:]
+        log.warning("attachment reader: exit %s: %s", code, tail)
         why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit {code}"
-        tail = err.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
-        problem = "out of memory" if "MemoryError" in tail[0] else why
-        raise _stopped(f"the reader stopped ({problem})", timeout_s)
-    reply = json.loads(out)
-    if "refused" in reply:
-        refused = reply["refused"]
-        raise InvalidParams(refused["message"], refused["data"])
-    return _prepared(items, reply)
+        raise _unreadable("out of memory" if "MemoryError" in tail else why)
+    return await asyncio.to_thread(_answer, out, items)
 
 
 # --- the child --------------------------------------------------------------------------------
 
 
+def _lower(which: int, soft: int, hard: int) -> None:
+    """Lower a limit to (soft, hard), never above what the process may already use."""
+    _, current = resource.getrlimit(which)
+    if current != resource.RLIM_INFINITY:
+        soft, hard = min(soft, current), min(hard, current)
+    resource.setrlimit(which, (soft, hard))
+
+
 def _limit_self(timeout_s: float) -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP_BYTES, MEMORY_CAP_BYTES))
+    _lower(resource.RLIMIT_AS, MEMORY_CAP_BYTES, MEMORY_CAP_BYTES)
     cpu = math.ceil(timeout_s) + 5  # a backstop: the daemon kills it at timeout_s
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    _lower(resource.RLIMIT_CPU, cpu, cpu + 5)
+    _lower(resource.RLIMIT_CORE, 0, 0)
 
 
 def main() -> int:
