@@ -16,18 +16,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import logging
 from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from daemon.service.errors import INTERNAL_ERROR
 from daemon.service.service import Service
 from daemon.store.feed import EventFeed
 
 if TYPE_CHECKING:
     from daemon.api.mcp.server import McpEndpoint
+
+log = logging.getLogger("tierd.api")
 
 #: Where the protocols live; each must equal what its module serves (checked when built).
 MCP_PATHS = ("/mcp",)
@@ -35,28 +40,55 @@ A2A_PATHS = ("/.well-known/agent-card.json", "/a2a", "/a2a/")
 
 
 class LazyEndpoint:
-    """An ASGI app that builds the real one on its first request, once."""
+    """An ASGI app that builds the real one on its first request, once.
+
+    The build is a task of its own that every first request awaits (shielded): a client
+    that goes away while it runs does not cancel it for the others. A build that fails is
+    answered 503 and tried again by the next request.
+    """
 
     def __init__(self, module: str, build: Callable[[ModuleType], Awaitable[ASGIApp]]) -> None:
         self._module = module
         self._build = build
         self._app: ASGIApp | None = None
-        self._lock = asyncio.Lock()
+        self._loading: asyncio.Future[ASGIApp] | None = None
 
     @property
     def loaded(self) -> bool:
         return self._app is not None
 
-    async def app(self) -> ASGIApp:
-        if self._app is None:
-            async with self._lock:
-                if self._app is None:
-                    module = await asyncio.to_thread(importlib.import_module, self._module)
-                    self._app = await self._build(module)
+    async def _load(self) -> ASGIApp:
+        module = await asyncio.to_thread(importlib.import_module, self._module)
+        self._app = await self._build(module)
         return self._app
 
+    async def app(self) -> ASGIApp:
+        if self._app is not None:
+            return self._app
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(self._load())
+        loading = self._loading
+        try:
+            return await asyncio.shield(loading)
+        except Exception:
+            if loading.done() and self._loading is loading:
+                self._loading = None  # the next request tries again
+            raise
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await (await self.app())(scope, receive, send)
+        try:
+            app = await self.app()
+        except Exception as exc:
+            log.warning("%s could not be loaded: %r", self._module, exc)
+            error = {"code": INTERNAL_ERROR, "message": f"not available: {exc}; see the log"}
+            await JSONResponse({"error": error}, status_code=503)(scope, receive, send)
+            return
+        await app(scope, receive, send)
+
+
+def _log_end(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("MCP's session manager ended: %r", task.exception())
 
 
 def _router(routes: list[BaseRoute], paths: tuple[str, ...]) -> Router:
@@ -99,6 +131,7 @@ class LazyProtocols:
                 raise
 
         self._mcp_task = asyncio.create_task(run(), name="tierd-mcp-sessions")
+        self._mcp_task.add_done_callback(_log_end)
         await started
         self._mcp = endpoint
         return _router(endpoint.routes, MCP_PATHS)

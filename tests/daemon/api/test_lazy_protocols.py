@@ -5,6 +5,7 @@ real daemon whose first MCP or A2A request is the one that loads it.)"""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from types import ModuleType, SimpleNamespace
@@ -57,6 +58,33 @@ def test_concurrent_first_requests_build_the_endpoint_once() -> None:
     asyncio.run(main())
     assert builds == ["json"]
     assert sorted(answered) == [f"/r{i}" for i in range(8)]
+
+
+def test_a_build_that_fails_is_a_503_and_the_next_request_tries_again() -> None:
+    attempts: list[int] = []
+
+    async def build(module: ModuleType) -> ASGIApp:
+        attempts.append(1)
+        raise RuntimeError("no such SDK")
+
+    async def main() -> list[dict[str, Any]]:
+        lazy = LazyEndpoint("json", build)
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        for _ in range(2):
+            await lazy({"type": "http", "path": "/mcp", "headers": []}, _never, send)
+        assert not lazy.loaded
+        return sent
+
+    sent = asyncio.run(main())
+    assert len(attempts) == 2
+    starts = [m for m in sent if m["type"] == "http.response.start"]
+    assert [m["status"] for m in starts] == [503, 503]
+    body = json.loads(next(m for m in sent if m["type"] == "http.response.body")["body"])
+    assert body["error"]["code"] == -32603 and "no such SDK" in body["error"]["message"]
 
 
 def test_after_close_mcp_is_not_loaded_any_more() -> None:
