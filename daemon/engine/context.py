@@ -21,9 +21,6 @@ from roles.prompts import PromptRules, goal_line
 
 __all__ = ["TaskAttachments", "TaskContext"]
 
-#: What a code stream's executor gets of its attachments: its coder's prompt takes none yet.
-NOT_FOR_CODERS = "not delivered (a code stream's coder does not take attachments)"
-
 
 @dataclass
 class TaskAttachments:
@@ -61,9 +58,9 @@ class TaskAttachments:
         """Take the plan's descriptions (a resumed run reads them from the stored plan)."""
         self.descriptions = plan.descriptions()
 
-    def delivered(self, plan: Plan, *, code: bool) -> Plan:
+    def delivered(self, plan: Plan) -> Plan:
         """`plan` with each stream's `attachment_delivery`: how each of its attachments
-        reaches its executor (images, their description, text, or both)."""
+        reaches its executor or coder (images, their description, text, or both)."""
         by_name = {row.name: row for row in self.rows}
         streams = []
         for spec in plan.streams:
@@ -71,7 +68,7 @@ class TaskAttachments:
             for name in dict.fromkeys(spec.attachments):
                 row = by_name.get(name)
                 if row is not None:
-                    delivery[name] = NOT_FOR_CODERS if code else self._delivery(row)
+                    delivery[name] = self._delivery(row)
             streams.append(spec.model_copy(update={"attachment_delivery": delivery}))
         return plan.model_copy(update={"streams": streams})
 

@@ -180,9 +180,9 @@ class TaskRun:
             row.goal,
             row.context,
             ctx.rules,
-            # Images an executor cannot see need the planner's description in the plan (a
-            # code stream's coder takes no attachments: nothing to describe for it).
-            replace(ctx.plan_rules, describe=[] if project else files.needing_description()),
+            # Images an executor (or a code stream's coder) cannot see need the planner's
+            # description in the plan.
+            replace(ctx.plan_rules, describe=files.needing_description()),
             ctx.settings.max_attempts,
             project=project,
             attachments=await files.contents(pictures=files.planner_sees_images),
@@ -195,7 +195,7 @@ class TaskRun:
             )
         plan = sequentialize(outcome.plan) if ctx.settings.never else outcome.plan
         if files.rows:
-            plan = files.delivered(plan, code=project is not None)
+            plan = files.delivered(plan)
         log.info(
             "task %s: planned %d stream(s) after %d attempt(s)",
             self.task_id,

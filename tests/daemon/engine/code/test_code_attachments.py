@@ -37,5 +37,6 @@ def test_a_coder_sees_its_streams_image(tmp_path: Path, user_repo: Path, bwrap: 
             d.stop()
         coder = calls(sim.url, purpose="execute")
     assert task["state"] == "completed", task.get("error")
+    assert task["plan"]["streams"][0]["attachment_delivery"] == {"mockup.png": "images"}
     # gpt-5-mini sees images (litellm says so): each of the coder's steps carries the picture.
     assert len(coder) == 2 and [c["images"] for c in coder] == [1, 1], coder
