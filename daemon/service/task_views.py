@@ -206,7 +206,9 @@ class TaskViews:
         """Tasks whose state changed last first, and the token of the next page (None: last).
 
         For A2A's ListTasks, which orders by last update. A token names the last task of the
-        page before by (state change time, id), so it stays valid while tasks change."""
+        page before by (state change time, id), so it stays valid while tasks change; a task
+        whose state changes while a client pages moves to the front and is not seen again in
+        that listing (as with the A2A SDK's own store)."""
         after = _changed_after(page_token) if page_token else None
         rows = await self._store.tasks_by_update(states, limit + 1, after, changed_since)
         page = rows[:limit]
