@@ -94,7 +94,13 @@ test("start-up, live events, attention, a new task and the counts", async () => 
     stored.push({ id: 10, task_id: "fresh", type: "task.state", data: { state: "running" } });
     sendEvent(live!, { id: 9, task_id: "fresh", type: "task.state", data: { state: "queued" } });
     sendEvent(live!, { id: 10, task_id: "fresh", type: "task.state", data: { state: "running" } });
-    await until(() => lt.book.get("fresh")?.state === "running" && lt.counts.working === 1);
+    // Its state comes with the fetched view, its last event id once the replay is read.
+    await until(
+      () =>
+        lt.book.get("fresh")?.state === "running" &&
+        lt.counts.working === 1 &&
+        lt.book.get("fresh")?.lastEventId === 10,
+    );
     assert.deepEqual(lt.book.all().map((t) => t.id), ["fresh", "told", "old"]);
     assert.equal(lt.book.get("fresh")!.lastEventId, 10);
 
