@@ -150,10 +150,6 @@ class Service:
     async def count_changed(self, states: Sequence[str] | None, changed_since: float | None) -> int:
         return await self.views.count_changed(states, changed_since)
 
-    async def count(self, params: ListParams) -> int:
-        """How many tasks `params`' filter matches (its limit and cursor aside)."""
-        return await self.views.count(params)
-
     async def cancel(self, params: TaskIdParams) -> Canceled:
         return await self.interventions.cancel(params)
 

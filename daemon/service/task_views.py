@@ -220,9 +220,3 @@ class TaskViews:
     async def count_changed(self, states: Sequence[str] | None, changed_since: float | None) -> int:
         """How many tasks `changed` lists on all its pages together."""
         return await self._store.count_tasks(states, changed_since)
-
-    async def count(self, params: ListParams) -> int:
-        """How many tasks the list's filter matches, on every page together."""
-        counts = await self._store.counts_by_state()
-        states = params.states()
-        return sum(n for state, n in counts.items() if states is None or state in states)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, func, or_
 from sqlalchemy.exc import IntegrityError
@@ -122,11 +122,7 @@ class TaskQueries(StoreThread):
 
         def work() -> list[TaskRow]:
             with self._session() as s:
-                q = select(TaskRow)
-                if states:
-                    q = q.where(col(TaskRow.state).in_(list(states)))
-                if changed_since is not None:
-                    q = q.where(col(TaskRow.updated_at) >= changed_since)
+                q = _changed_filter(select(TaskRow), states, changed_since)
                 if after is not None:
                     at, task_id = after
                     q = q.where(
@@ -148,11 +144,7 @@ class TaskQueries(StoreThread):
         def work() -> int:
             with self._session() as s:
                 q = select(func.count()).select_from(TaskRow)
-                if states:
-                    q = q.where(col(TaskRow.state).in_(list(states)))
-                if changed_since is not None:
-                    q = q.where(col(TaskRow.updated_at) >= changed_since)
-                return int(s.exec(q).one())
+                return int(s.exec(_changed_filter(q, states, changed_since)).one())
 
         return await self._run(work)
 
@@ -247,3 +239,19 @@ class TaskQueries(StoreThread):
                 s.commit()
 
         await self._run(work)
+
+
+_Select = TypeVar("_Select", bound=Any)
+
+
+def _changed_filter(
+    q: _Select, states: Sequence[str] | None, changed_since: float | None
+) -> _Select:
+    """`q` kept to tasks in `states` (None: any) whose state changed at or after
+    `changed_since` (None: any time): the filter `tasks_by_update` pages and `count_tasks`
+    counts."""
+    if states:
+        q = q.where(col(TaskRow.state).in_(list(states)))
+    if changed_since is not None:
+        q = q.where(col(TaskRow.updated_at) >= changed_since)
+    return q
