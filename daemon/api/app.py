@@ -60,7 +60,6 @@ def fastapi_app(
         description="Local daemon running hierarchical teams of AI agents.",
     )
     app.state.daemon = daemon
-    app.state.protocols = protocols
     app.state.stream_send_timeout_s = stream_send_timeout_s
     install_error_handlers(app)
     # One dispatcher, shared with `RpcHttp` in front: one set of kept answers.

@@ -104,7 +104,6 @@ class LazyProtocols:
     def __init__(self, service: Service, feed: EventFeed) -> None:
         self._service = service
         self._feed = feed
-        self._mcp: McpEndpoint | None = None
         self._mcp_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.mcp = LazyEndpoint("daemon.api.mcp.server", self._build_mcp)
@@ -133,7 +132,6 @@ class LazyProtocols:
         self._mcp_task = asyncio.create_task(run(), name="tierd-mcp-sessions")
         self._mcp_task.add_done_callback(_log_end)
         await started
-        self._mcp = endpoint
         return _router(endpoint.routes, MCP_PATHS)
 
     async def _build_a2a(self, module: ModuleType) -> ASGIApp:

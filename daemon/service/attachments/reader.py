@@ -48,16 +48,9 @@ _ROOT = str(Path(__file__).resolve().parents[3])
 #: Readers at once: each is an interpreter that may use up to MEMORY_CAP_BYTES; more submits
 #: wait their turn (their deadline starts once they read).
 MAX_READERS = 2
-_readers: asyncio.Semaphore | None = None
+_READERS = asyncio.Semaphore(MAX_READERS)
 
 log = logging.getLogger("tierd.tasks")
-
-
-def _slots() -> asyncio.Semaphore:
-    global _readers
-    if _readers is None:
-        _readers = asyncio.Semaphore(MAX_READERS)
-    return _readers
 
 
 def needs_child(items: Sequence[Decoded]) -> bool:
@@ -115,7 +108,7 @@ async def read_in_child(
     """What the models get of each attachment, read by a child process within `timeout_s`."""
     # Up to max_task_bytes of base64 and JSON: built and parsed off the event loop.
     request = await asyncio.to_thread(_request, items, limits)
-    async with _slots():
+    async with _READERS:
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
