@@ -156,8 +156,7 @@ class ForkServer:
             ):
                 raise RuntimeError("the fork server did not answer within 60 s")
             if self._closed and request_id not in self._replies:
-                self._errors.seek(0)
-                raise RuntimeError(f"the fork server ended:\n{self._errors.read()[-4000:]}")
+                raise self._ended()
             reply = self._replies.pop(request_id)
         if "error" in reply:
             raise RuntimeError(f"the fork server could not start the daemon: {reply['error']}")
@@ -168,17 +167,13 @@ class ForkServer:
         with self._changed:
             self._changed.wait_for(lambda: pid in self._exits or self._closed, timeout=timeout)
             if pid not in self._exits and self._closed:
-                self._errors.seek(0)
-                raise RuntimeError(f"the fork server ended:\n{self._errors.read()[-4000:]}")
+                raise self._ended()
             return self._exits.get(pid)
 
-    def close(self) -> None:
-        if self._proc.stdin is not None:
-            self._proc.stdin.close()
-        try:
-            self._proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
+    def _ended(self) -> RuntimeError:
+        """Why nothing more will come: the tail of the server's stderr."""
+        self._errors.seek(0)
+        return RuntimeError(f"the fork server ended:\n{self._errors.read()[-4000:]}")
 
 
 _server: ForkServer | None = None
