@@ -26,6 +26,24 @@ def code_stream(
     }
 
 
+def calc_conflict() -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """Streams a and b, whose ownership globs overlap where the plan validator cannot see it
+    ("*.py" and "src/**"): both edit `a + b` in src/calc.py, so merging them conflicts.
+    Their plan streams, and their scripts by stream id."""
+    streams = [code_stream("a", "other", ["*.py"]), code_stream("b", "other", ["src/**"])]
+    scripts = {
+        "a": [
+            tool("edit_file", path="src/calc.py", old="a + b", new="a + b  # from a"),
+            tool("finish", summary="a"),
+        ],
+        "b": [
+            tool("edit_file", path="src/calc.py", old="a + b", new="b + a  # from b"),
+            tool("finish", summary="b"),
+        ],
+    }
+    return streams, scripts
+
+
 #: The smallest code change the tests script: `half()`, in src/feature.py.
 HALF = "def half(x):\n    return x // 2\n"
 

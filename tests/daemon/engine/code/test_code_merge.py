@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.code_plans import PYTEST, code_stream, tool
-from support.daemon import DaemonProcess, wait_for, write_config
+from support.code_plans import PYTEST, calc_conflict, code_stream, tool
+from support.daemon import DaemonProcess, wait_ended, wait_for, write_config
 from support.git import run_git
 from support.simulator import running_simulator, stats, use_scenario
 
@@ -223,23 +223,14 @@ def test_diff_of_a_text_task_is_a_clear_refusal(daemon: DaemonProcess) -> None:
 
 
 RESOLVED = "def add(a, b):\n    return a + b  # from a and b\n"
-#: Two streams whose globs overlap where the validator cannot see it ("*.py" and "src/**"):
-#: both edit calc.py, and the orchestrator resolves the conflict in three steps.
+_STREAMS, _SCRIPTS = calc_conflict()
+#: Two streams that conflict in calc.py; the orchestrator resolves it in three steps.
 CONFLICT = {
     **FAST,
-    "plan": {
-        "streams": [code_stream("a", "other", ["*.py"]), code_stream("b", "other", ["src/**"])]
-    },
+    "plan": {"streams": _STREAMS},
     "code": {
         "streams": {
-            "a": [
-                tool("edit_file", path="src/calc.py", old="a + b", new="a + b  # from a"),
-                tool("finish", summary="a"),
-            ],
-            "b": [
-                tool("edit_file", path="src/calc.py", old="a + b", new="b + a  # from b"),
-                tool("finish", summary="b"),
-            ],
+            **_SCRIPTS,
             "_result": [
                 tool("read_file", path="src/calc.py"),
                 tool("write_file", path="src/calc.py", content=RESOLVED),
@@ -264,15 +255,7 @@ def conflicted_task(
         task_id = d.rpc("task/submit", {"goal": "Comment add", "repo": str(repo)})["result"][
             "task_id"
         ]
-        task = wait_for(
-            lambda: (
-                (t := d.rpc("task/get", {"task_id": task_id})["result"])["state"]
-                in {"completed", "failed"}
-                and t
-            ),
-            timeout=120,
-            interval=0.2,
-        )
+        task = wait_ended(d, task_id, timeout=120)
     finally:
         d.stop()
     return repo, task

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.code_plans import code_stream, tool
+from support.code_plans import calc_conflict, code_stream, tool
 from support.daemon import DaemonProcess, task_of, wait_ended, wait_for, write_config
 from support.git import run_git
 from support.simulator import running_simulator, stats, use_scenario
@@ -163,29 +163,17 @@ def test_sigkill_during_a_second_conflict_resolution_resumes_it_once(
         tool("write_file", path="src/calc.py", content=resolved),
         tool("finish", summary="kept all"),
     ]
+    streams, scripts = calc_conflict()
     use_scenario(
         sim,
         {
             **FAST,
             "purpose_latency": {"fix": 1.0},
-            # Globs the validator cannot see overlap ("*.py", "src/**"): all edit calc.py.
-            "plan": {
-                "streams": [
-                    code_stream("a", "other", ["*.py"]),
-                    code_stream("b", "other", ["src/**"]),
-                    code_stream("c", "other", ["*.py"], ["a"]),
-                ]
-            },
+            # a and b conflict in calc.py (calc_conflict); c, after a, edits it too.
+            "plan": {"streams": [*streams, code_stream("c", "other", ["*.py"], ["a"])]},
             "code": {
                 "streams": {
-                    "a": [
-                        tool("edit_file", path="src/calc.py", old="a + b", new="a + b  # from a"),
-                        tool("finish", summary="a"),
-                    ],
-                    "b": [
-                        tool("edit_file", path="src/calc.py", old="a + b", new="b + a  # from b"),
-                        tool("finish", summary="b"),
-                    ],
+                    **scripts,
                     "c": [
                         tool("edit_file", path="src/calc.py", old="from a", new="from a and c"),
                         tool("finish", summary="c"),
