@@ -3,6 +3,11 @@
 
 A state change and its event are always written in one transaction (`move_task`), so a reader
 never sees one without the other.
+
+Event ids must come out in commit order: a follower resumes after the last id it read, so an
+event that commits after a higher id would never reach it. One daemon writes from one thread,
+which gives that order; daemons sharing a PostgreSQL store take a transaction lock before each
+event (`order_events`), so that between daemons too ids are drawn and committed in turn.
 """
 
 from __future__ import annotations
@@ -12,10 +17,25 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
 from daemon.store.states import check_move
 from daemon.store.tables import EventRow, TaskRow
+
+#: The event-order lock's first key: "tiev" in ASCII; the second is the schema's hash, so two
+#: stores in two schemas of one database do not wait for each other.
+EVENT_ORDER_KEY = 0x74696576
+_ORDER = text("SELECT pg_advisory_xact_lock(:key, hashtext(coalesce(current_schema(), '')))")
+
+
+def order_events(conn: Connection) -> None:
+    """Before an event is inserted in `conn`'s transaction: on PostgreSQL, wait until no other
+    transaction that inserts events is open, and hold that until this one ends. The caller's
+    other writes come first, so that no transaction holding it waits for a row lock."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(_ORDER, {"key": EVENT_ORDER_KEY})
 
 
 @dataclass
@@ -25,6 +45,8 @@ class NewEvent:
     type: str
     data: dict[str, Any]
     created_at: float
+    #: Written by another daemon sharing the store (read back by `EventLog.follow_others`).
+    foreign: bool = False
 
 
 def event_to_dict(row: EventRow) -> dict[str, Any]:
@@ -40,6 +62,9 @@ def event_to_dict(row: EventRow) -> dict[str, Any]:
 
 def add_event(s: Session, task_id: str | None, type_: str, data: dict[str, Any]) -> EventRow:
     """Add an event to the caller's transaction; its id is known once that commits."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.flush()  # the transaction's other writes first (see order_events)
+        order_events(s.connection())
     row = EventRow(task_id=task_id, type=type_, data_json=json.dumps(data), created_at=time.time())
     s.add(row)
     return row

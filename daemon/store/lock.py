@@ -1,19 +1,20 @@
-"""One store, one daemon: a lock that belongs to the database itself, held while it is open.
+"""One SQLite store, one daemon: a lock beside the database file, held while it is open.
 
-The home's `daemon.lock` stops two daemons on one home, but two homes can name one database
-(the second's `[store] url` pointing at the first's tierd.db): both daemons would resume the
-same tasks and make every model call twice. So the store takes a lock of its own when it
-opens, and a second opener gets `StoreInUse`:
+The home's `daemon.lock` stops two daemons on one home, but two homes can name one SQLite
+database (the second's `[store] url` pointing at the first's tierd.db). SQLite is the
+embedded store of one daemon on one machine (its checkpoints, attachments and worktrees are
+in that daemon's home), so the store takes a lock of its own when it opens, and a second
+opener gets `StoreInUse`:
 
 - SQLite: an flock on `<database>.lock` beside the database file, found through symlinks so
   that two names of one file take one lock. It is a file of its own because SQLite keeps
   POSIX locks on the database, which flock must not meet (on NFS flock is emulated with
   them). The kernel drops the lock when the process dies, so a killed daemon never leaves
   the store locked; the holder's pid is written in the file for the message.
-- PostgreSQL: a session-level advisory lock (`pg_try_advisory_lock`) on a connection of its
-  own, kept for the store's life; the server drops it when that session ends, a killed
-  daemon's included. The key is tierd's, per schema, so two stores in two schemas of one
-  database do not collide.
+- PostgreSQL is made to be shared: several daemons open one store, and each task's lease
+  (`daemon.store.leases`) says which of them runs it. Only creating or migrating the schema
+  is one daemon at a time (`migration_lock`, a session-level advisory lock whose key is
+  tierd's, per schema, so two stores in two schemas of one database do not collide).
 - any other database, or SQLite in memory: not locked.
 """
 
@@ -22,19 +23,20 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy import text
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from daemon.store.database import sqlite_path, store_location
+from daemon.store.database import sqlite_path
 from daemon.store.errors import StoreInUse, StoreUnavailable, as_store_full
 
 #: The advisory lock's first key: "tier" in ASCII. The second is the schema's hash.
 PG_LOCK_KEY = 0x74696572
-_PG_TRY_LOCK = text("SELECT pg_try_advisory_lock(:key, hashtext(coalesce(current_schema(), '')))")
+_PG_LOCK = text("SELECT pg_advisory_lock(:key, hashtext(coalesce(current_schema(), '')))")
 _PG_UNLOCK = text("SELECT pg_advisory_unlock(:key, hashtext(coalesce(current_schema(), '')))")
 
 
@@ -100,45 +102,33 @@ def _read_holder(fd: int) -> str:
     return ""
 
 
-class AdvisoryLock:
-    """A PostgreSQL session-level advisory lock, on a connection kept for the store's life."""
-
-    def __init__(self, engine: Engine, where: str) -> None:
-        conn = engine.connect()
+@contextlib.contextmanager
+def migration_lock(engine: Engine) -> Iterator[None]:
+    """Held while the schema is created or migrated: on PostgreSQL, where several daemons
+    share one store, two starting at once must not both create the tables (a session-level
+    advisory lock on a connection of its own, waited for; the server drops it if the
+    daemon dies). Nothing to hold elsewhere: a SQLite store has one daemon (its `FileLock`)."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as conn:
+        conn.execute(_PG_LOCK, {"key": PG_LOCK_KEY})
+        # The lock belongs to the session: end the transaction, or the connection would sit
+        # "idle in transaction" while the migration runs on others.
+        conn.commit()
         try:
-            got = conn.execute(_PG_TRY_LOCK, {"key": PG_LOCK_KEY}).scalar()
-            # The lock belongs to the session, not the transaction: end the transaction, or
-            # the connection would sit "idle in transaction" for the daemon's whole life.
-            conn.commit()
-        except BaseException:
-            conn.invalidate()
-            conn.close()
-            raise
-        if not got:
-            conn.close()
-            raise StoreInUse(where)
-        self._conn: Connection | None = conn
-
-    def release(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        try:
-            conn.execute(_PG_UNLOCK, {"key": PG_LOCK_KEY})
-            conn.commit()
-        except DBAPIError:
-            # The session is gone (server restart, network): its lock went with it. The
-            # connection must not go back to the pool.
-            conn.invalidate()
+            yield
         finally:
-            conn.close()
+            try:
+                conn.execute(_PG_UNLOCK, {"key": PG_LOCK_KEY})
+                conn.commit()
+            except DBAPIError:
+                conn.invalidate()  # the session is gone, and its lock with it
 
 
-def lock_store(url: str, engine: Engine) -> StoreLock:
+def lock_store(url: str) -> StoreLock:
     """Take the store's lock, or raise StoreInUse naming the store (its password hidden)."""
     database = sqlite_path(url)
     if database is not None:
         return FileLock(database)
-    if make_url(url).get_backend_name() == "postgresql":
-        return AdvisoryLock(engine, store_location(url))
     return NoLock()

@@ -15,7 +15,7 @@ from sqlmodel import Session, SQLModel
 
 from daemon.store.tables import MetaRow
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 class SchemaTooNew(RuntimeError):
@@ -71,6 +71,17 @@ def _v5_to_v6(engine: Engine) -> None:
             )
 
 
+def _v6_to_v7(engine: Engine) -> None:
+    # v7 added task leases (tasks.lease_owner, tasks.lease_expires_at), for several daemons on
+    # one store. NULL in the rows from before: nobody holds them, the next daemon claims them.
+    with engine.begin() as conn:
+        have = {c["name"] for c in inspect(conn).get_columns("tasks")}
+        if "lease_owner" not in have:
+            conn.execute(text("ALTER TABLE tasks ADD COLUMN lease_owner VARCHAR"))
+        if "lease_expires_at" not in have:
+            conn.execute(text("ALTER TABLE tasks ADD COLUMN lease_expires_at FLOAT"))
+
+
 #: from-version -> the function that moves the schema one version up.
 MIGRATIONS: dict[int, Callable[[Engine], None]] = {
     1: _v1_to_v2,
@@ -78,6 +89,7 @@ MIGRATIONS: dict[int, Callable[[Engine], None]] = {
     3: _v3_to_v4,
     4: _v4_to_v5,
     5: _v5_to_v6,
+    6: _v6_to_v7,
 }
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.dml import Update
 from sqlmodel import SQLModel
 
-from daemon.store.events import NewEvent
+from daemon.store.events import NewEvent, order_events
 from daemon.store.tables import EventRow, StepRow, StreamRow, TaskRow, UsageRow
 
 __all__ = [
@@ -87,6 +87,7 @@ def insert_event(
     conn: Connection, task_id: str | None, type_: str, data: dict[str, Any]
 ) -> NewEvent:
     """Append an event; its id is final once the caller's transaction commits."""
+    order_events(conn)
     created_at = time.time()
     result = conn.execute(
         _EVENT_INSERT,

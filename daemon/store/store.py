@@ -12,8 +12,8 @@ their own modules, and the names other packages use are importable from here.
 
 - `tables`: the tables; `migrations`: the schema version and its upgrades;
   `database`: the engine and SQLite's settings; `thread`: the store's own thread;
-  `lock`: one daemon per database; `errors`: the store's own errors (in use, disk full);
-  `events`: the event record;
+  `lock`: one daemon per SQLite database; `leases`: which daemon runs a task;
+  `errors`: the store's own errors (in use, disk full); `events`: the event record;
 - the queries: `tasks`, `event_log`, `streams` (with the step memo), `usage`,
   `questions` (answers and approvals), `attachments` (a task's files), `deletion` (an
   ended task's rows, all at once).
@@ -27,6 +27,7 @@ from daemon.store.deletion import TASK_DELETED, DeletedRows, TaskDeletion, TaskN
 from daemon.store.errors import StoreError, StoreFull, StoreInUse, StoreUnavailable
 from daemon.store.event_log import EventLog
 from daemon.store.events import NewEvent, event_to_dict
+from daemon.store.leases import Lease, LeaseQueries
 from daemon.store.migrations import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew
 from daemon.store.questions import HumanInput
 from daemon.store.streams import StreamQueries
@@ -50,6 +51,7 @@ __all__ = [
     "AttachmentRow",
     "DeletedRows",
     "EventRow",
+    "Lease",
     "MetaRow",
     "NewEvent",
     "QuestionRow",
@@ -77,5 +79,6 @@ class Store(
     HumanInput,
     AttachmentQueries,
     TaskDeletion,
+    LeaseQueries,
 ):
     """Async facade over the database; every method runs on the store's own thread."""

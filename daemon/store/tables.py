@@ -29,6 +29,10 @@ class TaskRow(SQLModel, table=True):
     # A code task's repository facts as a JSON object (repo, base, base_commit, ...): written
     # at submit, merged into by the engine (`set_task_code`); None for a text task.
     code_json: str | None = None
+    # The daemon that runs the task and until when it may (schema v7; `daemon.store.leases`):
+    # the database's clock, in seconds since the epoch. NULL: nobody holds it.
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
 
 
 class StreamRow(SQLModel, table=True):

@@ -16,15 +16,20 @@ from sqlmodel import Session, col, select
 
 from daemon.store import statements as sql
 from daemon.store.events import NewEvent, add_event, as_new
+from daemon.store.leases import Lease, stamp_new_task
 from daemon.store.states import TERMINAL, check_move
 from daemon.store.tables import AttachmentRow, TaskRow
 from daemon.store.thread import StoreThread
 
 
-def _add_task(s: Session, row: TaskRow, attachments: Sequence[AttachmentRow]) -> None:
+def _add_task(
+    s: Session, row: TaskRow, attachments: Sequence[AttachmentRow], lease: Lease | None
+) -> None:
     s.add(row)
+    # The task first: its attachments refer to it (foreign keys are on), its lease is set on it.
+    s.flush()
+    stamp_new_task(s.connection(), lease, row.id)
     if attachments:
-        s.flush()  # the task first: its attachments refer to it (foreign keys are on)
         s.add_all(attachments)
 
 
@@ -38,7 +43,7 @@ class TaskQueries(StoreThread):
 
         def work() -> NewEvent:
             with self._session() as s:
-                _add_task(s, row, attachments)
+                _add_task(s, row, attachments, self.lease)
                 ev = add_event(s, row.id, "task.state", {"state": row.state, "previous": None})
                 s.commit()
                 return as_new(ev)
@@ -64,9 +69,9 @@ class TaskQueries(StoreThread):
                 existing = s.exec(select(TaskRow).where(TaskRow.idempotency_key == key)).first()
                 if existing is not None:
                     return existing, None
-                _add_task(s, row, attachments)
-                ev = add_event(s, row.id, "task.state", {"state": row.state, "previous": None})
-                try:
+                try:  # the insert is flushed at once (the lease is set on the row)
+                    _add_task(s, row, attachments, self.lease)
+                    ev = add_event(s, row.id, "task.state", {"state": row.state, "previous": None})
                     s.commit()
                 except IntegrityError:
                     s.rollback()

@@ -4,7 +4,7 @@ One thread serialises the writes, so event ids come out in commit order, and the
 never blocks on SQLite. The listeners hear of each event once its transaction has committed.
 The store's queries (`daemon.store.tasks`, `.streams`, ...) are written on top of this base.
 
-Opening takes the store's own lock (`daemon.store.lock`: one daemon per database), and every
+Opening takes the store's own lock (`daemon.store.lock`: one daemon per SQLite database), and every
 call that fails for a full or failing disk raises `StoreFull`, never the driver's bare error.
 """
 
@@ -15,7 +15,7 @@ import contextlib
 import functools
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
@@ -27,8 +27,11 @@ from daemon.store import write_mark  # noqa: F401
 from daemon.store.database import connect, store_location
 from daemon.store.errors import as_store_full
 from daemon.store.events import NewEvent
-from daemon.store.lock import StoreLock, lock_store
+from daemon.store.lock import StoreLock, lock_store, migration_lock
 from daemon.store.migrations import migrate
+
+if TYPE_CHECKING:
+    from daemon.store.leases import Lease
 
 T = TypeVar("T")
 
@@ -36,12 +39,19 @@ T = TypeVar("T")
 class StoreThread:
     """The database behind one thread: opening, closing, running work and announcing events."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, lease: Lease | None = None) -> None:
         self.url = url
+        #: This daemon's name and lease length, for the tasks it runs (`daemon.store.leases`);
+        #: None: a store that runs no task (a tool's).
+        self.lease = lease
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tierd-store")
         self._engine: Engine | None = None
         self._lock: StoreLock | None = None
         self._listeners: list[Callable[[NewEvent], None]] = []
+        #: While other daemons' events are followed (`EventLog.follow_others`): the last id
+        #: read back, and the ids above it this daemon announced itself.
+        self._followed: int | None = None
+        self._own_ids: set[int] = set()
         #: The store in messages: its SQLite file, or its URL without the password.
         self.location = store_location(url)
 
@@ -76,9 +86,10 @@ class StoreThread:
         # Kept before migrating, so that `close` disposes of it even if the schema is refused.
         self._engine = connect(self.url)
         # Before the first query: a second daemon must not even migrate the first one's store.
-        self._lock = lock_store(self.url, self._engine)
+        self._lock = lock_store(self.url)
         try:
-            migrate(self._engine)
+            with migration_lock(self._engine):
+                migrate(self._engine)
         except BaseException:
             self._release_lock()  # a store that did not open holds nothing
             raise
@@ -144,6 +155,8 @@ class StoreThread:
         return Session(self._engine, expire_on_commit=False)
 
     def _emit(self, events: Sequence[NewEvent]) -> None:
+        if self._followed is not None:
+            self._own_ids.update(ev.id for ev in events if not ev.foreign)
         for ev in events:
             for listener in self._listeners:
                 listener(ev)
