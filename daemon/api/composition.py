@@ -8,21 +8,47 @@ the runner through its `Engine` protocol, the runner sees the governor and the s
 from __future__ import annotations
 
 import asyncio
+import socket
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from daemon.config.layers import Config
+from daemon.engine.checkpoints import checkpoints_for
 from daemon.engine.runner import Runner
 from daemon.governor.governor import ConcurrencySettings, Governor
 from daemon.home.paths import Homes
 from daemon.service.service import Service
 from daemon.store.feed import EventFeed
-from daemon.store.store import Store
+from daemon.store.store import Lease, Store
+
+#: How often a daemon sharing its store looks for the events the others wrote.
+FOLLOW_OTHERS_S = 0.25
 
 
 def store_url(homes: Homes, config: Config) -> str:
     """The store's URL: store.url, or the SQLite database in the data directory."""
     return config.get("store.url") or f"sqlite:///{homes.database}"
+
+
+def shared(url: str) -> bool:
+    """Whether other daemons may share the store at `url` (PostgreSQL; SQLite is refused to a
+    second daemon, see `daemon.store.lock`)."""
+    return url.startswith("postgresql")
+
+
+def daemon_name(homes: Homes) -> str:
+    """This daemon's name in task leases: the host and an id kept in its home, so that the
+    daemon started again on one home reclaims its own tasks at once."""
+    path = homes.data_dir / "daemon-id"
+    try:
+        name = path.read_text().strip()
+    except FileNotFoundError:
+        name = ""
+    if not name:
+        name = uuid.uuid4().hex[:12]
+        path.write_text(name + "\n")
+    return f"{socket.gethostname()}/{name}"
 
 
 @dataclass
@@ -36,9 +62,13 @@ class Daemon:
     service: Service = field(init=False)
     started: bool = False
     _pending: set[asyncio.Task[Any]] = field(default_factory=set)
+    #: Reading what other daemons sharing the store write (None: a store of this one's own).
+    _following: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
-        self.store = Store(store_url(self.homes, self.config))
+        url = store_url(self.homes, self.config)
+        lease = Lease(daemon_name(self.homes), float(self.config.get("store.lease_s")))
+        self.store = Store(url, lease=lease)
         self.feed = EventFeed(self.store)
         self.governor = Governor(
             ConcurrencySettings.from_config(self.config.get("concurrency")),
@@ -47,7 +77,7 @@ class Daemon:
         self.runner = Runner(
             self.store,
             self.governor,
-            checkpoints=self.homes.checkpoints,
+            checkpoints=checkpoints_for(url, self.homes.checkpoints),
             worktrees=self.homes.worktrees,
             private_dirs=self.homes.private_dirs,
         )
@@ -68,6 +98,8 @@ class Daemon:
         self.started = True
         await self.store.open()
         await self.feed.start()
+        if shared(self.store.url):
+            self._following = asyncio.create_task(self.store.follow_others(FOLLOW_OTHERS_S))
         await self.governor.start()
         self.runner.preload()
         await self.runner.resume_all()
@@ -79,6 +111,8 @@ class Daemon:
     async def stop(self) -> None:
         self.feed.close()
         await self.runner.stop()
+        if self._following is not None:
+            self._following.cancel()
         await self.governor.stop()
         # Closing the store waits for queued writes: nothing in flight is lost.
         await self.store.close()

@@ -42,6 +42,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "server.body_timeout_s": (0.1, 3600),
     "server.max_connections": (1, 1_000_000),
     "server.stream_send_timeout_s": (0.1, 3600),
+    "store.lease_s": (3, 3600),
     "limits.max_goal_chars": (1, 10_000_000),
     "limits.max_context_chars": (0, 100_000_000),
     "limits.max_active_tasks": (1, 1_000_000),

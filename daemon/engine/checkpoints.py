@@ -9,6 +9,9 @@ sqlite3 here: the check runs before the heavy engine import has finished.
 
 A deleted task's thread goes with it (`delete_thread`), through LangGraph's own
 `adelete_thread` on a connection of its own: the service deletes without the workflow open.
+
+A PostgreSQL store keeps the checkpoints in its own database instead (`checkpoints_pg`), so
+that every daemon sharing it can resume any task: `Checkpoints` is then the store's URL.
 """
 
 from __future__ import annotations
@@ -20,11 +23,41 @@ import sqlite3
 from pathlib import Path
 
 import aiosqlite
+from sqlalchemy.engine import make_url
 
 from daemon.engine.disk_full import store_full
 from daemon.engine.errors import CheckpointsDamaged
+from daemon.store.database import store_location
 
-__all__ = ["check", "delete_thread", "open_checkpoints"]
+__all__ = [
+    "Checkpoints",
+    "check",
+    "checkpoints_for",
+    "delete_thread",
+    "location",
+    "open_checkpoints",
+]
+
+#: Where the workflow's checkpoints are: a SQLite file, a PostgreSQL store's URL, or None (in
+#: memory, for tests).
+Checkpoints = Path | str | None
+
+
+def checkpoints_for(store_url: str, sqlite_file: Path) -> Path | str:
+    """A PostgreSQL store's own database (shared as the store is), else `sqlite_file`."""
+    return store_url if make_url(store_url).get_backend_name() == "postgresql" else sqlite_file
+
+
+def location(where: Checkpoints) -> str:
+    """The checkpoints' place for a message: the file, or the URL without its password."""
+    return (
+        "memory"
+        if where is None
+        else str(where)
+        if isinstance(where, Path)
+        else store_location(where)
+    )
+
 
 #: Problems quick_check lists in a message, at most.
 SHOWN_PROBLEMS = 3
@@ -48,11 +81,11 @@ def _check_sync(path: Path) -> None:
         raise CheckpointsDamaged(str(path), "; ".join(problems[:SHOWN_PROBLEMS]))
 
 
-async def check(path: Path | None) -> None:
-    """Raise CheckpointsDamaged if the checkpoint file at `path` cannot be used (None: the
-    checkpoints live in memory, nothing to check)."""
-    if path is not None:
-        await asyncio.to_thread(_check_sync, path)
+async def check(where: Checkpoints) -> None:
+    """Raise CheckpointsDamaged if the checkpoint file at `where` cannot be used (None, in
+    memory, or on PostgreSQL: nothing to check)."""
+    if isinstance(where, Path):
+        await asyncio.to_thread(_check_sync, where)
 
 
 async def open_checkpoints(path: Path | None) -> aiosqlite.Connection:
@@ -70,9 +103,13 @@ async def open_checkpoints(path: Path | None) -> aiosqlite.Connection:
 _SAVER_MODULE = "langgraph.checkpoint.sqlite.aio"
 
 
-async def delete_thread(path: Path | None, thread_id: str) -> bool:
-    """Delete the checkpoints (and pending writes) of `thread_id`, a task's id, from the file
-    at `path`; whether it had any. A file that is not there yet has none."""
+async def delete_thread(where: Checkpoints, thread_id: str) -> bool:
+    """Delete the checkpoints (and pending writes) of `thread_id`, a task's id, from `where`;
+    whether it had any. A file that is not there yet has none."""
+    if isinstance(where, str):
+        pg = await asyncio.to_thread(importlib.import_module, f"{__package__}.checkpoints_pg")
+        return bool(await pg.delete_pg_thread(where, thread_id))
+    path = where
     if path is None or not await asyncio.to_thread(path.exists):
         return False
     module = await asyncio.to_thread(importlib.import_module, _SAVER_MODULE)

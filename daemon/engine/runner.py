@@ -13,28 +13,35 @@ to the daemon, not to a request.
 
 A full disk does not end a task: its workflow runs again once there may be room (see
 `disk_full`), and fails with that reason only when the disk stays full for minutes.
+
+Several daemons may share one store (PostgreSQL): a run starts only once its task's lease is
+this daemon's (`daemon.store.leases`), the `LeaseKeeper` renews the leases and starts what a
+dead daemon left, a stop hands its tasks' leases back, and what another daemon writes for a
+task running here (an answer, a decision, a cancel) arrives as the store's foreign events.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from daemon.engine.checkpoints import Checkpoints
 from daemon.engine.checkpoints import check as check_checkpoints
 from daemon.engine.disk_full import RoomWait, fail_when_written, store_full
 from daemon.engine.errors import CheckpointsDamaged
 from daemon.engine.housekeeping import Housekeeping
+from daemon.engine.leases import LeaseKeeper, may_run
+from daemon.engine.loading import WorkflowLoader
 from daemon.engine.notify import Notifier
 from daemon.governor.governor import Governor
-from daemon.store.store import Store
+from daemon.store.states import TERMINAL
+from daemon.store.store import NewEvent, Store
 
-if TYPE_CHECKING:  # imported for real lazily, off the event loop (see _open_workflow)
+if TYPE_CHECKING:  # imported for real lazily, off the event loop (see `loading`)
     from daemon.engine.gateway import ModelsFactory
     from daemon.engine.workflow import Workflow
 
@@ -42,9 +49,6 @@ log = logging.getLogger("tierd.runner")
 
 #: How long a cancel waits for the workflow to unwind before marking the task canceled.
 CANCEL_WAIT_S = 10.0
-#: Longest the engine's import may take before tasks fail with a clear reason (no wait in
-#: the daemon is unbounded; a healthy import takes seconds).
-ENGINE_IMPORT_TIMEOUT_S = 300.0
 
 
 class Runner:
@@ -53,7 +57,7 @@ class Runner:
         store: Store,
         governor: Governor,
         *,
-        checkpoints: Path | None,
+        checkpoints: Checkpoints,
         room: RoomWait | None = None,
         models: ModelsFactory | None = None,
         worktrees: Path | None = None,
@@ -70,12 +74,16 @@ class Runner:
         #: Where code tasks' worktrees live, and what their commands must not read.
         self.worktrees = worktrees
         self.private_dirs = private_dirs
+        self._loader = WorkflowLoader(self._build, checkpoints)
+        self._get_workflow = self._loader.get
         self.housekeeping = Housekeeping(self._get_workflow)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wakers: dict[str, asyncio.Event] = {}
-        self._workflow: Workflow | None = None
-        self._opening: asyncio.Future[Workflow] | None = None
         self._stopping = False
+        #: None: a store of this daemon's alone, without leases (in-process tests, tools).
+        self.leases = LeaseKeeper(store, self) if store.lease is not None else None
+        self._giving_up: set[asyncio.Task[None]] = set()
+        store.add_listener(self._on_event)
 
     def preload(self) -> None:
         """Start loading the engine now, so the first task does not wait for the import.
@@ -83,75 +91,19 @@ class Runner:
         The import (litellm, langgraph) costs seconds of CPU; a daemon exists to run tasks,
         so it pays that at start, in a thread, while the API already answers.
         """
-        self._begin_open()
+        self._loader.begin()
 
-    def _begin_open(self) -> asyncio.Future[Workflow]:
-        if self._opening is None:
-            self._opening = asyncio.ensure_future(self._open_workflow())
-            # A failed open is reported to every task that awaits it; nobody may await a
-            # preload, so mark the exception seen here.
-            self._opening.add_done_callback(lambda f: f.cancelled() or f.exception())
-        return self._opening
-
-    async def _get_workflow(self) -> Workflow:
-        if self._workflow is not None:
-            return self._workflow
-        self._begin_open()
-        assert self._opening is not None
-        # Shielded: a task cancelled while the workflow opens must not leave it half open
-        # for every other task.
-        return await asyncio.shield(self._opening)
-
-    async def _open_workflow(self) -> Workflow:
-        # Imported lazily (langgraph and litellm are heavy, and only the engine needs them)
-        # and off the event loop: the import takes seconds, during which the API must keep
-        # answering. A daemon thread, so that a stop never waits for an import to finish.
-        loop = asyncio.get_running_loop()
-        imported: asyncio.Future[Any] = loop.create_future()
-
-        def settle(module: Any, error: BaseException | None) -> None:
-            if imported.done():
-                return
-            if error is not None:
-                imported.set_exception(error)
-            else:
-                imported.set_result(module)
-
-        def load() -> None:
-            module: Any = None
-            error: BaseException | None = None
-            try:
-                module = importlib.import_module(f"{__package__}.workflow")
-            except BaseException as exc:  # handed to the waiting coroutine
-                error = exc
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (a stop)
-                loop.call_soon_threadsafe(settle, module, error)
-
-        threading.Thread(target=load, name="tierd-engine-import", daemon=True).start()
-        try:
-            try:
-                async with asyncio.timeout(ENGINE_IMPORT_TIMEOUT_S):
-                    module = await imported
-            except TimeoutError:
-                raise RuntimeError(
-                    f"loading the engine (litellm, langgraph) took over "
-                    f"{ENGINE_IMPORT_TIMEOUT_S:.0f}s; is the machine out of memory or CPU?"
-                ) from None
-            options = {} if self.models is None else {"models": self.models}
-            workflow = module.Workflow(
-                self.store,
-                self.governor,
-                signals=self,
-                notifier=self.notifier,
-                worktrees=self.worktrees,
-                private_dirs=self.private_dirs,
-                **options,
-            )
-            await workflow.open(self.checkpoints)
-        except BaseException:
-            self._opening = None
-            raise
-        self._workflow = workflow
+    def _build(self, module: Any) -> Workflow:
+        options = {} if self.models is None else {"models": self.models}
+        workflow: Workflow = module.Workflow(
+            self.store,
+            self.governor,
+            signals=self,
+            notifier=self.notifier,
+            worktrees=self.worktrees,
+            private_dirs=self.private_dirs,
+            **options,
+        )
         return workflow
 
     # --- what the service calls ------------------------------------------------------------
@@ -179,6 +131,40 @@ class Runner:
     def _forget(self, task_id: str, task: asyncio.Task[None]) -> None:
         if self._tasks.get(task_id) is task:
             del self._tasks[task_id]
+
+    def running(self) -> set[str]:
+        """The tasks with a run in this daemon (the lease keeper renews their leases)."""
+        return {task_id for task_id, task in self._tasks.items() if not task.done()}
+
+    def lost(self, task_id: str) -> None:
+        """Stop the run of `task_id` here without touching its state: another daemon holds
+        its lease now, or ended it (a cancel through that daemon)."""
+        task = self._tasks.get(task_id)
+        if task is None or task.done():
+            return
+        task.cancel()
+        giving_up = asyncio.create_task(self._gave_up(task_id, task))
+        self._giving_up.add(giving_up)
+        giving_up.add_done_callback(self._giving_up.discard)
+
+    async def _gave_up(self, task_id: str, task: asyncio.Task[None]) -> None:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        # Ended elsewhere: its worktrees here go, as when a run here ends it. (Taken over: the
+        # new holder needs the branches, and this home's worktrees go at its next start.)
+        row = await self.store.get_task(task_id)
+        workflow = self._loader.loaded
+        if row is not None and row.state in TERMINAL and workflow is not None:
+            await self.housekeeping.ended(workflow, task_id)
+
+    def _on_event(self, event: NewEvent) -> None:
+        """What another daemon sharing the store wrote, for a task that runs here."""
+        if not event.foreign or event.task_id is None:
+            return
+        if event.type in ("task.answered", "task.decision"):
+            self.wake(event.task_id)
+        elif event.type == "task.state" and event.data.get("state") in TERMINAL:
+            self.lost(event.task_id)
 
     async def cancel(self, task_id: str) -> None:
         """Stop the task's workflow now and mark it canceled with a partial report.
@@ -215,7 +201,7 @@ class Runner:
         (litellm) loaded: until it is, None (not checked) unless `wait`; every task is
         checked again before its first call anyway.
         """
-        if self._workflow is None and not wait:
+        if self._loader.loaded is None and not wait:
             return None
         workflow = await self._get_workflow()
         return workflow.check_models(stored)
@@ -226,7 +212,7 @@ class Runner:
         """Each role's model's price per million input and output tokens (None: unknown);
         None as a whole until the engine has loaded: litellm's import must never block the
         event loop for a status read."""
-        if self._workflow is None:
+        if self._loader.loaded is None:
             return None
         from roles.models.costs import price_per_million
 
@@ -265,7 +251,11 @@ class Runner:
         await check_checkpoints(self.checkpoints)
         if self.worktrees is not None:
             self.housekeeping.start()
-        unfinished = await self.store.nonterminal_task_ids()
+        if self.leases is None:
+            unfinished = await self.store.nonterminal_task_ids()
+        else:  # not those another daemon runs; the keeper starts them if it dies
+            unfinished = await self.store.claimable_task_ids()
+            self.leases.start()
         if unfinished:
             log.info("resuming %d unfinished task(s)", len(unfinished))
         for task_id in unfinished:
@@ -274,22 +264,27 @@ class Runner:
     async def stop(self) -> None:
         """Interrupt every workflow, leaving its state for the next start to resume."""
         self._stopping = True
-        tasks = list(self._tasks.values())
+        if self.leases is not None:
+            await self.leases.stop()
+        held = self.running()
+        tasks = list(self._tasks.values()) + list(self._giving_up)
         for t in tasks:
             t.cancel()
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+        if self.leases is not None:
+            # Handed back, so that another daemon sharing the store goes on with them now,
+            # not once their leases expire (this daemon's next start claims them again).
+            with contextlib.suppress(Exception):
+                await self.store.release_leases(held)
         await self.housekeeping.stop()
         await self.notifier.aclose()
-        if self._opening is not None and not self._opening.done():
-            self._opening.cancel()  # an import still running is abandoned, not awaited
-            with contextlib.suppress(BaseException):
-                await self._opening
-        if self._workflow is not None:
-            await self._workflow.close()
+        await self._loader.close()
 
     async def _drive(self, task_id: str) -> None:
+        if not await may_run(self.store, task_id):
+            return
         workflow: Workflow | None = None
         try:
             workflow = await self._get_workflow()

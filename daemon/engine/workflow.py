@@ -1,23 +1,23 @@
 """The life of a task as a LangGraph program: definition only; `runner.py` decides when it runs.
 
-The program is a LangGraph functional-API `entrypoint` with a SQLite checkpointer in durable
-("sync") mode, and every model call is a LangGraph `task` (see `gateway`). What the program
-does for a task is `task_run.TaskRun`; the names here (the entrypoint `tierd_task`, one thread
-per task id) are in every checkpoint written, so they stay as they are.
+The program is a LangGraph functional-API `entrypoint` with a SQLite checkpointer (or, on a
+PostgreSQL store, LangGraph's PostgreSQL one: `checkpoints_pg`) in durable ("sync") mode, and
+every model call is a LangGraph `task` (see `gateway`). What the program does for a task is
+`task_run.TaskRun`; the names here (the entrypoint `tierd_task`, one thread per task id) are
+in every checkpoint written, so they stay as they are.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.func import entrypoint
 
-from daemon.engine.checkpoints import open_checkpoints
+from daemon.engine.checkpoints import Checkpoints, open_checkpoints
 from daemon.engine.code.hygiene import cleanup_task, reconcile
 from daemon.engine.disk_full import store_full
 from daemon.engine.ending import fail_task, finalize
@@ -53,23 +53,22 @@ class Workflow:
         self.parts = Collaborators(
             store, slots, signals, notifier, models, worktrees=worktrees, private_dirs=private_dirs
         )
-        self._conn: aiosqlite.Connection | None = None
+        self._close: Callable[[], Awaitable[None]] | None = None
         self._graph: Any = None
 
-    async def open(self, checkpoints: Path | None) -> None:
-        """Open the checkpointer (`checkpoints` None: in memory) and compile the program.
+    async def open(self, checkpoints: Checkpoints) -> None:
+        """Open the checkpointer (`checkpoints` None: in memory; a URL: the PostgreSQL store's
+        database) and compile the program.
 
         Raises CheckpointsDamaged when the checkpoint file cannot be used.
         """
-        self._conn = await open_checkpoints(checkpoints)
-        saver = AsyncSqliteSaver(self._conn)
-        try:
-            await saver.setup()
-        except sqlite3.DatabaseError as exc:
-            await self.close()
-            if store_full(exc) is not None or checkpoints is None:
-                raise
-            raise CheckpointsDamaged(str(checkpoints), str(exc)) from exc
+        saver: Any
+        if isinstance(checkpoints, str):
+            from daemon.engine.checkpoints_pg import open_pg_saver
+
+            saver, self._close = await open_pg_saver(checkpoints)
+        else:
+            saver = await self._open_sqlite(checkpoints)
         parts = self.parts
 
         @entrypoint(checkpointer=saver)
@@ -78,10 +77,23 @@ class Workflow:
 
         self._graph = tierd_task
 
+    async def _open_sqlite(self, checkpoints: Path | None) -> AsyncSqliteSaver:
+        conn = await open_checkpoints(checkpoints)
+        self._close = conn.close
+        saver = AsyncSqliteSaver(conn)
+        try:
+            await saver.setup()
+        except sqlite3.DatabaseError as exc:
+            await self.close()
+            if store_full(exc) is not None or checkpoints is None:
+                raise
+            raise CheckpointsDamaged(str(checkpoints), str(exc)) from exc
+        return saver
+
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        close, self._close = self._close, None
+        if close is not None:
+            await close()
 
     async def run(self, task_id: str) -> None:
         config = {"configurable": {"thread_id": task_id}}

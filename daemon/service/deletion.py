@@ -32,7 +32,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from daemon.engine.checkpoints import delete_thread
+from daemon.engine.checkpoints import checkpoints_for, delete_thread, location
 from daemon.engine.code.hygiene import erase_task
 from daemon.home.paths import Homes
 from daemon.service.admission import KeyLocks
@@ -119,7 +119,7 @@ class Deletion:
         self._engine = engine
         self._keeper = keeper
         self._detached = detached
-        self._checkpoints = homes.checkpoints
+        self._checkpoints = checkpoints_for(store.url, homes.checkpoints)
         self._worktrees = homes.worktrees
         # One deletion per task at a time: the second finds the task gone, not half deleted.
         self._turns = KeyLocks()
@@ -141,7 +141,7 @@ class Deletion:
                 checkpoints = await delete_thread(self._checkpoints, task_id)
             except Exception as exc:
                 log.warning("task %s: its checkpoints were not deleted: %s", task_id, exc)
-                incomplete.append(f"checkpoints in {self._checkpoints}: {exc}")
+                incomplete.append(f"checkpoints in {location(self._checkpoints)}: {exc}")
             try:
                 gone = await self._store.delete_ended_task(task_id)
             except KeyError:
