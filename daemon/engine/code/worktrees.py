@@ -263,7 +263,8 @@ class WorktreeManager:
     async def create(
         self, task_id: str, stream_id: str, *, base: str, depends_on: Sequence[str] = ()
     ) -> Worktree:
-        """The stream's worktree on its branch; made if missing, the existing one if not.
+        """The stream's worktree on its branch; made if missing, the existing one if not
+        (also one another tierd home on this machine made: a taken-over task's).
 
         `base` should be a commit (the task's `Repo.base_commit`, fixed at submit), so that a
         stream started later, or again after a restart, starts where the others did.
@@ -273,7 +274,12 @@ class WorktreeManager:
         start = await self.start_commit(base, depends_on)
         async with _records_lock(self.repo):
             current = await self.registered()
-            if not (current.get(path) == branch and await asyncio.to_thread(path.is_dir)):
+            elsewhere = [p for p, b in current.items() if b == branch and p != path]
+            if elsewhere and await asyncio.to_thread(elsewhere[0].is_dir):
+                # Another daemon sharing the store made it (a task taken over from a daemon
+                # that died on this machine): its uncommitted work is there, carry on in it.
+                path = elsewhere[0]
+            elif not (current.get(path) == branch and await asyncio.to_thread(path.is_dir)):
                 if path in current or await asyncio.to_thread(path.exists):
                     await self._remove_worktree(path)
                 await self.prune()

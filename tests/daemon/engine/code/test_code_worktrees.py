@@ -162,6 +162,28 @@ async def test_conflicting_dependencies_name_the_files(user_repo: Path, wt_root:
     assert not (wt_root / "t1" / "c").exists()
 
 
+async def test_a_worktree_another_home_made_is_carried_on_in(
+    user_repo: Path, tmp_path: Path, git_in: Git
+) -> None:
+    """A task taken over from a daemon that died on this machine (two homes, one store): the
+    stream's branch is checked out in the first home's worktree, with its uncommitted work.
+    The second home goes on in it; once that worktree is gone, it makes its own."""
+    first = WorktreeManager(user_repo, tmp_path / "home-a" / "worktrees")
+    second = WorktreeManager(user_repo, tmp_path / "home-b" / "worktrees")
+    made = await first.create("t1", "a", base="HEAD")
+    (made.path / "work.txt").write_text("in progress\n")
+    taken = await second.create("t1", "a", base="HEAD")
+    assert taken.path == made.path and taken.branch == made.branch
+    assert (taken.path / "work.txt").read_text() == "in progress\n"
+    assert worktree_paths(git_in, user_repo) == [str(user_repo), str(made.path)]
+    # Committed there, then that home's worktree lost: the second makes its own on the branch.
+    await second.commit(taken)
+    shutil.rmtree(made.path)
+    own = await second.create("t1", "a", base="HEAD")
+    assert own.path == tmp_path / "home-b" / "worktrees" / "t1" / "a"
+    assert (own.path / "work.txt").read_text() == "in progress\n"
+
+
 async def test_remove_task_keeps_named_branches(
     user_repo: Path, wt_root: Path, git_in: Git
 ) -> None:
