@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from support.daemon import DaemonProcess
+from support.postgres import PostgresCluster, worker_cluster
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 
@@ -38,3 +39,15 @@ def daemon_factory(home: Path) -> Iterator[Any]:
     for d in started:
         if d.proc is not None and d.proc.poll() is None:
             d.stop(signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """One throwaway PostgreSQL cluster per pytest worker, started on first use."""
+    yield worker_cluster()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: PostgresCluster) -> str:
+    """A new, empty PostgreSQL database of its own for this test: its SQLAlchemy URL."""
+    return postgres_cluster.new_database()

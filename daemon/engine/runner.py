@@ -38,7 +38,7 @@ from daemon.engine.leases import LeaseKeeper, may_run
 from daemon.engine.loading import WorkflowLoader
 from daemon.engine.notify import Notifier
 from daemon.governor.governor import Governor
-from daemon.store.states import TERMINAL
+from daemon.store.states import TERMINAL, TaskState
 from daemon.store.store import NewEvent, Store
 
 if TYPE_CHECKING:  # imported for real lazily, off the event loop (see `loading`)
@@ -83,6 +83,7 @@ class Runner:
         #: None: a store of this daemon's alone, without leases (in-process tests, tools).
         self.leases = LeaseKeeper(store, self) if store.lease is not None else None
         self._giving_up: set[asyncio.Task[None]] = set()
+        self._canceling: set[str] = set()
         store.add_listener(self._on_event)
 
     def preload(self) -> None:
@@ -109,7 +110,7 @@ class Runner:
     # --- what the service calls ------------------------------------------------------------
 
     def start(self, task_id: str) -> None:
-        if self._stopping or task_id in self._tasks:
+        if self._stopping or task_id in self._tasks or task_id in self._canceling:
             return
         log.info("task %s: started", task_id)
         task = asyncio.create_task(self._drive(task_id), name=f"tierd-task-{task_id}")
@@ -173,21 +174,24 @@ class Runner:
         flight is closed (the provider sees the client go away), its governor slot is
         released, a stream waiting for its dependencies or for a human never starts.
         """
-        task = self._tasks.get(task_id)
-        if task is not None and not task.done():
-            task.cancel()
-            _, pending = await asyncio.wait({task}, timeout=CANCEL_WAIT_S)
-            if pending:
-                log.warning(
-                    "the workflow of task %s did not stop within %.0fs of its "
-                    "cancellation; marking it canceled anyway",
-                    task_id,
-                    CANCEL_WAIT_S,
-                )
-        workflow = await self._get_workflow()
-        from daemon.store.states import TaskState
-
-        await workflow.finalize(task_id, TaskState.canceled, "canceled by client")
+        # Not started again (the lease keeper) between its run's end and its canceled state.
+        self._canceling.add(task_id)
+        try:
+            task = self._tasks.get(task_id)
+            if task is not None and not task.done():
+                task.cancel()
+                _, pending = await asyncio.wait({task}, timeout=CANCEL_WAIT_S)
+                if pending:
+                    log.warning(
+                        "the workflow of task %s did not stop within %.0fs of its "
+                        "cancellation; marking it canceled anyway",
+                        task_id,
+                        CANCEL_WAIT_S,
+                    )
+            workflow = await self._get_workflow()
+            await workflow.finalize(task_id, TaskState.canceled, "canceled by client")
+        finally:
+            self._canceling.discard(task_id)
         await self.housekeeping.ended(workflow, task_id)
 
     async def check_models(

@@ -67,9 +67,7 @@ class HumanInput(StoreThread):
                 s.commit()
                 return done, as_new_or_none(ev)
 
-        done, ev = await self._run(work)
-        if ev:
-            self._emit([ev])
+        done, _ev = await self._write(work, lambda r: [r[1]])
         return done
 
     async def decide(
@@ -112,7 +110,5 @@ class HumanInput(StoreThread):
                 s.commit()
                 return task.state, round_, True, as_new_or_none(ev)
 
-        state, round_, recorded, ev = await self._run(work)
-        if ev:
-            self._emit([ev])
+        state, round_, recorded, _ev = await self._write(work, lambda r: [r[3]])
         return state, round_, recorded

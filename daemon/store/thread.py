@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 # Imported for its pool listeners, which must see every connection the store opens (the API's
 # kept task/get answers trust its mark: an unseen connection's writes would leave them stale).
 from daemon.store import write_mark  # noqa: F401
 from daemon.store.database import connect, store_location
-from daemon.store.errors import as_store_full
+from daemon.store.errors import StoreUnavailable, as_store_full
 from daemon.store.events import NewEvent
 from daemon.store.lock import StoreLock, lock_store, migration_lock
 from daemon.store.migrations import migrate
@@ -90,6 +91,15 @@ class StoreThread:
         try:
             with migration_lock(self._engine):
                 migrate(self._engine)
+        except OperationalError as exc:
+            self._release_lock()
+            if self._engine.dialect.name == "sqlite":
+                raise  # a full disk, say: `_guarded` names it
+            # A database server that is down, unreachable or refuses us: say which, without
+            # the password, and not as a driver's traceback.
+            raise StoreUnavailable(
+                f"cannot open the task store {self.location}: {exc.orig}"
+            ) from exc
         except BaseException:
             self._release_lock()  # a store that did not open holds nothing
             raise

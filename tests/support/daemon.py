@@ -22,8 +22,13 @@ import httpx
 
 from support import CHEAP, PREMIUM, ROOT
 from support.forkserver import ForkedProcess, fork_server, fresh_daemons
+from support.postgres import on_postgres, worker_cluster
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+
+
+#: Each home's PostgreSQL database, with TIERD_TEST_STORE=postgres.
+_DATABASES: dict[Path, str] = {}
 
 
 def write_config(
@@ -44,6 +49,10 @@ def write_config(
                 "",
             ]
     lines += ["[concurrency]", "interval_ms = 100", *concurrency.splitlines(), ""]
+    if on_postgres() and "[store]" not in extra:  # a database of its own for this home
+        if home not in _DATABASES:  # kept when the config is written again (a restart)
+            _DATABASES[home] = worker_cluster().new_database()
+        lines += ["[store]", f'url = "{_DATABASES[home]}"', ""]
     (home / "config.toml").write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
 
 

@@ -15,6 +15,7 @@ same commit), and `remove_task` / `reconcile` remove whatever is left of what ti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import shutil
 import weakref
@@ -274,11 +275,11 @@ class WorktreeManager:
         start = await self.start_commit(base, depends_on)
         async with _records_lock(self.repo):
             current = await self.registered()
-            elsewhere = [p for p, b in current.items() if b == branch and p != path]
-            if elsewhere and await asyncio.to_thread(elsewhere[0].is_dir):
+            elsewhere = next((p for p, b in current.items() if b == branch and p != path), None)
+            if elsewhere is not None and await asyncio.to_thread(elsewhere.is_dir):
                 # Another daemon sharing the store made it (a task taken over from a daemon
                 # that died on this machine): its uncommitted work is there, carry on in it.
-                path = elsewhere[0]
+                path = elsewhere
             elif not (current.get(path) == branch and await asyncio.to_thread(path.is_dir)):
                 if path in current or await asyncio.to_thread(path.exists):
                     await self._remove_worktree(path)
@@ -328,13 +329,27 @@ class WorktreeManager:
     def _ours(self, path: Path) -> bool:
         return path != self.root and path.is_relative_to(self.root)
 
-    async def _remove_worktree(self, path: Path) -> None:
-        if not self._ours(path):
+    def _task_of(self, path: Path, branch: str | None) -> str | None:
+        """The task of a worktree tierd made: under this root, or under another tierd home's
+        root on this machine (`.../worktrees/<task>/<stream>` on `tierd/<task>/<stream>`: a
+        worktree `create` adopted from a daemon that died); None for any other."""
+        if self._ours(path):
+            return path.relative_to(self.root).parts[0]
+        task = _task_of_branch(branch or "")
+        parts = path.parts
+        laid_out = len(parts) >= 3 and parts[-3] == "worktrees" and parts[-2] == task
+        return task if laid_out and branch == f"{BRANCH_PREFIX}{task}/{parts[-1]}" else None
+
+    async def _remove_worktree(self, path: Path, *, adopted: bool = False) -> None:
+        if not (adopted or self._ours(path)):
             raise WorktreeError(f"{path} is not under {self.root}: tierd did not make it")
         removed = await git(self.repo, "worktree", "remove", "--force", str(path), check=False)
         if removed.exit_code != 0 and await asyncio.to_thread(path.exists):
             # Not registered (or half made): it is ours by its place, remove the directory.
             await asyncio.to_thread(shutil.rmtree, path, True)
+        if adopted:  # the task's folder in the other home's root, once empty
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(path.parent.rmdir)
 
     async def _delete_branches(self, branches: Sequence[str]) -> tuple[list[str], list[str]]:
         deleted, left = [], []
@@ -354,12 +369,14 @@ class WorktreeManager:
     async def _sweep(
         self, doomed_task: Callable[[str | None], bool], keep_branches: Collection[str]
     ) -> Cleanup:
-        """Remove worktrees under the root and tierd branches of the tasks `doomed_task` picks."""
+        """Remove tierd's worktrees (`_task_of`) and tierd branches of the tasks `doomed_task`
+        picks."""
         wts: list[Path] = []
         async with _records_lock(self.repo):
-            for path in await self.registered():
-                if self._ours(path) and doomed_task(path.relative_to(self.root).parts[0]):
-                    await self._remove_worktree(path)
+            for path, branch in (await self.registered()).items():
+                task = self._task_of(path, branch)
+                if task is not None and doomed_task(task):
+                    await self._remove_worktree(path, adopted=not self._ours(path))
                     wts.append(path)
             await self.prune()
         doomed = [

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from support import CHEAP, PREMIUM
 from support.daemon import DaemonProcess, daemon_on_simulator, wait_for
+from support.postgres import PASSWORD, on_postgres
 from support.simulator import SLOW_MODELS
 
 
@@ -155,7 +156,9 @@ def test_a_repeated_single_valued_query_parameter_is_a_422_naming_it(
 def test_status_and_discover(daemon: DaemonProcess) -> None:
     status = daemon.rpc("daemon/status")["result"]
     assert status["pid"] == daemon.proc.pid  # type: ignore[union-attr]
-    assert status["store"].startswith("sqlite:///")
+    # The store's URL, its password hidden (on PostgreSQL with TIERD_TEST_STORE=postgres).
+    assert status["store"].startswith("postgresql" if on_postgres() else "sqlite:///")
+    assert PASSWORD not in status["store"]
     assert set(status["tasks"]) >= {"queued", "completed", "canceled"}
     assert status["concurrency"]["ceiling"] >= 1
     doc = daemon.rpc("rpc/discover")["result"]

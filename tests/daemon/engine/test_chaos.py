@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import signal
 import sqlite3
 import tempfile
@@ -42,10 +41,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from httpx_sse import connect_sse
 from support.daemon import DaemonProcess, wait_for, write_config
 from support.simulator import running_simulator, stats
+from support.store_reader import copy_sqlite, pg_url, query
 
 pytestmark = pytest.mark.slow
 
@@ -53,6 +54,8 @@ TASKS = int(os.environ.get("TIERD_CHAOS_TASKS", "20"))
 KILLS = int(os.environ.get("TIERD_CHAOS_KILLS", "3"))
 SEED = int(os.environ.get("TIERD_CHAOS_SEED", str(random.SystemRandom().randrange(10**6))))
 TERMINAL = {"completed", "failed", "canceled"}
+#: A poll of a PostgreSQL store before its tables exist.
+_PG_ERRORS = psycopg.Error
 STREAM_IDS = ["a", "b", "c", "d"]
 
 
@@ -103,23 +106,21 @@ def _key(goal: str) -> str:
 # --- looking at the database from outside ------------------------------------------------------
 
 
-def _copy_db(src: Path, dest_dir: Path) -> Path:
-    """Copy a SQLite file with its WAL and shm, so reading it never touches the original."""
-    for suffix in ("", "-wal", "-shm"):
-        f = Path(str(src) + suffix)
-        if f.exists():
-            shutil.copy2(f, dest_dir / (src.name + suffix))
-    return dest_dir / src.name
-
-
-def _query(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    # A copy, read and thrown away: a live daemon's files are never opened for writing here.
-    with tempfile.TemporaryDirectory() as tmp:
-        conn = sqlite3.connect(_copy_db(db, Path(tmp)))
-        try:
-            return conn.execute(sql).fetchall()
-        finally:
-            conn.close()
+def _integrity(home: Path) -> list[str]:
+    """SQLite's own check of the store and checkpoint files ("ok" each); PostgreSQL has no
+    file of ours to check."""
+    if pg_url(home) is not None:
+        return ["ok"]
+    found = []
+    for db in (home / "tierd.db", home / "checkpoints.db"):
+        if db.exists():
+            with tempfile.TemporaryDirectory() as tmp:
+                conn = sqlite3.connect(copy_sqlite(db, Path(tmp)))
+                try:
+                    found += [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
+                finally:
+                    conn.close()
+    return found
 
 
 @dataclass
@@ -145,30 +146,14 @@ class Snapshot:
 
 
 def _snapshot(home: Path, kill_started: float) -> Snapshot:
-    db, checkpoints = home / "tierd.db", home / "checkpoints.db"
-    with tempfile.TemporaryDirectory() as tmp:
-        conn = sqlite3.connect(_copy_db(db, Path(tmp)))
-        try:
-            states = dict(conn.execute("SELECT id, state FROM tasks").fetchall())
-            accepted = set(
-                conn.execute(
-                    "SELECT task_id, stream_id FROM streams WHERE state = 'accepted'"
-                ).fetchall()
-            )
-            planned = {
-                r[0]
-                for r in conn.execute("SELECT id FROM tasks WHERE plan_json IS NOT NULL").fetchall()
-            }
-            integrity = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
-            steps = set(conn.execute("SELECT task_id, key FROM steps").fetchall())
-        finally:
-            conn.close()
-        if checkpoints.exists():
-            conn = sqlite3.connect(_copy_db(checkpoints, Path(tmp)))
-            try:
-                integrity += [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
-            finally:
-                conn.close()
+    states = {str(k): str(v) for k, v in query(home, "SELECT id, state FROM tasks")}
+    accepted = {
+        (str(t), str(sid))
+        for t, sid in query(home, "SELECT task_id, stream_id FROM streams WHERE state = 'accepted'")
+    }
+    planned = {str(r[0]) for r in query(home, "SELECT id FROM tasks WHERE plan_json IS NOT NULL")}
+    steps = {(str(t), str(k)) for t, k in query(home, "SELECT task_id, key FROM steps")}
+    integrity = _integrity(home)
     return Snapshot(states, accepted, planned, integrity, steps, time.time(), kill_started)
 
 
@@ -176,24 +161,24 @@ class Progress:
     """Cheap polling of the live store (a copy of it) for the kill triggers."""
 
     def __init__(self, home: Path) -> None:
-        self.db = home / "tierd.db"
+        self.home = home
 
     def states(self) -> Counter[str]:
-        if not self.db.exists():
+        if pg_url(self.home) is None and not (self.home / "tierd.db").exists():
             return Counter()
         try:
             return Counter(
-                dict(_query(self.db, "SELECT state, count(*) FROM tasks GROUP BY state"))
+                dict(query(self.home, "SELECT state, count(*) FROM tasks GROUP BY state"))
             )
-        except sqlite3.Error:
-            return Counter()  # caught mid-copy; the next poll sees it
+        except (sqlite3.Error, _PG_ERRORS):
+            return Counter()  # caught mid-copy, or before the schema; the next poll sees it
 
     def accepted(self) -> int:
         try:
             return int(
-                _query(self.db, "SELECT count(*) FROM streams WHERE state = 'accepted'")[0][0]
+                query(self.home, "SELECT count(*) FROM streams WHERE state = 'accepted'")[0][0]
             )
-        except sqlite3.Error:
+        except (sqlite3.Error, _PG_ERRORS):
             return 0
 
 
@@ -488,7 +473,7 @@ def _check_no_finished_work_repeated(
 
 def _check_events_seen_once(follower: Follower, d: DaemonProcess, home: Path) -> list[int]:
     """The SSE client saw every event exactly once, in order, across every kill."""
-    last = int(_query(home / "tierd.db", "SELECT max(id) FROM events")[0][0])
+    last = int(query(home, "SELECT max(id) FROM events")[0][0])
     follower.stop_at = last
     wait_for(follower.done, 60, 0.1)
     seen = list(follower.ids)
@@ -568,9 +553,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_repeats_no_finished_work(
             records = stats(sim.url)["calls"]
             saved = {
                 (t, k): float(at)
-                for t, k, at in _query(
-                    home / "tierd.db", "SELECT task_id, key, created_at FROM steps"
-                )
+                for t, k, at in query(home, "SELECT task_id, key, created_at FROM steps")
             }
             purposes = _check_only_unsaved_steps_repeated(records, snapshots, saved, ids)
             assert {"plan", "execute", "review", "merge"} <= set(purposes), purposes

@@ -1,11 +1,11 @@
 """The database format stays compatible: a database written by an earlier tierd (schema
 version 3, the store before it was split into modules) opens, reads and is migrated, and a new
-database has exactly the shape of the current version (6: 5, the attachments table on top of
-4, the code facts of code tasks, plus usage.cached_tokens).
+database has exactly the shape of the current version (7: 6, usage.cached_tokens on top of 5,
+the attachments table on top of 4, the code facts of code tasks; plus the task leases).
 
 `V3_SCHEMA` is copied from `sqlite_master` of a database that the earlier store created;
 `V4_SCHEMA` is that plus what the v3 -> v4 migration adds, `V5_SCHEMA` that plus v4 -> v5,
-`V6_SCHEMA` that plus v5 -> v6. A
+`V6_SCHEMA` that plus v5 -> v6, `V7_SCHEMA` that plus v6 -> v7. A
 change to the tables must come with a new `SCHEMA_VERSION`, a migration and a snapshot of its
 own, tested from the one before.
 """
@@ -86,6 +86,18 @@ V6_SCHEMA = [
 ]
 assert sum(s.count("cached_tokens") for s in V6_SCHEMA) == 1
 
+#: Version 7: task leases (tasks.lease_owner, tasks.lease_expires_at), nullable, at the end.
+V7_SCHEMA = [
+    statement.replace(
+        "code_json VARCHAR, PRIMARY KEY (id))",
+        "code_json VARCHAR, lease_owner VARCHAR, lease_expires_at FLOAT, PRIMARY KEY (id))",
+    )
+    if statement.startswith("CREATE TABLE tasks ")
+    else statement
+    for statement in V6_SCHEMA
+]
+assert sum(s.count("lease_owner") for s in V7_SCHEMA) == 1
+
 V3_ROWS = [
     "INSERT INTO meta VALUES ('schema_version', '3')",
     "INSERT INTO tasks VALUES ('t-old', 'running', 'the goal', 'ctx', '{\"a\": 1}', 1.0, 2.0, "
@@ -143,10 +155,10 @@ def _v3_database(db: Path) -> None:
     _database(db, V3_SCHEMA, V3_ROWS)
 
 
-async def test_a_new_database_has_the_shape_of_schema_version_6(tmp_path: Path) -> None:
-    assert SCHEMA_VERSION == 6, "a new schema version needs a new snapshot and a migration test"
-    snapshot, new = tmp_path / "v6.sqlite", tmp_path / "new.sqlite"
-    _database(snapshot, V6_SCHEMA, ["INSERT INTO meta VALUES ('schema_version', '6')"])
+async def test_a_new_database_has_the_shape_of_schema_version_7(tmp_path: Path) -> None:
+    assert SCHEMA_VERSION == 7, "a new schema version needs a new snapshot and a migration test"
+    snapshot, new = tmp_path / "v7.sqlite", tmp_path / "new.sqlite"
+    _database(snapshot, V7_SCHEMA, ["INSERT INTO meta VALUES ('schema_version', '7')"])
     store = Store(f"sqlite:///{new}")
     await store.open()
     await store.close()
@@ -207,7 +219,35 @@ async def test_a_version_5_database_gets_cached_tokens_and_keeps_its_usage(
     assert _shape(old) == _shape(new)
     conn = sqlite3.connect(old)
     try:
-        assert conn.execute("SELECT value FROM meta").fetchone() == ("6",)
+        assert conn.execute("SELECT value FROM meta").fetchone() == (str(SCHEMA_VERSION),)
+    finally:
+        conn.close()
+
+
+async def test_a_version_6_database_gets_free_leases_on_its_tasks(tmp_path: Path) -> None:
+    old, new = tmp_path / "v6.sqlite", tmp_path / "new.sqlite"
+    _database(
+        old,
+        V6_SCHEMA,
+        [
+            "INSERT INTO meta VALUES ('schema_version', '6')",
+            "INSERT INTO tasks (id, state, goal, context, options_json, created_at, updated_at) "
+            "VALUES ('t-old', 'running', 'the goal', '', '{}', 1.0, 2.0)",
+        ],
+    )
+    assert "lease_owner" not in str(_shape(old))
+    for db in (old, new):
+        store = Store(f"sqlite:///{db}")
+        await store.open()
+        await store.close()
+    assert _shape(old) == _shape(new)
+    conn = sqlite3.connect(old)
+    try:
+        assert conn.execute("SELECT value FROM meta").fetchone() == ("7",)
+        # Nobody holds the task from before: the next daemon claims it.
+        assert conn.execute("SELECT goal, lease_owner, lease_expires_at FROM tasks").fetchall() == [
+            ("the goal", None, None)
+        ]
     finally:
         conn.close()
 

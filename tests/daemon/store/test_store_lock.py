@@ -1,26 +1,34 @@
-"""One store, one daemon: the lock that belongs to the database, on SQLite and PostgreSQL, and
-two real daemons of two homes on one database (the second is refused, the first goes on)."""
+"""Who may open a store: SQLite is one daemon's, PostgreSQL is shared.
+
+- SQLite: the lock beside the database file; a second opener is refused (`StoreInUse`) until
+  the first closes, two names of one file take one lock, a killed holder leaves it free, and
+  two real daemons of two homes on one database: the second is refused, the first goes on.
+- PostgreSQL: the stores of two daemons work on one database at once (what one writes, the
+  other reads; no session left in a transaction; no password in any message), and daemons
+  that start at once on a new or an older database create or migrate its schema once
+  (`migration_lock`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
+import traceback
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, make_url, text
 from support import ROOT
 from support.daemon import DaemonProcess, write_config
+from support.postgres import PostgresCluster
 
-from daemon.store.lock import AdvisoryLock, lock_file_of
-from daemon.store.store import SchemaTooNew, Store, StoreInUse, TaskRow
+from daemon.store.lock import lock_file_of
+from daemon.store.store import SCHEMA_VERSION, Lease, SchemaTooNew, Store, StoreInUse, TaskRow
 
 
 def _task(task_id: str = "t1") -> TaskRow:
@@ -145,151 +153,162 @@ def test_an_unusable_lock_place_is_one_clear_error(tmp_path: Path) -> None:
         asyncio.run(open_it())
 
 
-# --- PostgreSQL ------------------------------------------------------------------------------
+# --- PostgreSQL: shared by several daemons -----------------------------------------------------
 
 
-class _FakeResult:
-    def __init__(self, value: Any) -> None:
-        self._value = value
-
-    def scalar(self) -> Any:
-        return self._value
-
-
-class _FakeConnection:
-    def __init__(self, granted: bool, log: list[str]) -> None:
-        self._granted = granted
-        self.log = log
-
-    def execute(self, statement: Any, params: Any = None) -> _FakeResult:
-        self.log.append(str(statement))
-        return _FakeResult(self._granted)
-
-    def commit(self) -> None:
-        self.log.append("commit")
-
-    def invalidate(self) -> None:
-        self.log.append("invalidate")
-
-    def close(self) -> None:
-        self.log.append("close")
-
-
-class _FakeEngine:
-    def __init__(self, granted: bool) -> None:
-        self.log: list[str] = []
-        self._granted = granted
-
-    def connect(self) -> _FakeConnection:
-        return _FakeConnection(self._granted, self.log)
-
-
-def test_the_advisory_lock_is_tried_once_and_its_session_left_idle() -> None:
-    engine = _FakeEngine(granted=True)
-    lock = AdvisoryLock(engine, "postgresql://u:***@h/db")  # type: ignore[arg-type]
-    assert "pg_try_advisory_lock" in engine.log[0] and engine.log[1] == "commit"
-    lock.release()
-    lock.release()  # twice is harmless
-    assert "pg_advisory_unlock" in engine.log[2] and engine.log[-1] == "close"
-    assert sum("unlock" in entry for entry in engine.log) == 1
-
-
-def test_a_held_advisory_lock_is_store_in_use() -> None:
-    engine = _FakeEngine(granted=False)
-    with pytest.raises(StoreInUse, match=r"postgresql://u:\*\*\*@h/db"):
-        AdvisoryLock(engine, "postgresql://u:***@h/db")  # type: ignore[arg-type]
-    assert engine.log[-1] == "close"
-
-
-def _postgres_user() -> str | None:
-    import pwd
-
-    for name in ("postgres", "nobody"):
-        try:
-            pwd.getpwnam(name)
-        except KeyError:
-            continue
-        return name
-    return None
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster on loopback (Debian's `postgresql`, driven by psycopg)."""
+def _query(url: str, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of `sql`, read on a connection of its own (not one of the stores')."""
+    engine = create_engine(url)
     try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        pytest.fail("the PostgreSQL tests need the psycopg package (uv sync installs it)")
-    bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
-    initdb = shutil.which("initdb") or (str(bins[-1] / "initdb") if bins else None)
-    pg_ctl = shutil.which("pg_ctl") or (str(bins[-1] / "pg_ctl") if bins else None)
-    if not initdb or not pg_ctl or not Path(initdb).exists():
-        pytest.fail("the PostgreSQL tests need a server: apt-get install -y postgresql")
-    user = _postgres_user() if os.geteuid() == 0 else None
-    run_as = ["runuser", "-u", user, "--"] if user else []
-    if os.geteuid() == 0 and not user:
-        pytest.fail(
-            "PostgreSQL will not run as root: create a 'postgres' user (apt's postgresql does)"
-        )
-    base = Path(tempfile.mkdtemp(prefix="tierd-pg-"))
-    if user:
-        shutil.chown(base, user)
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    data = base / "data"
-    subprocess.run(
-        [*run_as, initdb, "-D", str(data), "-A", "trust", "-U", "tierd"],
-        check=True,
-        capture_output=True,
-    )
-    options = f"-k {base} -p {port} -c listen_addresses=127.0.0.1"
-    subprocess.run(
-        [*run_as, pg_ctl, "-D", str(data), "-o", options, "-l", str(base / "log"), "-w", "start"],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql+psycopg://tierd:secret-pw@127.0.0.1:{port}/postgres"
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(sql))]
     finally:
-        subprocess.run(
-            [*run_as, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        engine.dispose()
+
+
+def _sessions(url: str) -> list[tuple[str, str]]:
+    """(state, last query) of every other client session on `url`'s database."""
+    return _query(
+        url,
+        "SELECT state, query FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+    )
+
+
+def _advisory_locks(url: str) -> list[tuple[Any, ...]]:
+    """The advisory locks held on `url`'s database (by anyone)."""
+    return _query(
+        url,
+        "SELECT classid, objid, pid FROM pg_locks WHERE locktype = 'advisory' AND database = "
+        "(SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+
+
+async def test_postgres_two_daemons_work_on_one_database_at_once(postgres_url: str) -> None:
+    first = Store(postgres_url, lease=Lease("host-a/1", 30.0))
+    second = Store(postgres_url, lease=Lease("host-b/2", 30.0))
+    try:
+        await first.open()
+        await second.open()  # not refused: a PostgreSQL store is made to be shared
+        await first.create_task(_task("t1"))
+        await second.create_task(_task("t2"))
+        await second.transition("t2", "planning")
+        # What one writes, the other reads: the tasks, and the events in the order written.
+        for store in (first, second):
+            assert {t.id for t in await store.list_tasks(None, 10, None)} == {"t1", "t2"}
+            events = await store.events_after(0)
+            assert [(e["task_id"], e["data"]["state"]) for e in events] == [
+                ("t1", "queued"),
+                ("t2", "queued"),
+                ("t2", "planning"),
+            ]
+        # Each task is its creator's, and the other daemon cannot take it.
+        held_1, held_2 = await second.lease_of("t1"), await first.lease_of("t2")
+        assert held_1 is not None and held_1[0] == "host-a/1" and 25 < held_1[1] <= 30
+        assert held_2 is not None and held_2[0] == "host-b/2"
+        assert not await second.claim_task("t1") and not await first.claim_task("t2")
+        assert await first.claimable_task_ids() == ["t1"]
+        assert await second.claimable_task_ids() == ["t2"]
+        # Between calls no session of theirs is left in a transaction (which would hold its
+        # locks and its snapshot), and no advisory lock is held: the migration lock was
+        # given back once the schema was ready, the event-order lock ends with each write.
+        sessions = _sessions(postgres_url)
+        assert len(sessions) >= 2, sessions  # both pools keep their connections
+        assert [s for s in sessions if s[0] != "idle"] == [], sessions
+        assert _advisory_locks(postgres_url) == []
+    finally:
+        await first.close()
+        await second.close()
+    # Closing let go of every connection (a backend leaves pg_stat_activity soon after its
+    # client hangs up, not at once).
+    for _ in range(500):
+        if not _sessions(postgres_url):
+            break
+        await asyncio.sleep(0.02)
+    assert _sessions(postgres_url) == []
+    # The password is in no message: the stores name themselves without it...
+    for store in (first, second):
+        assert "secret-pw" not in store.location
+        assert store.location.startswith("postgresql+psycopg://tierd:***@127.0.0.1:")
+    # ... and neither does the error of a database that cannot be reached.
+    missing_url = make_url(postgres_url).set(database="no_such_database")
+    missing = Store(missing_url.render_as_string(hide_password=False))
+    assert "secret-pw" in missing.url
+    with pytest.raises(Exception) as failed:  # whatever the driver raises
+        await missing.open()
+    await missing.close()
+    words = "".join(traceback.format_exception(failed.value))
+    assert "no_such_database" in words and "secret-pw" not in words, words
+
+
+async def _open_at_once(url: str, count: int) -> list[Store]:
+    """`count` stores of `count` daemons, opened on `url` at the same time (each store opens
+    on a thread of its own)."""
+    stores = [Store(url, lease=Lease(f"daemon-{i}", 30.0)) for i in range(count)]
+    opened = await asyncio.gather(*(store.open() for store in stores), return_exceptions=True)
+    for store in stores:
+        await store.close()
+    failures = [result for result in opened if isinstance(result, BaseException)]
+    assert failures == [], failures
+    return stores
+
+
+def _schema_version(url: str) -> list[tuple[Any, ...]]:
+    return _query(url, "SELECT key, value FROM meta")
+
+
+async def test_postgres_daemons_starting_at_once_on_a_new_database_create_it_once(
+    postgres_cluster: PostgresCluster,
+) -> None:
+    # Without the migration lock each would see no tables and create them all: all but one
+    # fail on the tables the first created. A few databases, four daemons each, so that the
+    # race is run more than once.
+    for _ in range(3):
+        url = postgres_cluster.new_database()
+        await _open_at_once(url, 4)
+        assert _schema_version(url) == [("schema_version", str(SCHEMA_VERSION))]
+        tables = {row[0] for row in _query(url, "SELECT tablename FROM pg_tables")}
+        assert {"tasks", "events", "meta", "steps", "streams", "usage"} <= tables
+        assert _advisory_locks(url) == []
+        # And the schema works for all of them afterwards.
+        store = Store(url, lease=Lease("later", 30.0))
+        await store.open()
+        await store.create_task(_task())
+        assert await store.claim_task("t1")
+        await store.close()
+
+
+async def test_postgres_daemons_starting_at_once_on_an_old_database_migrate_it_once(
+    postgres_cluster: PostgresCluster,
+) -> None:
+    # A version 6 database (before task leases) with a task in it; four daemons of version 7
+    # start at once. Unserialised, each would add the lease columns, and all but one fail.
+    for _ in range(3):
+        url = postgres_cluster.new_database()
+        store = Store(url)
+        await store.open()
+        await store.create_task(_task("t-old"))
+        await store.close()
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE tasks DROP COLUMN lease_owner"))
+            conn.execute(text("ALTER TABLE tasks DROP COLUMN lease_expires_at"))
+            conn.execute(text("UPDATE meta SET value = '6' WHERE key = 'schema_version'"))
+        engine.dispose()
+        stores = await _open_at_once(url, 4)
+        assert _schema_version(url) == [("schema_version", str(SCHEMA_VERSION))]
+        columns = _query(
+            url,
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'tasks' "
+            "AND column_name LIKE 'lease%' ORDER BY column_name",
         )
-        shutil.rmtree(base, ignore_errors=True)
-
-
-async def test_postgres_two_stores_on_one_database(postgres_url: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    first = Store(postgres_url)
-    await first.open()
-    await first.create_task(_task())
-    second = Store(postgres_url)
-    with pytest.raises(StoreInUse) as refused:
-        await second.open()
-    await second.close()
-    assert "secret-pw" not in str(refused.value) and "tierd:***@127.0.0.1" in str(refused.value)
-    watcher = create_engine(postgres_url)
-    with watcher.connect() as conn:
-        states = (
-            conn.execute(
-                text(
-                    "SELECT state FROM pg_stat_activity WHERE datname = 'postgres' AND pid <> "
-                    "pg_backend_pid() AND backend_type = 'client backend'"
-                )
-            )
-            .scalars()
-            .all()
-        )
-    watcher.dispose()
-    assert "idle in transaction" not in states  # the lock's session is not a long transaction
-    await first.close()
-    third = Store(postgres_url)
-    await third.open()
-    assert (await third.get_task("t1")) is not None
-    await third.close()
+        assert columns == [("lease_expires_at",), ("lease_owner",)]
+        # The task from before is nobody's, so any of the daemons may claim it.
+        again = Store(url, lease=stores[2].lease)
+        await again.open()
+        assert await again.lease_of("t-old") is None
+        assert await again.claim_task("t-old")
+        await again.close()
 
 
 # --- two real daemons ------------------------------------------------------------------------

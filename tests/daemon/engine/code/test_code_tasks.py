@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ import pytest
 from support.code_plans import PYTEST, code_stream, tool
 from support.daemon import DaemonProcess, wait_for, write_config
 from support.simulator import running_simulator, stats
+from support.store_reader import query, tables
 
 from daemon.tools.simulator.server import SimulatorThread
 
@@ -150,13 +150,9 @@ def tierd_branches(git_in: Callable[..., str], repo: Path) -> list[str]:
 
 def events(home: Path, task_id: str) -> list[dict[str, Any]]:
     """The task's stored events (read from the database once the daemon has stopped)."""
-    db = sqlite3.connect(home / "tierd.db")
-    try:
-        rows = db.execute(
-            "SELECT type, data_json FROM events WHERE task_id = ? ORDER BY id", (task_id,)
-        ).fetchall()
-    finally:
-        db.close()
+    rows = query(
+        home, "SELECT type, data_json FROM events WHERE task_id = ? ORDER BY id", [task_id]
+    )
     return [{"type": t, "data": json.loads(data)} for t, data in rows]
 
 
@@ -233,11 +229,9 @@ def test_a_code_task_runs_streams_in_worktrees_and_leaves_only_result_branches(
     # The planted key: in no model call, no event, no stored row.
     assert not [c for c in calls if planted_key in c["watched"]]
     assert planted_key not in json.dumps(evs)
-    db = sqlite3.connect(tmp_path / "home" / "tierd.db")
-    for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'"):
-        for row in db.execute(f"SELECT * FROM {table}"):
+    for table in tables(tmp_path / "home"):
+        for row in query(tmp_path / "home", f"SELECT * FROM {table}"):
             assert planted_key not in repr(row), table
-    db.close()
 
     # No worktree is left; the user's repository is as it was, byte for byte.
     assert git_in(user_repo, "worktree", "list", "--porcelain").count("worktree ") == 1

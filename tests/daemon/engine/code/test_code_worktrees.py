@@ -184,6 +184,26 @@ async def test_a_worktree_another_home_made_is_carried_on_in(
     assert (own.path / "work.txt").read_text() == "in progress\n"
 
 
+async def test_the_task_end_removes_an_adopted_worktree_but_never_a_users(
+    user_repo: Path, tmp_path: Path, git_in: Git
+) -> None:
+    first = WorktreeManager(user_repo, tmp_path / "home-a" / "worktrees")
+    second = WorktreeManager(user_repo, tmp_path / "home-b" / "worktrees")
+    made = await first.create("t1", "a", base="HEAD")
+    await second.create("t1", "b", base="HEAD")
+    # The user looks at another tierd branch in a worktree of their own: not tierd's to remove.
+    git_in(user_repo, "branch", "tierd/t1/c", "HEAD")
+    mine = tmp_path / "inspect"
+    git_in(user_repo, "worktree", "add", "--quiet", str(mine), "tierd/t1/c")
+    assert (await second.create("t1", "a", base="HEAD")).path == made.path
+    done = await second.remove_task("t1")
+    assert set(done.worktrees) == {made.path, tmp_path / "home-b" / "worktrees" / "t1" / "b"}
+    assert not made.path.exists() and not made.path.parent.exists() and mine.is_dir()
+    assert worktree_paths(git_in, user_repo) == [str(user_repo), str(mine)]
+    assert branches(git_in, user_repo) == ["tierd/t1/c"]
+    assert len(done.left) == 1 and "tierd/t1/c" in done.left[0]  # checked out by the user
+
+
 async def test_remove_task_keeps_named_branches(
     user_repo: Path, wt_root: Path, git_in: Git
 ) -> None:
