@@ -15,6 +15,7 @@ CI_CASES = {
     "fault-deadline",
     "leak-task-get",
     "code-tool-memo",
+    "shared-store-takeover",
 }
 
 
