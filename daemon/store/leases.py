@@ -14,6 +14,7 @@ the condition on the row the first one wrote, SQLite runs one writer at a time.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -107,6 +108,11 @@ class LeaseQueries(StoreThread):
         """Take `task_id`'s lease if it is unfinished and free (or already ours, or expired);
         whether this daemon now holds it."""
         lease = self._own()
+        stamped = self._stamped.pop(task_id, None)
+        if stamped is not None and time.monotonic() - stamped < lease.seconds / 3:
+            # Created here a moment ago with our lease, which no renewal has had to extend
+            # yet: nobody else can hold it, so the start spends no query on it.
+            return True
 
         def work() -> bool:
             with self._tx() as conn:

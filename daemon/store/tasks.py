@@ -36,6 +36,11 @@ def _add_task(
 class TaskQueries(StoreThread):
     """Reads and writes of the `tasks` table."""
 
+    def _stamp(self, task_id: str) -> None:
+        """The task just committed carries this store's lease (`stamp_new_task`)."""
+        if self.lease is not None:
+            self._stamped[task_id] = time.monotonic()
+
     async def create_task(
         self, row: TaskRow, attachments: Sequence[AttachmentRow] = ()
     ) -> NewEvent:
@@ -46,6 +51,7 @@ class TaskQueries(StoreThread):
                 _add_task(s, row, attachments, self.lease)
                 ev = add_event(s, row.id, "task.state", {"state": row.state, "previous": None})
                 s.commit()
+                self._stamp(row.id)
                 return as_new(ev)
 
         return await self._write(work, lambda ev: [ev])
@@ -73,6 +79,7 @@ class TaskQueries(StoreThread):
                     _add_task(s, row, attachments, self.lease)
                     ev = add_event(s, row.id, "task.state", {"state": row.state, "previous": None})
                     s.commit()
+                    self._stamp(row.id)
                 except IntegrityError:
                     s.rollback()
                     winner = s.exec(select(TaskRow).where(TaskRow.idempotency_key == key)).first()

@@ -45,6 +45,9 @@ class StoreThread:
         #: This daemon's name and lease length, for the tasks it runs (`daemon.store.leases`);
         #: None: a store that runs no task (a tool's).
         self.lease = lease
+        #: Tasks this store created with its lease, and when (monotonic): their first claim
+        #: needs no query (`LeaseQueries.claim_task`).
+        self._stamped: dict[str, float] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tierd-store")
         self._engine: Engine | None = None
         self._lock: StoreLock | None = None

@@ -98,6 +98,30 @@ async def test_a_new_task_is_its_creators_until_its_lease_ends(daemon: OpenStore
     assert (await a.lease_of("t2") or ("", 0.0))[0] == "host/b"
 
 
+async def test_the_start_of_a_task_just_created_here_costs_no_query(daemon: OpenStore) -> None:
+    """Its lease was set in the creating transaction: the first claim (the run's start) only
+    checks that it is fresh; any later claim asks the database."""
+    from sqlalchemy import event
+
+    a = await daemon("host/a")
+    await _create(a, "t1")
+    statements: list[str] = []
+    engine = a._engine
+    assert engine is not None
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert await a.claim_task("t1") is True
+        assert statements == []
+        assert await a.claim_task("t1") is True  # the second asks
+        assert any(s.lstrip().upper().startswith("UPDATE") for s in statements)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+
+
 async def test_an_expired_lease_can_be_claimed_by_another_daemon(daemon: OpenStore) -> None:
     a = await daemon("host/a", 0.3)
     b = await daemon("host/b")
