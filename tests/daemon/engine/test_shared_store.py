@@ -392,6 +392,15 @@ def test_a_task_of_a_killed_daemon_is_finished_by_the_other_without_repeating_st
     print(f"B took the task {taken:.1f}s after the kill, ended it {time.time() - killed_at:.1f}s")
 
 
+def submit_slow_second(p: Pair) -> tuple[str, set[str]]:
+    """A SLOW_SECOND task submitted to A, once s1 is accepted (s2 still runs for a while): its
+    id and the streams accepted by then."""
+    use_scenario(p.sim, SLOW_SECOND)
+    task_id = submit(p.a.d)
+    task = wait_for(lambda: "s1" in accepted(t := task_of(p.a.d, task_id)) and t, 30, 0.05)
+    return task_id, accepted(task)
+
+
 # --- 3. SIGTERM: the lease is handed back, B goes on at once -------------------------------------
 
 
@@ -399,10 +408,7 @@ def test_a_daemon_stopped_gracefully_hands_its_task_over_before_its_lease_expire
     new_pair: Callable[[float], Pair],
 ) -> None:
     p = new_pair(30)
-    use_scenario(p.sim, SLOW_SECOND)
-    task_id = submit(p.a.d)
-    task = wait_for(lambda: "s1" in accepted(t := task_of(p.a.d, task_id)) and t, 30, 0.05)
-    finished = accepted(task)
+    task_id, finished = submit_slow_second(p)
     owner, left = p.lease(task_id)
     assert p.a.owns(owner) and left is not None and left > 18  # renewed every 10 s
 
@@ -500,10 +506,7 @@ def test_a_restarted_daemon_leaves_the_taken_over_task_alone_and_runs_new_ones(
     new_pair: Callable[[float], Pair],
 ) -> None:
     p = new_pair(3)
-    use_scenario(p.sim, SLOW_SECOND)
-    task_id = submit(p.a.d)
-    task = wait_for(lambda: "s1" in accepted(t := task_of(p.a.d, task_id)) and t, 30, 0.05)
-    finished = accepted(task)
+    task_id, finished = submit_slow_second(p)
     p.a.d.kill()
     p.taken_by(p.b, task_id, timeout=15)
     assert task_of(p.b.d, task_id)["state"] not in ENDED
