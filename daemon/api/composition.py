@@ -8,6 +8,7 @@ the runner through its `Engine` protocol, the runner sees the governor and the s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import uuid
 from dataclasses import dataclass, field
@@ -110,9 +111,11 @@ class Daemon:
 
     async def stop(self) -> None:
         self.feed.close()
-        await self.runner.stop()
-        if self._following is not None:
+        if self._following is not None:  # first: no other daemon's event reaches a stopping run
             self._following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._following
+        await self.runner.stop()
         await self.governor.stop()
         # Closing the store waits for queued writes: nothing in flight is lost.
         await self.store.close()

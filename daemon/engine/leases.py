@@ -21,7 +21,7 @@ from typing import Protocol
 
 from daemon.store.store import Store
 
-__all__ = ["LeaseKeeper", "Runs", "may_run"]
+__all__ = ["LeaseKeeper", "Runs", "may_run", "still_ours"]
 
 log = logging.getLogger("tierd.runner")
 
@@ -53,6 +53,16 @@ async def may_run(store: Store, task_id: str) -> bool:
         return False
     log.info("task %s: another daemon runs it", task_id)
     return False
+
+
+async def still_ours(store: Store, task_id: str) -> bool:
+    """Whether this daemon still holds `task_id`'s lease (or its store leases nothing): asked
+    before a run here writes a failure, which must not land on a task another daemon took
+    over while this one was frozen or cut off."""
+    if store.lease is None:
+        return True
+    held = await store.lease_of(task_id)
+    return held is None or held[0] == store.lease.owner
 
 
 class LeaseKeeper:

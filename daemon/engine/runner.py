@@ -34,7 +34,7 @@ from daemon.engine.checkpoints import check as check_checkpoints
 from daemon.engine.disk_full import RoomWait, fail_when_written, store_full
 from daemon.engine.errors import CheckpointsDamaged
 from daemon.engine.housekeeping import Housekeeping
-from daemon.engine.leases import LeaseKeeper, may_run
+from daemon.engine.leases import LeaseKeeper, may_run, still_ours
 from daemon.engine.loading import WorkflowLoader
 from daemon.engine.notify import Notifier
 from daemon.governor.governor import Governor
@@ -141,7 +141,7 @@ class Runner:
         """Stop the run of `task_id` here without touching its state: another daemon holds
         its lease now, or ended it (a cancel through that daemon)."""
         task = self._tasks.get(task_id)
-        if task is None or task.done():
+        if task is None or task.done() or self._stopping:  # a stop cancels it anyway
             return
         task.cancel()
         giving_up = asyncio.create_task(self._gave_up(task_id, task))
@@ -319,6 +319,8 @@ class Runner:
         from daemon.engine.ending import fail_task
 
         with contextlib.suppress(Exception):
+            if not await still_ours(self.store, task_id):
+                return  # another daemon runs it now: its run's failure here is not the task's
             await fail_task(self.store, task_id, reason, self.notifier)
 
     async def _run(self, workflow: Workflow, task_id: str) -> None:

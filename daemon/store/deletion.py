@@ -90,7 +90,7 @@ class TaskDeletion(StoreThread):
 
         def work() -> DeletedRows:
             with self._session() as s:
-                row = s.get(TaskRow, task_id)
+                row = s.get(TaskRow, task_id, with_for_update=True)
                 if row is None:
                     raise KeyError(task_id)
                 if TaskState(row.state) not in TERMINAL:

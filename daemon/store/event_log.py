@@ -72,8 +72,15 @@ class EventLog(StoreThread):
     async def follow_others(self, every_s: float) -> None:
         """Every `every_s`, announce the events other daemons committed since the last look;
         until cancelled. A failed read is logged and tried again: nothing is skipped."""
-        self._followed = await self.last_event_id()
         failing = False
+        while self._followed is None:  # where to begin: what is there now is known
+            try:
+                self._followed = await self.last_event_id()
+            except Exception as exc:
+                if not failing:
+                    log.warning("reading other daemons' events failed (tried again): %s", exc)
+                failing = True
+                await asyncio.sleep(every_s)
         while True:
             await asyncio.sleep(every_s)
             try:

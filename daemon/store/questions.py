@@ -51,7 +51,7 @@ class HumanInput(StoreThread):
             done = []
             ev = None
             with self._session() as s:
-                task = s.get(TaskRow, task_id)
+                task = s.get(TaskRow, task_id, with_for_update=True)
                 if task is None or task.state in TERMINAL:
                     return [], None
                 for qid, answer in answers.items():
@@ -86,7 +86,7 @@ class HumanInput(StoreThread):
 
         def work() -> tuple[str, int | None, bool, NewEvent | None]:
             with self._session() as s:
-                task = s.get(TaskRow, task_id)
+                task = s.get(TaskRow, task_id, with_for_update=True)
                 if task is None:
                     raise KeyError(task_id)
                 if task.state != waiting:

@@ -67,7 +67,9 @@ _STEP_INSERT = insert(_STEPS)
 _STREAM_INSERT = insert(_STREAMS)
 _STREAMS_OF = select(_STREAMS).where(_STREAMS.c.task_id == bindparam("b_task"))
 _TASK_GET = select(_TASKS).where(_TASKS.c.id == bindparam("b_task"))
-_TASK_STATE = select(_TASKS.c.state).where(_TASKS.c.id == bindparam("b_task"))
+# FOR UPDATE (PostgreSQL; SQLite has one writer anyway): the state a move is checked against
+# must be the one it replaces, even when another daemon sharing the store moves the task too.
+_TASK_STATE = select(_TASKS.c.state).where(_TASKS.c.id == bindparam("b_task")).with_for_update()
 _USAGE_INSERT = insert(_USAGE)
 
 

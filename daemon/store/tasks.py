@@ -241,7 +241,7 @@ class TaskQueries(StoreThread):
 
         def work() -> None:
             with self._session() as s:
-                row = s.get(TaskRow, task_id)
+                row = s.get(TaskRow, task_id, with_for_update=True)
                 if row is None:
                     raise KeyError(task_id)
                 merged = json.loads(row.code_json) if row.code_json else {}

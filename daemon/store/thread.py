@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from daemon.store.leases import Lease
 
 T = TypeVar("T")
+log = logging.getLogger("tierd.store")
 
 
 class StoreThread:
@@ -172,4 +174,7 @@ class StoreThread:
             self._own_ids.update(ev.id for ev in events if not ev.foreign)
         for ev in events:
             for listener in self._listeners:
-                listener(ev)
+                try:
+                    listener(ev)
+                except Exception:  # one listener's bug must not keep the event from the rest
+                    log.exception("a listener of the store's events failed on event %s", ev.id)

@@ -276,7 +276,11 @@ class WorktreeManager:
         async with _records_lock(self.repo):
             current = await self.registered()
             elsewhere = next((p for p, b in current.items() if b == branch and p != path), None)
-            if elsewhere is not None and await asyncio.to_thread(elsewhere.is_dir):
+            if (
+                elsewhere is not None
+                and self._task_of(elsewhere, branch, adopted=True) == task_id
+                and await asyncio.to_thread(elsewhere.is_dir)
+            ):
                 # Another daemon sharing the store made it (a task taken over from a daemon
                 # that died on this machine): its uncommitted work is there, carry on in it.
                 path = elsewhere
@@ -329,12 +333,15 @@ class WorktreeManager:
     def _ours(self, path: Path) -> bool:
         return path != self.root and path.is_relative_to(self.root)
 
-    def _task_of(self, path: Path, branch: str | None) -> str | None:
-        """The task of a worktree tierd made: under this root, or under another tierd home's
-        root on this machine (`.../worktrees/<task>/<stream>` on `tierd/<task>/<stream>`: a
-        worktree `create` adopted from a daemon that died); None for any other."""
+    def _task_of(self, path: Path, branch: str | None, *, adopted: bool) -> str | None:
+        """The task of a worktree tierd made: under this root, or with `adopted` under another
+        tierd home's root on this machine (`.../worktrees/<task>/<stream>` on
+        `tierd/<task>/<stream>`: one `create` adopted from a daemon that died); None for any
+        other (a user's own worktree on a tierd branch, say)."""
         if self._ours(path):
             return path.relative_to(self.root).parts[0]
+        if not adopted:
+            return None
         task = _task_of_branch(branch or "")
         parts = path.parts
         laid_out = len(parts) >= 3 and parts[-3] == "worktrees" and parts[-2] == task
@@ -367,14 +374,19 @@ class WorktreeManager:
         return [r.removeprefix(_HEADS) for r in out.splitlines() if r]
 
     async def _sweep(
-        self, doomed_task: Callable[[str | None], bool], keep_branches: Collection[str]
+        self,
+        doomed_task: Callable[[str | None], bool],
+        keep_branches: Collection[str],
+        *,
+        adopted: bool = False,
     ) -> Cleanup:
-        """Remove tierd's worktrees (`_task_of`) and tierd branches of the tasks `doomed_task`
+        """Remove tierd's worktrees (`_task_of`; with `adopted`, also those of other homes
+        that this daemon's tasks adopted) and tierd branches of the tasks `doomed_task`
         picks."""
         wts: list[Path] = []
         async with _records_lock(self.repo):
             for path, branch in (await self.registered()).items():
-                task = self._task_of(path, branch)
+                task = self._task_of(path, branch, adopted=adopted)
                 if task is not None and doomed_task(task):
                     await self._remove_worktree(path, adopted=not self._ours(path))
                     wts.append(path)
@@ -390,7 +402,9 @@ class WorktreeManager:
     async def remove_task(self, task_id: str, keep_branches: Collection[str] = ()) -> Cleanup:
         """Remove the task's worktrees and branches, except `keep_branches` (results to keep)."""
         _check_id("task", task_id)
-        done = await self._sweep(lambda t: t == task_id, keep_branches)
+        # Adopted worktrees too: the task is this daemon's (a reconcile never touches another
+        # home's: its tasks may be another store's, alive, with uncommitted work).
+        done = await self._sweep(lambda t: t == task_id, keep_branches, adopted=True)
         task_dir = self.root / task_id
         if await asyncio.to_thread(task_dir.is_dir):
             await asyncio.to_thread(shutil.rmtree, task_dir, True)

@@ -302,3 +302,20 @@ async def test_a_v6_database_gets_leases_and_its_tasks_are_claimable(
     # New tasks are leased as usual next to them.
     await _create(a, "t-new")
     assert (await b.lease_of("t-new") or ("", 0.0))[0] == "host/a"
+
+
+async def test_a_run_here_may_fail_a_task_only_while_its_lease_is_ours(
+    daemon: OpenStore,
+) -> None:
+    """A daemon that froze past its lease must not write its run's failure over the task the
+    other daemon took over (`still_ours`, asked before a run's failure is written)."""
+    from daemon.engine.leases import still_ours
+
+    a = await daemon("host/a", 0.3)
+    b = await daemon("host/b")
+    await _create(a, "t1")
+    assert await still_ours(a, "t1") and not await still_ours(b, "t1")
+    await asyncio.sleep(0.45)
+    assert await still_ours(a, "t1")  # expired, but nobody took it: still A's to end
+    assert await b.claim_task("t1")
+    assert not await still_ours(a, "t1") and await still_ours(b, "t1")

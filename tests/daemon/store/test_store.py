@@ -225,3 +225,23 @@ async def test_list_pages_by_cursor(tmp_path: Path) -> None:
     ids = [r.id for r in first + second + third]
     assert ids == ["t4", "t3", "t2", "t1", "t0"]
     await store.close()
+
+
+async def test_a_listener_that_fails_does_not_keep_the_event_from_the_others(
+    tmp_path: Path,
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    heard: list[int] = []
+
+    def broken(_event: object) -> None:
+        raise RuntimeError("a listener's bug")
+
+    store.add_listener(broken)
+    store.add_listener(lambda event: heard.append(event.id))
+    await store.open()
+    try:
+        first = await store.append_event(None, "governor.limit", {})
+        second = await store.append_event(None, "governor.limit", {})
+        assert heard == [first.id, second.id]
+    finally:
+        await store.close()

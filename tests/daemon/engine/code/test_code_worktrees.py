@@ -204,6 +204,20 @@ async def test_the_task_end_removes_an_adopted_worktree_but_never_a_users(
     assert len(done.left) == 1 and "tierd/t1/c" in done.left[0]  # checked out by the user
 
 
+async def test_a_reconcile_never_touches_another_homes_worktrees(
+    user_repo: Path, tmp_path: Path, git_in: Git
+) -> None:
+    """Two homes (two stores, say) with code tasks on one repository: a start of the second
+    reconciles its own root only; the first's live worktree and its work stay."""
+    first = WorktreeManager(user_repo, tmp_path / "home-a" / "worktrees")
+    second = WorktreeManager(user_repo, tmp_path / "home-b" / "worktrees")
+    theirs = await first.create("t9", "s1", base="HEAD")
+    (theirs.path / "work.txt").write_text("in progress\n")
+    done = await second.reconcile([], keep_branches=["tierd/t9/s1"])
+    assert not done.worktrees and (theirs.path / "work.txt").read_text() == "in progress\n"
+    assert str(theirs.path) in worktree_paths(git_in, user_repo)
+
+
 async def test_remove_task_keeps_named_branches(
     user_repo: Path, wt_root: Path, git_in: Git
 ) -> None:
