@@ -295,6 +295,9 @@ class Runner:
             await self.housekeeping.reconciled(workflow)
             await self._run(workflow, task_id)
             await self.housekeeping.ended(workflow, task_id)
+            if self.store.lease is not None:
+                # Its run here is over: another daemon may delete it now (`Deletion`).
+                await self.store.release_leases([task_id])
         except asyncio.CancelledError:
             raise
         except CheckpointsDamaged as exc:

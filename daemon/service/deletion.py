@@ -90,6 +90,14 @@ def _live(task_id: str, state: str) -> InvalidState:
     )
 
 
+def _finishing(task_id: str, owner: str) -> InvalidState:
+    return InvalidState(
+        f"task {task_id} has ended, but its run is still finishing in another daemon "
+        f"({owner}) sharing the store; delete it again in a few seconds",
+        {"task_id": task_id, "daemon": owner},
+    )
+
+
 def _gone(task_id: str) -> TaskNotFound:
     return TaskNotFound(f"task {task_id} was deleted meanwhile", {"task_id": task_id})
 
@@ -130,11 +138,22 @@ class Deletion:
             raise _live(row.id, row.state)
         return await self._detached.run(self._delete_in_turn(row.id))
 
+    async def _not_finishing_elsewhere(self, task_id: str) -> None:
+        """Refuse while another daemon sharing the store still holds the ended task's lease:
+        its run writes a last checkpoint and cleans up after the final state (it hands the
+        lease back then, or the lease expires if it died); `settled` waits only for this
+        daemon's runs."""
+        lease = self._store.lease
+        held = await self._store.lease_of(task_id) if lease is not None else None
+        if lease is not None and held is not None and held[0] != lease.owner and held[1] > 0:
+            raise _finishing(task_id, held[0])
+
     async def _delete_in_turn(self, task_id: str) -> Deleted:
         async with self._turns.hold(task_id):
             if await self._store.get_task(task_id) is None:
                 raise _gone(task_id)  # a racing deletion came first
             await self._engine.settled(task_id)
+            await self._not_finishing_elsewhere(task_id)
             incomplete: list[str] = []
             checkpoints = False
             try:

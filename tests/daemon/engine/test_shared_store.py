@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import socket
 import threading
 import time
 from collections import Counter
@@ -288,6 +289,12 @@ def started_lines(node: Node, task_id: str, since: int = 0) -> list[str]:
     return [ln for ln in node.log()[since:].splitlines() if f"task {task_id}: started" in ln]
 
 
+def ran_only_in(node: Node, other: Node, task_id: str) -> bool:
+    """The task's run started in `node` and never in `other` (a lease is handed back once
+    its run ends, so the logs say where it ran)."""
+    return bool(started_lines(node, task_id)) and not started_lines(other, task_id)
+
+
 # --- 1. what B shows of A's task -----------------------------------------------------------------
 
 
@@ -331,7 +338,9 @@ def test_b_shows_and_streams_a_task_that_runs_in_a(pair: Pair) -> None:
     reader.join(15)
     assert not reader.is_alive(), "B's event stream did not reach the task's final state"
     assert not errors, errors
-    assert pair.a.owns(pair.lease(task_id)[0])  # A ran it
+    assert ran_only_in(pair.a, pair.b, task_id)
+    # Its run over, A handed the lease back (another daemon may delete the task now).
+    wait_for(lambda: pair.lease(task_id)[0] is None, timeout=10, interval=0.1)
 
     in_a = task_of(a, task_id)
     assert done["result"] == in_a["result"] and done["result"]
@@ -357,6 +366,36 @@ def test_b_shows_and_streams_a_task_that_runs_in_a(pair: Pair) -> None:
         if e["created_at"] > received[0] and at - e["created_at"] > 5
     ]
     assert not late, f"events reached B's stream late: {late}"
+
+
+def test_a_task_still_finishing_in_a_is_not_deleted_through_b(pair: Pair) -> None:
+    """An ended task whose run still holds its lease in A (writing its last checkpoint,
+    cleaning up) is refused by B's delete, naming A; once the lease is A's no more (handed
+    back, or expired if A died), B deletes it."""
+    use_scenario(pair.sim, TWO)
+    task_id = submit(pair.a.d)
+    assert pair.ended(pair.b.d, task_id, timeout=40)["state"] == "completed"
+    wait_for(lambda: pair.lease(task_id)[0] is None, timeout=10, interval=0.1)
+    owner = f"{socket.gethostname()}/{pair.a.name}"
+
+    def set_lease(seconds: float) -> None:
+        with psycopg.connect(_libpq(pair.db)) as conn:
+            conn.execute(
+                "UPDATE tasks SET lease_owner = %s, "
+                "lease_expires_at = EXTRACT(EPOCH FROM clock_timestamp()) + %s WHERE id = %s",
+                (owner, seconds, task_id),
+            )
+
+    set_lease(30)  # as while A's run finishes
+    refused = pair.b.d.rpc("task/delete", {"task_id": task_id})
+    assert refused["error"]["code"] == -32002, refused
+    assert "still finishing in another daemon" in refused["error"]["message"]
+    assert refused["error"]["data"]["daemon"] == owner
+    assert task_of(pair.b.d, task_id)["state"] == "completed"  # nothing was deleted
+    set_lease(-1)  # A died after the end: its lease ran out
+    deleted = pair.b.d.rpc("task/delete", {"task_id": task_id})
+    assert deleted["result"]["task_id"] == task_id, deleted
+    assert pair.b.d.rpc("task/get", {"task_id": task_id})["error"]["code"] == -32001
 
 
 # --- 2. SIGKILL: B takes the task over once the lease expires -----------------------------------
@@ -385,7 +424,7 @@ def test_a_task_of_a_killed_daemon_is_finished_by_the_other_without_repeating_st
     done = p.ended(p.b.d, task_id, timeout=45)
     assert done["state"] == "completed", done["error"]
     assert {s["id"] for s in done["streams"]} == {f"s{i}" for i in range(1, 7)}
-    assert p.b.owns(p.lease(task_id)[0]), "not B's lease, yet A is dead"
+    assert started_lines(p.b, task_id), "B never started it, yet A is dead"
     assert started_lines(p.b, task_id), "B's log does not show it starting the task"
     calls = p.calls(task_id)
     assert_no_finished_stream_ran_again(calls, finished)
@@ -443,7 +482,7 @@ def test_a_question_of_a_task_in_a_answered_through_b_resumes_it_in_a(pair: Pair
     # A's run wakes on B's task.answered event: well before its own 30 s recheck of the store.
     done = pair.ended(b, task_id, timeout=15)
     assert done["state"] == "completed", done["error"]
-    assert pair.a.owns(pair.lease(task_id)[0])
+    assert ran_only_in(pair.a, pair.b, task_id)
     assert not started_lines(pair.b, task_id), "B ran the task instead of waking A's run"
     assert [q["answer"] for q in task_of(a, task_id)["questions"]] == ["EMEA"]
     print(f"completed {time.monotonic() - answered_at:.1f}s after B took the answer")
@@ -460,7 +499,7 @@ def test_a_result_of_a_task_in_a_approved_through_b_completes_in_a(pair: Pair) -
     done = pair.ended(b, task_id, timeout=15)
     assert done["state"] == "completed", done["error"]
     assert done["result"] == task["result"]
-    assert pair.a.owns(pair.lease(task_id)[0])
+    assert ran_only_in(pair.a, pair.b, task_id)
     assert not started_lines(pair.b, task_id), "B ran the task instead of waking A's run"
 
 
@@ -516,7 +555,7 @@ def test_a_restarted_daemon_leaves_the_taken_over_task_alone_and_runs_new_ones(
     done = p.ended(a2, task_id, timeout=40)
     assert done["state"] == "completed", done["error"]
     # A's keeper looked several times (every second) while B still ran the task.
-    assert p.b.owns(p.lease(task_id)[0])
+    assert started_lines(p.b, task_id)
     assert not started_lines(p.a, task_id, since), "the restarted A started B's task"
     calls = p.calls(task_id)
     assert_no_finished_stream_ran_again(calls, finished)
@@ -526,7 +565,7 @@ def test_a_restarted_daemon_leaves_the_taken_over_task_alone_and_runs_new_ones(
     use_scenario(p.sim, TWO)
     new_id = submit(a2)
     assert p.ended(a2, new_id, timeout=30)["state"] == "completed"
-    assert p.a.owns(p.lease(new_id)[0])
+    assert ran_only_in(p.a, p.b, new_id)
     assert started_lines(p.a, new_id, since)
     assert not started_lines(p.b, new_id)
 
@@ -603,7 +642,7 @@ def test_a_code_task_of_a_killed_daemon_goes_on_in_its_worktree_in_the_other(
     done = p.ended(p.b.d, task_id, timeout=45)
     assert done["state"] == "completed", done["error"]
     ended_after = time.time() - killed_at
-    assert p.b.owns(p.lease(task_id)[0]) and started_lines(p.b, task_id)
+    assert started_lines(p.b, task_id)
     (impl,) = done["streams"]
     assert impl["state"] == "accepted" and impl["code"]["steps"] == len(CODER)
     # B worked in the worktree A made (adopted), not in one of its own.
