@@ -20,6 +20,7 @@ from daemon.engine.runner import Runner
 from daemon.governor.governor import ConcurrencySettings, Governor
 from daemon.home.paths import Homes
 from daemon.service.service import Service
+from daemon.store.database import shared_store
 from daemon.store.feed import EventFeed
 from daemon.store.store import Lease, Store
 
@@ -30,12 +31,6 @@ FOLLOW_OTHERS_S = 0.25
 def store_url(homes: Homes, config: Config) -> str:
     """The store's URL: store.url, or the SQLite database in the data directory."""
     return config.get("store.url") or f"sqlite:///{homes.database}"
-
-
-def shared(url: str) -> bool:
-    """Whether other daemons may share the store at `url` (PostgreSQL; SQLite is refused to a
-    second daemon, see `daemon.store.lock`)."""
-    return url.startswith("postgresql")
 
 
 def daemon_name(homes: Homes) -> str:
@@ -99,7 +94,7 @@ class Daemon:
         self.started = True
         await self.store.open()
         await self.feed.start()
-        if shared(self.store.url):
+        if shared_store(self.store.url):
             self._following = asyncio.create_task(self.store.follow_others(FOLLOW_OTHERS_S))
         await self.governor.start()
         self.runner.preload()

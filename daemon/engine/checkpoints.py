@@ -23,11 +23,10 @@ import sqlite3
 from pathlib import Path
 
 import aiosqlite
-from sqlalchemy.engine import make_url
 
 from daemon.engine.disk_full import store_full
 from daemon.engine.errors import CheckpointsDamaged
-from daemon.store.database import store_location
+from daemon.store.database import shared_store, store_location
 
 __all__ = [
     "Checkpoints",
@@ -45,18 +44,14 @@ Checkpoints = Path | str | None
 
 def checkpoints_for(store_url: str, sqlite_file: Path) -> Path | str:
     """A PostgreSQL store's own database (shared as the store is), else `sqlite_file`."""
-    return store_url if make_url(store_url).get_backend_name() == "postgresql" else sqlite_file
+    return store_url if shared_store(store_url) else sqlite_file
 
 
 def location(where: Checkpoints) -> str:
     """The checkpoints' place for a message: the file, or the URL without its password."""
-    return (
-        "memory"
-        if where is None
-        else str(where)
-        if isinstance(where, Path)
-        else store_location(where)
-    )
+    if where is None:
+        return "memory"
+    return str(where) if isinstance(where, Path) else store_location(where)
 
 
 #: Problems quick_check lists in a message, at most.

@@ -103,12 +103,12 @@ class LeaseKeeper:
         """Renew, give up what is lost, start what is free: one round of the keeper."""
         running = self._runs.running()
         held = await self._store.renew_leases(running)
-        for task_id in sorted(running - held):
-            if task_id in self._runs.running():  # not ended meanwhile
-                log.warning(
-                    "task %s: another daemon holds its lease now; its run here stops", task_id
-                )
-                self._runs.lost(task_id)
-        for task_id in await self._store.claimable_task_ids():
-            if task_id not in self._runs.running():
+        still = self._runs.running()  # without those that ended while the renewal ran
+        for task_id in sorted((running - held) & still):
+            log.warning("task %s: another daemon holds its lease now; its run here stops", task_id)
+            self._runs.lost(task_id)
+        claimable = await self._store.claimable_task_ids()
+        running = self._runs.running()
+        for task_id in claimable:
+            if task_id not in running:
                 self._runs.start(task_id)

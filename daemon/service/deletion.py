@@ -144,8 +144,10 @@ class Deletion:
         lease back then, or the lease expires if it died); `settled` waits only for this
         daemon's runs."""
         lease = self._store.lease
-        held = await self._store.lease_of(task_id) if lease is not None else None
-        if lease is not None and held is not None and held[0] != lease.owner and held[1] > 0:
+        if lease is None:
+            return
+        held = await self._store.lease_of(task_id)
+        if held is not None and held[0] != lease.owner and held[1] > 0:
             raise _finishing(task_id, held[0])
 
     async def _delete_in_turn(self, task_id: str) -> Deleted:

@@ -43,6 +43,15 @@ def redact_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def shared_store(url: str) -> bool:
+    """Whether several daemons may open the store at `url`: PostgreSQL (each task leased to
+    one of them); a SQLite store is one daemon's (`daemon.store.lock`)."""
+    try:
+        return make_url(url).get_backend_name() == "postgresql"
+    except ArgumentError:
+        return False
+
+
 def sqlite_path(url: str) -> Path | None:
     """The absolute path of the SQLite file `url` names, symlinks resolved, so that two ways
     of naming one file give one path; None for another database or one held in memory."""

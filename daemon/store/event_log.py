@@ -73,25 +73,20 @@ class EventLog(StoreThread):
         """Every `every_s`, announce the events other daemons committed since the last look;
         until cancelled. A failed read is logged and tried again: nothing is skipped."""
         failing = False
-        while self._followed is None:  # where to begin: what is there now is known
-            try:
-                self._followed = await self.last_event_id()
-            except Exception as exc:
-                if not failing:
-                    log.warning("reading other daemons' events failed (tried again): %s", exc)
-                failing = True
-                await asyncio.sleep(every_s)
         while True:
-            await asyncio.sleep(every_s)
             try:
-                while await self.announce_others() == FOLLOW_BATCH:
-                    pass
+                if self._followed is None:  # where to begin: what is there now is known
+                    self._followed = await self.last_event_id()
+                else:
+                    while await self.announce_others() == FOLLOW_BATCH:
+                        pass
             except Exception as exc:
                 if not failing:
                     log.warning("reading other daemons' events failed (tried again): %s", exc)
                 failing = True
             else:
                 failing = False
+            await asyncio.sleep(every_s)
 
     async def announce_others(self) -> int:
         """Announce the events committed since the last look that this daemon did not write

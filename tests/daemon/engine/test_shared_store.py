@@ -43,6 +43,8 @@ from support.postgres import PostgresCluster
 from support.simulator import running_simulator, stats, use_scenario
 from support.store_reader import query
 
+from daemon.engine.checkpoints_pg import pg_conninfo
+
 pytestmark = pytest.mark.slow
 
 FAST = {"planner": 0.05, "orchestrator": 0.05, "executor": 0.1}
@@ -145,7 +147,7 @@ class Pair:
 
     def lease(self, task_id: str) -> tuple[str | None, float | None]:
         """The task's lease as the store holds it: owner, and seconds left (None: no lease)."""
-        with psycopg.connect(_libpq(self.db)) as conn:
+        with psycopg.connect(pg_conninfo(self.db)) as conn:
             row = conn.execute(
                 "SELECT lease_owner, lease_expires_at - EXTRACT(EPOCH FROM clock_timestamp()) "
                 "FROM tasks WHERE id = %s",
@@ -184,10 +186,6 @@ class Pair:
         for node in (self.a, self.b):
             if hasattr(node, "d") and node.alive():
                 node.d.stop()
-
-
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 def start_pair(
@@ -379,7 +377,7 @@ def test_a_task_still_finishing_in_a_is_not_deleted_through_b(pair: Pair) -> Non
     owner = f"{socket.gethostname()}/{pair.a.name}"
 
     def set_lease(seconds: float) -> None:
-        with psycopg.connect(_libpq(pair.db)) as conn:
+        with psycopg.connect(pg_conninfo(pair.db)) as conn:
             conn.execute(
                 "UPDATE tasks SET lease_owner = %s, "
                 "lease_expires_at = EXTRACT(EPOCH FROM clock_timestamp()) + %s WHERE id = %s",
