@@ -42,6 +42,7 @@ from daemon.store.states import TERMINAL, TaskState
 from daemon.store.store import NewEvent, Store
 
 if TYPE_CHECKING:  # imported for real lazily, off the event loop (see `loading`)
+    from daemon.engine.code.sites import StreamSites
     from daemon.engine.gateway import ModelsFactory
     from daemon.engine.workflow import Workflow
 
@@ -62,6 +63,7 @@ class Runner:
         models: ModelsFactory | None = None,
         worktrees: Path | None = None,
         private_dirs: tuple[Path, ...] = (),
+        sites: StreamSites | None = None,
     ) -> None:
         self.store = store
         self.governor = governor
@@ -74,6 +76,8 @@ class Runner:
         #: Where code tasks' worktrees live, and what their commands must not read.
         self.worktrees = worktrees
         self.private_dirs = private_dirs
+        #: Where code streams work (None: on this machine; `[executors] backend`).
+        self.sites = sites
         self._loader = WorkflowLoader(self._build, checkpoints)
         self._get_workflow = self._loader.get
         self.housekeeping = Housekeeping(self._get_workflow)
@@ -103,6 +107,7 @@ class Runner:
             notifier=self.notifier,
             worktrees=self.worktrees,
             private_dirs=self.private_dirs,
+            sites=self.sites,
             **options,
         )
         return workflow

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.engine.code.merge_point import CodeMerge
+from daemon.engine.code.sites import StreamSites
 from daemon.engine.code.stream_runner import CodeStreams
 from daemon.engine.code.task_code import CodeTask
 from daemon.engine.conflicts import ConflictCheck
@@ -69,6 +70,8 @@ class Collaborators:
     worktrees: Path | None = None
     #: Directories sandboxed commands must not read (tierd's home: the token, the databases).
     private_dirs: tuple[Path, ...] = ()
+    #: Where code streams work (None: worktrees under `worktrees`, on this machine).
+    sites: StreamSites | None = None
 
 
 class TaskRun:
@@ -132,9 +135,24 @@ class TaskRun:
         )
         ctx = TaskContext.of(self.store, row, settings, gateway, gateway.settled, attachments)
         code = await self._code_streams(ctx)
+        try:
+            await self._work(ctx, row, states, book, human, code)
+        finally:
+            if code is not None:
+                await code.release()
+
+    async def _work(
+        self,
+        ctx: TaskContext,
+        row: TaskRow,
+        states: TaskStates,
+        book: StreamBook,
+        human: HumanWaits,
+        code: CodeStreams | None,
+    ) -> None:
         work = StreamWork(ctx, book, human, code)
         plan = await self._planning(ctx, states, code.project if code else None)
-        attachments.use_plan(plan)
+        ctx.attachments.use_plan(plan)
         work.brief = TaskBrief(
             row.goal, ctx.rules, row.context, plan, code.project if code else None
         )
@@ -163,7 +181,9 @@ class TaskRun:
             return None
         if self.parts.worktrees is None:
             raise TaskFailed("this daemon has no worktrees directory: it cannot run code tasks")
-        code = CodeStreams(ctx, task, self.parts.worktrees, self.parts.private_dirs)
+        code = CodeStreams(
+            ctx, task, self.parts.worktrees, self.parts.private_dirs, self.parts.sites
+        )
         await code.open()
         return code
 

@@ -19,6 +19,7 @@ from langgraph.func import entrypoint
 
 from daemon.engine.checkpoints import Checkpoints, open_checkpoints
 from daemon.engine.code.hygiene import cleanup_task, reconcile
+from daemon.engine.code.sites import StreamSites
 from daemon.engine.disk_full import store_full
 from daemon.engine.ending import fail_task, finalize
 from daemon.engine.errors import CheckpointsDamaged
@@ -48,10 +49,18 @@ class Workflow:
         models: ModelsFactory = ModelCaller,
         worktrees: Path | None = None,
         private_dirs: tuple[Path, ...] = (),
+        sites: StreamSites | None = None,
     ) -> None:
         self.store = store
         self.parts = Collaborators(
-            store, slots, signals, notifier, models, worktrees=worktrees, private_dirs=private_dirs
+            store,
+            slots,
+            signals,
+            notifier,
+            models,
+            worktrees=worktrees,
+            private_dirs=private_dirs,
+            sites=sites,
         )
         self._close: Callable[[], Awaitable[None]] | None = None
         self._graph: Any = None

@@ -22,6 +22,7 @@ from daemon.engine.code.agent_loop import StepsExhausted, ToolOutcome, run_loop
 from daemon.engine.code.git import git, identity_env
 from daemon.engine.code.paths import PathGlobs
 from daemon.engine.code.preparation import prepare_worktree
+from daemon.engine.code.sandbox import run_sandboxed
 from daemon.engine.code.setup import run_setup, setup_failure
 from daemon.engine.code.stream_runner import CodeStreams
 from daemon.engine.code.test_runs import failed, test_run
@@ -202,9 +203,12 @@ class CodeMerge:
                 raise TaskFailed(f"the merged result could not be set up: {failure}")
         policy = prep.sandbox(wt.path, s.command_policy(self.code.hide))
         return await test_run(
-            self.ctx.store, self.ctx.task_id, f"tests:{RESULT}:{when}", s.test_command,
-            wt.path, policy,
-        )  # fmt: skip
+            self.ctx.store,
+            self.ctx.task_id,
+            f"tests:{RESULT}:{when}",
+            s.test_command,
+            lambda command: run_sandboxed(command, wt.path, policy),
+        )
 
     async def fix(self, wt: Worktree, why: str, label: str, only: list[str] | None = None) -> None:
         """A bounded round of the orchestrator with the tools on the result's worktree."""

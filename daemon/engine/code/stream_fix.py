@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from daemon.engine.code.agent_loop import StepsExhausted, ToolOutcome, run_loop
+from daemon.engine.code.sites import StreamSite
 from daemon.engine.code.test_runs import test_run
 from daemon.engine.code.tool_step import run_tool_step
-from daemon.engine.code.tools import Workspace
 from daemon.engine.code.toolspec import tool_schemas
 from daemon.engine.streams import StreamState
 from roles.calls import ToolCall
@@ -94,7 +94,7 @@ class _Fix:
         saved = await self.ctx.store.get_step(self.ctx.task_id, key)
         if saved is not None:
             return await self._restore(saved)
-        wt, ws = await self.code.workspace(self.st)
+        site = await self.code.site(self.st)
         s = self.code.settings
         record = FixRecord(self.round, fix_problem(verdict), max_steps=s.fix_max_steps)
         messages = code_fix_messages(
@@ -110,8 +110,8 @@ class _Fix:
             done = await run_loop(
                 self.ctx.call,
                 messages,
-                tool_schemas(ws),
-                lambda k, c, step: self._tool(ws, record, k, c, step),
+                tool_schemas(site.workspace),
+                lambda k, c, step: self._tool(site, record, k, c, step),
                 stream_id=self.sid,
                 round=self.round,
                 max_steps=s.fix_max_steps,
@@ -123,15 +123,14 @@ class _Fix:
             record.summary = done.summary
         except StepsExhausted as exc:
             record.ended = str(exc)
-        made = await self._commit(wt, record)
+        made = await self._commit(site, record)
         record.head, record.files = made["head"], list(made["files"])
         record.test_run = await test_run(
             self.ctx.store,
             self.ctx.task_id,
             f"tests:{self.sid}:r{self.round}:fix",
             s.test_command,
-            wt.path,
-            ws.sandbox,
+            site.run,
         )
         summary = f"{await self._summary()}\n\n{_note(record)}".strip()
         self._apply(made, record)
@@ -179,14 +178,15 @@ class _Fix:
         saved = await self.ctx.store.get_step(self.ctx.task_id, f"summary:{self.sid}")
         return "" if saved is None else str(saved["text"])
 
-    async def _commit(self, wt: Any, record: FixRecord) -> dict[str, Any]:
+    async def _commit(self, site: StreamSite, record: FixRecord) -> dict[str, Any]:
         """The fix committed on the stream's branch (once: a replay finds the commit)."""
         key = f"commit:{self.sid}:r{self.round}:fix"
         done = await self.ctx.store.get_step(self.ctx.task_id, key)
         if done is None:
-            made = await self.code.manager.commit(
-                wt, _note(record), exclude=self.code.excludes(self.sid), by=FIXED_BY
+            made = await site.commit(
+                _note(record), exclude=self.code.excludes(self.sid), by=FIXED_BY
             )
+            self.facts.snapshot = site.snapshot
             done = {
                 "head": made.head,
                 "files": list(made.files),
@@ -197,15 +197,16 @@ class _Fix:
         return dict(done)
 
     async def _tool(
-        self, ws: Workspace, record: FixRecord, key: str, c: ToolCall, step: int
+        self, site: StreamSite, record: FixRecord, key: str, c: ToolCall, step: int
     ) -> ToolOutcome:
-        done = await run_tool_step(self.ctx, ws, key, c)
+        done = await run_tool_step(self.ctx, site, key, c)
         result = done.result
         record.steps = max(record.steps, step + 1)
         command = done.command(c)
         if command is not None:
             record.commands.append(command)
         if done.fresh:
+            self.facts.snapshot = site.snapshot
             self._keep(record)
             # After the executor's steps, so a live view takes it as the latest.
             event = done.event(

@@ -28,17 +28,15 @@ from typing import Any
 
 from daemon.engine.code.agent_loop import ToolOutcome, run_loop
 from daemon.engine.code.git import git
-from daemon.engine.code.paths import PathGlobs
-from daemon.engine.code.preparation import Preparation, prepare_worktree
 from daemon.engine.code.project import project_context
-from daemon.engine.code.setup import run_setup, setup_failure
+from daemon.engine.code.setup import setup_failure
+from daemon.engine.code.sites import LocalSites, SiteRequest, StreamSite, StreamSites
 from daemon.engine.code.stream_fix import fix_stream
 from daemon.engine.code.task_code import CodeTask
 from daemon.engine.code.test_runs import failed, test_run
 from daemon.engine.code.tool_step import run_tool_step
-from daemon.engine.code.tools import Workspace
 from daemon.engine.code.toolspec import tool_schemas
-from daemon.engine.code.worktrees import Worktree, WorktreeManager, branch_name
+from daemon.engine.code.worktrees import WorktreeManager, branch_name
 from daemon.engine.context import TaskContext
 from daemon.engine.errors import StreamFailed
 from daemon.engine.streams import StreamState
@@ -59,6 +57,7 @@ class StreamFacts:
     """A code stream's record, as its row's `code_json` holds it."""
 
     branch: str
+    #: Where the worktree is: a path on this machine, or `ray://<node>/<path>` on a cluster.
     worktree: str
     start_commit: str
     head: str | None = None
@@ -76,6 +75,9 @@ class StreamFacts:
     #: The orchestrator's own fixes of the stream, one per review round that gave "fix"
     #: (`stream_fix.FixRecord`, as a dict): who fixed it, its steps, commands and test run.
     fixes: list[dict[str, Any]] = field(default_factory=list)
+    #: The worktree's state saved with the last step, where the worktree may not last (a
+    #: cluster node): a commit under `refs/tierd/<task>/<stream>` in the user's repository.
+    snapshot: str | None = None
 
     def json(self) -> str:
         return json.dumps(asdict(self))
@@ -85,18 +87,26 @@ class CodeStreams:
     """The code side of one task run's streams."""
 
     def __init__(
-        self, ctx: TaskContext, task: CodeTask, root: Path, hide: tuple[Path, ...]
+        self,
+        ctx: TaskContext,
+        task: CodeTask,
+        root: Path,
+        hide: tuple[Path, ...],
+        sites: StreamSites | None = None,
     ) -> None:
         self.ctx = ctx
         self.task = task
+        #: The user's repository's worktrees on this machine (the merge point's, and the
+        #: streams' own with the local backend).
         self.manager = WorktreeManager(task.repo, root)
         self.hide = hide
+        self.sites = sites or LocalSites(root)
         self.settings = ctx.settings.code
         self.project: ProjectContext | None = None
         self.facts: dict[str, StreamFacts] = {}
         #: When each stream's work began (wall clock, kept across runs in the memo).
         self._began: dict[str, float] = {}
-        self._prep: dict[str, Preparation] = {}
+        self._sites: dict[str, StreamSite] = {}
         self._accepted: list[str] = []
 
     async def open(self) -> None:
@@ -131,7 +141,7 @@ class CodeStreams:
         """Run one round of the stream's coder (`attachments`: its stream's own); the text
         its review reads."""
         spec = st.spec
-        wt, ws = await self.workspace(st)
+        site = await self.site(st)
         facts = self.facts[spec.id]
         # A dependency's work is in this worktree already: the coder reads its summary.
         deps = {d: await self._summary(d) or deps.get(d, "") for d in spec.depends_on}
@@ -152,12 +162,12 @@ class CodeStreams:
         )
         try:
             async with asyncio.timeout(max(remaining, 0.001)):
-                await self._setup(st, wt, ws)
+                await self._setup(st, site)
                 result = await run_loop(
                     self.ctx.call,
                     messages,
-                    tool_schemas(ws),
-                    lambda key, c, step: self._tool(st, ws, key, c, step),
+                    tool_schemas(site.workspace),
+                    lambda key, c, step: self._tool(st, site, key, c, step),
                     stream_id=spec.id,
                     round=round_,
                     max_steps=self.settings.max_steps,
@@ -167,17 +177,16 @@ class CodeStreams:
                 f"the stream ran past its time limit of {self.settings.stream_time_s:g} s "
                 "([code] stream_time_s)"
             ) from None
-        await self._commit(st, wt, result.summary, round_)
+        await self._commit(st, site, result.summary, round_)
         facts.test_run = await test_run(
             self.ctx.store,
             self.ctx.task_id,
             f"tests:{spec.id}:r{round_}",
             self.settings.test_command,
-            wt.path,
-            ws.sandbox,
+            site.run,
         )
         await self.ctx.store.upsert_stream(self.ctx.task_id, spec.id, code_json=facts.json())
-        diff = await self._diff(wt, facts)
+        diff = await self._diff(facts)
         stat = [f"{len(facts.files)} file(s) changed, +{facts.insertions} -{facts.deletions}"]
         return coder_review_text(
             result.summary,
@@ -221,41 +230,48 @@ class CodeStreams:
 
     # --- the worktree ------------------------------------------------------------------------
 
-    async def workspace(self, st: StreamState) -> tuple[Worktree, Workspace]:
-        """The stream's worktree (made, or found again) and the workspace its tools act on."""
+    async def site(self, st: StreamState) -> StreamSite:
+        """The stream's site: its worktree (made, or found again) and what acts on it."""
         spec = st.spec
-        depends = [branch_name(self.ctx.task_id, d) for d in spec.depends_on]
-        wt = await self.manager.create(
-            self.ctx.task_id, spec.id, base=self.task.base_commit, depends_on=depends
+        facts = self.facts.get(spec.id)
+        request = SiteRequest(
+            task_id=self.ctx.task_id,
+            stream_id=spec.id,
+            repo=self.task.repo,
+            base=self.task.base_commit,
+            depends_on=tuple(branch_name(self.ctx.task_id, d) for d in spec.depends_on),
+            ownership=tuple(spec.ownership),
+            settings=self.settings,
+            hide=self.hide,
+            snapshot=facts.snapshot if facts else await self._saved_snapshot(spec.id),
         )
-        prep = await prepare_worktree(self.task.repo, wt.path, link_dirs=self.settings.link_dirs)
+        site = await self.sites.open(request)
         saved = await self.ctx.store.get_step(self.ctx.task_id, f"began:{spec.id}")
         if saved is None:
             saved = {"at": time.time()}
             await self.ctx.store.put_step(self.ctx.task_id, f"began:{spec.id}", saved)
         self._began[spec.id] = float(saved["at"])
-        if spec.id not in self.facts:
+        if facts is None:
             self.facts[spec.id] = StreamFacts(
-                branch=wt.branch,
-                worktree=str(wt.path),
-                start_commit=wt.start_commit,
+                branch=site.branch,
+                worktree=site.location,
+                start_commit=site.start_commit,
                 max_steps=self.settings.max_steps,
+                snapshot=request.snapshot,
             )
-        s = self.settings
-        ws = Workspace(
-            root=wt.path,
-            git_dir=wt.git_dir,
-            ownership=PathGlobs(spec.ownership),
-            secrets=s.secrets(),
-            sandbox=prep.sandbox(wt.path, s.command_policy(self.hide)),
-            test_command=s.test_command,
-            lint_command=s.lint_command,
-            allow_shell=s.allow_shell,
-        )
-        self._prep[spec.id] = prep
-        return wt, ws
+        else:
+            facts.worktree = site.location
+        self._sites[spec.id] = site
+        return site
 
-    async def _setup(self, st: StreamState, wt: Worktree, ws: Workspace) -> None:
+    async def _saved_snapshot(self, stream_id: str) -> str | None:
+        """The worktree's state its row holds (a run resumed after a restart)."""
+        for row in await self.ctx.store.streams_of(self.ctx.task_id):
+            if row.stream_id == stream_id and row.code_json:
+                return json.loads(row.code_json).get("snapshot")
+        return None
+
+    async def _setup(self, st: StreamState, site: StreamSite) -> None:
         """Run `[code] setup_command` once per worktree (memoised like any step)."""
         command = self.settings.setup_command
         if not command:
@@ -264,8 +280,7 @@ class CodeStreams:
         facts = self.facts[st.spec.id]
         done = await self.ctx.store.get_step(self.ctx.task_id, key)
         if done is None:
-            policy = self._prep[st.spec.id].sandbox(wt.path, self.settings.setup_policy(self.hide))
-            done = await run_setup(command, wt, policy)
+            done = await site.setup(command)
             facts.setup = done
             await self.ctx.store.upsert_stream(
                 self.ctx.task_id,
@@ -274,6 +289,11 @@ class CodeStreams:
                 event=("code.setup", {"stream_id": st.spec.id, **_brief(done)}),
                 code_json=facts.json(),
             )
+        else:
+            # A worktree made anew on another node has none of what the setup made.
+            again = await site.setup_again(done)
+            if again is not None:
+                done = {**done, **again}
         facts.setup = done
         failure = setup_failure(done)
         if failure is not None:
@@ -282,17 +302,18 @@ class CodeStreams:
     # --- one tool call -------------------------------------------------------------------------
 
     async def _tool(
-        self, st: StreamState, ws: Workspace, key: str, c: ToolCall, step: int
+        self, st: StreamState, site: StreamSite, key: str, c: ToolCall, step: int
     ) -> ToolOutcome:
         sid = st.spec.id
         facts = self.facts[sid]
-        done = await run_tool_step(self.ctx, ws, key, c)
+        done = await run_tool_step(self.ctx, site, key, c)
         result = done.result
         facts.steps = max(facts.steps, step + 1)
         command = done.command(c)
         if command is not None:
             facts.commands.append(command)
         if done.fresh:
+            facts.snapshot = site.snapshot
             await self.ctx.store.upsert_stream(
                 self.ctx.task_id,
                 sid,
@@ -304,14 +325,15 @@ class CodeStreams:
 
     # --- the end of a round --------------------------------------------------------------------
 
-    async def _commit(self, st: StreamState, wt: Worktree, summary: str, round_: int) -> None:
+    async def _commit(self, st: StreamState, site: StreamSite, summary: str, round_: int) -> None:
         """Commit the round's changes (once: a resumed round finds its commit in the memo)."""
         sid = st.spec.id
         facts = self.facts[sid]
         key = f"commit:{sid}:r{round_}"
         done = await self.ctx.store.get_step(self.ctx.task_id, key)
         if done is None:
-            made = await self.manager.commit(wt, summary, exclude=self.excludes(sid))
+            made = await site.commit(summary, exclude=self.excludes(sid))
+            facts.snapshot = site.snapshot
             done = {
                 "head": made.head,
                 "files": list(made.files),
@@ -328,9 +350,14 @@ class CodeStreams:
     def excludes(self, sid: str) -> tuple[str, ...]:
         """What a commit of the stream leaves out: linked dirs, what its setup made."""
         setup = self.facts[sid].setup or {}
-        return (*self._prep[sid].commit_excludes(), *setup.get("artifacts", ()))
+        return (*self._sites[sid].commit_excludes(), *setup.get("artifacts", ()))
 
-    async def _diff(self, wt: Worktree, facts: StreamFacts) -> str:
+    async def release(self) -> None:
+        """The run is over: free what the streams' sites hold elsewhere (a cluster's)."""
+        self._sites.clear()
+        await self.sites.release(self.ctx.task_id)
+
+    async def _diff(self, facts: StreamFacts) -> str:
         if not facts.head or facts.head == facts.start_commit:
             return ""
         out = await git(

@@ -8,10 +8,10 @@ reads it back instead of running it again.
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from daemon.engine.code.sandbox import SandboxPolicy, run_sandboxed
+from daemon.engine.code.sandbox import CommandResult
 from daemon.store.store import Store
 
 __all__ = ["TEST_OUTPUT_CHARS", "failed", "test_run"]
@@ -21,15 +21,20 @@ TEST_OUTPUT_CHARS = 6000
 
 
 async def test_run(
-    store: Store, task_id: str, key: str, command: str, worktree: Path, policy: SandboxPolicy
+    store: Store,
+    task_id: str,
+    key: str,
+    command: str,
+    run: Callable[[str], Awaitable[CommandResult]],
 ) -> dict[str, Any] | None:
-    """The test command's run on `worktree` (memoised under `key`); None without a command."""
+    """The test command's run (memoised under `key`) by `run`, which runs it sandboxed in
+    the worktree; None without a command."""
     if not command:
         return None
     saved = await store.get_step(task_id, key)
     if saved is not None:
         return dict(saved)
-    ran = await run_sandboxed(command, worktree, policy)
+    ran = await run(command)
     done = {
         "command": command,
         "name": "test",

@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from daemon.engine.code.tools import ToolResult, Workspace
-from daemon.engine.code.toolspec import call_tool
+from daemon.engine.code.sites import StreamSite
+from daemon.engine.code.tools import ToolResult
 from daemon.engine.context import TaskContext
 from roles.calls import ToolCall
 
@@ -59,12 +59,13 @@ class ToolStep:
         }
 
 
-async def run_tool_step(ctx: TaskContext, ws: Workspace, key: str, call: ToolCall) -> ToolStep:
-    """The call's saved result under `key`, else the call run now (the caller saves it)."""
+async def run_tool_step(ctx: TaskContext, site: StreamSite, key: str, call: ToolCall) -> ToolStep:
+    """The call's saved result under `key`, else the call run now on the stream's site (the
+    caller saves it)."""
     saved = await ctx.store.get_step(ctx.task_id, key)
     fresh = saved is None
     if saved is None:
-        result = await call_tool(ws, call.name, call.arguments)
+        result = await site.tool(call.name, call.arguments)
     else:
         result = ToolResult.from_dict(saved)
     return ToolStep(result, fresh)
