@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import socket
 import uuid
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ class Daemon:
     _pending: set[asyncio.Task[Any]] = field(default_factory=set)
     #: Reading what other daemons sharing the store write (None: a store of this one's own).
     _following: asyncio.Task[None] | None = None
+    #: The Ray driver (`[executors] backend = "ray"`), else None.
+    _ray: Any = None
 
     def __post_init__(self) -> None:
         url = store_url(self.homes, self.config)
@@ -76,8 +79,26 @@ class Daemon:
             checkpoints=checkpoints_for(url, self.homes.checkpoints),
             worktrees=self.homes.worktrees,
             private_dirs=self.homes.private_dirs,
+            sites=self._sites(),
         )
         self.service = Service(self.store, self.homes, self.config, self.runner)
+
+    def _sites(self) -> Any:
+        """Where code streams work: None (this machine) unless `[executors] backend = "ray"`."""
+        if self.config.get("executors.backend") != "ray":
+            return None
+        if importlib.util.find_spec("ray") is None:
+            raise ValueError(
+                '[executors] backend = "ray" needs Ray, which is not installed: '
+                "pip install 'tierd[ray]' (here and on every node of the cluster)"
+            )
+        from daemon.engine.code.ray.bridge import RayBridge
+        from daemon.engine.code.ray.settings import RaySettings
+        from daemon.engine.code.ray.sites import RaySites
+
+        settings = RaySettings.from_config(self.config.get)
+        self._ray = RayBridge(settings, self.homes.state_dir / "ray-driver.log")
+        return RaySites(self._ray, self.homes.data_dir / "ray")
 
     def _on_governor_change(self, change: dict[str, Any]) -> None:
         # Called from the governor's loop; the event write must not block it. The task is
@@ -111,6 +132,8 @@ class Daemon:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._following
         await self.runner.stop()
+        if self._ray is not None:  # after the runs: their sites are released
+            await self._ray.stop()
         await self.governor.stop()
         # Closing the store waits for queued writes: nothing in flight is lost.
         await self.store.close()

@@ -32,6 +32,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "rules.parallelize": ("when-possible", "always", "never"),
     "review.approval": ("none", "required"),
     "code.sandbox": ("bwrap", "none"),
+    "executors.backend": ("local", "ray"),
 }
 #: Keys with numeric bounds (inclusive). `models.*.x` stands for every role's table. Every
 #: number key has one (a test checks): no value may overflow a float or SQLite's INTEGER.
@@ -81,6 +82,8 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "attachments.table_max_cells": (1, 100_000_000),
     "attachments.text_max_chars": (1000, 100_000_000),
     "attachments.read_timeout_s": (1, 3600),
+    "executors.ray_stream_cpus": (0.01, 1024),
+    "executors.ray_stream_memory_mb": (16, 1 << 20),
     "mcp.tool_wait_s": (1, 600),
     "a2a.send_wait_s": (1, 600),
 }
@@ -128,7 +131,7 @@ ORDERED: tuple[tuple[str, str], ...] = (
 )
 #: Keys (or `table.` prefixes) a running daemon reads only at start: a change to them is
 #: written, and takes effect at the next `tierd serve`. `concurrency.ceiling` is applied at once.
-RESTART_KEYS = ("server.", "store.", "concurrency.")
+RESTART_KEYS = ("server.", "store.", "concurrency.", "executors.")
 LIVE_KEYS = ("concurrency.ceiling",)
 
 

@@ -96,6 +96,11 @@ class StreamSite(Protocol):
         """Paths that are tierd's, never the stream's work (linked dependency dirs)."""
         ...
 
+    async def rest(self) -> None:
+        """The round is over and committed: free what the worktree holds elsewhere (a node's
+        CPUs, while the stream waits for its review); the next call makes it again."""
+        ...
+
 
 class StreamSites(Protocol):
     """Makes (or finds again) a stream's site; lets a task's sites go when it ends."""
@@ -164,6 +169,9 @@ class LocalSite:
 
     def commit_excludes(self) -> tuple[str, ...]:
         return self.prep.commit_excludes()
+
+    async def rest(self) -> None:
+        return None  # a worktree on this machine holds nothing while it waits
 
 
 class LocalSites:

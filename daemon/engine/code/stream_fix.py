@@ -132,6 +132,7 @@ class _Fix:
             s.test_command,
             site.run,
         )
+        await site.rest()
         summary = f"{await self._summary()}\n\n{_note(record)}".strip()
         self._apply(made, record)
         record.outcome = "fix" if record.summary is not None and not self._failing() else "redo"
@@ -186,7 +187,7 @@ class _Fix:
             made = await site.commit(
                 _note(record), exclude=self.code.excludes(self.sid), by=FIXED_BY
             )
-            self.facts.snapshot = site.snapshot
+            self.facts.follow(site)
             done = {
                 "head": made.head,
                 "files": list(made.files),
@@ -206,7 +207,7 @@ class _Fix:
         if command is not None:
             record.commands.append(command)
         if done.fresh:
-            self.facts.snapshot = site.snapshot
+            self.facts.follow(site)
             self._keep(record)
             # After the executor's steps, so a live view takes it as the latest.
             event = done.event(

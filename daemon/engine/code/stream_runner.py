@@ -82,6 +82,11 @@ class StreamFacts:
     def json(self) -> str:
         return json.dumps(asdict(self))
 
+    def follow(self, site: StreamSite) -> None:
+        """Where the worktree is now and its last saved state (a stream may move nodes)."""
+        self.worktree = site.location
+        self.snapshot = site.snapshot
+
 
 class CodeStreams:
     """The code side of one task run's streams."""
@@ -186,6 +191,7 @@ class CodeStreams:
             site.run,
         )
         await self.ctx.store.upsert_stream(self.ctx.task_id, spec.id, code_json=facts.json())
+        await site.rest()
         diff = await self._diff(facts)
         stat = [f"{len(facts.files)} file(s) changed, +{facts.insertions} -{facts.deletions}"]
         return coder_review_text(
@@ -313,7 +319,7 @@ class CodeStreams:
         if command is not None:
             facts.commands.append(command)
         if done.fresh:
-            facts.snapshot = site.snapshot
+            facts.follow(site)
             await self.ctx.store.upsert_stream(
                 self.ctx.task_id,
                 sid,
@@ -333,7 +339,7 @@ class CodeStreams:
         done = await self.ctx.store.get_step(self.ctx.task_id, key)
         if done is None:
             made = await site.commit(summary, exclude=self.excludes(sid))
-            facts.snapshot = site.snapshot
+            facts.follow(site)
             done = {
                 "head": made.head,
                 "files": list(made.files),

@@ -43,6 +43,8 @@ __all__ = [
 
 BRANCH_PREFIX = "tierd/"
 _HEADS = "refs/heads/"
+#: Where a cluster's streams keep their saved worktree states (`ray.sites.snapshot_ref`).
+SNAPSHOTS = "refs/tierd/"
 #: Task and stream ids become path and ref components: keep them to plain names.
 _ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
@@ -368,6 +370,15 @@ class WorktreeManager:
                 left.append(f"{b}: {gone.err.strip()}")
         return deleted, left
 
+    async def _delete_snapshots(self, doomed_task: Callable[[str | None], bool]) -> None:
+        """Remove the saved worktree states (`refs/tierd/<task>/<stream>`, a cluster's
+        streams') of the tasks `doomed_task` picks."""
+        out = await self._git("for-each-ref", "--format=%(refname)", SNAPSHOTS)
+        for ref in out.splitlines():
+            parts = ref.removeprefix(SNAPSHOTS).split("/")
+            if ref and len(parts) == 2 and doomed_task(parts[0]):
+                await git(self.repo, "update-ref", "-d", ref, check=False)
+
     async def tierd_branches(self) -> list[str]:
         """All `tierd/...` branches of the repository."""
         out = await self._git("for-each-ref", "--format=%(refname)", _HEADS + BRANCH_PREFIX)
@@ -397,6 +408,7 @@ class WorktreeManager:
             if b not in keep_branches and doomed_task(_task_of_branch(b))
         ]
         deleted, left = await self._delete_branches(doomed)
+        await self._delete_snapshots(doomed_task)
         return Cleanup(worktrees=tuple(wts), branches=tuple(deleted), left=tuple(left))
 
     async def remove_task(self, task_id: str, keep_branches: Collection[str] = ()) -> Cleanup:

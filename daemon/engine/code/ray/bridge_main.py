@@ -1,0 +1,237 @@
+"""The daemon's Ray driver, in a process of its own (`-m daemon.engine.code.ray.bridge_main`).
+
+Why not in the daemon: a Ray driver ends its process about a minute after it loses the cluster's
+head, starts threads that make forking unsafe, and costs seconds and ~150 MB of imports. The
+daemon must outlive a cluster that goes away and keep its own start fast, so it starts this
+module as a child and talks to it over a pipe (`frames`). Nothing but frames may reach the
+pipe: fd 1 is pointed at stderr (the daemon's log of this process) before Ray loads, and the
+frames go to a private copy of the original fd 1.
+
+The driver holds one actor per stream (`worker.StreamWorker`), placed by `placement`. A call
+whose actor or node is gone replies "lost" (the daemon opens the stream again elsewhere from
+its last saved step); an error raised inside a call replies "error" with its message. The
+driver ends when its stdin closes; its actors, owned by it, end with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from daemon.engine.code.ray.frames import read_frame, write_frame
+from daemon.engine.code.ray.placement import Placement
+
+__all__ = ["DriverSettings", "main"]
+
+log = logging.getLogger("tierd.ray.driver")
+
+#: How long a stream waits between looks for a node with room.
+ROOM_POLL_S = 0.5
+#: How long a worker may take to start and make its worktree.
+OPEN_TIMEOUT_S = 300.0
+#: Nodes tried for one open before the stream is told it is lost.
+OPEN_TRIES = 3
+#: How long a worker may take to remove its worktree before it is killed anyway.
+CLOSE_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class DriverSettings:
+    """The driver's settings (its only argument, as JSON)."""
+
+    address: str
+    workdir: str
+    stream_cpus: float
+    stream_memory: int
+    soft: float
+
+
+def _lost_errors() -> tuple[type[BaseException], ...]:
+    from ray import exceptions as e
+
+    return (e.RayActorError, e.NodeDiedError, e.ObjectLostError, e.WorkerCrashedError)
+
+
+class Driver:
+    """Streams' actors on the cluster, by stream key."""
+
+    def __init__(self, settings: DriverSettings) -> None:
+        import ray
+
+        from daemon.engine.code.ray.worker import StreamWorker
+
+        self.settings = settings
+        self.placement = Placement(settings.stream_cpus, settings.stream_memory, settings.soft)
+        self.remote_worker: Any = ray.remote(StreamWorker)
+        self.actors: dict[str, tuple[Any, str]] = {}
+        self.lost = _lost_errors()
+        self.lost_or_late: tuple[type[BaseException], ...] = (*self.lost, TimeoutError)
+
+    async def handle(self, op: str, args: tuple[Any, ...]) -> Any:
+        if op == "ping":
+            return "pong"
+        if op == "nodes":
+            return [n.as_dict() for n in await self.placement.nodes()]
+        if op == "open":
+            return await self.open(*args)
+        if op == "call":
+            return await self.call(*args)
+        if op == "close":
+            return await self.close(*args)
+        raise ValueError(f"unknown request {op!r}")
+
+    async def open(self, key: str, spec: Any, bundle: bytes) -> Any:
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        await self.close(key)
+        data = ray.put(bundle)
+        avoid: set[str] = set()
+        waited = False
+        while True:
+            node = await self.placement.choose(frozenset(avoid))
+            if node is None:
+                if not waited:
+                    log.info("stream %s waits for a node with room", key)
+                    waited = True
+                await asyncio.sleep(ROOM_POLL_S)
+                continue
+            actor = self.remote_worker.options(
+                num_cpus=self.settings.stream_cpus,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+                max_restarts=0,
+                max_task_retries=0,
+            ).remote(self.settings.workdir)
+            try:
+                async with asyncio.timeout(OPEN_TIMEOUT_S):
+                    opened = await actor.open.remote(spec, data)
+            except self.lost_or_late as exc:
+                self._drop(actor, node)
+                avoid.add(node)
+                if len(avoid) >= OPEN_TRIES:
+                    raise Lost(f"no node could take the stream: {exc}") from exc
+                log.warning("stream %s could not open on node %s: %s", key, node[:12], exc)
+                continue
+            except BaseException:
+                self._drop(actor, node)
+                raise
+            self.actors[key] = (actor, node)
+            return opened
+
+    async def call(self, key: str, method: str, args: tuple[Any, ...]) -> Any:
+        held = self.actors.get(key)
+        if held is None:
+            raise Lost("the stream has no worker (the driver started again)")
+        actor, node = held
+        try:
+            return await getattr(actor, method).remote(*args)
+        except self.lost as exc:
+            self.actors.pop(key, None)
+            self._drop(actor, node)
+            raise Lost(f"its worker on node {node[:12]} is gone: {type(exc).__name__}") from exc
+
+    async def close(self, key: str) -> None:
+        held = self.actors.pop(key, None)
+        if held is None:
+            return
+        actor, node = held
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await actor.close.remote()
+        except Exception as exc:  # gone already, or stuck: killed below either way
+            log.info("stream %s: its worker did not close cleanly: %s", key, exc)
+        self._drop(actor, node)
+
+    def _drop(self, actor: Any, node: str) -> None:
+        import ray
+
+        try:
+            ray.kill(actor, no_restart=True)
+        except Exception as exc:  # already dead
+            log.debug("kill: %s", exc)
+        self.placement.release(node)
+
+
+class Lost(Exception):
+    """The stream's actor or node is gone."""
+
+
+def _describe(exc: BaseException) -> str:
+    from ray.exceptions import RayTaskError
+
+    if isinstance(exc, RayTaskError) and exc.cause is not None:
+        exc = exc.cause
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def _serve(driver: Driver, out_fd: int) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 30)
+    await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(0, "rb", buffering=0)
+    )
+    transport, protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, os.fdopen(out_fd, "wb", buffering=0)
+    )
+    writer = asyncio.StreamWriter(transport, protocol, None, loop)
+    lock = asyncio.Lock()
+    running: set[asyncio.Task[None]] = set()
+
+    async def reply(req_id: int, ok: bool, value: Any) -> None:
+        async with lock:
+            write_frame(writer, (req_id, ok, value))
+            await writer.drain()
+
+    async def one(req_id: int, op: str, args: tuple[Any, ...]) -> None:
+        try:
+            value = await driver.handle(op, args)
+        except Lost as exc:
+            await reply(req_id, False, ("lost", str(exc)))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            kind = "lost" if isinstance(exc, driver.lost) else "error"
+            await reply(req_id, False, (kind, _describe(exc)))
+        else:
+            await reply(req_id, True, value)
+
+    while True:
+        try:
+            req_id, op, args = await read_frame(reader)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            break  # the daemon is stopping or gone: so is this driver
+        task = asyncio.create_task(one(req_id, op, args))
+        running.add(task)
+        task.add_done_callback(running.discard)
+    # The workers' worktrees go with them (their state is saved in the user's repository).
+    await asyncio.gather(*(driver.close(key) for key in list(driver.actors)))
+
+
+def main() -> None:
+    out_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = DriverSettings(**json.loads(sys.argv[1]))
+    import ray
+
+    # Without an address the driver starts a Ray of its own on this machine (to try it).
+    own: dict[str, Any] = {} if settings.address else {"include_dashboard": False}
+    ray.init(
+        address=settings.address or None,
+        namespace="tierd",
+        log_to_driver=False,
+        configure_logging=False,
+        **own,
+    )
+    log.info("connected to the Ray cluster (%s)", settings.address or "local")
+    asyncio.run(_serve(Driver(settings), out_fd))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""The per-node governor: which node a new stream goes to, and whether any has room now.
+
+Runs in the Ray driver. Each live node's CPUs come from Ray (`ray.nodes()`), its memory from the
+node itself (a zero-CPU probe pinned to it reads `psutil`, as the daemon's own governor does on
+its machine). A node has room for `min(cpu_room, memory_room)` more streams:
+- `cpu_room`: its CPUs over `stream_cpus`, less the streams placed there (each actor also holds
+  `stream_cpus` in Ray, so Ray's own scheduler agrees);
+- `memory_room`: what fits under the soft threshold (`[concurrency] soft`, 80 %) at
+  `stream_memory` each, less the streams placed since the reading (not in it yet).
+A stream goes to the node with the most room (spreading the load); with none anywhere it waits.
+The daemon-wide ceiling (`[concurrency] ceiling`) still holds: every stream took a slot of the
+daemon's governor before it got here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["NodeRoom", "Placement"]
+
+log = logging.getLogger("tierd.ray.placement")
+
+#: How long a memory reading of the nodes is used before it is taken again.
+READING_S = 1.0
+#: How long a node may take to answer the memory probe before it counts as having no room.
+PROBE_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class NodeRoom:
+    """One live node, as the placement sees it."""
+
+    node_id: str
+    address: str
+    cpus: float
+    memory_total: int
+    memory_available: int
+    streams: int
+    room: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _memory() -> tuple[int, int]:
+    import psutil
+
+    vm = psutil.virtual_memory()
+    return int(vm.total), int(vm.available)
+
+
+class Placement:
+    """Places streams on nodes with room; counts what it placed."""
+
+    def __init__(self, stream_cpus: float, stream_memory: int, soft: float) -> None:
+        self.stream_cpus = stream_cpus
+        self.stream_memory = stream_memory
+        self.soft = soft
+        self.placed: Counter[str] = Counter()
+        self._since_reading: Counter[str] = Counter()
+        self._memory: dict[str, tuple[int, int]] = {}
+        self._read_at = 0.0
+        self._probe: Any = None
+
+    async def _read_memory(self, node_ids: list[str]) -> None:
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        if self._probe is None:
+            self._probe = ray.remote(num_cpus=0, max_retries=0)(_memory)
+
+        async def one(node_id: str) -> tuple[str, tuple[int, int] | None]:
+            ref = self._probe.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)
+            ).remote()
+            try:
+                async with asyncio.timeout(PROBE_TIMEOUT_S):
+                    return node_id, tuple(await ref)
+            except Exception as exc:  # a node dying now, or too busy to answer
+                log.warning("node %s did not report its memory: %s", node_id[:12], exc)
+                ray.cancel(ref, force=True)
+                return node_id, None
+
+        readings = await asyncio.gather(*(one(n) for n in node_ids))
+        self._memory = {n: m for n, m in readings if m is not None}
+        self._read_at = time.monotonic()
+        self._since_reading.clear()
+
+    async def nodes(self) -> list[NodeRoom]:
+        """The live nodes with their room now."""
+        import ray
+
+        alive = [n for n in await asyncio.to_thread(ray.nodes) if n.get("Alive")]
+        ids = [str(n["NodeID"]) for n in alive]
+        if time.monotonic() - self._read_at > READING_S or set(ids) - set(self._memory):
+            await self._read_memory(ids)
+        rooms = []
+        for n in alive:
+            node_id = str(n["NodeID"])
+            cpus = float(n.get("Resources", {}).get("CPU", 0.0))
+            total, available = self._memory.get(node_id, (0, 0))
+            ours = self.placed[node_id]
+            cpu_room = math.floor(cpus / self.stream_cpus + 1e-9) - ours
+            spare = available - (1.0 - self.soft) * total
+            memory_room = math.floor(spare / self.stream_memory) - self._since_reading[node_id]
+            room = max(0, min(cpu_room, memory_room)) if total else 0
+            address = str(n.get("NodeManagerAddress", ""))
+            rooms.append(NodeRoom(node_id, address, cpus, total, available, ours, room))
+        return rooms
+
+    async def choose(self, avoid: frozenset[str] = frozenset()) -> str | None:
+        """The node with the most room (not in `avoid`), counted as placed; None if none has."""
+        rooms = [r for r in await self.nodes() if r.room > 0 and r.node_id not in avoid]
+        if not rooms:
+            return None
+        best = max(rooms, key=lambda r: (r.room, -r.streams))
+        self.placed[best.node_id] += 1
+        self._since_reading[best.node_id] += 1
+        return best.node_id
+
+    def release(self, node_id: str) -> None:
+        """A stream placed on `node_id` ended there."""
+        if self.placed[node_id] > 0:
+            self.placed[node_id] -= 1

@@ -1,0 +1,215 @@
+"""Streams' sites on a Ray cluster: the daemon's side of a stream whose worktree is on a node.
+
+`RaySites.open` gives a stream a worker on a node with room (one per stream, kept across its
+review rounds): the stream's branch (made in the user's repository at its start commit, as the
+local backend does) and its last saved snapshot travel there as one bundle. Every call then goes
+to that worker; what it sends back is fetched into the user's repository before the call
+returns, so it is durable before the step that made it is saved:
+- a snapshot of the worktree after a tool call that may change files, under
+  `refs/tierd/<task>/<stream>` (hidden from `git branch`; removed with the task's branches);
+- a round's commit, on the stream's branch `tierd/<task>/<stream>`.
+
+A worker that is lost (its node died, the driver restarted) is made again on another node from
+the last saved snapshot, and the call that was in flight runs there: it was never saved, so it
+never counted. A finished, saved call never runs again; the setup command, which makes the
+worktree runnable rather than doing the stream's work, runs again in the new worktree.
+
+Model calls stay in the daemon: the loop, its memo and the keys never leave it. A node sees the
+repository's tracked files, the stream's settings and the tool calls, nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from daemon.engine.code.git import git
+from daemon.engine.code.ray.bridge import RayBridge, StreamLost
+from daemon.engine.code.ray.bundles import create_bundle, fetch_bundle
+from daemon.engine.code.ray.worker import SNAPSHOT_REF, Opened, OpenSpec, StepDone
+from daemon.engine.code.sandbox import CommandResult
+from daemon.engine.code.sites import SiteRequest, workspace_for
+from daemon.engine.code.tools import ToolResult, Workspace
+from daemon.engine.code.worktrees import SNAPSHOTS, CommitResult, WorktreeManager, branch_name
+from daemon.engine.errors import StreamFailed
+
+__all__ = ["MAX_MOVES", "RaySite", "RaySites", "snapshot_ref"]
+
+log = logging.getLogger("tierd.ray")
+
+#: How many times one stream may lose its worker before it fails.
+MAX_MOVES = 5
+
+
+def snapshot_ref(task_id: str, stream_id: str) -> str:
+    """Where the user's repository keeps a stream's latest snapshot."""
+    return f"{SNAPSHOTS}{task_id}/{stream_id}"
+
+
+@dataclass
+class RaySite:
+    """One stream's worker on the cluster, as the stream loop uses it."""
+
+    sites: RaySites
+    request: SiteRequest
+    branch: str
+    start_commit: str
+    workspace: Workspace
+    snapshot: str | None = None
+    opened: Opened | None = None
+    #: The setup ran on the current worker (a new worker has to run it again).
+    setup_ran: bool = False
+    moves: int = 0
+    _setup_command: str | None = field(default=None, repr=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.request.task_id}/{self.request.stream_id}"
+
+    @property
+    def location(self) -> str:
+        if self.opened is None:
+            return "ray://(not placed)"
+        return f"ray://{self.opened.node_id}{self.opened.path}"
+
+    async def connect(self) -> None:
+        """Make the worker on a node with room: the branch and the snapshot as one bundle."""
+        repo = self.request.repo
+        refs = [f"refs/heads/{self.branch}"]
+        if self.snapshot is not None:
+            refs.append(snapshot_ref(self.request.task_id, self.request.stream_id))
+        bundle = await create_bundle(repo, refs)
+        spec = OpenSpec(self.request, self.branch, self.start_commit, self.snapshot)
+        self.opened = await self.sites.bridge.request("open", self.key, spec, bundle)
+        self.setup_ran = False
+        log.info("stream %s works on %s", self.key, self.location)
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        """`method` on the worker; a lost worker is made again elsewhere and the call retried."""
+        while True:
+            try:
+                await self._placed()
+                return await self.sites.bridge.request("call", self.key, method, args)
+            except StreamLost as exc:
+                self._lost(exc)
+
+    async def place(self) -> None:
+        """Have a worker (made again elsewhere if it is lost meanwhile)."""
+        while True:
+            try:
+                return await self._placed()
+            except StreamLost as exc:
+                self._lost(exc)
+
+    async def _placed(self) -> None:
+        if self.opened is None:
+            await self.connect()
+            if self._setup_command is not None:
+                await self._setup_here(self._setup_command)
+
+    def _lost(self, exc: StreamLost) -> None:
+        self.opened = None
+        self.moves += 1
+        if self.moves > MAX_MOVES:
+            raise StreamFailed(
+                f"the stream lost its Ray worker {self.moves} times; the last: {exc}"
+            ) from exc
+        log.warning(
+            "stream %s lost its worker (%s); it goes on on another node from its last saved step",
+            self.key,
+            exc,
+        )
+
+    async def _setup_here(self, command: str) -> dict[str, Any]:
+        done: dict[str, Any] = await self.sites.bridge.request(
+            "call", self.key, "setup", (command,)
+        )
+        self.setup_ran = True
+        return done
+
+    async def setup(self, command: str) -> dict[str, Any]:
+        self._setup_command = command
+        done: dict[str, Any] = await self._call("setup", command)
+        self.setup_ran = True
+        return done
+
+    async def setup_again(self, done: dict[str, Any]) -> dict[str, Any] | None:
+        self._setup_command = str(done["command"])
+        if self.setup_ran:
+            return None
+        again: dict[str, Any] = await self._call("setup", self._setup_command)
+        self.setup_ran = True
+        return again
+
+    async def tool(self, name: str, arguments: str) -> ToolResult:
+        done: StepDone = await self._call("tool", name, arguments)
+        if done.bundle is not None:
+            ref = snapshot_ref(self.request.task_id, self.request.stream_id)
+            await fetch_bundle(self.request.repo, done.bundle, [f"+{SNAPSHOT_REF}:{ref}"])
+        self.snapshot = done.snapshot
+        return done.result
+
+    async def commit(self, summary: str, *, exclude: tuple[str, ...], by: str = "") -> CommitResult:
+        made, bundle = await self._call("commit", summary, exclude, by)
+        if bundle is not None:
+            heads = f"refs/heads/{self.branch}"
+            await fetch_bundle(self.request.repo, bundle, [f"+{heads}:{heads}"])
+        self.snapshot = None
+        result: CommitResult = made
+        return result
+
+    async def run(self, command: str) -> CommandResult:
+        result: CommandResult = await self._call("run", command)
+        return result
+
+    def commit_excludes(self) -> tuple[str, ...]:
+        return ()  # a node's worktree links nothing of the user's (no `link_dirs` there)
+
+    async def rest(self) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self.opened is not None:
+            self.opened = None
+            try:
+                await self.sites.bridge.request("close", self.key)
+            except StreamLost:
+                pass  # gone with its node or its driver: nothing left to close
+
+
+class RaySites:
+    """Streams work on Ray workers; one `RaySite` per stream, while its task runs here."""
+
+    def __init__(self, bridge: RayBridge, scratch: Path) -> None:
+        self.bridge = bridge
+        #: Unused by the cluster's streams; `WorktreeManager` wants a root (start commits).
+        self.scratch = scratch
+        self._sites: dict[tuple[str, str], RaySite] = {}
+
+    async def open(self, request: SiteRequest) -> RaySite:
+        key = (request.task_id, request.stream_id)
+        site = self._sites.get(key)
+        if site is not None:
+            return site
+        manager = WorktreeManager(request.repo, self.scratch)
+        start = await manager.start_commit(request.base, request.depends_on)
+        branch = branch_name(request.task_id, request.stream_id)
+        exists = await git(
+            request.repo, "show-ref", "--verify", "--quiet", f"refs/heads/{branch}", check=False
+        )
+        if exists.exit_code != 0:
+            await git(request.repo, "branch", "--no-track", branch, start)
+        # The model is offered the tools as the node will run them (its paths differ).
+        workspace = workspace_for(
+            request, Path("/"), Path("/"), request.settings.command_policy(())
+        )
+        site = RaySite(self, request, branch, start, workspace, snapshot=request.snapshot)
+        await site.place()  # placed now: the stream's record names its node from the start
+        self._sites[key] = site
+        return site
+
+    async def release(self, task_id: str) -> None:
+        for key in [k for k in self._sites if k[0] == task_id]:
+            await self._sites.pop(key).close()

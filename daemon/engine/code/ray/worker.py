@@ -1,0 +1,194 @@
+"""A code stream's worktree on a cluster node: the Ray actor that makes it and acts on it.
+
+`StreamWorker` runs in a Ray worker process on the node the driver placed it on (`bridge_main`
+makes it a remote class; nothing here imports Ray at module level). It keeps the stream's own
+bare repository and worktree under the node's work directory, laid out as tierd's worktrees are
+on the daemon's machine (`WorktreeManager`), and runs the same tools and the same sandbox.
+
+What leaves the node is git data, never a path: after every tool call that may change files the
+worker records the worktree as a snapshot commit (chained on the previous one, on a private
+index so the worktree's own index is untouched) and returns it as an incremental bundle; a round's
+commit comes back the same way. The daemon fetches both into the user's repository before the
+step counts, so a worker made anew on another node (`open` with the last saved snapshot) sees the
+worktree exactly as the last saved step left it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from daemon.engine.code.git import git, identity_env
+from daemon.engine.code.preparation import prepare_worktree
+from daemon.engine.code.ray.bundles import create_bundle, fetch_bundle
+from daemon.engine.code.sandbox import CommandResult, run_sandboxed
+from daemon.engine.code.setup import run_setup
+from daemon.engine.code.sites import SiteRequest, workspace_for
+from daemon.engine.code.tools import ToolResult, Workspace
+from daemon.engine.code.toolspec import call_tool
+from daemon.engine.code.worktrees import CommitResult, Worktree, WorktreeManager
+
+__all__ = ["MUTATING_TOOLS", "SNAPSHOT_REF", "OpenSpec", "Opened", "StepDone", "StreamWorker"]
+
+#: Tools that may change the worktree: a snapshot follows each (the others only read).
+MUTATING_TOOLS = frozenset({"write_file", "edit_file", "apply_patch", "run_command"})
+#: Where a worker keeps its latest snapshot (the bundle's ref; the daemon renames it).
+SNAPSHOT_REF = "refs/tierd/snapshot"
+
+
+@dataclass(frozen=True)
+class OpenSpec:
+    """What a worker makes its worktree from (the bundle travels beside it)."""
+
+    request: SiteRequest
+    branch: str
+    start_commit: str
+    #: The worktree's state to restore (a commit in the bundle), or None: the branch's head.
+    snapshot: str | None
+
+
+@dataclass(frozen=True)
+class Opened:
+    """Where the worktree was made."""
+
+    node_id: str
+    path: str
+
+
+@dataclass(frozen=True)
+class StepDone:
+    """A tool call's result and the worktree's state after it (`bundle` None: unchanged)."""
+
+    result: ToolResult
+    snapshot: str | None
+    bundle: bytes | None
+
+
+class StreamWorker:
+    """One stream's worktree on this node."""
+
+    def __init__(self, workdir: str) -> None:
+        self.workdir = Path(workdir) if workdir else Path(tempfile.gettempdir()) / "tierd-ray"
+        self._base: Path | None = None
+        self._wt: Worktree | None = None
+        self._ws: Workspace | None = None
+        self._manager: WorktreeManager | None = None
+        self._spec: OpenSpec | None = None
+        #: The branch's head as the daemon has it (the basis of the next bundle).
+        self._head = ""
+        self._snapshot: str | None = None
+        #: What this worktree's setup made (never part of a snapshot or a commit).
+        self._artifacts: tuple[str, ...] = ()
+
+    async def open(self, spec: OpenSpec, bundle: bytes) -> Opened:
+        """Make the worktree: the branch from `bundle`, then the snapshot's files if any."""
+        import ray
+
+        r = spec.request
+        base = self.workdir / r.task_id / r.stream_id
+        # A directory left by an earlier worker of this stream on this node is stale: the
+        # daemon's copy (the bundle) is the truth.
+        await asyncio.to_thread(shutil.rmtree, base, True)
+        repo = base / "repo.git"
+        await asyncio.to_thread(repo.mkdir, parents=True)
+        await git(repo, "init", "--quiet", "--bare")
+        await fetch_bundle(repo, bundle, ["+refs/*:refs/*"])
+        manager = WorktreeManager(repo, base / "worktrees")
+        wt = await manager.create(r.task_id, r.stream_id, base=spec.start_commit)
+        env = wt.git_env()
+        if spec.snapshot is not None:
+            # The snapshot's files into the worktree, then the index back to the branch: the
+            # changes are the worktree's, uncommitted, as they were on the node that made them.
+            await git(wt.path, "read-tree", "-u", "--reset", spec.snapshot, env=env)
+            await git(wt.path, "reset", "--quiet", env=env)
+        self._head = (await git(wt.path, "rev-parse", "HEAD", env=env)).out.strip()
+        prep = await prepare_worktree(repo, wt.path)
+        sandbox = prep.sandbox(wt.path, r.settings.command_policy(r.hide))
+        self._ws = workspace_for(r, wt.path, wt.git_dir, sandbox)
+        self._base, self._wt, self._manager, self._spec = base, wt, manager, spec
+        self._snapshot = spec.snapshot
+        return Opened(ray.get_runtime_context().get_node_id(), str(wt.path))
+
+    def _repo(self) -> Path:
+        assert self._manager is not None
+        return self._manager.repo
+
+    def _open(self) -> tuple[Worktree, Workspace, OpenSpec]:
+        if self._wt is None or self._ws is None or self._spec is None:
+            raise RuntimeError("the stream's worktree is not open on this worker")
+        return self._wt, self._ws, self._spec
+
+    async def setup(self, command: str) -> dict[str, Any]:
+        """Run the setup command in this worktree (its record, as `run_setup` gives it)."""
+        wt, _, spec = self._open()
+        r = spec.request
+        policy = r.settings.setup_policy(r.hide)
+        done = await run_setup(command, wt, policy)
+        self._artifacts = tuple(done["artifacts"])
+        return done
+
+    async def tool(self, name: str, arguments: str) -> StepDone:
+        """Run a tool call; with it, the worktree's new state if the call may have changed it."""
+        _, ws, _ = self._open()
+        result = await call_tool(ws, name, arguments)
+        if name not in MUTATING_TOOLS:
+            return StepDone(result, self._snapshot, None)
+        snapshot, bundle = await self._record()
+        return StepDone(result, snapshot, bundle)
+
+    async def _record(self) -> tuple[str | None, bytes | None]:
+        """The worktree as a snapshot commit and the bundle of what is new in it (None when
+        nothing changed since the last one)."""
+        wt, _, _ = self._open()
+        assert self._base is not None
+        basis = self._snapshot or self._head
+        env = {**wt.git_env(), "GIT_INDEX_FILE": str(self._base / "snapshot.index")}
+        await git(wt.path, "read-tree", basis, env=env)
+        excluded = [f":(exclude,literal){p}" for p in self._artifacts]
+        await git(wt.path, "add", "--all", "--", ".", *excluded, env=env)
+        tree = (await git(wt.path, "write-tree", env=env)).out.strip()
+        before = (await git(wt.path, "rev-parse", f"{basis}^{{tree}}", env=env)).out.strip()
+        if tree == before:
+            return self._snapshot, None
+        spec = self._open()[2]
+        who = identity_env(f"tierd (task {spec.request.task_id}, stream {spec.request.stream_id})")
+        message = b"tierd: the worktree after a step\n"
+        made = await git(
+            wt.path, "commit-tree", tree, "-p", basis, env={**env, **who}, stdin=message
+        )
+        commit = made.out.strip()
+        await git(self._repo(), "update-ref", SNAPSHOT_REF, commit)
+        bundle = await create_bundle(self._repo(), [SNAPSHOT_REF], have=[basis])
+        self._snapshot = commit
+        return commit, bundle
+
+    async def commit(
+        self, summary: str, exclude: tuple[str, ...], by: str
+    ) -> tuple[CommitResult, bytes | None]:
+        """Commit the worktree on its branch; the bundle of the new commit (None: no change)."""
+        wt, _, spec = self._open()
+        assert self._manager is not None
+        made = await self._manager.commit(wt, summary, exclude=(*exclude, *self._artifacts), by=by)
+        bundle = None
+        if made.head != self._head:
+            bundle = await create_bundle(
+                self._repo(), [f"refs/heads/{spec.branch}"], have=[self._head]
+            )
+            self._head = made.head
+        self._snapshot = None
+        return made, bundle
+
+    async def run(self, command: str) -> CommandResult:
+        """Run `command` in the worktree, in the sandbox (tierd's own test run)."""
+        wt, ws, _ = self._open()
+        return await run_sandboxed(command, wt.path, ws.sandbox)
+
+    async def close(self) -> None:
+        """Remove the stream's repository and worktree from this node."""
+        if self._base is not None:
+            await asyncio.to_thread(shutil.rmtree, self._base, True)
+            self._base = self._wt = self._ws = None
