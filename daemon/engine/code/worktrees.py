@@ -43,8 +43,9 @@ __all__ = [
 
 BRANCH_PREFIX = "tierd/"
 _HEADS = "refs/heads/"
-#: Where a cluster's streams keep their saved worktree states (`ray.sites.snapshot_ref`).
-SNAPSHOTS = "refs/tierd/"
+#: Where a cluster's streams keep their saved worktree states (`ray.sites.snapshot_ref`); not
+#: under refs/tierd/, where `tierd/<task>/<stream>` would name it before the stream's branch.
+SNAPSHOTS = "refs/tierd-snapshots/"
 #: Task and stream ids become path and ref components: keep them to plain names.
 _ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
@@ -371,7 +372,7 @@ class WorktreeManager:
         return deleted, left
 
     async def _delete_snapshots(self, doomed_task: Callable[[str | None], bool]) -> None:
-        """Remove the saved worktree states (`refs/tierd/<task>/<stream>`, a cluster's
+        """Remove the saved worktree states (`refs/tierd-snapshots/<task>/<stream>`, a cluster's
         streams') of the tasks `doomed_task` picks."""
         out = await self._git("for-each-ref", "--format=%(refname)", SNAPSHOTS)
         for ref in out.splitlines():

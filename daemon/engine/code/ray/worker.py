@@ -37,7 +37,7 @@ __all__ = ["MUTATING_TOOLS", "SNAPSHOT_REF", "OpenSpec", "Opened", "StepDone", "
 #: Tools that may change the worktree: a snapshot follows each (the others only read).
 MUTATING_TOOLS = frozenset({"write_file", "edit_file", "apply_patch", "run_command"})
 #: Where a worker keeps its latest snapshot (the bundle's ref; the daemon renames it).
-SNAPSHOT_REF = "refs/tierd/snapshot"
+SNAPSHOT_REF = "refs/tierd-snapshots/latest"
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,9 @@ class StreamWorker:
         self._ws = workspace_for(r, wt.path, wt.git_dir, sandbox)
         self._base, self._wt, self._manager, self._spec = base, wt, manager, spec
         self._snapshot = spec.snapshot
-        return Opened(ray.get_runtime_context().get_node_id(), str(wt.path))
+        # Outside a Ray worker (the worker's own tests) there is no node to name.
+        node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+        return Opened(node, str(wt.path))
 
     def _repo(self) -> Path:
         assert self._manager is not None

@@ -17,6 +17,7 @@ The cluster is Ray's own, on this machine: a head that takes no stream and worke
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from collections import Counter
@@ -35,6 +36,7 @@ from daemon.tools.ray_cluster import LocalRayCluster, local_ray_cluster
 
 pytestmark = pytest.mark.slow
 
+SECRET = "sk-never-leaves-the-daemon"
 FAST = {"planner": 0.05, "orchestrator": 0.05, "executor": 0.05}
 #: Two streams, the second built on the first: it adds a test of half() that the test command
 #: runs (so the node's test run must see the first stream's file).
@@ -129,7 +131,8 @@ def start_daemon(
     write_config(home, sim.url, config, concurrency="ceiling = 8")
     logs = root / f"logs-{backend}"
     logs.mkdir()
-    return DaemonProcess(home, logs=logs).start()
+    # A model key in the daemon's environment: it must never reach the Ray driver's.
+    return DaemonProcess(home, env={"OPENAI_API_KEY": SECRET}, logs=logs).start()
 
 
 def make_repo(root: Path) -> Path:
@@ -187,6 +190,13 @@ def test_a_code_task_on_the_cluster_equals_the_local_backend(
         before = status(ray_repo)
         on_cluster = run_task(on_ray, ray_repo)
         here = run_task(local, local_repo)
+        assert on_ray.logs is not None
+        log = (on_ray.logs / "daemon.err").read_text()
+        driver = re.search(r"started the Ray driver \(pid (\d+)\)", log)
+        assert driver is not None, log
+        environ = Path(f"/proc/{driver[1]}/environ").read_bytes().split(b"\0")
+        assert b"RAY_USAGE_STATS_ENABLED=0" in environ
+        assert not [v for v in environ if SECRET.encode() in v or v.startswith(b"OPENAI_")]
     finally:
         on_ray.stop()
         local.stop()
@@ -212,7 +222,7 @@ def test_a_code_task_on_the_cluster_equals_the_local_backend(
     assert status(ray_repo) == before
     task_id = on_cluster["id"]
     assert refs(ray_repo, "refs/heads/tierd/") == [f"refs/heads/tierd/{task_id}/_result"]
-    assert refs(ray_repo, "refs/tierd/") == []
+    assert refs(ray_repo, "refs/tierd-snapshots/") == []
     # The nodes' worktrees are gone with their workers.
     leftovers = list(Path("/tmp/tierd-ray").glob(f"{task_id}/*/worktrees/*/*"))
     assert leftovers == []
@@ -277,7 +287,7 @@ def test_a_node_killed_mid_stream_loses_nothing(
         again = {k for k, n in asked.items() if n > 1}
         assert all(f"code:impl:r0:s{i}" not in again for i in range(saved_steps - 1)), again
         assert status(repo) == before
-        assert refs(repo, "refs/tierd/") == []
+        assert refs(repo, "refs/tierd-snapshots/") == []
         print(f"the killed node's stream ended {ended_after:.1f}s after the kill; again: {again}")
     finally:
         d.stop()
