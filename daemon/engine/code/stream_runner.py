@@ -76,7 +76,8 @@ class StreamFacts:
     #: (`stream_fix.FixRecord`, as a dict): who fixed it, its steps, commands and test run.
     fixes: list[dict[str, Any]] = field(default_factory=list)
     #: The worktree's state saved with the last step, where the worktree may not last (a
-    #: cluster node): a commit under `refs/tierd-snapshots/<task>/<stream>` in the user's repository.
+    #: cluster node): a commit under `refs/tierd-snapshots/<task>/<stream>` in the user's
+    #: repository.
     snapshot: str | None = None
 
     def json(self) -> str:

@@ -6,7 +6,8 @@ local backend does) and its last saved snapshot travel there as one bundle. Ever
 to that worker; what it sends back is fetched into the user's repository before the call
 returns, so it is durable before the step that made it is saved:
 - a snapshot of the worktree after a tool call that may change files, under
-  `refs/tierd-snapshots/<task>/<stream>` (hidden from `git branch`; removed with the task's branches);
+  `refs/tierd-snapshots/<task>/<stream>` (hidden from `git branch`; removed with the task's
+  branches);
 - a round's commit, on the stream's branch `tierd/<task>/<stream>`.
 
 A worker that is lost (its node died, the driver restarted) is made again on another node from
