@@ -487,6 +487,23 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"limit {c.get('limit')} of ceiling {c.get('ceiling')}"
             + (f" ({c['reason']})" if c.get("reason") else "")
         )
+    _executors_line(out.get("executors") or {})
     if problem:
         print(clean(f"config: BROKEN: {problem}; new tasks are refused until it is fixed"))
     return EXIT_OK
+
+
+def _executors_line(x: dict[str, Any]) -> None:
+    """Where code streams work: said only for a cluster (the local backend is the default)."""
+    if x.get("backend") != "ray":
+        return
+    where = x.get("address") or "a local Ray"
+    if not x.get("driver"):
+        print(f"code streams: on Ray ({where}); not connected yet (it connects with the first)")
+        return
+    nodes = x.get("nodes") or []
+    room = sum(int(n.get("room") or 0) for n in nodes)
+    print(
+        f"code streams: on Ray ({where}): {x.get('streams', 0)} with a worker, "
+        f"{len(nodes)} node(s), room for {room} more"
+    )

@@ -236,6 +236,12 @@ class Runner:
     def concurrency(self) -> dict[str, Any]:
         return self.governor.snapshot()
 
+    async def executors(self) -> dict[str, Any]:
+        """Where code streams work (`[executors]`), and the cluster's nodes when there is one."""
+        if self.sites is None:
+            return {"backend": "local"}
+        return await self.sites.describe()
+
     def set_ceiling(self, ceiling: int) -> None:
         self.governor.set_ceiling(ceiling)
 

@@ -326,6 +326,32 @@ class ModelPrice(BaseModel):
     output_usd_per_mtok: float | None = None
 
 
+class NodeView(BaseModel):
+    """One live node of the Ray cluster, as the per-node placement sees it."""
+
+    node_id: str
+    address: str
+    cpus: float
+    memory_total: int = Field(description="bytes")
+    memory_available: int = Field(description="bytes, as the node itself read them")
+    streams: int = Field(description="this daemon's streams working there now")
+    room: int = Field(description="how many more streams it takes now")
+
+
+class ExecutorsView(BaseModel):
+    """Where code streams work (`[executors]`)."""
+
+    backend: str = Field(description='"local" (this machine) or "ray" (a Ray cluster)')
+    address: str | None = Field(default=None, description="the cluster (null: a local Ray)")
+    driver: bool | None = Field(
+        default=None, description="whether the Ray driver runs (it starts with a code stream)"
+    )
+    streams: int | None = Field(default=None, description="streams with a worker on the cluster")
+    nodes: list[NodeView] | None = Field(
+        default=None, description="the live nodes while the driver runs"
+    )
+
+
 class DaemonStatus(BaseModel):
     version: str
     pid: int
@@ -339,6 +365,7 @@ class DaemonStatus(BaseModel):
         default=None,
         description="each role's model and its price; null until the engine has loaded",
     )
+    executors: ExecutorsView | None = None
 
 
 # --- configuration -----------------------------------------------------------------------------

@@ -10,7 +10,13 @@ from daemon.service.admission import ActiveTasks
 from daemon.service.configuration import Configuration
 from daemon.service.diagnostics import process_snapshot
 from daemon.service.ports import Engine
-from daemon.service.results import ConcurrencyView, DaemonStatus, Limits, ModelPrice
+from daemon.service.results import (
+    ConcurrencyView,
+    DaemonStatus,
+    ExecutorsView,
+    Limits,
+    ModelPrice,
+)
 from daemon.service.task_config import ROLES
 from daemon.store.states import TaskState
 from daemon.store.store import Store, redact_url
@@ -48,6 +54,7 @@ class StatusReport:
             ),
             process=process_snapshot(),
             models=self._models(),
+            executors=ExecutorsView.model_validate(await self._engine.executors()),
         )
 
     def _models(self) -> dict[str, ModelPrice] | None:

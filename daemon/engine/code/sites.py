@@ -111,6 +111,10 @@ class StreamSites(Protocol):
         """The task's run is over (or paused): free what its sites hold elsewhere."""
         ...
 
+    async def describe(self) -> dict[str, Any]:
+        """The backend, as `daemon/status` shows it (`ExecutorsView`)."""
+        ...
+
 
 def workspace_for(
     request: SiteRequest, root: Path, git_dir: Path, sandbox: SandboxPolicy
@@ -201,3 +205,6 @@ class LocalSites:
 
     async def release(self, task_id: str) -> None:
         return None  # worktrees are removed with the task (`WorktreeManager.remove_task`)
+
+    async def describe(self) -> dict[str, Any]:
+        return {"backend": "local"}

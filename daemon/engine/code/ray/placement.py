@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["NodeRoom", "Placement"]
+__all__ = ["NodeRoom", "Placement", "room_for"]
 
 log = logging.getLogger("tierd.ray.placement")
 
@@ -46,6 +46,26 @@ class NodeRoom:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def room_for(
+    *,
+    cpus: float,
+    total: int,
+    available: int,
+    placed: int,
+    since_reading: int,
+    stream_cpus: float,
+    stream_memory: int,
+    soft: float,
+) -> int:
+    """How many more streams a node takes: the fewer of what its CPUs and its memory allow."""
+    if total <= 0:
+        return 0  # no memory reading: the node did not answer
+    cpu_room = math.floor(cpus / stream_cpus + 1e-9) - placed
+    spare = available - (1.0 - soft) * total
+    memory_room = math.floor(spare / stream_memory) - since_reading
+    return max(0, min(cpu_room, memory_room))
 
 
 def _memory() -> tuple[int, int]:
@@ -106,10 +126,16 @@ class Placement:
             cpus = float(n.get("Resources", {}).get("CPU", 0.0))
             total, available = self._memory.get(node_id, (0, 0))
             ours = self.placed[node_id]
-            cpu_room = math.floor(cpus / self.stream_cpus + 1e-9) - ours
-            spare = available - (1.0 - self.soft) * total
-            memory_room = math.floor(spare / self.stream_memory) - self._since_reading[node_id]
-            room = max(0, min(cpu_room, memory_room)) if total else 0
+            room = room_for(
+                cpus=cpus,
+                total=total,
+                available=available,
+                placed=ours,
+                since_reading=self._since_reading[node_id],
+                stream_cpus=self.stream_cpus,
+                stream_memory=self.stream_memory,
+                soft=self.soft,
+            )
             address = str(n.get("NodeManagerAddress", ""))
             rooms.append(NodeRoom(node_id, address, cpus, total, available, ours, room))
         return rooms

@@ -21,6 +21,7 @@ repository's tracked files, the stream's settings and the tool calls, nothing el
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,8 @@ log = logging.getLogger("tierd.ray")
 
 #: How many times one stream may lose its worker before it fails.
 MAX_MOVES = 5
+#: How long `daemon/status` waits for the cluster's node list.
+DESCRIBE_TIMEOUT_S = 3.0
 
 
 def snapshot_ref(task_id: str, stream_id: str) -> str:
@@ -214,3 +217,22 @@ class RaySites:
     async def release(self, task_id: str) -> None:
         for key in [k for k in self._sites if k[0] == task_id]:
             await self._sites.pop(key).close()
+
+    async def describe(self) -> dict[str, Any]:
+        """The backend; the nodes and their room while the driver runs (a status never
+        starts it: it connects with the first code stream)."""
+        bridge = self.bridge
+        view: dict[str, Any] = {
+            "backend": "ray",
+            "address": bridge.settings.address or None,
+            "driver": bridge.running,
+            "streams": sum(1 for site in self._sites.values() if site.opened is not None),
+            "nodes": None,
+        }
+        if bridge.running:
+            try:
+                async with asyncio.timeout(DESCRIBE_TIMEOUT_S):
+                    view["nodes"] = await bridge.request("nodes")
+            except (TimeoutError, StreamLost, StreamFailed) as exc:
+                log.info("no node list for the status: %s", exc)
+        return view

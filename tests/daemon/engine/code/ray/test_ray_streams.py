@@ -304,6 +304,7 @@ def test_a_node_runs_no_more_streams_than_it_has_room_for(
         reply = d.rpc("task/submit", {"goal": "Three files", "repo": str(repo)})
         task_id = str(reply["result"]["task_id"])
         seen: list[Counter[str]] = []
+        views: list[dict[str, Any]] = []
         while task_of(d, task_id)["state"] not in {"completed", "failed", "canceled"}:
             running = [
                 s
@@ -311,6 +312,7 @@ def test_a_node_runs_no_more_streams_than_it_has_room_for(
                 if s["state"] == "running" and (s.get("code") or {}).get("worktree")
             ]
             seen.append(Counter(node_of(s) for s in running))
+            views.append(d.rpc("daemon/status")["result"]["executors"])
             time.sleep(0.1)
         done = task_of(d, task_id)
         assert done["state"] == "completed", done.get("error")
@@ -319,5 +321,14 @@ def test_a_node_runs_no_more_streams_than_it_has_room_for(
         assert max(max(c.values(), default=0) for c in seen) == 1
         assert max(sum(c.values()) for c in seen) == 2
         assert {node_of(s) for s in done["streams"]} <= {n.node_id for n in cluster.nodes}
+        # daemon/status shows the nodes as the placement saw them: the head takes nothing,
+        # and a node with a stream had no room for another.
+        nodes = [n for v in views for n in v["nodes"] or []]
+        assert views[-1]["backend"] == "ray" and views[-1]["address"] == cluster.address
+        assert {n["node_id"] for n in nodes} >= {n.node_id for n in cluster.nodes}
+        assert all(n["room"] == 0 for n in nodes if n["cpus"] == 0)
+        busy = [n for n in nodes if n["streams"] == 1]
+        assert busy and all(n["room"] == 0 for n in busy)
+        assert max(n["streams"] for n in nodes) == 1
     finally:
         d.stop()

@@ -1,0 +1,52 @@
+"""The per-node room: what a node's CPUs and memory allow, whichever is fewer."""
+
+from __future__ import annotations
+
+import pytest
+
+from daemon.engine.code.ray.placement import room_for
+
+GiB = 1 << 30
+
+
+def room(**kw: float) -> int:
+    args = {
+        "cpus": 4.0,
+        "total": 16 * GiB,
+        "available": 12 * GiB,
+        "placed": 0,
+        "since_reading": 0,
+        "stream_cpus": 1.0,
+        "stream_memory": 1 * GiB,
+        "soft": 0.8,
+    }
+    args.update(kw)
+    return room_for(**args)  # type: ignore[arg-type]
+
+
+def test_cpus_bound_a_node_with_memory_to_spare() -> None:
+    assert room() == 4
+    assert room(placed=3) == 1 and room(placed=4) == 0 and room(placed=5) == 0
+
+
+@pytest.mark.parametrize(
+    ("available_gib", "expected"),
+    [(12, 4), (5.3, 2), (4.5, 1), (3.1, 0), (1, 0)],
+)
+def test_memory_bounds_what_fits_under_the_soft_threshold(
+    available_gib: float, expected: int
+) -> None:
+    # 16 GiB at soft 0.8: 3.2 GiB must stay free; each stream takes 1 GiB of the rest.
+    assert room(available=int(available_gib * GiB)) == expected
+
+
+def test_streams_placed_since_the_reading_count_against_its_memory() -> None:
+    assert room(available=5 * GiB, since_reading=1) == 0
+    assert room(available=6 * GiB, since_reading=1) == 1
+
+
+def test_fractional_cpus_and_a_node_without_a_reading() -> None:
+    assert room(cpus=2.0, stream_cpus=0.5) == 4
+    assert room(cpus=3.0, stream_cpus=2.0) == 1
+    assert room(cpus=0.0) == 0  # a head that takes no work
+    assert room(total=0, available=0) == 0
