@@ -17,6 +17,7 @@ from typing import Any
 
 from daemon.config.layers import Config
 from daemon.engine.checkpoints import checkpoints_for
+from daemon.engine.code_hosting import CodeHosting
 from daemon.engine.runner import Runner
 from daemon.governor.governor import ConcurrencySettings, Governor
 from daemon.home.paths import Homes
@@ -77,9 +78,7 @@ class Daemon:
             self.store,
             self.governor,
             checkpoints=checkpoints_for(url, self.homes.checkpoints),
-            worktrees=self.homes.worktrees,
-            private_dirs=self.homes.private_dirs,
-            sites=self._sites(),
+            code=CodeHosting(self.homes.worktrees, self.homes.private_dirs, self._sites()),
         )
         self.service = Service(self.store, self.homes, self.config, self.runner)
 

@@ -26,11 +26,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from daemon.engine.checkpoints import Checkpoints
 from daemon.engine.checkpoints import check as check_checkpoints
+from daemon.engine.code_hosting import CodeHosting
 from daemon.engine.disk_full import RoomWait, fail_when_written, store_full
 from daemon.engine.errors import CheckpointsDamaged
 from daemon.engine.housekeeping import Housekeeping
@@ -42,7 +42,6 @@ from daemon.store.states import TERMINAL, TaskState
 from daemon.store.store import NewEvent, Store
 
 if TYPE_CHECKING:  # imported for real lazily, off the event loop (see `loading`)
-    from daemon.engine.code.sites import StreamSites
     from daemon.engine.gateway import ModelsFactory
     from daemon.engine.workflow import Workflow
 
@@ -61,9 +60,7 @@ class Runner:
         checkpoints: Checkpoints,
         room: RoomWait | None = None,
         models: ModelsFactory | None = None,
-        worktrees: Path | None = None,
-        private_dirs: tuple[Path, ...] = (),
-        sites: StreamSites | None = None,
+        code: CodeHosting | None = None,
     ) -> None:
         self.store = store
         self.governor = governor
@@ -73,11 +70,8 @@ class Runner:
         #: How tasks reach their models (None: the model tiers; tests give a script).
         self.models = models
         self.notifier = Notifier()
-        #: Where code tasks' worktrees live, and what their commands must not read.
-        self.worktrees = worktrees
-        self.private_dirs = private_dirs
-        #: Where code streams work (None: on this machine; `[executors] backend`).
-        self.sites = sites
+        #: Where code tasks' worktrees live, what their commands must not read, where they run.
+        self.code = code or CodeHosting()
         self._loader = WorkflowLoader(self._build, checkpoints)
         self._get_workflow = self._loader.get
         self.housekeeping = Housekeeping(self._get_workflow)
@@ -105,9 +99,7 @@ class Runner:
             self.governor,
             signals=self,
             notifier=self.notifier,
-            worktrees=self.worktrees,
-            private_dirs=self.private_dirs,
-            sites=self.sites,
+            code=self.code,
             **options,
         )
         return workflow
@@ -237,10 +229,7 @@ class Runner:
         return self.governor.snapshot()
 
     async def executors(self) -> dict[str, Any]:
-        """Where code streams work (`[executors]`), and the cluster's nodes when there is one."""
-        if self.sites is None:
-            return {"backend": "local"}
-        return await self.sites.describe()
+        return await self.code.describe()
 
     def set_ceiling(self, ceiling: int) -> None:
         self.governor.set_ceiling(ceiling)
@@ -264,7 +253,7 @@ class Runner:
         not start on it (`tierd serve` says so and exits with the configuration error code).
         """
         await check_checkpoints(self.checkpoints)
-        if self.worktrees is not None:
+        if self.code.worktrees is not None:
             self.housekeeping.start()
         if self.leases is None:
             unfinished = await self.store.nonterminal_task_ids()

@@ -16,13 +16,12 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from daemon.engine.code.merge_point import CodeMerge
-from daemon.engine.code.sites import StreamSites
 from daemon.engine.code.stream_runner import CodeStreams
 from daemon.engine.code.task_code import CodeTask
+from daemon.engine.code_hosting import CodeHosting
 from daemon.engine.conflicts import ConflictCheck
 from daemon.engine.context import TaskAttachments, TaskContext
 from daemon.engine.ending import finalize, partial_report
@@ -66,12 +65,8 @@ class Collaborators:
     models: ModelsFactory = ModelCaller
     #: Answers a full disk kept from being saved, for the task's next run to save.
     held: HeldAnswers = field(default_factory=HeldAnswers)
-    #: Where code tasks' worktrees go ($TIERD_HOME/worktrees); None: code tasks fail.
-    worktrees: Path | None = None
-    #: Directories sandboxed commands must not read (tierd's home: the token, the databases).
-    private_dirs: tuple[Path, ...] = ()
-    #: Where code streams work (None: worktrees under `worktrees`, on this machine).
-    sites: StreamSites | None = None
+    #: Where code tasks' worktrees go, what their commands must not read, where they work.
+    code: CodeHosting = field(default_factory=CodeHosting)
 
 
 class TaskRun:
@@ -179,11 +174,10 @@ class TaskRun:
         task = CodeTask.of(ctx.row.code_json)
         if task is None:
             return None
-        if self.parts.worktrees is None:
+        hosting = self.parts.code
+        if hosting.worktrees is None:
             raise TaskFailed("this daemon has no worktrees directory: it cannot run code tasks")
-        code = CodeStreams(
-            ctx, task, self.parts.worktrees, self.parts.private_dirs, self.parts.sites
-        )
+        code = CodeStreams(ctx, task, hosting.worktrees, hosting.private_dirs, hosting.sites)
         await code.open()
         return code
 

@@ -19,7 +19,7 @@ from langgraph.func import entrypoint
 
 from daemon.engine.checkpoints import Checkpoints, open_checkpoints
 from daemon.engine.code.hygiene import cleanup_task, reconcile
-from daemon.engine.code.sites import StreamSites
+from daemon.engine.code_hosting import CodeHosting
 from daemon.engine.disk_full import store_full
 from daemon.engine.ending import fail_task, finalize
 from daemon.engine.errors import CheckpointsDamaged
@@ -47,20 +47,11 @@ class Workflow:
         signals: HumanSignals,
         notifier: Notifier | None = None,
         models: ModelsFactory = ModelCaller,
-        worktrees: Path | None = None,
-        private_dirs: tuple[Path, ...] = (),
-        sites: StreamSites | None = None,
+        code: CodeHosting | None = None,
     ) -> None:
         self.store = store
         self.parts = Collaborators(
-            store,
-            slots,
-            signals,
-            notifier,
-            models,
-            worktrees=worktrees,
-            private_dirs=private_dirs,
-            sites=sites,
+            store, slots, signals, notifier, models, code=code or CodeHosting()
         )
         self._close: Callable[[], Awaitable[None]] | None = None
         self._graph: Any = None
@@ -120,13 +111,13 @@ class Workflow:
 
     async def cleanup_code(self, task_id: str) -> None:
         """An ended code task's worktrees and spare branches go (see `code.hygiene`)."""
-        if self.parts.worktrees is not None:
-            await cleanup_task(self.store, self.parts.worktrees, task_id)
+        if self.parts.code.worktrees is not None:
+            await cleanup_task(self.store, self.parts.code.worktrees, task_id)
 
     async def reconcile_code(self) -> None:
         """At start: remove the worktrees and branches no code task needs any longer."""
-        if self.parts.worktrees is not None:
-            await reconcile(self.store, self.parts.worktrees)
+        if self.parts.code.worktrees is not None:
+            await reconcile(self.store, self.parts.code.worktrees)
 
     def forget(self, task_id: str) -> None:
         """The runner is done with the task for now: drop what is held in memory for it."""

@@ -1,6 +1,7 @@
 """What `tierd bench` prints of the code workload: its rows in the shared tables (with `n/a`
-where a peer baseline does not apply), where each stream's time went, and the git and sandbox
-overhead per stream and per operation."""
+where a peer baseline does not apply), where each stream's time went, the git and sandbox
+overhead per stream and per operation, and its run on a local Ray cluster beside the local
+one."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from rich.table import Table
 
 from daemon.tools.bench.code_overhead import OPERATIONS
 
-__all__ = ["code_caption", "code_execution_row", "code_tables", "code_usage_row"]
+__all__ = [
+    "code_caption",
+    "code_execution_row",
+    "code_ray_caption",
+    "code_ray_table",
+    "code_tables",
+    "code_usage_row",
+]
 
 NA = "n/a"
 _OP_TITLES = {
@@ -145,3 +153,71 @@ def code_tables(report: dict[str, Any]) -> list[Table]:
     if code is None:
         return []
     return [_time_table(code), _overhead_table(code)]
+
+
+def code_ray_caption(report: dict[str, Any]) -> str | None:
+    """Why the code workload was not run on Ray, or None."""
+    ray = report.get("code_ray")
+    if not ray or "not_run" not in ray:
+        return None
+    return f"code-ray: not run: {ray['not_run']}"
+
+
+def _pair_row(label: str, pair: dict[str, Any], scale: float, digits: int) -> list[str]:
+    local, ray = pair["local"], pair["ray"]
+    if local is None or ray is None:
+        return [label, _s(local, digits), _s(ray, digits), "-", "-"]
+    ratio = f"{ray / local:.2f}x" if local else "-"
+    return [
+        label,
+        _s(local * scale, digits),
+        _s(ray * scale, digits),
+        f"{(ray - local) * scale:+.{digits}f}",
+        ratio,
+    ]
+
+
+def code_ray_table(report: dict[str, Any]) -> Table | None:
+    """The code workload on a local Ray cluster beside the local backend (None: not run)."""
+    ray = report.get("code_ray")
+    if not ray or "not_run" in ray:
+        return None
+    c, cluster, result = ray["comparison"], ray["cluster"], ray["result"]
+    merged = sum(result["streams_merged"].values())
+    t = Table(
+        title=f"code workload on a {cluster['worker_nodes']}-node local Ray cluster vs local "
+        f"({c['streams']} streams, {cluster['cpus_per_node']} CPUs per node)",
+        title_justify="left",
+        caption=(
+            f"streams ran on {ray['nodes']['distinct']} distinct node(s) of "
+            f"{cluster['worker_nodes']}; merged tree equals the local run's: "
+            f"{'yes' if ray['same_tree_as_local'] else 'NO'}; {merged}/"
+            f"{len(result['streams_merged'])} streams' files merged, tests exit "
+            f"{result['tests_exit_code']}; cluster start {cluster['start_s']:.1f} s, warm-up "
+            f"(one-stream code task, the Ray driver connects) {ray['warm_up_s']:.1f} s; "
+            f"Ray driver CPU per stream {_s(ray['ray_driver_cpu_ms_per_stream'], 1)} ms; "
+            "rest: a stream's time beyond its model calls, commands and test run"
+        ),
+        caption_justify="left",
+    )
+    for col in ("figure", "local", "ray", "ray - local", "ray / local"):
+        t.add_column(col, justify="left" if col == "figure" else "right")
+    rows = (
+        ("wall clock (s)", "wall_clock_s", 1.0, 2),
+        ("execution phase (s)", "tierd_s", 1.0, 2),
+        ("per-stream time, mean (ms)", "stream_s_mean", 1000.0, 0),
+        ("per-stream time, max (ms)", "stream_s_max", 1000.0, 0),
+        ("per-stream rest, mean (ms)", "rest_s_mean", 1000.0, 0),
+        ("daemon CPU per stream (ms)", "daemon_cpu_ms_per_stream", 1.0, 1),
+    )
+    for label, key, scale, digits in rows:
+        t.add_row(*_pair_row(label, c[key], scale, digits))
+    t.add_row(
+        "per-stream overhead, mean / max over streams (ms)",
+        "",
+        "",
+        f"{c['overhead_ms_per_stream_mean']:+.0f} / {c['overhead_ms_per_stream_max']:+.0f}",
+        _s(c["overhead_ratio"]) + "x" if c["overhead_ratio"] is not None else "-",
+        style="bold",
+    )
+    return t

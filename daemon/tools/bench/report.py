@@ -14,6 +14,8 @@ from rich.table import Table
 from daemon.tools.bench.code_report import (
     code_caption,
     code_execution_row,
+    code_ray_caption,
+    code_ray_table,
     code_tables,
     code_usage_row,
 )
@@ -210,8 +212,12 @@ def _execution_table(report: dict[str, Any]) -> Table:
         f"{settings['executor_latency_s']} s, premium {settings['premium_latency_s']} s) "
         f"x {settings['latency_scale']:g}, ceiling {settings['ceiling']}"
     )
+    captions = [c for c in (code_caption(report), code_ray_caption(report)) if c]
     t = Table(
-        title=title, title_justify="left", caption=code_caption(report), caption_justify="left"
+        title=title,
+        title_justify="left",
+        caption="\n".join(captions) or None,
+        caption_justify="left",
     )
     for col in (
         "workload",
@@ -417,6 +423,9 @@ def print_report(report: dict[str, Any], console: Console | None = None) -> None
     console.print(_usage_table(report))
     for table in code_tables(report):
         console.print(table)
+    ray = code_ray_table(report)
+    if ray is not None:
+        console.print(ray)
     if report.get("api") or report.get("overhead"):
         console.print(_once_table(report))
     if report.get("targets"):

@@ -12,7 +12,9 @@ serve`, a subprocess with its own temporary TIERD_HOME) whose three roles point 
    there), tokens beside the sequential agent's, and cost beside the same tokens on the
    premium model. The full run takes a few minutes.
    Then the code workload (`code_workload.py`): 8 code streams on a generated repository, with
-   the git and sandbox overhead per stream measured with tierd's own classes.
+   the git and sandbox overhead per stream measured with tierd's own classes; then the same
+   workload on a three-node local Ray cluster through a second daemon (`code_ray.py`,
+   "code-ray"), set beside the local run: wall clock, per-stream time and overhead, nodes.
 2. Once per run (`micro.py`, `governor_reaction.py`): task/submit -> first model call latency
    over many tasks; task/get throughput with 50 concurrent clients; `tierd status` start-up;
    N tasks of 5 streams submitted at once under a ceiling of 100, then 1,000 streams in flight
@@ -20,7 +22,9 @@ serve`, a subprocess with its own temporary TIERD_HOME) whose three roles point 
 
 `report.py` prints the tables and the targets; `--json` writes every figure. `--only` runs
 the named workloads alone, without the once-per-run measurements; `--skip` leaves workloads
-out and keeps them.
+out and keeps them. Both take names repeated or comma-separated ("code,code-ray"). "code-ray"
+compares with "code": selecting it runs "code" too; with `--skip code` it is not run (its
+figures say so).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from typing import Any
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from daemon import __version__
+from daemon.tools.bench.code_ray import run_code_ray
 from daemon.tools.bench.code_repo import project_test_command
 from daemon.tools.bench.code_workload import run_code_workload
 from daemon.tools.bench.compare import run_workload
@@ -59,6 +64,7 @@ from daemon.tools.bench.micro import first_call_latency, scale, status_startup, 
 from daemon.tools.bench.workloads import (
     CHEAP,
     CODE,
+    CODE_RAY,
     NAMES,
     PREMIUM,
     SCENARIO_LATENCY,
@@ -122,8 +128,10 @@ async def measure_all(session: Session, warm_up_task: str, code_dir: Path) -> di
     s, log = session.s, session.log
     everything = not s.only
     text = [wl for wl in WORKLOADS if (everything or wl.name in s.only) and wl.name not in s.skip]
-    code = (everything or CODE in s.only) and CODE not in s.skip
-    count = len(text) + int(code)
+    code_ray = (everything or CODE_RAY in s.only) and CODE_RAY not in s.skip
+    # The Ray run compares with the local one: it runs too, unless it is skipped.
+    code = (everything or CODE in s.only or code_ray) and CODE not in s.skip
+    count = len(text) + int(code) + int(code_ray)
     result: dict[str, Any] = {}
     async with session.connected():
         if everything:
@@ -148,8 +156,13 @@ async def measure_all(session: Session, warm_up_task: str, code_dir: Path) -> di
         if workloads:
             result["overhead"] = overhead(workloads, idle, client_cpu, client_calls)
         if code:
-            log(f"[{count}/{count}] code")
+            log(f"[{len(text) + 1}/{count}] code")
             result["code"] = await run_code_workload(session, code_dir, idle)
+        if code_ray:
+            log(f"[{count}/{count}] {CODE_RAY}")
+            result["code_ray"] = await run_code_ray(
+                session, code_dir, result.get("code"), idle_cpu_per_s
+            )
         if everything:
             # task/get's load reads a finished task: a workload's, or the warm-up's when
             # every workload was skipped.
@@ -249,6 +262,11 @@ def run(settings: BenchSettings, log: Log) -> dict[str, Any]:
     }
 
 
+def _names(args: Sequence[str]) -> list[str]:
+    """Workload names given repeated or comma-separated ("code,code-ray")."""
+    return [name.strip() for arg in args for name in arg.split(",") if name.strip()]
+
+
 def run_bench(
     quick: bool, json_path: str | None, only: Sequence[str] = (), skip: Sequence[str] = ()
 ) -> int:
@@ -259,6 +277,7 @@ def run_bench(
     from daemon.tools.bench.report import evaluate_targets, print_report
 
     err = Console(stderr=True)
+    only, skip = _names(only), _names(skip)
     unknown = [name for name in (*only, *skip) if name not in NAMES]
     if unknown:
         err.print(f"tierd bench: no workload {', '.join(unknown)} (there are: {', '.join(NAMES)})")

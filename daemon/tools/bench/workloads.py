@@ -3,7 +3,8 @@ models, and the sizes of a quick and a full run.
 
 (a) the sales-lead example, (b) 20 independent streams, (c) a skewed DAG of 20 streams in four
 layers, (d) the same DAG with the task option `parallelize = "never"`; and the code workload
-(`code_workload.py`: 8 code streams on a generated repository). Latencies are the scenarios'
+(`code_workload.py`: 8 code streams on a generated repository), and the same on a three-node
+local Ray cluster beside it (`code_ray.py`, "code-ray"). Latencies are the scenarios'
 (executor 1-4 s, premium 2-6 s) times the run's latency scale.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 __all__ = [
     "CHEAP",
     "CODE",
+    "CODE_RAY",
     "NAMES",
     "PREMIUM",
     "WORKLOADS",
@@ -62,8 +64,12 @@ WORKLOADS = (
 
 #: The code workload's name (it is no `Workload`: it needs a repository, see code_workload.py).
 CODE = "code"
+#: The code workload again on a three-node local Ray cluster, compared with the local run
+#: (`code_ray.py`); it needs that run: selecting it runs "code" too, and `--skip code` leaves
+#: it not run.
+CODE_RAY = "code-ray"
 #: Every workload's name, as `--only` takes them.
-NAMES = (*(w.name for w in WORKLOADS), CODE)
+NAMES = (*(w.name for w in WORKLOADS), CODE, CODE_RAY)
 
 
 def tiny_scenario(width: int) -> dict[str, Any]:
@@ -106,8 +112,8 @@ class BenchSettings:
     code_files: int = 2000
     code_rounds: int = 3
     code_starts: int = 5
-    #: Only these workloads (names, "code" included), without the once-per-run measurements;
-    #: empty: everything.
+    #: Only these workloads (names, "code" and "code-ray" included), without the once-per-run
+    #: measurements; empty: everything.
     only: tuple[str, ...] = ()
     #: Workloads left out of the run, which keeps its once-per-run measurements.
     skip: tuple[str, ...] = ()
