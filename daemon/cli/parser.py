@@ -298,7 +298,8 @@ def _add_config(add: _Commands) -> None:
         csub.add_parser(
             "set",
             help="set a key in your global config file (a running daemon applies it, but "
-            "server.*, store.* and concurrency.* other than the ceiling at its next start)",
+            "server.*, store.*, executors.* and concurrency.* other than the ceiling at its "
+            "next start)",
         )
     )
     cs.add_argument("key")

@@ -118,3 +118,28 @@ def local_ray_cluster(worker_nodes: int, cpus: int = 2) -> Iterator[LocalRayClus
         yield local
     finally:
         local.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m daemon.tools.ray_cluster [--nodes N]`: a local cluster until Ctrl-C, to try
+    the `ray` backend on one machine (its address is printed for `[executors] ray_address`)."""
+    import argparse
+    import threading
+
+    parser = argparse.ArgumentParser(prog="python -m daemon.tools.ray_cluster")
+    parser.add_argument("--nodes", type=int, default=2, help="worker nodes (default 2)")
+    parser.add_argument("--cpus", type=int, default=2, help="CPUs of each worker node")
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    with local_ray_cluster(args.nodes, args.cpus) as cluster:
+        print(f"ray_address = \"{cluster.address}\"  ({args.nodes} worker nodes + a head)")
+        print("Ctrl-C stops the cluster")
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -34,6 +34,7 @@ from statistics import mean
 from typing import Any
 
 import psutil
+from rich.markup import escape
 
 from daemon.engine.code.git import git
 from daemon.tools.bench.code_figures import CodeRun, code_figures
@@ -55,6 +56,8 @@ __all__ = ["NODE_CPUS", "WORKER_NODES", "compare_runs", "run_code_ray", "stream_
 WORKER_NODES = 3
 NODE_CPUS = 2
 RAY_PREFIX = "ray://"
+#: How long the Ray daemon may take to stop (its driver, the driver's workers) before SIGKILL.
+STOP_GRACE_S = 15.0
 #: The Ray driver's module: the daemon's child process that talks to the cluster.
 DRIVER_MODULE = "daemon.engine.code.ray.bridge_main"
 #: One stream writing one module: the daemon's Ray driver connects with its first request.
@@ -149,7 +152,7 @@ def stream_nodes(task: dict[str, Any]) -> dict[str, str]:
 async def _unavailable(workdir: Path, local: dict[str, Any] | None) -> str | None:
     """Why the Ray run cannot be done here (naming the package), or None."""
     if importlib.util.find_spec("ray") is None:
-        return "the code workload on Ray needs Ray: install 'tierd[ray]' (pip install 'ray')"
+        return "the code workload on a Ray cluster needs Ray: install 'tierd[ray]'"
     if local is None:
         return "it compares with the local code workload, which was left out (--skip code)"
     if "not_run" in local:
@@ -220,14 +223,22 @@ async def _ray_run(session: Session, workdir: Path, idle_cpu_per_s: float) -> di
         raise BenchError(f"code-ray: the task {task['state']}: {task.get('error')}")
     task = await _cleaned(session, tid)
     plan = Plan.model_validate(task["plan"])
-    run = CodeRun(task, plan, records, submitted, cpu, busy_s, _levels(plan))
+    run = CodeRun(
+        task=task,
+        plan=plan,
+        records=records,
+        submitted=submitted,
+        cpu_s=cpu,
+        busy_s=busy_s,
+        levels=_levels(plan),
+    )
     figures = code_figures(run, s.ceiling, idle_cpu_per_s)
     streams = figures["streams"]
     return {
         "figures": {**figures, "name": CODE_RAY},
         "task": task,
         "repo": repo,
-        "driver_cpu_ms_per_stream": driver_cpu / streams * 1000 if driver_cpu else None,
+        "driver_cpu_ms_per_stream": None if driver_cpu is None else driver_cpu / streams * 1000,
     }
 
 
@@ -259,7 +270,8 @@ async def _on_ray_daemon(
         session.log(f"  code-ray: the Ray driver's log (tail):\n{_driver_log_tail(home)}")
         raise
     finally:
-        await asyncio.to_thread(daemon.stop, 1.0 if s.quick else 20.0)
+        # Time for the daemon to stop its Ray driver (which ends the driver's actors).
+        await asyncio.to_thread(daemon.stop, STOP_GRACE_S)
     return {**done, "warm_up_s": warm_up_s}
 
 
@@ -270,7 +282,7 @@ async def run_code_ray(
     local run's figures `local` (None: it was left out); repositories go in `workdir`."""
     reason = await _unavailable(workdir, local)
     if reason is not None or local is None:
-        session.log(f"  code-ray: not run: {reason}")
+        session.log(escape(f"  code-ray: not run: {reason}"))  # 'tierd[ray]' is no markup
         return {"name": CODE_RAY, "not_run": reason}
     t0 = time.monotonic()
     # In this (the main) thread, blocking the loop while the cluster starts and stops: Ray's

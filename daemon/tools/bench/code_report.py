@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from daemon.tools.bench.code_overhead import OPERATIONS
@@ -160,7 +161,8 @@ def code_ray_caption(report: dict[str, Any]) -> str | None:
     ray = report.get("code_ray")
     if not ray or "not_run" not in ray:
         return None
-    return f"code-ray: not run: {ray['not_run']}"
+    # Escaped: the reason names the extra 'tierd[ray]', which rich would take for markup.
+    return escape(f"code-ray: not run: {ray['not_run']}")
 
 
 def _pair_row(label: str, pair: dict[str, Any], scale: float, digits: int) -> list[str]:
