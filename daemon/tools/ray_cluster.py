@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stop = threading.Event()
     with local_ray_cluster(args.nodes, args.cpus) as cluster:
-        print(f"ray_address = \"{cluster.address}\"  ({args.nodes} worker nodes + a head)")
+        print(f'ray_address = "{cluster.address}"  ({args.nodes} worker nodes + a head)')
         print("Ctrl-C stops the cluster")
         try:
             stop.wait()

@@ -25,6 +25,7 @@ from typing import Any
 
 from daemon.engine.code.ray.frames import read_frame, write_frame
 from daemon.engine.code.ray.placement import Placement
+from daemon.engine.code.ray.pool import WorkerPool
 
 __all__ = ["DriverSettings", "main"]
 
@@ -67,13 +68,15 @@ class Driver:
 
         self.settings = settings
         self.placement = Placement(settings.stream_cpus, settings.stream_memory, settings.soft)
-        self.remote_worker: Any = ray.remote(StreamWorker)
+        self.pool = WorkerPool(ray.remote(StreamWorker), settings.workdir)
         self.actors: dict[str, tuple[Any, str]] = {}
         self.lost = _lost_errors()
         self.lost_or_late: tuple[type[BaseException], ...] = (*self.lost, TimeoutError)
 
     async def handle(self, op: str, args: tuple[Any, ...]) -> Any:
         if op == "ping":
+            nodes = await self.placement.nodes()
+            self.pool.warm([n.node_id for n in nodes if n.room > 0])
             return "pong"
         if op == "nodes":
             return [n.as_dict() for n in await self.placement.nodes()]
@@ -87,7 +90,6 @@ class Driver:
 
     async def open(self, key: str, spec: Any, bundle: bytes) -> Any:
         import ray
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         await self.close(key)
         data = ray.put(bundle)
@@ -101,17 +103,13 @@ class Driver:
                     waited = True
                 await asyncio.sleep(ROOM_POLL_S)
                 continue
-            actor = self.remote_worker.options(
-                num_cpus=self.settings.stream_cpus,
-                scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
-                max_restarts=0,
-                max_task_retries=0,
-            ).remote(self.settings.workdir)
+            actor = self.pool.take(node)
             try:
                 async with asyncio.timeout(OPEN_TIMEOUT_S):
                     opened = await actor.open.remote(spec, data)
             except self.lost_or_late as exc:
                 self._drop(actor, node)
+                self._node_lost(node)
                 avoid.add(node)
                 if len(avoid) >= OPEN_TRIES:
                     raise Lost(f"no node could take the stream: {exc}") from exc
@@ -133,6 +131,7 @@ class Driver:
         except self.lost as exc:
             self.actors.pop(key, None)
             self._drop(actor, node)
+            self._node_lost(node)
             raise Lost(f"its worker on node {node[:12]} is gone: {type(exc).__name__}") from exc
 
     async def close(self, key: str) -> None:
@@ -143,18 +142,31 @@ class Driver:
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 await actor.close.remote()
-        except Exception as exc:  # gone already, or stuck: killed below either way
+        except Exception as exc:  # gone already, or stuck: ended below
             log.info("stream %s: its worker did not close cleanly: %s", key, exc)
-        self._drop(actor, node)
+            self._drop(actor, node)
+            return
+        self.placement.release(node)
+        if not self.pool.give_back(node, actor):
+            _kill(actor)
 
     def _drop(self, actor: Any, node: str) -> None:
-        import ray
-
-        try:
-            ray.kill(actor, no_restart=True)
-        except Exception as exc:  # already dead
-            log.debug("kill: %s", exc)
+        _kill(actor)
         self.placement.release(node)
+
+    def _node_lost(self, node: str) -> None:
+        """A worker of `node` was lost: its idle ones are not trusted either."""
+        for actor in self.pool.forget(node):
+            _kill(actor)
+
+
+def _kill(actor: Any) -> None:
+    import ray
+
+    try:
+        ray.kill(actor, no_restart=True)
+    except Exception as exc:  # already dead
+        log.debug("kill: %s", exc)
 
 
 class Lost(Exception):

@@ -3,8 +3,8 @@
 Runs in the Ray driver. Each live node's CPUs come from Ray (`ray.nodes()`), its memory from the
 node itself (a zero-CPU probe pinned to it reads `psutil`, as the daemon's own governor does on
 its machine). A node has room for `min(cpu_room, memory_room)` more streams:
-- `cpu_room`: its CPUs over `stream_cpus`, less the streams placed there (each actor also holds
-  `stream_cpus` in Ray, so Ray's own scheduler agrees);
+- `cpu_room`: its CPUs (as Ray knows them) over `stream_cpus`, less the streams placed there
+  (the workers hold no CPUs in Ray: idle ones are kept warm, see `pool`);
 - `memory_room`: what fits under the soft threshold (`[concurrency] soft`, 80 %) at
   `stream_memory` each, less the streams placed since the reading (not in it yet).
 A stream goes to the node with the most room (spreading the load); with none anywhere it waits.
@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -26,7 +25,7 @@ __all__ = ["NodeRoom", "Placement", "room_for"]
 
 log = logging.getLogger("tierd.ray.placement")
 
-#: How long a memory reading of the nodes is used before it is taken again.
+#: How often the nodes and their memory are read.
 READING_S = 1.0
 #: How long a node may take to answer the memory probe before it counts as having no room.
 PROBE_TIMEOUT_S = 5.0
@@ -68,15 +67,23 @@ def room_for(
     return max(0, min(cpu_room, memory_room))
 
 
-def _memory() -> tuple[int, int]:
-    import psutil
+class NodeProbe:
+    """A zero-CPU actor pinned to one node: reads the node's memory in a few milliseconds
+    (a plain Ray task would wait for a worker process to start on every reading)."""
 
-    vm = psutil.virtual_memory()
-    return int(vm.total), int(vm.available)
+    def memory(self) -> tuple[int, int]:
+        import psutil
+
+        vm = psutil.virtual_memory()
+        return int(vm.total), int(vm.available)
 
 
 class Placement:
-    """Places streams on nodes with room; counts what it placed."""
+    """Places streams on nodes with room; counts what it placed.
+
+    The nodes and their memory are read in the background every `READING_S` (`watch`), so a
+    placement never waits on the cluster.
+    """
 
     def __init__(self, stream_cpus: float, stream_memory: int, soft: float) -> None:
         self.stream_cpus = stream_cpus
@@ -85,41 +92,60 @@ class Placement:
         self.placed: Counter[str] = Counter()
         self._since_reading: Counter[str] = Counter()
         self._memory: dict[str, tuple[int, int]] = {}
-        self._read_at = 0.0
-        self._probe: Any = None
+        self._alive: list[dict[str, Any]] = []
+        self._probes: dict[str, Any] = {}
+        self._read = asyncio.Event()
+        self._watching: asyncio.Task[None] | None = None
 
-    async def _read_memory(self, node_ids: list[str]) -> None:
+    async def watch(self) -> None:
+        """Start reading the cluster in the background; return once it was read once."""
+        if self._watching is None:
+            self._watching = asyncio.create_task(self._watch())
+        await self._read.wait()
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                await self._read_cluster()
+            except Exception as exc:  # the cluster's head briefly unreachable: read again
+                log.warning("could not read the cluster's nodes: %s", exc)
+            self._read.set()
+            await asyncio.sleep(READING_S)
+
+    async def _read_cluster(self) -> None:
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        if self._probe is None:
-            self._probe = ray.remote(num_cpus=0, max_retries=0)(_memory)
+        alive = [n for n in await asyncio.to_thread(ray.nodes) if n.get("Alive")]
+        ids = {str(n["NodeID"]) for n in alive}
+        for gone in set(self._probes) - ids:
+            del self._probes[gone]
+        remote = ray.remote(NodeProbe)
+        for node_id in ids - set(self._probes):
+            self._probes[node_id] = remote.options(
+                num_cpus=0,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+                max_restarts=0,
+            ).remote()
 
         async def one(node_id: str) -> tuple[str, tuple[int, int] | None]:
-            ref = self._probe.options(
-                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)
-            ).remote()
             try:
                 async with asyncio.timeout(PROBE_TIMEOUT_S):
-                    return node_id, tuple(await ref)
+                    return node_id, tuple(await self._probes[node_id].memory.remote())
             except Exception as exc:  # a node dying now, or too busy to answer
-                log.warning("node %s did not report its memory: %s", node_id[:12], exc)
-                ray.cancel(ref, force=True)
+                log.info("node %s did not report its memory: %s", node_id[:12], exc)
+                self._probes.pop(node_id, None)  # made again at the next reading
                 return node_id, None
 
-        readings = await asyncio.gather(*(one(n) for n in node_ids))
+        readings = await asyncio.gather(*(one(n) for n in ids))
         self._memory = {n: m for n, m in readings if m is not None}
-        self._read_at = time.monotonic()
+        self._alive = alive
         self._since_reading.clear()
 
     async def nodes(self) -> list[NodeRoom]:
-        """The live nodes with their room now."""
-        import ray
-
-        alive = [n for n in await asyncio.to_thread(ray.nodes) if n.get("Alive")]
-        ids = [str(n["NodeID"]) for n in alive]
-        if time.monotonic() - self._read_at > READING_S or set(ids) - set(self._memory):
-            await self._read_memory(ids)
+        """The live nodes with their room now (as last read)."""
+        await self.watch()
+        alive = self._alive
         rooms = []
         for n in alive:
             node_id = str(n["NodeID"])

@@ -20,7 +20,7 @@ class RaySettings:
     #: `ray.init`'s address ("auto", "ray://host:10001", "host:6379"); "": a Ray of the
     #: driver's own on this machine.
     address: str = ""
-    #: CPUs a stream holds on its node (for Ray's scheduler and the per-node room).
+    #: CPUs a stream counts for on its node (the per-node room).
     stream_cpus: float = 1.0
     #: Memory one stream is expected to use on its node (worktree, commands).
     stream_memory: int = 1024 * MiB

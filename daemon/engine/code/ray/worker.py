@@ -84,6 +84,9 @@ class StreamWorker:
         #: What this worktree's setup made (never part of a snapshot or a commit).
         self._artifacts: tuple[str, ...] = ()
 
+    async def ready(self) -> None:
+        """Nothing: a warmed worker's first call, to know its process has started."""
+
     async def open(self, spec: OpenSpec, bundle: bytes) -> Opened:
         """Make the worktree: the branch from `bundle`, then the snapshot's files if any."""
         import ray
