@@ -395,8 +395,9 @@ def _add_tools(add: _Commands) -> None:
         "--only",
         action="append",
         metavar="NAME",
-        help="run only this workload (repeatable): sales_lead, wide, dag, dag_never, code; "
-        "skips the once-per-run API, scale and governor measurements",
+        help="run only this workload (repeatable, or comma-separated): sales_lead, wide, dag, "
+        "dag_never, code, code-ray (the code workload on a local three-node Ray cluster beside "
+        "the local one); skips the once-per-run API, scale and governor measurements",
     )
     sp.add_argument(
         "--skip",

@@ -40,9 +40,9 @@ from daemon.engine.code.git import git
 from daemon.tools.bench.code_figures import CodeRun, code_figures
 from daemon.tools.bench.code_repo import GOAL, SCENARIO, make_repo, project_test_command
 from daemon.tools.bench.code_workload import (
-    _cleaned,
-    _levels,
+    cleaned_task,
     code_unavailable,
+    level_count,
     merged_check,
 )
 from daemon.tools.bench.harness import BenchError, DaemonHandle, Session, write_config
@@ -198,7 +198,7 @@ async def _warm_up(session: Session, workdir: Path) -> float:
     session.reset_sim()
     if task["state"] != "completed":
         raise BenchError(f"code-ray: the warm-up task {task['state']}: {task.get('error')}")
-    await _cleaned(session, tid)
+    await cleaned_task(session, tid)
     return time.monotonic() - t0
 
 
@@ -221,7 +221,7 @@ async def _ray_run(session: Session, workdir: Path, idle_cpu_per_s: float) -> di
     session.reset_sim()
     if task["state"] != "completed":
         raise BenchError(f"code-ray: the task {task['state']}: {task.get('error')}")
-    task = await _cleaned(session, tid)
+    task = await cleaned_task(session, tid)
     plan = Plan.model_validate(task["plan"])
     run = CodeRun(
         task=task,
@@ -230,7 +230,7 @@ async def _ray_run(session: Session, workdir: Path, idle_cpu_per_s: float) -> di
         submitted=submitted,
         cpu_s=cpu,
         busy_s=busy_s,
-        levels=_levels(plan),
+        levels=level_count(plan),
     )
     figures = code_figures(run, s.ceiling, idle_cpu_per_s)
     streams = figures["streams"]

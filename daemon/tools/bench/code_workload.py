@@ -31,7 +31,7 @@ from daemon.tools.bench.measure import cpu_s
 from roles.plan.schema import Plan
 from roles.plan.validator import topological_order
 
-__all__ = ["code_unavailable", "merged_check", "run_code_workload"]
+__all__ = ["cleaned_task", "code_unavailable", "level_count", "merged_check", "run_code_workload"]
 
 #: Seconds the daemon may take to remove an ended task's worktrees.
 CLEANUP_TIMEOUT_S = 60.0
@@ -55,7 +55,7 @@ async def code_unavailable(workdir: Path) -> str | None:
     return None
 
 
-def _levels(plan: Plan) -> int:
+def level_count(plan: Plan) -> int:
     deps = {s.id: s.depends_on for s in plan.streams}
     level: dict[str, int] = {}
     for sid in topological_order(plan):
@@ -63,7 +63,7 @@ def _levels(plan: Plan) -> int:
     return 1 + max(level.values(), default=-1)
 
 
-async def _cleaned(session: Session, task_id: str) -> dict[str, Any]:
+async def cleaned_task(session: Session, task_id: str) -> dict[str, Any]:
     """The task once the daemon has removed its worktrees (the replay uses the same
     repository: no two hands on its worktree records at once)."""
     deadline = time.monotonic() + CLEANUP_TIMEOUT_S
@@ -137,7 +137,7 @@ async def run_code_workload(
     session.reset_sim()
     if task["state"] != "completed":
         raise BenchError(f"code: the task {task['state']}: {task.get('error')}")
-    task = await _cleaned(session, tid)
+    task = await cleaned_task(session, tid)
     plan = Plan.model_validate(task["plan"])
     run = CodeRun(
         task=task,
@@ -146,7 +146,7 @@ async def run_code_workload(
         submitted=submitted,
         cpu_s=cpu,
         busy_s=busy_s,
-        levels=_levels(plan),
+        levels=level_count(plan),
     )
     figures = code_figures(run, s.ceiling, idle_cpu_per_s)
     session.log(f"  code: tierd done in {figures['wall_clock_s']:.1f}s; replaying git and sandbox")
