@@ -48,6 +48,20 @@ def calc_conflict() -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]
 HALF = "def half(x):\n    return x // 2\n"
 
 
+#: A stream's script to kill in the middle of: it writes src/feature.py and runs a command,
+#: then edits that file, runs another command and writes one more file. Each command appends
+#: a line to src/count.txt in the worktree (a command may write nowhere else), so the branch
+#: holds one line per run of a command.
+COUNTING_CODER = [
+    tool("write_file", path="src/feature.py", content=HALF),
+    tool("run_command", name="shell", command="echo one >> src/count.txt"),
+    tool("edit_file", path="src/feature.py", old="x // 2", new="x // 2  # halved"),
+    tool("run_command", name="shell", command="echo two >> src/count.txt"),
+    tool("write_file", path="src/more.py", content="MORE = 1\n"),
+    tool("finish", summary="half() added"),
+]
+
+
 def adds_half(latency: dict[str, float], sid: str = "impl") -> dict[str, Any]:
     """A code task's scenario of one stream, `sid`, owning src/**: it writes `HALF` to
     src/feature.py and finishes."""

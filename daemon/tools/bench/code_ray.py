@@ -37,19 +37,17 @@ import psutil
 from rich.markup import escape
 
 from daemon.engine.code.git import git
-from daemon.tools.bench.code_figures import CodeRun, code_figures
-from daemon.tools.bench.code_repo import GOAL, SCENARIO, make_repo, project_test_command
+from daemon.tools.bench.code_repo import make_repo, project_test_command
 from daemon.tools.bench.code_workload import (
     cleaned_task,
     code_unavailable,
-    level_count,
     merged_check,
+    run_code_task,
 )
 from daemon.tools.bench.harness import BenchError, DaemonHandle, Session, write_config
 from daemon.tools.bench.measure import cpu_s
 from daemon.tools.bench.workloads import CODE_RAY
 from daemon.tools.ray_cluster import local_ray_cluster
-from roles.plan.schema import Plan
 
 __all__ = ["NODE_CPUS", "WORKER_NODES", "compare_runs", "run_code_ray", "stream_nodes"]
 
@@ -204,40 +202,15 @@ async def _warm_up(session: Session, workdir: Path) -> float:
 
 async def _ray_run(session: Session, workdir: Path, idle_cpu_per_s: float) -> dict[str, Any]:
     """The code workload on the Ray daemon: its figures, task, repository and driver CPU."""
-    s = session.s
-    repo = workdir / "kit-ray"
-    if await asyncio.to_thread(repo.exists):
-        raise BenchError(f"code-ray: {repo} exists already: give the bench a fresh directory")
-    await asyncio.to_thread(make_repo, repo, s.code_files)
-    session.use(SCENARIO, s.latency_scale)
-    proc, driver = session.proc, _driver(session.proc)
-    cpu0, driver0 = cpu_s(proc), cpu_s(driver) if driver else 0.0
-    tid, submitted = await session.submit(GOAL, repo=str(repo))
-    task = await session.wait_task(tid, s.workload_timeout_s)
-    cpu = cpu_s(proc) - cpu0
+    driver = _driver(session.proc)
+    driver0 = cpu_s(driver) if driver else 0.0
+    task, figures = await run_code_task(session, workdir / "kit-ray", CODE_RAY, idle_cpu_per_s)
     driver_cpu = cpu_s(driver) - driver0 if driver and driver.is_running() else None
-    busy_s = time.time() - submitted
-    records = session.records()
-    session.reset_sim()
-    if task["state"] != "completed":
-        raise BenchError(f"code-ray: the task {task['state']}: {task.get('error')}")
-    task = await cleaned_task(session, tid)
-    plan = Plan.model_validate(task["plan"])
-    run = CodeRun(
-        task=task,
-        plan=plan,
-        records=records,
-        submitted=submitted,
-        cpu_s=cpu,
-        busy_s=busy_s,
-        levels=level_count(plan),
-    )
-    figures = code_figures(run, s.ceiling, idle_cpu_per_s)
     streams = figures["streams"]
     return {
         "figures": {**figures, "name": CODE_RAY},
         "task": task,
-        "repo": repo,
+        "repo": workdir / "kit-ray",
         "driver_cpu_ms_per_stream": None if driver_cpu is None else driver_cpu / streams * 1000,
     }
 

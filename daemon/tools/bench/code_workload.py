@@ -31,7 +31,14 @@ from daemon.tools.bench.measure import cpu_s
 from roles.plan.schema import Plan
 from roles.plan.validator import topological_order
 
-__all__ = ["cleaned_task", "code_unavailable", "level_count", "merged_check", "run_code_workload"]
+__all__ = [
+    "cleaned_task",
+    "code_unavailable",
+    "level_count",
+    "merged_check",
+    "run_code_task",
+    "run_code_workload",
+]
 
 #: Seconds the daemon may take to remove an ended task's worktrees.
 CLEANUP_TIMEOUT_S = 60.0
@@ -113,18 +120,14 @@ async def merged_check(repo: Path, task: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def run_code_workload(
-    session: Session, workdir: Path, idle_cpu_per_s: float
-) -> dict[str, Any]:
-    """Generate the repository in `workdir`, run the workload, check and replay it."""
+async def run_code_task(
+    session: Session, repo: Path, label: str, idle_cpu_per_s: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Generate `repo`, run the workload's task on it through the session's daemon, wait for
+    its clean-up; the finished task and its figures (`label` names the run in errors)."""
     s = session.s
-    reason = await code_unavailable(workdir)
-    if reason is not None:
-        session.log(f"  code: not run: {reason}")
-        return {"name": "code", "not_run": reason}
-    repo = workdir / "kit"
     if await asyncio.to_thread(repo.exists):
-        raise BenchError(f"code: {repo} exists already: give the bench a fresh directory")
+        raise BenchError(f"{label}: {repo} exists already: give the bench a fresh directory")
     await asyncio.to_thread(make_repo, repo, s.code_files)
     session.use(SCENARIO, s.latency_scale)
     proc = session.proc
@@ -136,7 +139,7 @@ async def run_code_workload(
     records = session.records()
     session.reset_sim()
     if task["state"] != "completed":
-        raise BenchError(f"code: the task {task['state']}: {task.get('error')}")
+        raise BenchError(f"{label}: the task {task['state']}: {task.get('error')}")
     task = await cleaned_task(session, tid)
     plan = Plan.model_validate(task["plan"])
     run = CodeRun(
@@ -148,7 +151,20 @@ async def run_code_workload(
         busy_s=busy_s,
         levels=level_count(plan),
     )
-    figures = code_figures(run, s.ceiling, idle_cpu_per_s)
+    return task, code_figures(run, s.ceiling, idle_cpu_per_s)
+
+
+async def run_code_workload(
+    session: Session, workdir: Path, idle_cpu_per_s: float
+) -> dict[str, Any]:
+    """Generate the repository in `workdir`, run the workload, check and replay it."""
+    s = session.s
+    reason = await code_unavailable(workdir)
+    if reason is not None:
+        session.log(f"  code: not run: {reason}")
+        return {"name": "code", "not_run": reason}
+    repo = workdir / "kit"
+    task, figures = await run_code_task(session, repo, "code", idle_cpu_per_s)
     session.log(f"  code: tierd done in {figures['wall_clock_s']:.1f}s; replaying git and sandbox")
     merged = await merged_check(repo, task)
     try:

@@ -35,7 +35,7 @@ import httpx
 import psycopg
 import pytest
 from httpx_sse import connect_sse
-from support.code_plans import HALF, code_stream, tool
+from support.code_plans import COUNTING_CODER, HALF, code_stream
 from support.daemon import DaemonProcess, task_of, wait_ended, wait_for, write_config
 from support.git import run_git
 from support.plans import stream
@@ -86,18 +86,8 @@ HANGS = {
     "plan": {"streams": [stream("a"), stream("b", ["a"])]},
     "streams": {"a": {"latency": 12.0}},
 }
-#: A code task's one stream, each model answer 0.8 s: it writes src/feature.py and runs a
-#: command (before the kill), then edits that file, runs another command and writes one more
-#: file (after it). Each command appends a line to src/count.txt in the worktree (a command
-#: may write nowhere else), so the branch holds one line per run of a command.
-CODER = [
-    tool("write_file", path="src/feature.py", content=HALF),
-    tool("run_command", name="shell", command="echo one >> src/count.txt"),
-    tool("edit_file", path="src/feature.py", old="x // 2", new="x // 2  # halved"),
-    tool("run_command", name="shell", command="echo two >> src/count.txt"),
-    tool("write_file", path="src/more.py", content="MORE = 1\n"),
-    tool("finish", summary="half() added"),
-]
+#: A code task's one stream, each model answer 0.8 s: the kill comes after its first command.
+CODER = COUNTING_CODER
 CODE_TASK = {
     "latency": FAST,
     "plan": {"streams": [code_stream("impl", "other", ["src/**"])]},

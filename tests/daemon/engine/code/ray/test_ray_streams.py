@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.code_plans import HALF, code_stream, tool
+from support.code_plans import COUNTING_CODER, HALF, code_stream, tool
 from support.daemon import DaemonProcess, task_of, wait_ended, wait_for, write_config
 from support.git import run_git
 from support.simulator import calls, running_simulator, use_scenario
@@ -68,17 +68,8 @@ TWO_STREAMS = {
     },
 }
 TEST_COMMAND = "if [ -f tests/test_half.py ]; then PYTHONPATH=. python3 tests/test_half.py; fi"
-#: One stream, each model answer 0.8 s: it writes src/feature.py and runs a command (before
-#: the kill), then edits that file, runs another command and writes one more file (after it).
-#: Each command appends a line to src/count.txt: the branch holds one line per run.
-CODER = [
-    tool("write_file", path="src/feature.py", content=HALF),
-    tool("run_command", name="shell", command="echo one >> src/count.txt"),
-    tool("edit_file", path="src/feature.py", old="x // 2", new="x // 2  # halved"),
-    tool("run_command", name="shell", command="echo two >> src/count.txt"),
-    tool("write_file", path="src/more.py", content="MORE = 1\n"),
-    tool("finish", summary="half() added"),
-]
+#: One stream, each model answer 0.8 s: the node is killed after its first command.
+CODER = COUNTING_CODER
 KILLED = {
     "latency": FAST,
     "plan": {"streams": [code_stream("impl", "other", ["src/**"])]},
