@@ -70,6 +70,8 @@ class Driver:
         self.placement = Placement(settings.stream_cpus, settings.stream_memory, settings.soft)
         self.pool = WorkerPool(ray.remote(StreamWorker), settings.workdir)
         self.actors: dict[str, tuple[Any, str]] = {}
+        #: Each stream's call in flight (one at a time), to cancel it.
+        self.calls: dict[str, Any] = {}
         self.lost = _lost_errors()
         self.lost_or_late: tuple[type[BaseException], ...] = (*self.lost, TimeoutError)
 
@@ -86,6 +88,8 @@ class Driver:
             return await self.call(*args)
         if op == "close":
             return await self.close(*args)
+        if op == "cancel":
+            return self.cancel(*args)
         raise ValueError(f"unknown request {op!r}")
 
     async def open(self, key: str, spec: Any, bundle: bytes) -> Any:
@@ -126,15 +130,30 @@ class Driver:
         if held is None:
             raise Lost("the stream has no worker (the driver started again)")
         actor, node = held
+        ref = getattr(actor, method).remote(*args)
+        self.calls[key] = ref
         try:
-            return await getattr(actor, method).remote(*args)
+            return await ref
         except self.lost as exc:
             self.actors.pop(key, None)
             self._drop(actor, node)
             self._node_lost(node)
             raise Lost(f"its worker on node {node[:12]} is gone: {type(exc).__name__}") from exc
+        finally:
+            if self.calls.get(key) is ref:
+                del self.calls[key]
+
+    def cancel(self, key: str) -> None:
+        """Cancel the stream's call in flight: the worker's coroutine is cancelled, which kills
+        a running command's process group (`process.run_process`)."""
+        import ray
+
+        ref = self.calls.pop(key, None)
+        if ref is not None:
+            ray.cancel(ref)
 
     async def close(self, key: str) -> None:
+        self.cancel(key)  # a worker goes back to the pool with nothing running
         held = self.actors.pop(key, None)
         if held is None:
             return

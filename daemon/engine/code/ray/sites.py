@@ -98,6 +98,11 @@ class RaySite:
                 return await self.sites.bridge.request("call", self.key, method, args)
             except StreamLost as exc:
                 self._lost(exc)
+            except asyncio.CancelledError:
+                # The run was cancelled (a cancel, a stop): so is the call on the node, and a
+                # command it runs with it.
+                self.sites.cancel_call(self.key)
+                raise
 
     async def place(self) -> None:
         """Have a worker (made again elsewhere if it is lost meanwhile)."""
@@ -191,6 +196,7 @@ class RaySites:
         #: Unused by the cluster's streams; `WorktreeManager` wants a root (start commits).
         self.scratch = scratch
         self._sites: dict[tuple[str, str], RaySite] = {}
+        self._cancelling: set[asyncio.Task[None]] = set()
 
     async def open(self, request: SiteRequest) -> RaySite:
         key = (request.task_id, request.stream_id)
@@ -213,6 +219,19 @@ class RaySites:
         await site.place()  # placed now: the stream's record names its node from the start
         self._sites[key] = site
         return site
+
+    def cancel_call(self, key: str) -> None:
+        """Ask the driver to cancel `key`'s call in flight, without waiting (the caller is
+        being cancelled itself)."""
+        task = asyncio.get_running_loop().create_task(self._cancel(key))
+        self._cancelling.add(task)
+        task.add_done_callback(self._cancelling.discard)
+
+    async def _cancel(self, key: str) -> None:
+        try:
+            await self.bridge.request("cancel", key)
+        except (StreamLost, StreamFailed) as exc:  # gone: nothing runs there any more
+            log.debug("cancel %s: %s", key, exc)
 
     async def release(self, task_id: str) -> None:
         for key in [k for k in self._sites if k[0] == task_id]:

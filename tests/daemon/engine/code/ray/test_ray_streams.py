@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from support.code_plans import COUNTING_CODER, HALF, code_stream, tool
 from support.daemon import DaemonProcess, task_of, wait_ended, wait_for, write_config
@@ -321,5 +322,50 @@ def test_a_node_runs_no_more_streams_than_it_has_room_for(
         busy = [n for n in nodes if n["streams"] == 1]
         assert busy and all(n["room"] == 0 for n in busy)
         assert max(n["streams"] for n in nodes) == 1
+    finally:
+        d.stop()
+
+
+#: A command that runs until it is killed (its argument makes it easy to find).
+SLEEP = "sleep 41.25"
+
+
+def test_a_cancel_stops_the_command_running_on_the_node(
+    cluster: LocalRayCluster, sim: Any, tmp_path: Path
+) -> None:
+    use_scenario(
+        sim,
+        {
+            "latency": FAST,
+            "plan": {"streams": [code_stream("impl", "other", ["src/**"])]},
+            "code": {
+                "streams": {
+                    "impl": [
+                        tool("run_command", name="shell", command=SLEEP),
+                        tool("finish", summary="slept"),
+                    ]
+                }
+            },
+        },
+    )
+    d = start_daemon(tmp_path, sim, "ray", cluster.address)
+    try:
+        repo = make_repo(tmp_path / "repo")
+        reply = d.rpc("task/submit", {"goal": "Sleep", "repo": str(repo)})
+        task_id = str(reply["result"]["task_id"])
+
+        def sleeping() -> list[psutil.Process]:
+            found = []
+            for p in psutil.process_iter(["cmdline"]):
+                if p.info["cmdline"] and SLEEP in " ".join(p.info["cmdline"]):
+                    found.append(p)
+            return found
+
+        wait_for(sleeping, timeout=60)
+        d.rpc("task/cancel", {"task_id": task_id})
+        done = wait_ended(d, task_id, timeout=30)
+        assert done["state"] == "canceled"
+        # The command on the node was killed with the run, not left to its time limit.
+        wait_for(lambda: not sleeping(), timeout=15)
     finally:
         d.stop()
