@@ -96,7 +96,11 @@ class Daemon:
         from daemon.engine.code.ray.sites import RaySites
 
         settings = RaySettings.from_config(self.config.get)
-        self._ray = RayBridge(settings, self.homes.state_dir / "ray-driver.log")
+        keys = [
+            str(self.config.get(f"models.{role}.api_key_env") or "")
+            for role in ("orchestrator", "planner", "executor")
+        ]
+        self._ray = RayBridge(settings, self.homes.state_dir / "ray-driver.log", key_names=keys)
         return RaySites(self._ray, self.homes.data_dir / "ray")
 
     def _on_governor_change(self, change: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from daemon.engine.code.git import git
 from daemon.engine.code.paths import PathGlobs
 from daemon.engine.code.preparation import Preparation, prepare_worktree
 from daemon.engine.code.sandbox import CommandResult, SandboxPolicy, run_sandboxed
@@ -23,7 +24,15 @@ from daemon.engine.code.tools import ToolResult, Workspace
 from daemon.engine.code.toolspec import call_tool
 from daemon.engine.code.worktrees import CommitResult, Worktree, WorktreeManager
 
-__all__ = ["LocalSite", "LocalSites", "SiteRequest", "StreamSite", "StreamSites"]
+__all__ = [
+    "LocalSite",
+    "LocalSites",
+    "SiteRequest",
+    "StreamSite",
+    "StreamSites",
+    "restore_snapshot",
+    "workspace_for",
+]
 
 
 @dataclass(frozen=True)
@@ -116,6 +125,18 @@ class StreamSites(Protocol):
         ...
 
 
+async def restore_snapshot(wt: Worktree, snapshot: str) -> None:
+    """Put a saved state's files in a clean worktree, uncommitted (a stream that worked on a
+    cluster, taken on here after `[executors] backend` changed). A worktree with changes
+    of its own is this machine's: left as it is."""
+    env = wt.git_env()
+    status = await git(wt.path, "status", "--porcelain", "--untracked-files=all", env=env)
+    if status.out.strip():
+        return
+    await git(wt.path, "read-tree", "-u", "--reset", snapshot, env=env)
+    await git(wt.path, "reset", "--quiet", env=env)
+
+
 def workspace_for(
     request: SiteRequest, root: Path, git_dir: Path, sandbox: SandboxPolicy
 ) -> Workspace:
@@ -192,6 +213,8 @@ class LocalSites:
         wt = await manager.create(
             request.task_id, request.stream_id, base=request.base, depends_on=request.depends_on
         )
+        if request.snapshot is not None:
+            await restore_snapshot(wt, request.snapshot)
         s = request.settings
         prep = await prepare_worktree(request.repo, wt.path, link_dirs=s.link_dirs)
         sandbox = prep.sandbox(wt.path, s.command_policy(request.hide))

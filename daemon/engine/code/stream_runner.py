@@ -147,11 +147,17 @@ class CodeStreams:
         """Run one round of the stream's coder (`attachments`: its stream's own); the text
         its review reads."""
         spec = st.spec
-        site = await self.site(st)
+        remaining = await self._remaining(st)
+        try:
+            # Placing the stream (a cluster node with room) counts against its time too.
+            async with asyncio.timeout(remaining):
+                site = await self.site(st)
+        except TimeoutError:
+            raise self._too_long() from None
         facts = self.facts[spec.id]
         # A dependency's work is in this worktree already: the coder reads its summary.
         deps = {d: await self._summary(d) or deps.get(d, "") for d in spec.depends_on}
-        remaining = self.settings.stream_time_s - (time.time() - self._began[spec.id])
+        remaining = await self._remaining(st)
         project = self.project or ProjectContext(file_tree="")
         messages = coder_messages(
             spec,
@@ -167,7 +173,7 @@ class CodeStreams:
             descriptions=self.ctx.attachments.descriptions,
         )
         try:
-            async with asyncio.timeout(max(remaining, 0.001)):
+            async with asyncio.timeout(remaining):
                 await self._setup(st, site)
                 result = await run_loop(
                     self.ctx.call,
@@ -179,10 +185,7 @@ class CodeStreams:
                     max_steps=self.settings.max_steps,
                 )
         except TimeoutError:
-            raise StreamFailed(
-                f"the stream ran past its time limit of {self.settings.stream_time_s:g} s "
-                "([code] stream_time_s)"
-            ) from None
+            raise self._too_long() from None
         await self._commit(st, site, result.summary, round_)
         facts.test_run = await test_run(
             self.ctx.store,
@@ -201,6 +204,20 @@ class CodeStreams:
             diff,
             facts.commands,
             test_run=facts.test_run,
+        )
+
+    async def _remaining(self, st: StreamState) -> float:
+        """Seconds the stream has left of `[code] stream_time_s` (counted from its start)."""
+        began = self._began.get(st.spec.id)
+        if began is None:
+            saved = await self.ctx.store.get_step(self.ctx.task_id, f"began:{st.spec.id}")
+            began = float(saved["at"]) if saved else time.time()
+        return max(self.settings.stream_time_s - (time.time() - began), 0.001)
+
+    def _too_long(self) -> StreamFailed:
+        return StreamFailed(
+            f"the stream ran past its time limit of {self.settings.stream_time_s:g} s "
+            "([code] stream_time_s)"
         )
 
     def tests_fail(self, st: StreamState) -> str | None:

@@ -371,13 +371,18 @@ class WorktreeManager:
                 left.append(f"{b}: {gone.err.strip()}")
         return deleted, left
 
-    async def _delete_snapshots(self, doomed_task: Callable[[str | None], bool]) -> None:
+    async def _delete_snapshots(
+        self, doomed_task: Callable[[str | None], bool], keep_branches: Collection[str]
+    ) -> None:
         """Remove the saved worktree states (`refs/tierd-snapshots/<task>/<stream>`, a cluster's
-        streams') of the tasks `doomed_task` picks."""
+        streams') of the tasks `doomed_task` picks, but those whose stream's branch is kept
+        (another home's task, say: its snapshots are its own)."""
         out = await self._git("for-each-ref", "--format=%(refname)", SNAPSHOTS)
         for ref in out.splitlines():
             parts = ref.removeprefix(SNAPSHOTS).split("/")
-            if ref and len(parts) == 2 and doomed_task(parts[0]):
+            if len(parts) != 2 or not doomed_task(parts[0]):
+                continue
+            if branch_name(parts[0], parts[1]) not in keep_branches:
                 await git(self.repo, "update-ref", "-d", ref, check=False)
 
     async def tierd_branches(self) -> list[str]:
@@ -409,7 +414,7 @@ class WorktreeManager:
             if b not in keep_branches and doomed_task(_task_of_branch(b))
         ]
         deleted, left = await self._delete_branches(doomed)
-        await self._delete_snapshots(doomed_task)
+        await self._delete_snapshots(doomed_task, keep_branches)
         return Cleanup(worktrees=tuple(wts), branches=tuple(deleted), left=tuple(left))
 
     async def remove_task(self, task_id: str, keep_branches: Collection[str] = ()) -> Cleanup:

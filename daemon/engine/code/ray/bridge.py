@@ -16,11 +16,11 @@ import itertools
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from daemon.engine.code.ray.frames import read_frame, write_frame
+from daemon.engine.code.ray.frames import encode, read_frame, write_frame
 from daemon.engine.code.ray.settings import RaySettings
 from daemon.engine.errors import StreamFailed
 from daemon.engine.notify import clean_env
@@ -49,11 +49,17 @@ class RayBridge:
     """Requests to the Ray driver; the driver's process."""
 
     def __init__(
-        self, settings: RaySettings, log_path: Path, env: Mapping[str, str] | None = None
+        self,
+        settings: RaySettings,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        key_names: Sequence[str] = (),
     ) -> None:
         self.settings = settings
         self.log_path = log_path
-        self._env = clean_env(os.environ if env is None else env)
+        #: Without the model keys: those the config names (`api_key_env`), and any variable
+        #: that looks like a credential.
+        self._env = clean_env(os.environ if env is None else env, key_names)
         self._env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -75,9 +81,11 @@ class RayBridge:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[req_id] = future
         try:
+            # An open carries the repository's bundle: pickled off the event loop, first.
+            frame = await asyncio.to_thread(encode, (req_id, op, args))
             async with self._write:
                 assert proc.stdin is not None
-                write_frame(proc.stdin, (req_id, op, args))
+                proc.stdin.write(frame)
                 await proc.stdin.drain()
             ok, value = await future
         except (BrokenPipeError, ConnectionResetError) as exc:
@@ -124,8 +132,7 @@ class RayBridge:
         self._pending[req_id] = future
         try:
             assert proc.stdin is not None
-            write_frame(proc.stdin, (req_id, "ping", ()))
-            await proc.stdin.drain()
+            await write_frame(proc.stdin, (req_id, "ping", ()))
             async with asyncio.timeout(START_TIMEOUT_S):
                 await future
         except (StreamLost, TimeoutError, BrokenPipeError, ConnectionResetError) as exc:

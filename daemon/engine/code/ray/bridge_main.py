@@ -72,6 +72,8 @@ class Driver:
         self.actors: dict[str, tuple[Any, str]] = {}
         #: Each stream's call in flight (one at a time), to cancel it.
         self.calls: dict[str, Any] = {}
+        #: Opens under way (waiting for room or for a worker), to cancel on a close.
+        self.opening: dict[str, asyncio.Task[Any]] = {}
         self.lost = _lost_errors()
         self.lost_or_late: tuple[type[BaseException], ...] = (*self.lost, TimeoutError)
 
@@ -96,12 +98,22 @@ class Driver:
         import ray
 
         await self.close(key)
-        data = ray.put(bundle)
+        task = asyncio.current_task()
+        assert task is not None
+        self.opening[key] = task
+        try:
+            return await self._open(key, spec, ray.put(bundle))
+        finally:
+            if self.opening.get(key) is task:
+                del self.opening[key]
+
+    async def _open(self, key: str, spec: Any, data: Any) -> Any:
         avoid: set[str] = set()
         waited = False
         while True:
             node = await self.placement.choose(frozenset(avoid))
             if node is None:
+                await self._no_room(avoid)
                 if not waited:
                     log.info("stream %s waits for a node with room", key)
                     waited = True
@@ -152,12 +164,37 @@ class Driver:
         if ref is not None:
             ray.cancel(ref)
 
+    async def _no_room(self, avoid: set[str]) -> None:
+        """No node has room now: fine if one will; an error if none ever can."""
+        nodes = await self.placement.nodes()
+        able = [n for n in nodes if self.placement.could_fit(n)]
+        if not able:
+            s = self.settings
+            raise ValueError(
+                f"no node of the cluster can ever take a stream of {s.stream_cpus:g} CPU(s) "
+                f"and {s.stream_memory >> 20} MiB ([executors] ray_stream_cpus, "
+                f"ray_stream_memory_mb); the nodes: "
+                + (
+                    ", ".join(f"{n.cpus:g} CPUs, {n.memory_total >> 20} MiB" for n in nodes)
+                    or "none"
+                )
+            )
+        if all(n.node_id in avoid for n in able):
+            raise Lost("every node that could take the stream failed to make its worker")
+
     async def close(self, key: str) -> None:
-        self.cancel(key)  # a worker goes back to the pool with nothing running
+        opening = self.opening.pop(key, None)
+        if opening is not None and opening is not asyncio.current_task():
+            opening.cancel()  # its worker, if it got one, is dropped there
+        busy = key in self.calls
+        self.cancel(key)
         held = self.actors.pop(key, None)
         if held is None:
             return
         actor, node = held
+        if busy:  # a call was still running there: that worker serves nobody again
+            self._drop(actor, node)
+            return
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 await actor.close.remote()
@@ -215,8 +252,7 @@ async def _serve(driver: Driver, out_fd: int) -> None:
 
     async def reply(req_id: int, ok: bool, value: Any) -> None:
         async with lock:
-            write_frame(writer, (req_id, ok, value))
-            await writer.drain()
+            await write_frame(writer, (req_id, ok, value), big=True)
 
     async def one(req_id: int, op: str, args: tuple[Any, ...]) -> None:
         try:

@@ -13,18 +13,31 @@ import pickle
 import struct
 from typing import Any
 
-__all__ = ["read_frame", "write_frame"]
+__all__ = ["encode", "read_frame", "write_frame"]
 
 _HEADER = struct.Struct("!Q")
+#: Frames above this size are pickled and unpickled in a thread: a repository's bundle may be
+#: hundreds of MB, and the daemon's event loop must not stop for it.
+OFF_LOOP_BYTES = 1 << 20
+
+
+def encode(message: Any) -> bytes:
+    """One message as a frame (header and pickle)."""
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(data)) + data
 
 
 async def read_frame(reader: asyncio.StreamReader) -> Any:
     """The next message; raises `asyncio.IncompleteReadError` at the end of the pipe."""
     (size,) = _HEADER.unpack(await reader.readexactly(_HEADER.size))
-    return pickle.loads(await reader.readexactly(size))
+    data = await reader.readexactly(size)
+    if size > OFF_LOOP_BYTES:
+        return await asyncio.to_thread(pickle.loads, data)
+    return pickle.loads(data)
 
 
-def write_frame(writer: asyncio.StreamWriter | asyncio.WriteTransport, message: Any) -> None:
-    """Queue one message (the caller drains)."""
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    writer.write(_HEADER.pack(len(data)) + data)
+async def write_frame(writer: asyncio.StreamWriter, message: Any, *, big: bool = False) -> None:
+    """Send one message (`big`: it may hold a bundle, pickled in a thread) and drain."""
+    frame = await asyncio.to_thread(encode, message) if big else encode(message)
+    writer.write(frame)
+    await writer.drain()

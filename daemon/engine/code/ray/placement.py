@@ -64,7 +64,9 @@ def room_for(
     cpu_room = math.floor(cpus / stream_cpus + 1e-9) - placed
     spare = available - (1.0 - soft) * total
     memory_room = math.floor(spare / stream_memory) - since_reading
-    return max(0, min(cpu_room, memory_room))
+    # A stream placed a while ago may not use its memory yet: all of them must fit too.
+    budget_room = math.floor(soft * total / stream_memory) - placed
+    return max(0, min(cpu_room, memory_room, budget_room))
 
 
 class NodeProbe:
@@ -165,6 +167,13 @@ class Placement:
             address = str(n.get("NodeManagerAddress", ""))
             rooms.append(NodeRoom(node_id, address, cpus, total, available, ours, room))
         return rooms
+
+    def could_fit(self, node: NodeRoom) -> bool:
+        """Whether `node` could take a stream at all (idle, with nothing else running)."""
+        unread = node.memory_total == 0  # its probe did not answer: not judged on memory
+        return node.cpus + 1e-9 >= self.stream_cpus and (
+            unread or self.soft * node.memory_total >= self.stream_memory
+        )
 
     async def choose(self, avoid: frozenset[str] = frozenset()) -> str | None:
         """The node with the most room (not in `avoid`), counted as placed; None if none has."""

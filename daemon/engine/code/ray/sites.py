@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from daemon.engine.code.ray.bridge import RayBridge, StreamLost
 from daemon.engine.code.ray.bundles import create_bundle, fetch_bundle
 from daemon.engine.code.ray.worker import SNAPSHOT_REF, Opened, OpenSpec, StepDone
 from daemon.engine.code.sandbox import CommandResult
+from daemon.engine.code.setup import setup_failure
 from daemon.engine.code.sites import SiteRequest, workspace_for
 from daemon.engine.code.tools import ToolResult, Workspace
 from daemon.engine.code.worktrees import SNAPSHOTS, CommitResult, WorktreeManager, branch_name
@@ -65,8 +67,10 @@ class RaySite:
     opened: Opened | None = None
     #: The setup ran on the current worker (a new worker has to run it again).
     setup_ran: bool = False
+    #: Workers lost in a row (a call that went through starts the count again).
     moves: int = 0
-    _setup_command: str | None = field(default=None, repr=False)
+    #: The setup's first record, once it ran (a new worker runs it again, with its artifacts).
+    _setup: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def key(self) -> str:
@@ -86,8 +90,14 @@ class RaySite:
             refs.append(snapshot_ref(self.request.task_id, self.request.stream_id))
         bundle = await create_bundle(repo, refs)
         spec = OpenSpec(self.request, self.branch, self.start_commit, self.snapshot)
-        self.opened = await self.sites.bridge.request("open", self.key, spec, bundle)
         self.setup_ran = False
+        try:
+            self.opened = await self.sites.bridge.request("open", self.key, spec, bundle)
+        except asyncio.CancelledError:
+            # Cancelled while waiting for room or for the worker: the driver must not keep
+            # the worker (and the node's room) it may still get.
+            self.sites.in_background(self.close())
+            raise
         log.info("stream %s works on %s", self.key, self.location)
 
     async def _call(self, method: str, *args: Any) -> Any:
@@ -95,14 +105,17 @@ class RaySite:
         while True:
             try:
                 await self._placed()
-                return await self.sites.bridge.request("call", self.key, method, args)
+                done = await self.sites.bridge.request("call", self.key, method, args)
             except StreamLost as exc:
                 self._lost(exc)
             except asyncio.CancelledError:
                 # The run was cancelled (a cancel, a stop): so is the call on the node, and a
                 # command it runs with it.
-                self.sites.cancel_call(self.key)
+                self.sites.in_background(self.sites.cancel(self.key))
                 raise
+            else:
+                self.moves = 0
+                return done
 
     async def place(self) -> None:
         """Have a worker (made again elsewhere if it is lost meanwhile)."""
@@ -115,15 +128,15 @@ class RaySite:
     async def _placed(self) -> None:
         if self.opened is None:
             await self.connect()
-            if self._setup_command is not None:
-                await self._setup_here(self._setup_command)
+        if self._setup is not None and not self.setup_ran:
+            await self._setup_here(self._setup)
 
     def _lost(self, exc: StreamLost) -> None:
         self.opened = None
         self.moves += 1
         if self.moves > MAX_MOVES:
             raise StreamFailed(
-                f"the stream lost its Ray worker {self.moves} times; the last: {exc}"
+                f"the stream lost its Ray worker {self.moves} times in a row; the last: {exc}"
             ) from exc
         log.warning(
             "stream %s lost its worker (%s); it goes on on another node from its last saved step",
@@ -131,26 +144,24 @@ class RaySite:
             exc,
         )
 
-    async def _setup_here(self, command: str) -> dict[str, Any]:
-        done: dict[str, Any] = await self.sites.bridge.request(
-            "call", self.key, "setup", (command,)
-        )
+    async def _setup_here(self, first: dict[str, Any]) -> None:
+        """The setup again on a new worker, which fails the stream if it fails there."""
+        args = (str(first["command"]), tuple(first.get("artifacts") or ()))
+        again: dict[str, Any] = await self.sites.bridge.request("call", self.key, "setup", args)
         self.setup_ran = True
-        return done
+        failure = setup_failure(again)
+        if failure is not None:
+            raise StreamFailed(f"on the node the stream moved to, {failure}")
 
     async def setup(self, command: str) -> dict[str, Any]:
-        self._setup_command = command
         done: dict[str, Any] = await self._call("setup", command)
-        self.setup_ran = True
+        self._setup, self.setup_ran = done, True
         return done
 
     async def setup_again(self, done: dict[str, Any]) -> dict[str, Any] | None:
-        self._setup_command = str(done["command"])
-        if self.setup_ran:
-            return None
-        again: dict[str, Any] = await self._call("setup", self._setup_command)
-        self.setup_ran = True
-        return again
+        self._setup = done
+        await self.place()  # a worker that has not run it does now (a failure raises)
+        return None
 
     async def tool(self, name: str, arguments: str) -> ToolResult:
         done: StepDone = await self._call("tool", name, arguments)
@@ -163,8 +174,10 @@ class RaySite:
     async def commit(self, summary: str, *, exclude: tuple[str, ...], by: str = "") -> CommitResult:
         made, bundle = await self._call("commit", summary, exclude, by)
         if bundle is not None:
+            # A fast-forward only: every commit descends from the branch's head, and a
+            # branch the user moved (or checked out) is refused, never overwritten.
             heads = f"refs/heads/{self.branch}"
-            await fetch_bundle(self.request.repo, bundle, [f"+{heads}:{heads}"])
+            await fetch_bundle(self.request.repo, bundle, [f"{heads}:{heads}"])
         self.snapshot = None
         result: CommitResult = made
         return result
@@ -180,12 +193,14 @@ class RaySite:
         await self.close()
 
     async def close(self) -> None:
-        if self.opened is not None:
-            self.opened = None
-            try:
-                await self.sites.bridge.request("close", self.key)
-            except StreamLost:
-                pass  # gone with its node or its driver: nothing left to close
+        """Let the worker go (the driver also drops an open still under way)."""
+        self.opened, self.setup_ran = None, False
+        if not self.sites.bridge.running:
+            return  # the driver is gone, and its workers with it: never start it to close
+        try:
+            await self.sites.bridge.request("close", self.key)
+        except (StreamLost, StreamFailed) as exc:
+            log.info("stream %s: closing its worker: %s", self.key, exc)
 
 
 class RaySites:
@@ -196,7 +211,7 @@ class RaySites:
         #: Unused by the cluster's streams; `WorktreeManager` wants a root (start commits).
         self.scratch = scratch
         self._sites: dict[tuple[str, str], RaySite] = {}
-        self._cancelling: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
 
     async def open(self, request: SiteRequest) -> RaySite:
         key = (request.task_id, request.stream_id)
@@ -216,18 +231,20 @@ class RaySites:
             request, Path("/"), Path("/"), request.settings.command_policy(())
         )
         site = RaySite(self, request, branch, start, workspace, snapshot=request.snapshot)
+        self._sites[key] = site  # first: a release lets go of a worker still being placed
         await site.place()  # placed now: the stream's record names its node from the start
-        self._sites[key] = site
         return site
 
-    def cancel_call(self, key: str) -> None:
-        """Ask the driver to cancel `key`'s call in flight, without waiting (the caller is
-        being cancelled itself)."""
-        task = asyncio.get_running_loop().create_task(self._cancel(key))
-        self._cancelling.add(task)
-        task.add_done_callback(self._cancelling.discard)
+    def in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` without waiting (its caller is being cancelled)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
-    async def _cancel(self, key: str) -> None:
+    async def cancel(self, key: str) -> None:
+        """Cancel `key`'s call in flight on its worker."""
+        if not self.bridge.running:
+            return
         try:
             await self.bridge.request("cancel", key)
         except (StreamLost, StreamFailed) as exc:  # gone: nothing runs there any more
@@ -235,7 +252,7 @@ class RaySites:
 
     async def release(self, task_id: str) -> None:
         for key in [k for k in self._sites if k[0] == task_id]:
-            await self._sites.pop(key).close()
+            await self._sites.pop(key).close()  # never raises: a release must reach them all
 
     async def describe(self) -> dict[str, Any]:
         """The backend; the nodes and their room while the driver runs (a status never

@@ -18,16 +18,16 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from daemon.engine.code.git import git, identity_env
 from daemon.engine.code.preparation import prepare_worktree
 from daemon.engine.code.ray.bundles import create_bundle, fetch_bundle
-from daemon.engine.code.sandbox import CommandResult, run_sandboxed
+from daemon.engine.code.sandbox import CommandResult, SandboxPolicy, run_sandboxed
 from daemon.engine.code.setup import run_setup
-from daemon.engine.code.sites import SiteRequest, workspace_for
+from daemon.engine.code.sites import SiteRequest, restore_snapshot, workspace_for
 from daemon.engine.code.tools import ToolResult, Workspace
 from daemon.engine.code.toolspec import call_tool
 from daemon.engine.code.worktrees import CommitResult, Worktree, WorktreeManager
@@ -96,27 +96,35 @@ class StreamWorker:
         # A directory left by an earlier worker of this stream on this node is stale: the
         # daemon's copy (the bundle) is the truth.
         await asyncio.to_thread(shutil.rmtree, base, True)
+        self._reset()
         repo = base / "repo.git"
         await asyncio.to_thread(repo.mkdir, parents=True)
         await git(repo, "init", "--quiet", "--bare")
         await fetch_bundle(repo, bundle, ["+refs/*:refs/*"])
         manager = WorktreeManager(repo, base / "worktrees")
         wt = await manager.create(r.task_id, r.stream_id, base=spec.start_commit)
-        env = wt.git_env()
         if spec.snapshot is not None:
-            # The snapshot's files into the worktree, then the index back to the branch: the
-            # changes are the worktree's, uncommitted, as they were on the node that made them.
-            await git(wt.path, "read-tree", "-u", "--reset", spec.snapshot, env=env)
-            await git(wt.path, "reset", "--quiet", env=env)
-        self._head = (await git(wt.path, "rev-parse", "HEAD", env=env)).out.strip()
+            # The changes are the worktree's, uncommitted, as on the node that made them.
+            await restore_snapshot(wt, spec.snapshot)
+        self._head = (await git(wt.path, "rev-parse", "HEAD", env=wt.git_env())).out.strip()
         prep = await prepare_worktree(repo, wt.path)
-        sandbox = prep.sandbox(wt.path, r.settings.command_policy(r.hide))
+        sandbox = prep.sandbox(wt.path, self._sandboxed(r.settings.command_policy(r.hide)))
         self._ws = workspace_for(r, wt.path, wt.git_dir, sandbox)
         self._base, self._wt, self._manager, self._spec = base, wt, manager, spec
         self._snapshot = spec.snapshot
         # Outside a Ray worker (the worker's own tests) there is no node to name.
         node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
         return Opened(node, str(wt.path))
+
+    def _reset(self) -> None:
+        """Forget the stream this worker served (a pooled worker serves another next)."""
+        self._base = self._wt = self._ws = self._manager = self._spec = None
+        self._head, self._snapshot, self._artifacts = "", None, ()
+
+    def _sandboxed(self, policy: SandboxPolicy) -> SandboxPolicy:
+        """`policy` hiding this node's other worktrees too (the daemon's paths are hidden
+        already; a work directory outside /tmp is not)."""
+        return replace(policy, hide=(*policy.hide, self.workdir))
 
     def _repo(self) -> Path:
         assert self._manager is not None
@@ -127,12 +135,18 @@ class StreamWorker:
             raise RuntimeError("the stream's worktree is not open on this worker")
         return self._wt, self._ws, self._spec
 
-    async def setup(self, command: str) -> dict[str, Any]:
-        """Run the setup command in this worktree (its record, as `run_setup` gives it)."""
+    async def setup(self, command: str, artifacts: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """Run the setup command in this worktree (its record, as `run_setup` gives it).
+
+        `artifacts`: what the same setup made where the stream first worked. A worktree made
+        again from a snapshot holds the coder's uncommitted files too, which must never be
+        taken for the setup's: the first record's list stands.
+        """
         wt, _, spec = self._open()
         r = spec.request
-        policy = r.settings.setup_policy(r.hide)
-        done = await run_setup(command, wt, policy)
+        done = await run_setup(command, wt, self._sandboxed(r.settings.setup_policy(r.hide)))
+        if artifacts is not None:
+            done["artifacts"] = list(artifacts)
         self._artifacts = tuple(done["artifacts"])
         return done
 
@@ -196,4 +210,4 @@ class StreamWorker:
         """Remove the stream's repository and worktree from this node."""
         if self._base is not None:
             await asyncio.to_thread(shutil.rmtree, self._base, True)
-            self._base = self._wt = self._ws = None
+        self._reset()

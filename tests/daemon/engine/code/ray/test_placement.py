@@ -50,3 +50,9 @@ def test_fractional_cpus_and_a_node_without_a_reading() -> None:
     assert room(cpus=3.0, stream_cpus=2.0) == 1
     assert room(cpus=0.0) == 0  # a head that takes no work
     assert room(total=0, available=0) == 0
+
+
+def test_streams_placed_long_ago_still_count_against_the_memory_budget() -> None:
+    # 16 GiB at soft 0.8: 12.8 GiB for streams of 1 GiB; twelve placed, whatever the reading.
+    assert room(cpus=64.0, placed=11) == 1
+    assert room(cpus=64.0, placed=12) == 0

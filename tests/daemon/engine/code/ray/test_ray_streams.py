@@ -113,12 +113,12 @@ def sim() -> Iterator[Any]:
 
 
 def start_daemon(
-    root: Path, sim: Any, backend: str, address: str = "", extra: str = ""
+    root: Path, sim: Any, backend: str, address: str = "", extra: str = "", code: str = ""
 ) -> DaemonProcess:
     home = root / f"home-{backend}"
     home.mkdir(parents=True)
     command = json.dumps(TEST_COMMAND)
-    config = f"[code]\nallow_shell = true\ntest_command = {command}\n"
+    config = f"[code]\nallow_shell = true\ntest_command = {command}\n{code}"
     config += f'[executors]\nbackend = "{backend}"\nray_address = "{address}"\n{extra}'
     write_config(home, sim.url, config, concurrency="ceiling = 8")
     logs = root / f"logs-{backend}"
@@ -224,7 +224,10 @@ def test_a_node_killed_mid_stream_loses_nothing(
     cluster: LocalRayCluster, sim: Any, tmp_path: Path
 ) -> None:
     use_scenario(sim, KILLED)
-    d = start_daemon(tmp_path, sim, "ray", cluster.address)
+    # A setup that makes a file: it runs again on the node the stream moves to, where the
+    # coder's restored files must not be taken for what it made.
+    setup = 'setup_command = "mkdir -p build && echo made > build/out.txt"\n'
+    d = start_daemon(tmp_path, sim, "ray", cluster.address, code=setup)
     try:
         repo = make_repo(tmp_path / "repo")
         before = status(repo)
@@ -259,6 +262,7 @@ def test_a_node_killed_mid_stream_loses_nothing(
         assert show("src/feature.py") == HALF.replace("x // 2", "x // 2  # halved")
         assert show("src/more.py") == "MORE = 1\n"
         assert show("src/count.txt") == "one\ntwo\n"
+        assert "build/out.txt" not in run_git(repo, "ls-tree", "-r", "--name-only", branch)
         assert [(c["command"], c["exit_code"]) for c in impl["code"]["commands"]] == [
             ("echo one >> src/count.txt", 0),
             ("echo two >> src/count.txt", 0),

@@ -9,6 +9,7 @@ nodes, and the user's repository plays the daemon's side (bundles fetched into i
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,46 @@ async def test_a_worker_that_is_not_open_says_so(method: str) -> None:
     args = {"tool": ("read_file", "{}"), "run": ("true",), "commit": ("", (), ""), "setup": (":",)}
     with pytest.raises(RuntimeError, match="not open"):
         await getattr(worker, method)(*args[method])
+
+
+async def test_the_setup_again_on_another_node_never_takes_the_coder_s_files_for_its_own(
+    user_repo: Path, tmp_path: Path, git_in: Callable[..., str], bwrap: str
+) -> None:
+    git_in(user_repo, "branch", BRANCH, "main")
+    one = await open_on(tmp_path / "node1", user_repo, git_in)
+    first = await one.setup("mkdir -p build && echo x > build/out.txt")
+    assert first["artifacts"] == ["build/out.txt"]
+    snapshot = await saved(
+        user_repo, await one.tool("write_file", '{"path": "src/new.py", "content": "NEW = 1\\n"}')
+    )
+    # Node 1 dies; node 2 restores the snapshot and runs the setup again, as `RaySite` does:
+    # with the first record's artifacts, not what differs from HEAD (the coder's file too).
+    two = await open_on(tmp_path / "node2", user_repo, git_in, snapshot=snapshot)
+    again = await two.setup(first["command"], tuple(first["artifacts"]))
+    assert again["exit_code"] == 0 and again["artifacts"] == ["build/out.txt"]
+    edited = await two.tool("write_file", '{"path": "src/new.py", "content": "NEW = 2\\n"}')
+    assert edited.bundle is not None
+    made, _ = await two.commit("done", (), "")
+    assert made.committed and "src/new.py" in made.files and "build/out.txt" not in made.files
+    await one.close()
+    await two.close()
+
+
+async def test_a_worker_serves_its_next_stream_with_nothing_of_the_last(
+    user_repo: Path, tmp_path: Path, git_in: Callable[..., str], bwrap: str
+) -> None:
+    git_in(user_repo, "branch", BRANCH, "main")
+    worker = await open_on(tmp_path / "node", user_repo, git_in)
+    await worker.setup("echo x > src/gen.py")  # the setup makes src/gen.py for this stream
+    await worker.close()
+    # The same worker, from the pool, for another task's stream without a setup.
+    other = branch_name("t2", "s2")
+    git_in(user_repo, "branch", other, "main")
+    r = replace(request(user_repo), task_id="t2", stream_id="s2")
+    start = git_in(user_repo, "rev-parse", "main").strip()
+    bundle = await create_bundle(user_repo, [f"refs/heads/{other}"])
+    await worker.open(OpenSpec(r, other, start, None), bundle)
+    await worker.tool("write_file", '{"path": "src/gen.py", "content": "MINE = 1\\n"}')
+    made, _ = await worker.commit("done", (), "")
+    assert made.committed and made.files == ("src/gen.py",)
+    await worker.close()
