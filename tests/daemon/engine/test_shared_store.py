@@ -532,7 +532,9 @@ def test_a_cancel_through_b_ends_the_task_and_stops_its_run_in_a(pair: Pair) -> 
 def test_a_restarted_daemon_leaves_the_taken_over_task_alone_and_runs_new_ones(
     new_pair: Callable[[float], Pair],
 ) -> None:
-    p = new_pair(3)
+    # 6 s: B renews every 2 s, so a loaded machine (CI runs three test files at once) never
+    # lets B's lease lapse while it runs the task, which would rightly hand it back to A.
+    p = new_pair(6)
     task_id, finished = submit_slow_second(p)
     p.a.d.kill()
     p.taken_by(p.b, task_id, timeout=15)
