@@ -32,10 +32,20 @@ from daemon.engine.code.tools import ToolResult, Workspace
 from daemon.engine.code.toolspec import call_tool
 from daemon.engine.code.worktrees import CommitResult, Worktree, WorktreeManager
 
-__all__ = ["MUTATING_TOOLS", "SNAPSHOT_REF", "OpenSpec", "Opened", "StepDone", "StreamWorker"]
+__all__ = [
+    "MUTATING_TOOLS",
+    "READING_TOOLS",
+    "SNAPSHOT_REF",
+    "OpenSpec",
+    "Opened",
+    "StepDone",
+    "StreamWorker",
+]
 
-#: Tools that may change the worktree: a snapshot follows each (the others only read).
+#: Tools that may change the worktree: a snapshot follows each.
 MUTATING_TOOLS = frozenset({"write_file", "edit_file", "apply_patch", "run_command"})
+#: Tools that only read (a test keeps the two lists covering every tool).
+READING_TOOLS = frozenset({"list_files", "read_file", "search", "finish"})
 #: Where a worker keeps its latest snapshot (the bundle's ref; the daemon renames it).
 SNAPSHOT_REF = "refs/tierd-snapshots/latest"
 

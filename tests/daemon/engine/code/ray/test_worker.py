@@ -17,9 +17,17 @@ import pytest
 from daemon.config.schema import load_defaults
 from daemon.engine.code.ray.bundles import create_bundle, fetch_bundle
 from daemon.engine.code.ray.sites import snapshot_ref
-from daemon.engine.code.ray.worker import SNAPSHOT_REF, OpenSpec, StepDone, StreamWorker
+from daemon.engine.code.ray.worker import (
+    MUTATING_TOOLS,
+    READING_TOOLS,
+    SNAPSHOT_REF,
+    OpenSpec,
+    StepDone,
+    StreamWorker,
+)
 from daemon.engine.code.settings import CodeSettings
 from daemon.engine.code.sites import SiteRequest
+from daemon.engine.code.toolspec import TOOLS
 from daemon.engine.code.worktrees import branch_name
 
 TASK, STREAM = "t1", "impl"
@@ -173,3 +181,9 @@ async def test_a_worker_serves_its_next_stream_with_nothing_of_the_last(
     made, _ = await worker.commit("done", (), "")
     assert made.committed and made.files == ("src/gen.py",)
     await worker.close()
+
+
+def test_every_tool_is_known_to_change_the_worktree_or_only_to_read_it() -> None:
+    # A new tool missing from both lists would change files without a snapshot after it.
+    assert MUTATING_TOOLS | READING_TOOLS == set(TOOLS)
+    assert not MUTATING_TOOLS & READING_TOOLS
