@@ -46,7 +46,7 @@ from roles.models.content import AttachmentContent
 from roles.plan.schema import Review
 from roles.project import ProjectContext
 
-__all__ = ["CodeStreams", "StreamFacts"]
+__all__ = ["CodeStreams", "StreamFacts", "review_diff", "too_long"]
 
 #: Longest diff the orchestrator reviews in full (the file list is always whole).
 REVIEW_DIFF_CHARS = 40_000
@@ -153,7 +153,7 @@ class CodeStreams:
             async with asyncio.timeout(remaining):
                 site = await self.site(st)
         except TimeoutError:
-            raise self._too_long() from None
+            raise too_long(self.settings.stream_time_s) from None
         facts = self.facts[spec.id]
         # A dependency's work is in this worktree already: the coder reads its summary.
         deps = {d: await self._summary(d) or deps.get(d, "") for d in spec.depends_on}
@@ -185,7 +185,7 @@ class CodeStreams:
                     max_steps=self.settings.max_steps,
                 )
         except TimeoutError:
-            raise self._too_long() from None
+            raise too_long(self.settings.stream_time_s) from None
         await self._commit(st, site, result.summary, round_)
         facts.test_run = await test_run(
             self.ctx.store,
@@ -196,7 +196,7 @@ class CodeStreams:
         )
         await self.ctx.store.upsert_stream(self.ctx.task_id, spec.id, code_json=facts.json())
         await site.rest()
-        diff = await self._diff(facts)
+        diff = await review_diff(self.task.repo, facts)
         stat = [f"{len(facts.files)} file(s) changed, +{facts.insertions} -{facts.deletions}"]
         return coder_review_text(
             result.summary,
@@ -213,12 +213,6 @@ class CodeStreams:
             saved = await self.ctx.store.get_step(self.ctx.task_id, f"began:{st.spec.id}")
             began = float(saved["at"]) if saved else time.time()
         return max(self.settings.stream_time_s - (time.time() - began), 0.001)
-
-    def _too_long(self) -> StreamFailed:
-        return StreamFailed(
-            f"the stream ran past its time limit of {self.settings.stream_time_s:g} s "
-            "([code] stream_time_s)"
-        )
 
     def tests_fail(self, st: StreamState) -> str | None:
         """Why the stream may not be accepted on tierd's own test run, or None.
@@ -381,23 +375,32 @@ class CodeStreams:
         self._sites.clear()
         await self.sites.release(self.ctx.task_id)
 
-    async def _diff(self, facts: StreamFacts) -> str:
-        if not facts.head or facts.head == facts.start_commit:
-            return ""
-        out = await git(
-            self.task.repo,
-            "diff",
-            "--no-color",
-            "--no-ext-diff",
-            facts.start_commit,
-            facts.head,
-            "--",
-            max_output_bytes=REVIEW_DIFF_CHARS,
-        )
-        text = out.out
-        if out.truncated:
-            text += "\n[the diff goes on; the file list above is complete]"
-        return text
+
+async def review_diff(repo: Path, facts: StreamFacts) -> str:
+    """The stream's change for its review (bounded; the file list is always whole)."""
+    if not facts.head or facts.head == facts.start_commit:
+        return ""
+    out = await git(
+        repo,
+        "diff",
+        "--no-color",
+        "--no-ext-diff",
+        facts.start_commit,
+        facts.head,
+        "--",
+        max_output_bytes=REVIEW_DIFF_CHARS,
+    )
+    text = out.out
+    if out.truncated:
+        text += "\n[the diff goes on; the file list above is complete]"
+    return text
+
+
+def too_long(limit_s: float) -> StreamFailed:
+    """A stream's failure past `[code] stream_time_s`."""
+    return StreamFailed(
+        f"the stream ran past its time limit of {limit_s:g} s ([code] stream_time_s)"
+    )
 
 
 def _brief(done: dict[str, Any]) -> dict[str, Any]:
