@@ -101,7 +101,7 @@ class Daemon:
             for role in ("orchestrator", "planner", "executor")
         ]
         self._ray = RayBridge(settings, self.homes.state_dir / "ray-driver.log", key_names=keys)
-        return RaySites(self._ray, self.homes.data_dir / "ray")
+        return RaySites(self._ray, self.homes.worktrees)
 
     def _on_governor_change(self, change: dict[str, Any]) -> None:
         # Called from the governor's loop; the event write must not block it. The task is

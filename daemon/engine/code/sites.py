@@ -205,11 +205,8 @@ class LocalSites:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def manager(self, repo: Path) -> WorktreeManager:
-        return WorktreeManager(repo, self.root)
-
     async def open(self, request: SiteRequest) -> LocalSite:
-        manager = self.manager(request.repo)
+        manager = WorktreeManager(request.repo, self.root)
         wt = await manager.create(
             request.task_id, request.stream_id, base=request.base, depends_on=request.depends_on
         )

@@ -208,11 +208,19 @@ class CodeStreams:
 
     async def _remaining(self, st: StreamState) -> float:
         """Seconds the stream has left of `[code] stream_time_s` (counted from its start)."""
-        began = self._began.get(st.spec.id)
-        if began is None:
-            saved = await self.ctx.store.get_step(self.ctx.task_id, f"began:{st.spec.id}")
-            began = float(saved["at"]) if saved else time.time()
+        began = await self._began_at(st.spec.id)
         return max(self.settings.stream_time_s - (time.time() - began), 0.001)
+
+    async def _began_at(self, stream_id: str) -> float:
+        """When the stream's work began: saved the first time, kept across runs."""
+        if stream_id not in self._began:
+            key = f"began:{stream_id}"
+            saved = await self.ctx.store.get_step(self.ctx.task_id, key)
+            if saved is None:
+                saved = {"at": time.time()}
+                await self.ctx.store.put_step(self.ctx.task_id, key, saved)
+            self._began[stream_id] = float(saved["at"])
+        return self._began[stream_id]
 
     def tests_fail(self, st: StreamState) -> str | None:
         """Why the stream may not be accepted on tierd's own test run, or None.
@@ -264,11 +272,7 @@ class CodeStreams:
             snapshot=facts.snapshot if facts else await self._saved_snapshot(spec.id),
         )
         site = await self.sites.open(request)
-        saved = await self.ctx.store.get_step(self.ctx.task_id, f"began:{spec.id}")
-        if saved is None:
-            saved = {"at": time.time()}
-            await self.ctx.store.put_step(self.ctx.task_id, f"began:{spec.id}", saved)
-        self._began[spec.id] = float(saved["at"])
+        await self._began_at(spec.id)
         if facts is None:
             self.facts[spec.id] = StreamFacts(
                 branch=site.branch,

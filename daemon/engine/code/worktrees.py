@@ -28,6 +28,7 @@ from daemon.engine.code.repository import Repo, RepoError, snapshot_uncommitted,
 
 __all__ = [
     "BRANCH_PREFIX",
+    "SNAPSHOTS",
     "Cleanup",
     "CommitResult",
     "MergeConflict",
@@ -37,6 +38,7 @@ __all__ = [
     "WorktreeError",
     "WorktreeManager",
     "branch_name",
+    "excluding",
     "snapshot_uncommitted",
     "validate_repo",
 ]
@@ -129,6 +131,11 @@ def _check_id(kind: str, value: str) -> str:
     return value
 
 
+def excluding(paths: Sequence[str]) -> list[str]:
+    """Pathspecs that leave `paths` (taken literally) out of a `git add`."""
+    return [f":(exclude,literal){p}" for p in paths]
+
+
 def branch_name(task_id: str, stream_id: str) -> str:
     """The branch of a stream: `tierd/<task id>/<stream id>`."""
     return f"{BRANCH_PREFIX}{_check_id('task', task_id)}/{_check_id('stream', stream_id)}"
@@ -151,6 +158,21 @@ async def _numstat(cwd: Path, a: str, b: str) -> tuple[tuple[str, ...], int, int
         ins += int(added) if added.isdigit() else 0
         dels += int(deleted) if deleted.isdigit() else 0
     return tuple(files), ins, dels
+
+
+async def _delete_snapshots(
+    repo: Path, doomed_task: Callable[[str | None], bool], keep_branches: Collection[str]
+) -> None:
+    """Remove the saved worktree states (`refs/tierd-snapshots/<task>/<stream>`, a cluster's
+    streams') of the tasks `doomed_task` picks, but those whose stream's branch is kept
+    (another home's task, say: its snapshots are its own)."""
+    out = await git(repo, "for-each-ref", "--format=%(refname)", SNAPSHOTS)
+    for ref in out.out.splitlines():
+        parts = ref.removeprefix(SNAPSHOTS).split("/")
+        if len(parts) != 2 or not doomed_task(parts[0]):
+            continue
+        if branch_name(parts[0], parts[1]) not in keep_branches:
+            await git(repo, "update-ref", "-d", ref, check=False)
 
 
 class WorktreeManager:
@@ -264,6 +286,12 @@ class WorktreeManager:
         )
         return found.exit_code == 0
 
+    async def ensure_branch(self, branch: str, start: str) -> None:
+        """`branch` at `start` unless it exists (a stream whose worktree is not here: the
+        branch is what the user's repository keeps of it)."""
+        if not await self._branch_exists(branch):
+            await self._git("branch", "--no-track", branch, start)
+
     async def create(
         self, task_id: str, stream_id: str, *, base: str, depends_on: Sequence[str] = ()
     ) -> Worktree:
@@ -304,9 +332,8 @@ class WorktreeManager:
         """Commit everything changed in the worktree (but `exclude`: linked dirs, say) on its
         branch; return the stream's whole change since its start. `by` names who made the
         change when it is not the stream's executor ("orchestrator": a review's fix)."""
-        specs = [f":(exclude,literal){p}" for p in exclude]
         env = wt.git_env()
-        await git(wt.path, "add", "--all", "--", ".", *specs, env=env)
+        await git(wt.path, "add", "--all", "--", ".", *excluding(exclude), env=env)
         staged = await git(wt.path, "diff", "--cached", "--quiet", env=env, check=False)
         committed = staged.exit_code == 1
         if committed:
@@ -371,20 +398,6 @@ class WorktreeManager:
                 left.append(f"{b}: {gone.err.strip()}")
         return deleted, left
 
-    async def _delete_snapshots(
-        self, doomed_task: Callable[[str | None], bool], keep_branches: Collection[str]
-    ) -> None:
-        """Remove the saved worktree states (`refs/tierd-snapshots/<task>/<stream>`, a cluster's
-        streams') of the tasks `doomed_task` picks, but those whose stream's branch is kept
-        (another home's task, say: its snapshots are its own)."""
-        out = await self._git("for-each-ref", "--format=%(refname)", SNAPSHOTS)
-        for ref in out.splitlines():
-            parts = ref.removeprefix(SNAPSHOTS).split("/")
-            if len(parts) != 2 or not doomed_task(parts[0]):
-                continue
-            if branch_name(parts[0], parts[1]) not in keep_branches:
-                await git(self.repo, "update-ref", "-d", ref, check=False)
-
     async def tierd_branches(self) -> list[str]:
         """All `tierd/...` branches of the repository."""
         out = await self._git("for-each-ref", "--format=%(refname)", _HEADS + BRANCH_PREFIX)
@@ -414,7 +427,7 @@ class WorktreeManager:
             if b not in keep_branches and doomed_task(_task_of_branch(b))
         ]
         deleted, left = await self._delete_branches(doomed)
-        await self._delete_snapshots(doomed_task, keep_branches)
+        await _delete_snapshots(self.repo, doomed_task, keep_branches)
         return Cleanup(worktrees=tuple(wts), branches=tuple(deleted), left=tuple(left))
 
     async def remove_task(self, task_id: str, keep_branches: Collection[str] = ()) -> Cleanup:

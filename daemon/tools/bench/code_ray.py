@@ -36,9 +36,9 @@ from typing import Any
 import psutil
 from rich.markup import escape
 
-from daemon.engine.code.git import git
 from daemon.tools.bench.code_repo import make_repo, project_test_command
 from daemon.tools.bench.code_workload import (
+    blobs,
     cleaned_task,
     code_unavailable,
     merged_check,
@@ -158,19 +158,10 @@ async def _unavailable(workdir: Path, local: dict[str, Any] | None) -> str | Non
     return await code_unavailable(workdir)
 
 
-async def _tree(repo: Path, commit: str) -> dict[str, str]:
-    """path -> blob id of every file of `commit`."""
-    out = (await git(repo, "ls-tree", "-r", "-z", commit)).out
-    return {
-        path: meta.split()[2]
-        for meta, path in (entry.split("\t", 1) for entry in filter(None, out.split("\0")))
-    }
-
-
 async def _tree_differences(local: dict[str, Any], repo: Path, head: str) -> list[str]:
     """The paths whose blob differs between the local run's result and this one's."""
-    mine = await _tree(repo, head)
-    theirs = await _tree(Path(local["repo"]["path"]), local["result"]["head"])
+    mine = await blobs(repo, head)
+    theirs = await blobs(Path(local["repo"]["path"]), local["result"]["head"])
     return sorted(p for p in mine.keys() | theirs.keys() if mine.get(p) != theirs.get(p))
 
 

@@ -32,6 +32,7 @@ from roles.plan.schema import Plan
 from roles.plan.validator import topological_order
 
 __all__ = [
+    "blobs",
     "cleaned_task",
     "code_unavailable",
     "level_count",
@@ -82,7 +83,7 @@ async def cleaned_task(session: Session, task_id: str) -> dict[str, Any]:
     raise BenchError(f"code task {task_id}: the daemon did not clean up its worktrees")
 
 
-async def _blobs(repo: Path, commit: str, paths: list[str] | None = None) -> dict[str, str]:
+async def blobs(repo: Path, commit: str, paths: list[str] | None = None) -> dict[str, str]:
     """path -> blob id of the files of `commit` (only `paths`, when given)."""
     out = (await git(repo, "ls-tree", "-r", "-z", commit, "--", *(paths or []))).out
     blobs = {}
@@ -95,7 +96,7 @@ async def _blobs(repo: Path, commit: str, paths: list[str] | None = None) -> dic
 async def merged_check(repo: Path, task: dict[str, Any]) -> dict[str, Any]:
     """Whether the result branch holds each stream's files as the stream's head has them."""
     result = task["code"]["result"]
-    merged = await _blobs(repo, result["branch"])
+    merged = await blobs(repo, result["branch"])
     streams: dict[str, bool] = {}
     missing: list[str] = []
     for s in task["streams"]:
@@ -103,7 +104,7 @@ async def merged_check(repo: Path, task: dict[str, Any]) -> dict[str, Any]:
             continue
         code = s.get("code") or {}
         files = list(code.get("files") or [])
-        own = await _blobs(repo, code["head"], files)
+        own = await blobs(repo, code["head"], files)
         wrong = [f for f in files if merged.get(f) != own.get(f)]
         streams[s["id"]] = bool(files) and not wrong
         missing += [f"{s['id']}: {f}" for f in wrong]

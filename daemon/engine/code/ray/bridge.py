@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from daemon.engine.code.ray.frames import encode, read_frame, write_frame
+from daemon.engine.code.ray.frames import encode, read_frame
 from daemon.engine.code.ray.settings import RaySettings
 from daemon.engine.errors import StreamFailed
 from daemon.engine.notify import clean_env
@@ -76,9 +76,20 @@ class RayBridge:
     async def request(self, op: str, *args: Any) -> Any:
         """The driver's answer to `op`; raises StreamLost or RayUnavailable (or StreamFailed
         with the error a call raised on its worker)."""
-        proc = await self._ensure()
+        ok, value = await self._exchange(await self._ensure(), op, args)
+        if ok:
+            return value
+        kind, message = value
+        if kind == "lost":
+            raise StreamLost(message)
+        raise StreamFailed(f"on the Ray cluster: {message}")
+
+    async def _exchange(
+        self, proc: asyncio.subprocess.Process, op: str, args: tuple[Any, ...]
+    ) -> tuple[bool, Any]:
+        """Send one request to `proc` and wait for its reply: (ok, value)."""
         req_id = next(self._ids)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[tuple[bool, Any]] = asyncio.get_running_loop().create_future()
         self._pending[req_id] = future
         try:
             # An open carries the repository's bundle: pickled off the event loop, first.
@@ -87,17 +98,11 @@ class RayBridge:
                 assert proc.stdin is not None
                 proc.stdin.write(frame)
                 await proc.stdin.drain()
-            ok, value = await future
+            return await future
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise StreamLost(f"the Ray driver ended ({exc})") from exc
         finally:
             self._pending.pop(req_id, None)
-        if ok:
-            return value
-        kind, message = value
-        if kind == "lost":
-            raise StreamLost(message)
-        raise StreamFailed(f"on the Ray cluster: {message}")
 
     async def _ensure(self) -> asyncio.subprocess.Process:
         if self._stopped:
@@ -108,7 +113,6 @@ class RayBridge:
             return await self._start()
 
     async def _start(self) -> asyncio.subprocess.Process:
-        workdir = self.settings.workdir
         await asyncio.to_thread(self.log_path.parent.mkdir, parents=True, exist_ok=True)
         logfile = await asyncio.to_thread(open, self.log_path, "ab")
         with logfile:
@@ -116,7 +120,7 @@ class RayBridge:
                 sys.executable,
                 "-m",
                 "daemon.engine.code.ray.bridge_main",
-                self.settings.driver_argument(workdir),
+                self.settings.driver_argument(),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=logfile,
@@ -127,23 +131,16 @@ class RayBridge:
         self._reader = asyncio.create_task(self._read(proc))
         where = self.settings.address or "a local Ray of its own"
         log.info("started the Ray driver (pid %d) for %s", proc.pid, where)
-        req_id = next(self._ids)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[req_id] = future
         try:
-            assert proc.stdin is not None
-            await write_frame(proc.stdin, (req_id, "ping", ()))
             async with asyncio.timeout(START_TIMEOUT_S):
-                await future
-        except (StreamLost, TimeoutError, BrokenPipeError, ConnectionResetError) as exc:
+                await self._exchange(proc, "ping", ())
+        except (StreamLost, TimeoutError) as exc:
             await self._kill(proc)
             raise RayUnavailable(
                 f"cannot use the Ray cluster ({where}; [executors] ray_address): "
                 f"{exc or 'no answer'}; the driver's log ({self.log_path}) ends with:\n"
                 + await self._log_tail()
             ) from exc
-        finally:
-            self._pending.pop(req_id, None)
         return proc
 
     async def _read(self, proc: asyncio.subprocess.Process) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 from daemon.engine.code.ray.frames import read_frame, write_frame
 from daemon.engine.code.ray.placement import Placement
-from daemon.engine.code.ray.pool import WorkerPool
+from daemon.engine.code.ray.pool import WorkerPool, kill_worker
 
 __all__ = ["DriverSettings", "main"]
 
@@ -124,8 +124,7 @@ class Driver:
                 async with asyncio.timeout(OPEN_TIMEOUT_S):
                     opened = await actor.open.remote(spec, data)
             except self.lost_or_late as exc:
-                self._drop(actor, node)
-                self._node_lost(node)
+                self._lost_on(node, actor)
                 avoid.add(node)
                 if len(avoid) >= OPEN_TRIES:
                     raise Lost(f"no node could take the stream: {exc}") from exc
@@ -148,8 +147,7 @@ class Driver:
             return await ref
         except self.lost as exc:
             self.actors.pop(key, None)
-            self._drop(actor, node)
-            self._node_lost(node)
+            self._lost_on(node, actor)
             raise Lost(f"its worker on node {node[:12]} is gone: {type(exc).__name__}") from exc
         finally:
             if self.calls.get(key) is ref:
@@ -204,25 +202,17 @@ class Driver:
             return
         self.placement.release(node)
         if not self.pool.give_back(node, actor):
-            _kill(actor)
+            kill_worker(actor)
 
     def _drop(self, actor: Any, node: str) -> None:
-        _kill(actor)
+        kill_worker(actor)
         self.placement.release(node)
 
-    def _node_lost(self, node: str) -> None:
-        """A worker of `node` was lost: its idle ones are not trusted either."""
-        for actor in self.pool.forget(node):
-            _kill(actor)
-
-
-def _kill(actor: Any) -> None:
-    import ray
-
-    try:
-        ray.kill(actor, no_restart=True)
-    except Exception as exc:  # already dead
-        log.debug("kill: %s", exc)
+    def _lost_on(self, node: str, actor: Any) -> None:
+        """`actor` of `node` was lost: so is its room, and its idle peers are not trusted."""
+        self._drop(actor, node)
+        for idle in self.pool.forget(node):
+            kill_worker(idle)
 
 
 class Lost(Exception):

@@ -18,7 +18,7 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-__all__ = ["WorkerPool"]
+__all__ = ["WorkerPool", "kill_worker"]
 
 log = logging.getLogger("tierd.ray.pool")
 
@@ -26,6 +26,16 @@ log = logging.getLogger("tierd.ray.pool")
 MAX_IDLE_PER_NODE = 4
 #: Workers started on each node when the driver connects.
 WARM_PER_NODE = 2
+
+
+def kill_worker(actor: Any) -> None:
+    """End a worker now (one that is dead already is fine)."""
+    import ray
+
+    try:
+        ray.kill(actor, no_restart=True)
+    except Exception as exc:  # already dead
+        log.debug("kill: %s", exc)
 
 
 class WorkerPool:
@@ -79,6 +89,4 @@ class WorkerPool:
             log.info("could not warm a worker on node %s: %s", node[:12], exc)
             return
         if not self.give_back(node, actor):
-            import ray
-
-            ray.kill(actor, no_restart=True)
+            kill_worker(actor)

@@ -39,12 +39,12 @@ class RaySettings:
             soft=float(get("concurrency.soft")),
         )
 
-    def driver_argument(self, workdir: str) -> str:
+    def driver_argument(self) -> str:
         """The driver's one argument (`bridge_main.DriverSettings` as JSON)."""
         return json.dumps(
             {
                 "address": self.address,
-                "workdir": workdir,
+                "workdir": self.workdir,
                 "stream_cpus": self.stream_cpus,
                 "stream_memory": self.stream_memory,
                 "soft": self.soft,

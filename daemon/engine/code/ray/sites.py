@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from daemon.engine.code.git import git
 from daemon.engine.code.ray.bridge import RayBridge, StreamLost
 from daemon.engine.code.ray.bundles import create_bundle, fetch_bundle
 from daemon.engine.code.ray.worker import SNAPSHOT_REF, Opened, OpenSpec, StepDone
@@ -111,7 +110,7 @@ class RaySite:
             except asyncio.CancelledError:
                 # The run was cancelled (a cancel, a stop): so is the call on the node, and a
                 # command it runs with it.
-                self.sites.in_background(self.sites.cancel(self.key))
+                self.sites.in_background(self.sites.tell("cancel", self.key))
                 raise
             else:
                 self.moves = 0
@@ -195,21 +194,16 @@ class RaySite:
     async def close(self) -> None:
         """Let the worker go (the driver also drops an open still under way)."""
         self.opened, self.setup_ran = None, False
-        if not self.sites.bridge.running:
-            return  # the driver is gone, and its workers with it: never start it to close
-        try:
-            await self.sites.bridge.request("close", self.key)
-        except (StreamLost, StreamFailed) as exc:
-            log.info("stream %s: closing its worker: %s", self.key, exc)
+        await self.sites.tell("close", self.key)
 
 
 class RaySites:
     """Streams work on Ray workers; one `RaySite` per stream, while its task runs here."""
 
-    def __init__(self, bridge: RayBridge, scratch: Path) -> None:
+    def __init__(self, bridge: RayBridge, root: Path) -> None:
         self.bridge = bridge
-        #: Unused by the cluster's streams; `WorktreeManager` wants a root (start commits).
-        self.scratch = scratch
+        #: The daemon's worktrees directory (the streams' own worktrees are on the nodes).
+        self.root = root
         self._sites: dict[tuple[str, str], RaySite] = {}
         self._background: set[asyncio.Task[None]] = set()
 
@@ -218,14 +212,10 @@ class RaySites:
         site = self._sites.get(key)
         if site is not None:
             return site
-        manager = WorktreeManager(request.repo, self.scratch)
+        manager = WorktreeManager(request.repo, self.root)
         start = await manager.start_commit(request.base, request.depends_on)
         branch = branch_name(request.task_id, request.stream_id)
-        exists = await git(
-            request.repo, "show-ref", "--verify", "--quiet", f"refs/heads/{branch}", check=False
-        )
-        if exists.exit_code != 0:
-            await git(request.repo, "branch", "--no-track", branch, start)
+        await manager.ensure_branch(branch, start)
         # The model is offered the tools as the node will run them (its paths differ).
         workspace = workspace_for(
             request, Path("/"), Path("/"), request.settings.command_policy(())
@@ -241,14 +231,15 @@ class RaySites:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def cancel(self, key: str) -> None:
-        """Cancel `key`'s call in flight on its worker."""
+    async def tell(self, op: str, key: str) -> None:
+        """Ask the driver to `op` ("close", "cancel") `key`'s worker: never starts the driver
+        (gone, it took its workers with it) and never raises."""
         if not self.bridge.running:
             return
         try:
-            await self.bridge.request("cancel", key)
+            await self.bridge.request(op, key)
         except (StreamLost, StreamFailed) as exc:  # gone: nothing runs there any more
-            log.debug("cancel %s: %s", key, exc)
+            log.info("stream %s: %s: %s", key, op, exc)
 
     async def release(self, task_id: str) -> None:
         for key in [k for k in self._sites if k[0] == task_id]:

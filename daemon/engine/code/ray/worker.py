@@ -30,7 +30,7 @@ from daemon.engine.code.setup import run_setup
 from daemon.engine.code.sites import SiteRequest, restore_snapshot, workspace_for
 from daemon.engine.code.tools import ToolResult, Workspace
 from daemon.engine.code.toolspec import call_tool
-from daemon.engine.code.worktrees import CommitResult, Worktree, WorktreeManager
+from daemon.engine.code.worktrees import CommitResult, Worktree, WorktreeManager, excluding
 
 __all__ = [
     "MUTATING_TOOLS",
@@ -78,16 +78,27 @@ class StepDone:
     bundle: bytes | None
 
 
+@dataclass(frozen=True)
+class _Stream:
+    """The stream a worker serves now: its directory, worktree, tools and spec."""
+
+    base: Path
+    manager: WorktreeManager
+    wt: Worktree
+    ws: Workspace
+    spec: OpenSpec
+
+    @property
+    def repo(self) -> Path:
+        return self.manager.repo
+
+
 class StreamWorker:
     """One stream's worktree on this node."""
 
     def __init__(self, workdir: str) -> None:
         self.workdir = Path(workdir) if workdir else Path(tempfile.gettempdir()) / "tierd-ray"
-        self._base: Path | None = None
-        self._wt: Worktree | None = None
-        self._ws: Workspace | None = None
-        self._manager: WorktreeManager | None = None
-        self._spec: OpenSpec | None = None
+        self._at: _Stream | None = None
         #: The branch's head as the daemon has it (the basis of the next bundle).
         self._head = ""
         self._snapshot: str | None = None
@@ -119,8 +130,7 @@ class StreamWorker:
         self._head = (await git(wt.path, "rev-parse", "HEAD", env=wt.git_env())).out.strip()
         prep = await prepare_worktree(repo, wt.path)
         sandbox = prep.sandbox(wt.path, self._sandboxed(r.settings.command_policy(r.hide)))
-        self._ws = workspace_for(r, wt.path, wt.git_dir, sandbox)
-        self._base, self._wt, self._manager, self._spec = base, wt, manager, spec
+        self._at = _Stream(base, manager, wt, workspace_for(r, wt.path, wt.git_dir, sandbox), spec)
         self._snapshot = spec.snapshot
         # Outside a Ray worker (the worker's own tests) there is no node to name.
         node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
@@ -128,7 +138,7 @@ class StreamWorker:
 
     def _reset(self) -> None:
         """Forget the stream this worker served (a pooled worker serves another next)."""
-        self._base = self._wt = self._ws = self._manager = self._spec = None
+        self._at = None
         self._head, self._snapshot, self._artifacts = "", None, ()
 
     def _sandboxed(self, policy: SandboxPolicy) -> SandboxPolicy:
@@ -136,14 +146,10 @@ class StreamWorker:
         already; a work directory outside /tmp is not)."""
         return replace(policy, hide=(*policy.hide, self.workdir))
 
-    def _repo(self) -> Path:
-        assert self._manager is not None
-        return self._manager.repo
-
-    def _open(self) -> tuple[Worktree, Workspace, OpenSpec]:
-        if self._wt is None or self._ws is None or self._spec is None:
+    def _open(self) -> _Stream:
+        if self._at is None:
             raise RuntimeError("the stream's worktree is not open on this worker")
-        return self._wt, self._ws, self._spec
+        return self._at
 
     async def setup(self, command: str, artifacts: tuple[str, ...] | None = None) -> dict[str, Any]:
         """Run the setup command in this worktree (its record, as `run_setup` gives it).
@@ -152,9 +158,9 @@ class StreamWorker:
         again from a snapshot holds the coder's uncommitted files too, which must never be
         taken for the setup's: the first record's list stands.
         """
-        wt, _, spec = self._open()
-        r = spec.request
-        done = await run_setup(command, wt, self._sandboxed(r.settings.setup_policy(r.hide)))
+        at = self._open()
+        r = at.spec.request
+        done = await run_setup(command, at.wt, self._sandboxed(r.settings.setup_policy(r.hide)))
         if artifacts is not None:
             done["artifacts"] = list(artifacts)
         self._artifacts = tuple(done["artifacts"])
@@ -162,8 +168,7 @@ class StreamWorker:
 
     async def tool(self, name: str, arguments: str) -> StepDone:
         """Run a tool call; with it, the worktree's new state if the call may have changed it."""
-        _, ws, _ = self._open()
-        result = await call_tool(ws, name, arguments)
+        result = await call_tool(self._open().ws, name, arguments)
         if name not in MUTATING_TOOLS:
             return StepDone(result, self._snapshot, None)
         snapshot, bundle = await self._record()
@@ -172,26 +177,25 @@ class StreamWorker:
     async def _record(self) -> tuple[str | None, bytes | None]:
         """The worktree as a snapshot commit and the bundle of what is new in it (None when
         nothing changed since the last one)."""
-        wt, _, _ = self._open()
-        assert self._base is not None
+        at = self._open()
+        wt = at.wt
         basis = self._snapshot or self._head
-        env = {**wt.git_env(), "GIT_INDEX_FILE": str(self._base / "snapshot.index")}
+        env = {**wt.git_env(), "GIT_INDEX_FILE": str(at.base / "snapshot.index")}
         await git(wt.path, "read-tree", basis, env=env)
-        excluded = [f":(exclude,literal){p}" for p in self._artifacts]
-        await git(wt.path, "add", "--all", "--", ".", *excluded, env=env)
+        await git(wt.path, "add", "--all", "--", ".", *excluding(self._artifacts), env=env)
         tree = (await git(wt.path, "write-tree", env=env)).out.strip()
         before = (await git(wt.path, "rev-parse", f"{basis}^{{tree}}", env=env)).out.strip()
         if tree == before:
             return self._snapshot, None
-        spec = self._open()[2]
-        who = identity_env(f"tierd (task {spec.request.task_id}, stream {spec.request.stream_id})")
+        r = at.spec.request
+        who = identity_env(f"tierd (task {r.task_id}, stream {r.stream_id})")
         message = b"tierd: the worktree after a step\n"
         made = await git(
             wt.path, "commit-tree", tree, "-p", basis, env={**env, **who}, stdin=message
         )
         commit = made.out.strip()
-        await git(self._repo(), "update-ref", SNAPSHOT_REF, commit)
-        bundle = await create_bundle(self._repo(), [SNAPSHOT_REF], have=[basis])
+        await git(at.repo, "update-ref", SNAPSHOT_REF, commit)
+        bundle = await create_bundle(at.repo, [SNAPSHOT_REF], have=[basis])
         self._snapshot = commit
         return commit, bundle
 
@@ -199,25 +203,23 @@ class StreamWorker:
         self, summary: str, exclude: tuple[str, ...], by: str
     ) -> tuple[CommitResult, bytes | None]:
         """Commit the worktree on its branch; the bundle of the new commit (None: no change)."""
-        wt, _, spec = self._open()
-        assert self._manager is not None
-        made = await self._manager.commit(wt, summary, exclude=(*exclude, *self._artifacts), by=by)
+        at = self._open()
+        made = await at.manager.commit(at.wt, summary, exclude=(*exclude, *self._artifacts), by=by)
         bundle = None
         if made.head != self._head:
-            bundle = await create_bundle(
-                self._repo(), [f"refs/heads/{spec.branch}"], have=[self._head]
-            )
+            heads = f"refs/heads/{at.spec.branch}"
+            bundle = await create_bundle(at.repo, [heads], have=[self._head])
             self._head = made.head
         self._snapshot = None
         return made, bundle
 
     async def run(self, command: str) -> CommandResult:
         """Run `command` in the worktree, in the sandbox (tierd's own test run)."""
-        wt, ws, _ = self._open()
-        return await run_sandboxed(command, wt.path, ws.sandbox)
+        at = self._open()
+        return await run_sandboxed(command, at.wt.path, at.ws.sandbox)
 
     async def close(self) -> None:
         """Remove the stream's repository and worktree from this node."""
-        if self._base is not None:
-            await asyncio.to_thread(shutil.rmtree, self._base, True)
+        if self._at is not None:
+            await asyncio.to_thread(shutil.rmtree, self._at.base, True)
         self._reset()
