@@ -92,6 +92,7 @@ class TaskGateway:
         models: Caller,
         before_call: Callable[[], Awaitable[None]],
         held: HeldAnswers | None = None,
+        saved_keys: set[str] | None = None,
     ) -> None:
         self.store = store
         self.task_id = task_id
@@ -99,6 +100,10 @@ class TaskGateway:
         self.models = models
         self.before_call = before_call
         self.held = held if held is not None else HeldAnswers()
+        #: The task's step keys when this run began (`Store.step_keys`), None if unknown.
+        #: Only this gateway writes a call's key (and adds it here), so a key not among them
+        #: is not in the memo: its two reads are skipped (a store round trip each, per call).
+        self._saved_keys = saved_keys
         #: Model calls in flight, and an event set whenever there are none.
         self._flying = 0
         self._landed = asyncio.Event()
@@ -120,12 +125,13 @@ class TaskGateway:
         response_model: type[BaseModel] | None = None,
         tools: list[dict[str, Any]] | None = None,
     ) -> CallOutput:
-        cached = await self.store.get_step(self.task_id, key)
+        maybe_saved = self._saved_keys is None or key in self._saved_keys
+        cached = await self.store.get_step(self.task_id, key) if maybe_saved else None
         if cached is not None:
             return _output(cached)
 
         async def body(_key: str) -> dict[str, Any]:
-            again = await self.store.get_step(self.task_id, key)
+            again = await self.store.get_step(self.task_id, key) if maybe_saved else None
             if again is not None:
                 return dict(again)
             value = self.held.get(self.task_id, key)
@@ -158,6 +164,8 @@ class TaskGateway:
                 self.held.hold(self.task_id, key, value)
             # Written inside the task: once this commits, the call is never made again.
             await self.store.put_step(self.task_id, key, value)
+            if self._saved_keys is not None:
+                self._saved_keys.add(key)
             self.held.saved(self.task_id, key)
             return value
 

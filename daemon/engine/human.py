@@ -71,6 +71,8 @@ class HumanWaits:
         book: StreamBook,
         signals: HumanSignals,
         notifier: Notifier | None,
+        *,
+        waiting: bool = True,
     ) -> None:
         self.store = store
         self.task_id = task_id
@@ -82,9 +84,10 @@ class HumanWaits:
         # Serialises the decisions "the task now waits for a human" and "it works again",
         # so that an answer arriving while the first is being made is never lost.
         self._wait_lock = asyncio.Lock()
-        # The task may be in input_required/awaiting_approval (true at the start: a resumed
-        # task may be waiting); a real model call then first moves it back to work.
-        self._maybe_waiting = True
+        # The task may be in input_required/awaiting_approval (`waiting`: the run began in
+        # one; only this run puts it there later); a real model call then first moves it
+        # back to work.
+        self._maybe_waiting = waiting
 
     async def attention(self, kind: str, reason: str, **data: Any) -> None:
         await attention(

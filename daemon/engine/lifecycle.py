@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from daemon.store.states import TERMINAL, IllegalTransition, TaskState, can_move
+from daemon.store.states import TaskState, can_move
 from daemon.store.store import Store
 
 __all__ = ["WAITING", "TaskStates"]
@@ -53,26 +53,20 @@ class TaskStates:
         waits for a human keeps waiting unless `leave_wait`: a replay must not make a
         waiting task look busy (and then announce the same wait again).
         """
-        row = await self.store.get_task(self.task_id)
-        if row is None:
-            return False
-        current = TaskState(row.state)
-        if current in TERMINAL:
-            return False
-        if current != state and can_move(current, state) and (current not in WAITING or leave_wait):
-            try:
-                await self.store.transition(self.task_id, state, reason=reason, **fields)
-            except IllegalTransition:  # it moved meanwhile (cancel): leave it alone
-                return False
+
+        def may_move(current: str) -> bool:
+            now = TaskState(current)
+            return can_move(now, state) and (now not in WAITING or leave_wait)
+
+        previous, moved = await self.store.advance(
+            self.task_id, state, may_move, reason=reason, **fields
+        )
+        if moved:
             log.info(
                 "task %s: %s -> %s%s",
                 self.task_id,
-                current,
+                previous,
                 state,
                 f" ({reason})" if reason else "",
             )
-            return True
-        changed = {k: v for k, v in fields.items() if getattr(row, k) != v}
-        if changed:
-            await self.store.update_task(self.task_id, **changed)
-        return False
+        return moved

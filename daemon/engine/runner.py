@@ -106,11 +106,12 @@ class Runner:
 
     # --- what the service calls ------------------------------------------------------------
 
-    def start(self, task_id: str) -> None:
+    def start(self, task_id: str, *, new: bool = False) -> None:
+        """Run the task (`new`: just created here, so it has no checkpoint to resume)."""
         if self._stopping or task_id in self._tasks or task_id in self._canceling:
             return
         log.info("task %s: started", task_id)
-        task = asyncio.create_task(self._drive(task_id), name=f"tierd-task-{task_id}")
+        task = asyncio.create_task(self._drive(task_id, new), name=f"tierd-task-{task_id}")
         self._tasks[task_id] = task
         task.add_done_callback(lambda t: self._forget(task_id, t))
 
@@ -286,14 +287,14 @@ class Runner:
         await self.notifier.aclose()
         await self._loader.close()
 
-    async def _drive(self, task_id: str) -> None:
+    async def _drive(self, task_id: str, new: bool = False) -> None:
         if not await may_run(self.store, task_id):
             return
         workflow: Workflow | None = None
         try:
             workflow = await self._get_workflow()
             await self.housekeeping.reconciled(workflow)
-            await self._run(workflow, task_id)
+            await self._run(workflow, task_id, new)
             await self.housekeeping.ended(workflow, task_id)
             if self.store.lease is not None:
                 # Its run here is over: another daemon may delete it now (`Deletion`).
@@ -326,7 +327,7 @@ class Runner:
                 return  # another daemon runs it now: its run's failure here is not the task's
             await fail_task(self.store, task_id, reason, self.notifier)
 
-    async def _run(self, workflow: Workflow, task_id: str) -> None:
+    async def _run(self, workflow: Workflow, task_id: str, new: bool = False) -> None:
         """Run the task's workflow; while the disk is full, again after a pause, for a while.
 
         A run cut by a full disk lost nothing (finished steps are in the memo, an answer that
@@ -335,12 +336,13 @@ class Runner:
         delays = self.room.delays()
         while True:
             try:
-                await workflow.run(task_id)
+                await workflow.run(task_id, new=new)
                 return
             except Exception as exc:
                 full = store_full(exc)
                 if full is None:
                     raise
+                new = False  # the cut run may have left a checkpoint to go on from
                 delay = next(delays, None)
                 if delay is None:
                     reason = f"the disk stayed full for over {self.room.patience_s:.0f}s: {full}"

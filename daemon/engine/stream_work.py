@@ -55,13 +55,8 @@ class StreamWork:
         if done is not None:
             return str(done["output"])
         st.status = "working"
-        saved = await self.book.saved()
-        started = (
-            saved[spec.id].started_at
-            if spec.id in saved and saved[spec.id].started_at
-            else time.time()
-        )
-        await self.book.update(st, "running", started_at=started)
+        st.started_at = st.started_at or time.time()
+        await self.book.update(st, "running", started_at=st.started_at)
         round_, attempt = 0, 0
         feedback: str | None = None
         answers: dict[str, str] = {}

@@ -31,6 +31,8 @@ class StreamState:
     question: str | None = None
     # A sub-stream of a split also sees what its parent was given.
     inherited: dict[str, str] = field(default_factory=dict)
+    #: When its work first began (in this run or an earlier one), once it has.
+    started_at: float | None = None
     future: asyncio.Future[str] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -64,11 +66,13 @@ class StreamBook:
 
     async def register(self, specs: list[StreamSpec], depth: int, parent: str | None) -> None:
         """Know these streams; those not stored yet get their `pending` rows, in one write."""
-        existing = {s.stream_id for s in await self.store.streams_of(self.task_id)}
+        existing = {s.stream_id: s for s in await self.store.streams_of(self.task_id)}
         new_rows = []
         for spec in specs:
-            self.streams[spec.id] = StreamState(spec, depth, parent)
-            if spec.id not in existing:
+            stored = existing.get(spec.id)
+            started = stored.started_at if stored is not None else None
+            self.streams[spec.id] = StreamState(spec, depth, parent, started_at=started)
+            if stored is None:
                 new_rows.append(
                     {
                         "stream_id": spec.id,

@@ -28,7 +28,7 @@ from daemon.engine.ending import finalize, partial_report
 from daemon.engine.errors import TaskFailed
 from daemon.engine.gateway import HeldAnswers, ModelsFactory, Slots, TaskGateway
 from daemon.engine.human import HumanSignals, HumanWaits, attention
-from daemon.engine.lifecycle import TaskStates
+from daemon.engine.lifecycle import WAITING, TaskStates
 from daemon.engine.merge import MergeGate
 from daemon.engine.notify import Notifier
 from daemon.engine.scheduler import Scheduler
@@ -116,10 +116,17 @@ class TaskRun:
             book,
             self.parts.signals,
             self.parts.notifier,
+            waiting=TaskState(row.state) in WAITING,
         )
         models = self.parts.models(tiers, self.task_id, UsageRecorder(self.store, self.task_id))
         gateway = TaskGateway(
-            self.store, self.task_id, self.parts.slots, models, human.progress, self.parts.held
+            self.store,
+            self.task_id,
+            self.parts.slots,
+            models,
+            human.progress,
+            self.parts.held,
+            saved_keys=await self.store.step_keys(self.task_id),
         )
         # Which tiers see images decides what each prompt carries of the attachments.
         attachments = await TaskAttachments.load(

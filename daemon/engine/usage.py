@@ -63,7 +63,7 @@ async def records_of(store: Store, task_id: str) -> list[UsageRecord]:
 
 
 class UsageRecorder:
-    """An `on_record` for one task: each attempt's row, then its event."""
+    """An `on_record` for one task: each attempt's row and its event, in one transaction."""
 
     def __init__(self, store: Store, task_id: str) -> None:
         self.store = store
@@ -75,8 +75,7 @@ class UsageRecorder:
         data = {name: getattr(record, name) for name in EVENT_FIELDS}
         data["latency_s"] = round(record.latency_s, 4)
         try:
-            await self.store.record_usage(row)
-            await self.store.append_event(self.task_id, "model.call", data)
+            await self.store.record_usage(row, event=("model.call", data))
         except StoreFull as exc:
             # An expected condition, not a bug: one line, no traceback. The answer itself is
             # kept by the gateway and saved once there is room; only this accounting row of

@@ -95,12 +95,14 @@ class Workflow:
         if close is not None:
             await close()
 
-    async def run(self, task_id: str) -> None:
+    async def run(self, task_id: str, *, new: bool = False) -> None:
+        """Run the task's program (`new`: a task just created, with no checkpoint yet)."""
         config = {"configurable": {"thread_id": task_id}}
-        state = await self._graph.aget_state(config)
         # A run cut short by a crash has pending work in its checkpoint: continue that run.
-        # Otherwise start one; the step memo makes both paths skip finished calls.
-        payload = None if state.next else task_id
+        # Otherwise start one; the step memo makes both paths skip finished calls. A new task
+        # has no checkpoint: reading it would be a round trip on its way to the first call.
+        state = None if new else await self._graph.aget_state(config)
+        payload = None if state is not None and state.next else task_id
         await self._graph.ainvoke(payload, config, durability="sync")
 
     def check_models(self, stored: Mapping[str, Any]) -> list[str]:

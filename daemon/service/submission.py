@@ -192,5 +192,5 @@ class Submission:
                     decoded = [p.decoded for p in prepared]
                     same = await self.attachments.same_as_stored(stored.id, decoded)
                     return _duplicate(stored, params, same)
-        self._engine.start(row.id)
+        self._engine.start(row.id, new=True)
         return Submitted(task_id=row.id, state=TaskState.queued)

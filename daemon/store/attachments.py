@@ -11,6 +11,7 @@ from collections.abc import Collection
 
 from sqlmodel import col, delete, select
 
+from daemon.store import statements as sql
 from daemon.store.tables import AttachmentRow, TaskRow
 from daemon.store.thread import StoreThread
 
@@ -22,9 +23,8 @@ class AttachmentQueries(StoreThread):
         """The task's attachments, in the order they were submitted."""
 
         def work() -> list[AttachmentRow]:
-            with self._session() as s:
-                q = select(AttachmentRow).where(AttachmentRow.task_id == task_id)
-                return list(s.exec(q.order_by(col(AttachmentRow.position))))
+            with self._tx() as conn:
+                return sql.attachment_rows(conn, task_id)
 
         return await self._run(work)
 

@@ -25,15 +25,18 @@ from sqlalchemy.sql.dml import Update
 from sqlmodel import SQLModel
 
 from daemon.store.events import NewEvent, order_events
-from daemon.store.tables import EventRow, StepRow, StreamRow, TaskRow, UsageRow
+from daemon.store.tables import AttachmentRow, EventRow, StepRow, StreamRow, TaskRow, UsageRow
 
 __all__ = [
+    "attachment_rows",
     "get_step",
     "get_task",
+    "get_task_locked",
     "insert_event",
     "insert_streams",
     "insert_usage",
     "put_step",
+    "step_keys",
     "stream_rows",
     "task_state",
     "update_stream",
@@ -47,6 +50,7 @@ def _table(model: type[SQLModel]) -> Table:
     return table
 
 
+_ATTACHMENTS = _table(AttachmentRow)
 _EVENTS = _table(EventRow)
 _STEPS = _table(StepRow)
 _STREAMS = _table(StreamRow)
@@ -64,9 +68,16 @@ _STEP_UPDATE = (
     .values(value_json=bindparam("b_value"), created_at=bindparam("b_at"))
 )
 _STEP_INSERT = insert(_STEPS)
+_STEP_KEYS = select(_STEPS.c.key).where(_STEPS.c.task_id == bindparam("b_task"))
+_ATTACHMENTS_OF = (
+    select(_ATTACHMENTS)
+    .where(_ATTACHMENTS.c.task_id == bindparam("b_task"))
+    .order_by(_ATTACHMENTS.c.position)
+)
 _STREAM_INSERT = insert(_STREAMS)
 _STREAMS_OF = select(_STREAMS).where(_STREAMS.c.task_id == bindparam("b_task"))
 _TASK_GET = select(_TASKS).where(_TASKS.c.id == bindparam("b_task"))
+_TASK_GET_LOCKED = _TASK_GET.with_for_update()
 # FOR UPDATE (PostgreSQL; SQLite has one writer anyway): the state a move is checked against
 # must be the one it replaces, even when another daemon sharing the store moves the task too.
 _TASK_STATE = select(_TASKS.c.state).where(_TASKS.c.id == bindparam("b_task")).with_for_update()
@@ -108,6 +119,11 @@ def insert_event(
 def get_step(conn: Connection, task_id: str, key: str) -> str | None:
     """The memo stored under `key` as JSON text, or None."""
     return conn.execute(_STEP_GET, {"b_task": task_id, "b_key": key}).scalar_one_or_none()
+
+
+def step_keys(conn: Connection, task_id: str) -> set[str]:
+    """The keys of every step the task has stored."""
+    return set(conn.execute(_STEP_KEYS, {"b_task": task_id}).scalars())
 
 
 def put_step(conn: Connection, task_id: str, key: str, value: Any) -> None:
@@ -178,6 +194,20 @@ def get_task(conn: Connection, task_id: str) -> TaskRow | None:
     """The task's row, detached (no session holds it)."""
     row = conn.execute(_TASK_GET, {"b_task": task_id}).mappings().first()
     return None if row is None else TaskRow(**row)
+
+
+def get_task_locked(conn: Connection, task_id: str) -> TaskRow | None:
+    """The task's row, locked until the transaction ends (PostgreSQL; SQLite has one writer
+    anyway): a move decided on it replaces the state it read, even when another daemon
+    sharing the store moves the task too."""
+    row = conn.execute(_TASK_GET_LOCKED, {"b_task": task_id}).mappings().first()
+    return None if row is None else TaskRow(**row)
+
+
+def attachment_rows(conn: Connection, task_id: str) -> list[AttachmentRow]:
+    """The task's attachments in the order they were submitted."""
+    result = conn.execute(_ATTACHMENTS_OF, {"b_task": task_id})
+    return [AttachmentRow(**row) for row in result.mappings()]
 
 
 def task_state(conn: Connection, task_id: str) -> str | None:

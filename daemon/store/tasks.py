@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import and_, func, or_
@@ -212,6 +212,48 @@ class TaskQueries(StoreThread):
                 return previous, sql.insert_event(conn, task_id, "task.state", data)
 
         return await self._write(work, lambda r: [r[1]])
+
+    async def advance(
+        self,
+        task_id: str,
+        new_state: str,
+        may_move: Callable[[str], bool],
+        *,
+        reason: str | None = None,
+        **fields: Any,
+    ) -> tuple[str | None, bool]:
+        """Move a task to `new_state` with its event and `fields` when `may_move(its state)`
+        holds (the move must also be legal); otherwise write only those of `fields` that
+        differ. A task in a final state is left as it is. Decided and written in one
+        transaction on the row as it is: one round trip where a read and a `transition`
+        took two, and no move decided on a stale state.
+
+        Returns the state it was in (None when there is no such task) and whether it moved.
+        """
+
+        def work() -> tuple[str | None, bool, NewEvent | None]:
+            with self._tx() as conn:
+                row = sql.get_task_locked(conn, task_id)
+                if row is None:
+                    return None, False, None
+                previous, now = row.state, time.time()
+                if previous in TERMINAL:
+                    return previous, False, None
+                if previous != new_state and may_move(previous):
+                    check_move(previous, new_state)
+                    moved = {**fields, "state": new_state, "updated_at": now}
+                    sql.update_task(conn, task_id, moved)
+                    data: dict[str, Any] = {"state": new_state, "previous": previous}
+                    if reason:
+                        data["reason"] = reason
+                    return previous, True, sql.insert_event(conn, task_id, "task.state", data)
+                changed = {k: v for k, v in fields.items() if getattr(row, k) != v}
+                if changed:
+                    sql.update_task(conn, task_id, {**changed, "updated_at": now})
+                return previous, False, None
+
+        previous, moved, _ = await self._write(work, lambda r: [r[2]])
+        return previous, moved
 
     async def update_task(
         self, task_id: str, *, event: tuple[str, dict[str, Any]] | None = None, **fields: Any

@@ -60,7 +60,7 @@ async def test_settled_waits_for_the_run_of_its_task_only(tmp_path: Path) -> Non
     release = {"tA": asyncio.Event(), "tB": asyncio.Event()}
     finished: list[str] = []
 
-    async def last_steps(task_id: str) -> None:
+    async def last_steps(task_id: str, new: bool = False) -> None:
         # Stands in for a workflow's last steps after its final state (checkpoint, clean-up):
         # the runner's own bookkeeping of runs is what is under test.
         await release[task_id].wait()

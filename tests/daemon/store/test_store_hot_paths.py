@@ -100,3 +100,68 @@ async def test_usage_rows_keep_every_column(store: Store) -> None:
     for name in UsageRow.model_fields:
         if name != "id":
             assert getattr(back, name) == getattr(row, name), name
+
+
+async def test_a_usage_row_and_its_event_commit_together(store: Store) -> None:
+    heard: list[str] = []
+    store.add_listener(lambda ev: heard.append(ev.type))
+    row = UsageRow(task_id="t1", role="executor", purpose="execute", model="m", prompt_tokens=3)
+    await store.record_usage(row, event=("model.call", {"role": "executor", "prompt_tokens": 3}))
+    assert [r.prompt_tokens for r in await store.usage_of("t1")] == [3]
+    last = (await store.events_after(0, "t1"))[-1]
+    assert (last["type"], last["data"]) == ("model.call", {"role": "executor", "prompt_tokens": 3})
+    assert heard == ["model.call"]  # announced once it committed
+
+
+async def test_step_keys_are_the_tasks_own(store: Store) -> None:
+    now = time.time()
+    await store.create_task(
+        TaskRow(id="t2", state="queued", goal="g", created_at=now, updated_at=now)
+    )
+    assert await store.step_keys("t1") == set()
+    await store.put_step("t1", "exec:a:r0:a0", {"text": "x"})
+    await store.upsert_stream("t1", "a", step=("stream:a", {"output": "x"}), state="accepted")
+    await store.put_step("t2", "plan:0", {"text": "y"})
+    assert await store.step_keys("t1") == {"exec:a:r0:a0", "stream:a"}
+
+
+async def test_advance_moves_with_its_event_only_when_allowed(store: Store) -> None:
+    seen: list[str] = []
+
+    def allowed(current: str) -> bool:
+        seen.append(current)
+        return current != "running"
+
+    assert await store.advance("t1", "planning", allowed, reason="go", plan_json="{}") == (
+        "queued",
+        True,
+    )
+    assert seen == ["queued"]  # decided on the row as it was
+    row = await store.get_task("t1")
+    assert row is not None and (row.state, row.plan_json) == ("planning", "{}")
+    last = (await store.events_after(0, "t1"))[-1]
+    assert last["data"] == {"state": "planning", "previous": "queued", "reason": "go"}
+    await store.transition("t1", "running")
+    events = len(await store.events_after(0, "t1"))
+    # Refused: no move and no event; only the fields that differ are written.
+    assert await store.advance("t1", "reviewing", allowed, result="r") == ("running", False)
+    row = await store.get_task("t1")
+    assert row is not None and (row.state, row.result) == ("running", "r")
+    assert len(await store.events_after(0, "t1")) == events
+    # Moving to the state it is in is no move either.
+    assert await store.advance("t1", "running", lambda _: True) == ("running", False)
+    assert await store.advance("nope", "running", lambda _: True) == (None, False)
+
+
+async def test_advance_leaves_a_task_in_a_final_state_as_it_is(store: Store) -> None:
+    await store.transition("t1", "canceled", reason="by client")
+    before = await store.get_task("t1")
+    events = len(await store.events_after(0, "t1"))
+    assert await store.advance("t1", "completed", lambda _: True, result="late") == (
+        "canceled",
+        False,
+    )
+    after = await store.get_task("t1")
+    assert after is not None and before is not None
+    assert (after.state, after.result, after.updated_at) == ("canceled", None, before.updated_at)
+    assert len(await store.events_after(0, "t1")) == events
