@@ -32,8 +32,10 @@ __all__ = [
     "get_step",
     "get_task",
     "get_task_locked",
+    "insert_attachments",
     "insert_event",
     "insert_streams",
+    "insert_task",
     "insert_usage",
     "put_step",
     "step_keys",
@@ -75,6 +77,8 @@ _ATTACHMENTS_OF = (
     .order_by(_ATTACHMENTS.c.position)
 )
 _STREAM_INSERT = insert(_STREAMS)
+_TASK_INSERT = insert(_TASKS)
+_ATTACHMENT_INSERT = insert(_ATTACHMENTS)
 _STREAMS_OF = select(_STREAMS).where(_STREAMS.c.task_id == bindparam("b_task"))
 _TASK_GET = select(_TASKS).where(_TASKS.c.id == bindparam("b_task"))
 _TASK_GET_LOCKED = _TASK_GET.with_for_update()
@@ -231,6 +235,27 @@ def update_task(conn: Connection, task_id: str, fields: Mapping[str, Any]) -> bo
     params = {f"b_{name}": fields[name] for name in names}
     params["b_task"] = task_id
     return bool(conn.execute(_task_update(names), params).rowcount)
+
+
+def _values(table: Table, row: SQLModel) -> dict[str, Any]:
+    """Every column of `row` but an id the database assigns."""
+    return {
+        name: getattr(row, name)
+        for name in table.c.keys()
+        if not (name == "id" and getattr(row, name) is None)
+    }
+
+
+def insert_task(conn: Connection, row: TaskRow) -> None:
+    """Add a new task's row as it is (its fields hold the model's defaults already)."""
+    conn.execute(_TASK_INSERT, _values(_TASKS, row))
+
+
+def insert_attachments(conn: Connection, rows: Iterable[AttachmentRow]) -> None:
+    """Add attachment rows (after their task: they refer to it)."""
+    values = [_values(_ATTACHMENTS, row) for row in rows]
+    if values:
+        conn.execute(_ATTACHMENT_INSERT, values)
 
 
 def insert_usage(conn: Connection, row: UsageRow) -> None:

@@ -47,12 +47,14 @@ class TaskQueries(StoreThread):
         """Create `row` with its `attachments`' metadata, in one transaction."""
 
         def work() -> NewEvent:
-            with self._session() as s:
-                _add_task(s, row, attachments, self.lease)
-                ev = add_event(s, row.id, "task.state", {"state": row.state, "previous": None})
-                s.commit()
-                self._stamp(row.id)
-                return as_new(ev)
+            with self._tx() as conn:
+                sql.insert_task(conn, row)
+                stamp_new_task(conn, self.lease, row.id)
+                sql.insert_attachments(conn, attachments)
+                data = {"state": row.state, "previous": None}
+                ev = sql.insert_event(conn, row.id, "task.state", data)
+            self._stamp(row.id)
+            return ev
 
         return await self._write(work, lambda ev: [ev])
 
