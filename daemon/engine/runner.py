@@ -73,8 +73,7 @@ class Runner:
         #: Where code tasks' worktrees live, what their commands must not read, where they run.
         self.code = code or CodeHosting()
         self._loader = WorkflowLoader(self._build, checkpoints)
-        self._get_workflow = self._loader.get
-        self.housekeeping = Housekeeping(self._get_workflow)
+        self.housekeeping = Housekeeping(self._loader.get)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wakers: dict[str, asyncio.Event] = {}
         self._stopping = False
@@ -186,7 +185,7 @@ class Runner:
                         task_id,
                         CANCEL_WAIT_S,
                     )
-            workflow = await self._get_workflow()
+            workflow = await self._loader.get()
             await workflow.finalize(task_id, TaskState.canceled, "canceled by client")
         finally:
             self._canceling.discard(task_id)
@@ -205,7 +204,7 @@ class Runner:
         """
         if self._loader.loaded is None and not wait:
             return None
-        workflow = await self._get_workflow()
+        workflow = await self._loader.get()
         return workflow.check_models(stored)
 
     def model_prices(
@@ -292,7 +291,7 @@ class Runner:
             return
         workflow: Workflow | None = None
         try:
-            workflow = await self._get_workflow()
+            workflow = await self._loader.get()
             await self.housekeeping.reconciled(workflow)
             await self._run(workflow, task_id, new)
             await self.housekeeping.ended(workflow, task_id)
