@@ -21,6 +21,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import make_url
 
+from daemon.engine.new_threads import NewThreads
 from daemon.store.lock import PG_LOCK_KEY
 
 __all__ = ["delete_pg_thread", "open_pg_saver", "pg_conninfo"]
@@ -39,6 +40,10 @@ def pg_conninfo(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+class NewThreadsPostgresSaver(NewThreads, AsyncPostgresSaver):
+    """LangGraph's PostgreSQL checkpointer, told which threads are new (`new_threads`)."""
+
+
 async def open_pg_saver(url: str) -> tuple[AsyncPostgresSaver, Callable[[], Awaitable[None]]]:
     """A set-up saver on the store's database, and what closes it."""
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
@@ -46,7 +51,7 @@ async def open_pg_saver(url: str) -> tuple[AsyncPostgresSaver, Callable[[], Awai
     )
     await pool.open(wait=True)
     try:
-        saver = AsyncPostgresSaver(pool)
+        saver = NewThreadsPostgresSaver(pool)
         async with await psycopg.AsyncConnection.connect(pg_conninfo(url), autocommit=True) as lock:
             await lock.execute(_LOCK, (PG_LOCK_KEY,))
             try:

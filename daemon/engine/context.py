@@ -37,12 +37,6 @@ class TaskAttachments:
     #: The planner's description of each attachment it described, by name (from the plan).
     descriptions: dict[str, str] = field(default_factory=dict)
 
-    @classmethod
-    async def load(
-        cls, store: Store, task_id: str, *, planner_sees: bool, executor_sees: bool
-    ) -> TaskAttachments:
-        return cls(await store.attachments_of(task_id), planner_sees, executor_sees)
-
     @property
     def names(self) -> list[str]:
         return [row.name for row in self.rows]

@@ -23,6 +23,13 @@ log = logging.getLogger("tierd.tasks")
 WAITING = frozenset({TaskState.input_required, TaskState.awaiting_approval})
 
 
+def may_enter(current: str, state: TaskState, *, leave_wait: bool = False) -> bool:
+    """Whether a task in `current` moves to `state`: a legal move, and not out of a wait for
+    a human unless `leave_wait` (see `TaskStates.move`)."""
+    now = TaskState(current)
+    return can_move(now, state) and (now not in WAITING or leave_wait)
+
+
 class TaskStates:
     """The state of one task in the store, and the phase its work is in."""
 
@@ -55,8 +62,7 @@ class TaskStates:
         """
 
         def may_move(current: str) -> bool:
-            now = TaskState(current)
-            return can_move(now, state) and (now not in WAITING or leave_wait)
+            return may_enter(current, state, leave_wait=leave_wait)
 
         previous, moved = await self.store.advance(
             self.task_id, state, may_move, reason=reason, **fields

@@ -28,7 +28,7 @@ from daemon.engine.ending import finalize, partial_report
 from daemon.engine.errors import TaskFailed
 from daemon.engine.gateway import HeldAnswers, ModelsFactory, Slots, TaskGateway
 from daemon.engine.human import HumanSignals, HumanWaits, attention
-from daemon.engine.lifecycle import WAITING, TaskStates
+from daemon.engine.lifecycle import WAITING, TaskStates, may_enter
 from daemon.engine.merge import MergeGate
 from daemon.engine.notify import Notifier
 from daemon.engine.scheduler import Scheduler
@@ -37,7 +37,7 @@ from daemon.engine.stream_work import StreamWork
 from daemon.engine.streams import StreamBook
 from daemon.engine.usage import UsageRecorder
 from daemon.store.states import TERMINAL, TaskState
-from daemon.store.store import Store, TaskRow
+from daemon.store.store import RunStart, Store, TaskRow
 from roles.model_caller import ModelCaller
 from roles.models.content import tier_sees_images
 from roles.models.errors import ModelError
@@ -78,15 +78,19 @@ class TaskRun:
         self.task_id = task_id
 
     async def drive(self) -> dict[str, Any]:
-        row = await self.store.get_task(self.task_id)
-        if row is None:
+        # A task with no plan yet enters planning in the transaction that reads it.
+        start = await self.store.run_start(self.task_id, (TaskState.planning, _unplanned))
+        if start is None:
             raise TaskFailed(f"task {self.task_id} vanished from the store")
+        row = start.task
+        if start.moved_from is not None:
+            log.info("task %s: %s -> %s", self.task_id, start.moved_from, row.state)
         if TaskState(row.state) in TERMINAL:
             return {"state": row.state}
         settings = TaskSettings.from_json(row.settings_json)
         log.info("task %s: running (from %s)", self.task_id, row.state)
         try:
-            await self._run(row, settings)
+            await self._run(start, settings)
         except (TaskFailed, ModelError) as exc:
             log.warning("task %s failed: %s", self.task_id, exc)
             # A ModelError here: every model of a tier failed (retries and fallbacks used up),
@@ -100,7 +104,8 @@ class TaskRun:
             return {"state": "failed"}
         return {"state": "completed"}
 
-    async def _run(self, row: TaskRow, settings: TaskSettings) -> None:
+    async def _run(self, start: RunStart, settings: TaskSettings) -> None:
+        row = start.task
         tiers = settings.tiers()
         # Before any call: a model litellm cannot route fails the task now, not after the
         # planner has been paid; an unknown price is only a warning (its cost is "unknown").
@@ -126,14 +131,13 @@ class TaskRun:
             models,
             human.progress,
             self.parts.held,
-            saved_keys=await self.store.step_keys(self.task_id),
+            saved_keys=start.step_keys,
         )
         # Which tiers see images decides what each prompt carries of the attachments.
-        attachments = await TaskAttachments.load(
-            self.store,
-            self.task_id,
-            planner_sees=tier_sees_images(tiers["planner"]),
-            executor_sees=tier_sees_images(tiers["executor"]),
+        attachments = TaskAttachments(
+            start.attachments,
+            planner_sees_images=tier_sees_images(tiers["planner"]),
+            executor_sees_images=tier_sees_images(tiers["executor"]),
         )
         ctx = TaskContext.of(self.store, row, settings, gateway, gateway.settled, attachments)
         code = await self._code_streams(ctx)
@@ -153,7 +157,7 @@ class TaskRun:
         code: CodeStreams | None,
     ) -> None:
         work = StreamWork(ctx, book, human, code)
-        plan = await self._planning(ctx, states, code.project if code else None)
+        plan = await self._planning(ctx, code.project if code else None)
         ctx.attachments.use_plan(plan)
         work.brief = TaskBrief(
             row.goal, ctx.rules, row.context, plan, code.project if code else None
@@ -188,13 +192,10 @@ class TaskRun:
         await code.open()
         return code
 
-    async def _planning(
-        self, ctx: TaskContext, states: TaskStates, project: ProjectContext | None
-    ) -> Plan:
+    async def _planning(self, ctx: TaskContext, project: ProjectContext | None) -> Plan:
         row = ctx.row
         if row.plan_json:
             return Plan.model_validate_json(row.plan_json)
-        await states.move(TaskState.planning)
         files = ctx.attachments
         outcome = await make_plan(
             ctx.call,
@@ -246,3 +247,8 @@ def _plan_event_stream(spec: StreamSpec) -> dict[str, Any]:
     if spec.attachment_delivery:
         shown["attachments"] = spec.attachment_delivery
     return shown
+
+
+def _unplanned(row: TaskRow) -> bool:
+    """Whether a run begins by planning `row` (it has no plan), and may say so."""
+    return not row.plan_json and may_enter(row.state, TaskState.planning)

@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.func import entrypoint
 
 from daemon.engine.checkpoints import Checkpoints, open_checkpoints
@@ -25,6 +24,7 @@ from daemon.engine.ending import fail_task, finalize
 from daemon.engine.errors import CheckpointsDamaged
 from daemon.engine.gateway import ModelsFactory, Slots
 from daemon.engine.human import HumanSignals
+from daemon.engine.new_threads import NewThreads, NewThreadsSqliteSaver
 from daemon.engine.notify import Notifier
 from daemon.engine.settings import TaskSettings
 from daemon.engine.task_run import Collaborators, TaskRun
@@ -55,6 +55,7 @@ class Workflow:
         )
         self._close: Callable[[], Awaitable[None]] | None = None
         self._graph: Any = None
+        self._saver: NewThreads | None = None
 
     async def open(self, checkpoints: Checkpoints) -> None:
         """Open the checkpointer (`checkpoints` None: in memory; a URL: the PostgreSQL store's
@@ -69,6 +70,7 @@ class Workflow:
             saver, self._close = await open_pg_saver(checkpoints)
         else:
             saver = await self._open_sqlite(checkpoints)
+        self._saver = saver if isinstance(saver, NewThreads) else None
         parts = self.parts
 
         @entrypoint(checkpointer=saver)
@@ -77,10 +79,10 @@ class Workflow:
 
         self._graph = tierd_task
 
-    async def _open_sqlite(self, checkpoints: Path | None) -> AsyncSqliteSaver:
+    async def _open_sqlite(self, checkpoints: Path | None) -> NewThreadsSqliteSaver:
         conn = await open_checkpoints(checkpoints)
         self._close = conn.close
-        saver = AsyncSqliteSaver(conn)
+        saver = NewThreadsSqliteSaver(conn)
         try:
             await saver.setup()
         except sqlite3.DatabaseError as exc:
@@ -100,10 +102,18 @@ class Workflow:
         config = {"configurable": {"thread_id": task_id}}
         # A run cut short by a crash has pending work in its checkpoint: continue that run.
         # Otherwise start one; the step memo makes both paths skip finished calls. A new task
-        # has no checkpoint: reading it would be a round trip on its way to the first call.
+        # has no checkpoint: reading it (here, and LangGraph's own read as the run begins)
+        # would be round trips on its way to the first call.
         state = None if new else await self._graph.aget_state(config)
         payload = None if state is not None and state.next else task_id
-        await self._graph.ainvoke(payload, config, durability="sync")
+        saver = self._saver if new else None
+        if saver is not None:
+            saver.expect_new(task_id)
+        try:
+            await self._graph.ainvoke(payload, config, durability="sync")
+        finally:
+            if saver is not None:
+                saver.forget_new(task_id)
 
     def check_models(self, stored: Mapping[str, Any]) -> list[str]:
         """Check each role's model in task settings `stored` (flat keys, as `settings_json`)

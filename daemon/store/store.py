@@ -41,7 +41,7 @@ from daemon.store.tables import (
     TaskRow,
     UsageRow,
 )
-from daemon.store.tasks import TaskQueries
+from daemon.store.tasks import RunStart, TaskQueries
 from daemon.store.usage import UsageLog
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
     "MetaRow",
     "NewEvent",
     "QuestionRow",
+    "RunStart",
     "SchemaTooNew",
     "StepRow",
     "Store",

@@ -69,15 +69,6 @@ class StreamQueries(StoreThread):
 
         return await self._run(work)
 
-    async def step_keys(self, task_id: str) -> set[str]:
-        """The keys of the task's finished steps (a run reads only these from the memo)."""
-
-        def work() -> set[str]:
-            with self._tx() as conn:
-                return sql.step_keys(conn, task_id)
-
-        return await self._run(work)
-
     async def put_step(self, task_id: str, key: str, value: Any) -> None:
         def work() -> None:
             with self._tx() as conn:

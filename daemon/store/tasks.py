@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from sqlalchemy import and_, func, or_
@@ -20,6 +21,22 @@ from daemon.store.leases import Lease, stamp_new_task
 from daemon.store.states import TERMINAL, check_move
 from daemon.store.tables import AttachmentRow, TaskRow
 from daemon.store.thread import StoreThread
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What a run of a task reads before it begins, read in one transaction: the task, the
+    keys of its finished steps (the memo's) and its attachments; and the state it left if the
+    run's first move was written in that transaction too (`run_start`'s `first_move`)."""
+
+    task: TaskRow
+    step_keys: set[str]
+    attachments: list[AttachmentRow]
+    moved_from: str | None = None
+
+
+#: A run's first move: the state to enter, and when (given the task's row as it is).
+FirstMove = tuple[str, Callable[[TaskRow], bool]]
 
 
 def _add_task(
@@ -101,6 +118,32 @@ class TaskQueries(StoreThread):
                 return s.exec(select(TaskRow).where(TaskRow.idempotency_key == key)).first()
 
         return await self._run(work)
+
+    async def run_start(self, task_id: str, first_move: FirstMove | None = None) -> RunStart | None:
+        """The task with its finished steps' keys and its attachments (None: no such task),
+        moved to `first_move`'s state with its event when its condition holds on the row:
+        one round trip on the way from a task's start to its first model call, not four."""
+
+        def work() -> tuple[RunStart | None, NewEvent | None]:
+            with self._tx() as conn:
+                row = sql.get_task_locked(conn, task_id)
+                if row is None:
+                    return None, None
+                keys = sql.step_keys(conn, task_id)
+                start = RunStart(row, keys, sql.attachment_rows(conn, task_id))
+                if first_move is None or not first_move[1](row) or row.state in TERMINAL:
+                    return start, None
+                state, previous = first_move[0], row.state
+                check_move(previous, state)
+                sql.update_task(conn, task_id, {"state": state, "updated_at": time.time()})
+                ev = sql.insert_event(
+                    conn, task_id, "task.state", {"state": state, "previous": previous}
+                )
+                row.state = state
+                return replace(start, moved_from=previous), ev
+
+        start, _ = await self._write(work, lambda r: [r[1]])
+        return start
 
     async def get_task(self, task_id: str) -> TaskRow | None:
         def work() -> TaskRow | None:

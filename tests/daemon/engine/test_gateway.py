@@ -37,6 +37,12 @@ async def _store(tmp_path: Path) -> Store:
     return store
 
 
+async def _saved_keys(store: Store) -> set[str]:
+    start = await store.run_start("t1")
+    assert start is not None
+    return start.step_keys
+
+
 async def _in_a_run(gateway: TaskGateway, keys: list[str]) -> list[str]:
     """Each key's answer through the gateway, inside a LangGraph program as in a task run."""
 
@@ -59,7 +65,7 @@ async def test_an_answer_saved_before_the_run_is_read_back_not_asked_again(tmp_p
     await store.put_step("t1", "exec:a:r0:a0", {"text": "saved", "data": None, "tool_calls": []})
     model = ScriptedCaller({"exec:*": "asked"})
     gateway = TaskGateway(
-        store, "t1", _Slots(), model, _nothing, saved_keys=await store.step_keys("t1")
+        store, "t1", _Slots(), model, _nothing, saved_keys=await _saved_keys(store)
     )
     assert await _in_a_run(gateway, ["exec:a:r0:a0", "exec:b:r0:a0"]) == ["saved", "asked"]
     assert model.keys("exec:*") == ["exec:b:r0:a0"]

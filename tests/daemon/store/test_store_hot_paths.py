@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.store.store import Store, TaskRow, UsageRow
+from daemon.store.store import AttachmentRow, Store, TaskRow, UsageRow
 
 
 @pytest.fixture
@@ -113,16 +113,41 @@ async def test_a_usage_row_and_its_event_commit_together(store: Store) -> None:
     assert heard == ["model.call"]  # announced once it committed
 
 
-async def test_step_keys_are_the_tasks_own(store: Store) -> None:
+async def _keys(store: Store, task_id: str) -> set[str]:
+    start = await store.run_start(task_id)
+    assert start is not None
+    return start.step_keys
+
+
+async def test_a_run_starts_from_its_own_task_steps_and_attachments(store: Store) -> None:
     now = time.time()
     await store.create_task(
-        TaskRow(id="t2", state="queued", goal="g", created_at=now, updated_at=now)
+        TaskRow(id="t2", state="queued", goal="g2", created_at=now, updated_at=now),
+        [
+            AttachmentRow(
+                task_id="t2",
+                position=0,
+                name="a.txt",
+                media_type="text/csv",
+                kind="table",
+                sha256="x",
+                size=1,
+                folder="f",
+                created_at=now,
+            )
+        ],
     )
-    assert await store.step_keys("t1") == set()
+    assert await _keys(store, "t1") == set()
     await store.put_step("t1", "exec:a:r0:a0", {"text": "x"})
     await store.upsert_stream("t1", "a", step=("stream:a", {"output": "x"}), state="accepted")
     await store.put_step("t2", "plan:0", {"text": "y"})
-    assert await store.step_keys("t1") == {"exec:a:r0:a0", "stream:a"}
+    assert await _keys(store, "t1") == {"exec:a:r0:a0", "stream:a"}
+    start = await store.run_start("t2")
+    assert start is not None and start.task.goal == "g2" and start.step_keys == {"plan:0"}
+    assert [a.name for a in start.attachments] == ["a.txt"]
+    one = await store.run_start("t1")
+    assert one is not None and one.attachments == []
+    assert await store.run_start("nope") is None
 
 
 async def test_advance_moves_with_its_event_only_when_allowed(store: Store) -> None:
