@@ -100,7 +100,7 @@ class TaskGateway:
         self.models = models
         self.before_call = before_call
         self.held = held if held is not None else HeldAnswers()
-        #: The task's step keys when this run began (`Store.step_keys`), None if unknown.
+        #: The task's step keys when this run began (`Store.run_start`), None if unknown.
         #: Only this gateway writes a call's key (and adds it here), so a key not among them
         #: is not in the memo: its two reads are skipped (a store round trip each, per call).
         self._saved_keys = saved_keys

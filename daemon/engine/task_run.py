@@ -139,7 +139,9 @@ class TaskRun:
             planner_sees_images=tier_sees_images(tiers["planner"]),
             executor_sees_images=tier_sees_images(tiers["executor"]),
         )
-        ctx = TaskContext.of(self.store, row, settings, gateway, gateway.settled, attachments)
+        ctx = TaskContext.of(
+            self.store, row, settings, gateway, gateway.settled, attachments, start.step_keys
+        )
         code = await self._code_streams(ctx)
         try:
             await self._work(ctx, row, states, book, human, code)
