@@ -4,6 +4,10 @@ task's worktrees and spare branches removed.
 Kept apart from the runner (which owns running workflows) and light to import: the work itself
 is the workflow's (`Workflow.reconcile_code`, `Workflow.cleanup_code`, see `code.hygiene`),
 loaded lazily like the rest of the engine. Failures here are logged, never a task's.
+
+An ended task's clean-up outlives its run's cancellation: a daemon stopped just after a code
+task completed lets the clean-up finish (for `CLEANUP_GRACE_S` at most) instead of killing git
+half way and leaving the streams' branches and worktrees to its next start.
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from daemon.engine.workflow import Workflow
 
-__all__ = ["Housekeeping"]
+__all__ = ["CLEANUP_GRACE_S", "Housekeeping"]
 
 log = logging.getLogger("tierd.runner")
+
+#: How long a stopping daemon waits for ended tasks' clean-ups.
+CLEANUP_GRACE_S = 10.0
 
 
 class Housekeeping:
@@ -29,6 +36,8 @@ class Housekeeping:
         self._get_workflow = get_workflow
         self._reconciled: asyncio.Future[None] | None = None
         self._at_start: asyncio.Task[None] | None = None
+        #: Clean-ups of ended tasks under way.
+        self._cleanups: set[asyncio.Future[None]] = set()
 
     def start(self) -> None:
         """At every start, tasks or not: what a crash left in the worktrees root goes."""
@@ -51,7 +60,14 @@ class Housekeeping:
             log.exception("cleaning up code tasks' worktrees failed; continuing")
 
     async def ended(self, workflow: Workflow, task_id: str) -> None:
-        """The task ended: its worktrees and spare branches go."""
+        """The task ended: its worktrees and spare branches go (even if the caller is
+        cancelled meanwhile: `stop` waits for them)."""
+        cleanup = asyncio.ensure_future(self._cleanup(workflow, task_id))
+        self._cleanups.add(cleanup)
+        cleanup.add_done_callback(self._cleanups.discard)
+        await asyncio.shield(cleanup)
+
+    async def _cleanup(self, workflow: Workflow, task_id: str) -> None:
         try:
             await workflow.cleanup_code(task_id)
         except Exception:
@@ -62,3 +78,10 @@ class Housekeeping:
             self._at_start.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._at_start
+        if self._cleanups:
+            _, late = await asyncio.wait(set(self._cleanups), timeout=CLEANUP_GRACE_S)
+            for cleanup in late:
+                log.warning(
+                    "a task's clean-up took over %.0fs; the next start ends it", CLEANUP_GRACE_S
+                )
+                cleanup.cancel()
