@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from daemon.engine.code.stream_runner import CodeStreams
 from daemon.engine.context import TaskContext
@@ -60,6 +61,7 @@ class StreamWork:
         round_, attempt = 0, 0
         feedback: str | None = None
         answers: dict[str, str] = {}
+        unsaid: tuple[str, dict[str, Any]] | None = None  # an acceptance's verdict event
         # A code stream owns paths in a worktree of its own: it does not split.
         may_split = st.depth < self.ctx.settings.split_depth_left and self.code is None
         while True:
@@ -84,7 +86,7 @@ class StreamWork:
                     continue
                 verdict_name, reason = "accept", "all sub-streams accepted"
                 break
-            verdict, output = await self._judge(st, reply.output or "", round_, deps)
+            verdict, output, unsaid = await self._judge(st, reply.output or "", round_, deps)
             verdict = self._on_evidence(st, verdict)
             if verdict.verdict in ("accept", "fix"):
                 verdict_name, reason = verdict.verdict, verdict.reason
@@ -99,6 +101,7 @@ class StreamWork:
             st,
             "accepted" if verdict_name == "accept" else "fixed",
             step=(f"stream:{spec.id}", {"output": output}),
+            first=unsaid,
             output=output,
             verdict=verdict_name,
             reason=reason,
@@ -119,8 +122,13 @@ class StreamWork:
 
     async def _judge(
         self, st: StreamState, output: str, round_: int, deps: dict[str, str]
-    ) -> tuple[Review, str]:
-        """The orchestrator's verdict on `output`, and the output after a fix if it fixed it."""
+    ) -> tuple[Review, str, tuple[str, dict[str, Any]] | None]:
+        """The orchestrator's verdict on `output`, the output after a fix if it fixed it, and
+        the verdict's event if it is left to the stream's next write.
+
+        A text stream's acceptance is written next, with nothing awaited before it: its
+        `review.verdict` event goes in that transaction (one write per stream, not two).
+        Any other verdict is announced now (a fix or a redo takes a model call first)."""
         spec = st.spec
         await self.book.update(st, "reviewing", rounds=round_ + 1)
         verdict = await orchestrator.review(
@@ -135,8 +143,7 @@ class StreamWork:
             brief=self.brief,
             inputs=deps,
         )
-        await self.ctx.store.append_event(
-            self.ctx.task_id,
+        said = (
             "review.verdict",
             {
                 "stream_id": spec.id,
@@ -145,16 +152,19 @@ class StreamWork:
                 "round": round_,
             },
         )
+        if verdict.verdict == "accept" and self.code is None:
+            return verdict, output, said
+        await self.ctx.store.append_event(self.ctx.task_id, *said)
         if verdict.verdict == "fix" and self.code is not None:
             # A code stream's result is its branch: the orchestrator fixes it with the tools
             # in the stream's worktree, and tierd's own test run decides again (a fix whose
             # tests fail comes back as a redo with their output).
-            return await self.code.fix(st, verdict, output, round_), output
+            return await self.code.fix(st, verdict, output, round_), output, None
         if verdict.verdict == "fix":
             output = await orchestrator.fix(
                 self.ctx.call, spec, output, verdict, self.ctx.rules, round=round_, brief=self.brief
             )
-        return verdict, output
+        return verdict, output, None
 
     async def _send_back(self, st: StreamState, verdict: Review, round_: int) -> str:
         """The feedback for the next round: the reviewer's for a redo, with the human's answer

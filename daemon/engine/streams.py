@@ -52,16 +52,29 @@ class StreamBook:
         return self.streams[stream_id]
 
     async def update(
-        self, st: StreamState, state: str, *, step: tuple[str, Any] | None = None, **fields: Any
+        self,
+        st: StreamState,
+        state: str,
+        *,
+        step: tuple[str, Any] | None = None,
+        first: tuple[str, dict[str, Any]] | None = None,
+        **fields: Any,
     ) -> None:
         """Save the stream's row and its `stream.state` event (and `step`, the memo of its
-        finished output) in one transaction: a kill never separates them."""
+        finished output; `first`, an event that comes before) in one transaction: a kill
+        never separates them."""
         data = {"stream_id": st.spec.id, "state": state, "parent": st.parent}
         data.update({k: v for k, v in fields.items() if k in {"verdict", "reason", "rounds"}})
         if state == "running":
             data["model"] = self.executor_model
         await self.store.upsert_stream(
-            self.task_id, st.spec.id, step=step, event=("stream.state", data), state=state, **fields
+            self.task_id,
+            st.spec.id,
+            step=step,
+            event=("stream.state", data),
+            first=first,
+            state=state,
+            **fields,
         )
 
     async def register(self, specs: list[StreamSpec], depth: int, parent: str | None) -> None:

@@ -27,20 +27,25 @@ class StreamQueries(StoreThread):
         *,
         step: tuple[str, Any] | None = None,
         event: tuple[str, dict[str, Any]] | None = None,
+        first: tuple[str, dict[str, Any]] | None = None,
         **fields: Any,
     ) -> NewEvent | None:
         """Create or update a stream's row. With `step` (key, value) the step memo and with
         `event` (type, data) the event are written in the same transaction: a stream whose
-        output is memoised is then never left looking unfinished after a crash."""
+        output is memoised is then never left looking unfinished after a crash. `first`: an
+        event written just before `event`, in that transaction too (one write, not two).
+        Returns `event` as written."""
 
-        def work() -> NewEvent | None:
+        def work() -> tuple[NewEvent | None, NewEvent | None]:
             with self._tx() as conn:
                 sql.update_stream(conn, task_id, stream_id, fields)
                 if step is not None:
                     sql.put_step(conn, task_id, step[0], step[1])
-                return sql.insert_event(conn, task_id, *event) if event else None
+                before = sql.insert_event(conn, task_id, *first) if first else None
+                return before, (sql.insert_event(conn, task_id, *event) if event else None)
 
-        return await self._write(work, lambda ev: [ev])
+        _, written = await self._write(work, lambda evs: list(evs))
+        return written
 
     async def add_streams(self, task_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Create the rows of new streams (each a mapping with `stream_id` and its columns),

@@ -253,6 +253,14 @@ async def test_redo_rounds_are_bounded_then_the_human_is_asked(engine: Engine) -
     assert "ADD THE NUMBERS" in engine.model.of("exec:a:r1:a0")[0].prompt
     assert "USE Q3" in engine.model.of("exec:a:r2:a0")[0].prompt
     assert (await engine.streams(task_id))["a"].rounds == 3
+    # Every verdict is announced once; the acceptance's just before the stream's acceptance,
+    # in the same write (a redo's at once: the next round takes a model call first).
+    found = await engine.store.events_after(0, task_id, limit=10_000)
+    said = [(e["type"], e["data"].get("verdict"), e["data"].get("state")) for e in found]
+    verdicts = [v for t, v, _ in said if t == "review.verdict"]
+    assert verdicts == ["redo", "redo", "accept"]
+    last = said.index(("review.verdict", "accept", None))
+    assert said[last + 1] == ("stream.state", "accept", "accepted")
 
 
 async def test_a_question_waits_only_when_no_stream_can_progress(engine: Engine) -> None:

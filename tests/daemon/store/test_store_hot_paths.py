@@ -190,3 +190,24 @@ async def test_advance_leaves_a_task_in_a_final_state_as_it_is(store: Store) -> 
     assert after is not None and before is not None
     assert (after.state, after.result, after.updated_at) == ("canceled", None, before.updated_at)
     assert len(await store.events_after(0, "t1")) == events
+
+
+async def test_a_streams_update_writes_an_event_before_its_own_in_one_transaction(
+    store: Store,
+) -> None:
+    heard: list[str] = []
+    store.add_listener(lambda ev: heard.append(ev.type))
+    await store.add_streams("t1", [{"stream_id": "a"}])
+    written = await store.upsert_stream(
+        "t1",
+        "a",
+        step=("stream:a", {"output": "x"}),
+        event=("stream.state", {"stream_id": "a", "state": "accepted"}),
+        first=("review.verdict", {"stream_id": "a", "verdict": "accept"}),
+        state="accepted",
+    )
+    assert written is not None and written.type == "stream.state"
+    events = [(e["type"], e["id"]) for e in await store.events_after(0, "t1")][-2:]
+    assert [t for t, _ in events] == ["review.verdict", "stream.state"]
+    assert events[1][0] == "stream.state" and written.id == events[1][1]
+    assert heard[-2:] == ["review.verdict", "stream.state"]  # both announced, in order
