@@ -4,6 +4,7 @@ and its attachments (`TaskAttachments`)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -147,11 +148,10 @@ class TaskContext:
     call: Caller
     #: Returns once no model call of the run is in flight (`TaskGateway.settled`).
     settled: Callable[[], Awaitable[None]]
+    #: Reads the step memo (`TaskGateway.saved`: not for keys saved after the run began).
+    saved: Callable[[str], Awaitable[Any | None]]
     #: The files handed over with the task (none for most tasks).
     attachments: TaskAttachments = field(default_factory=TaskAttachments)
-    #: The keys of the steps saved when the run began, and those the gateway saved since
-    #: (`TaskGateway`'s set); None: unknown, every read goes to the store.
-    saved_keys: set[str] | None = None
 
     @classmethod
     def of(
@@ -162,7 +162,7 @@ class TaskContext:
         call: Caller,
         settled: Callable[[], Awaitable[None]] | None = None,
         attachments: TaskAttachments | None = None,
-        saved_keys: set[str] | None = None,
+        saved: Callable[[str], Awaitable[Any | None]] | None = None,
     ) -> TaskContext:
         # A task with a repository (its code_json names it) is a code task.
         rules = settings.prompt_rules(row.goal, code=bool(row.code_json))
@@ -170,19 +170,12 @@ class TaskContext:
         # Streams (and sub-streams of splits) may name only the task's attachments.
         plan_rules = replace(rules.to_plan_rules(), attachments=attachments.names)
         settled = settled or _nothing_flies
-        return cls(store, row, settings, rules, plan_rules, call, settled, attachments, saved_keys)
+        saved = saved or functools.partial(store.get_step, row.id)
+        return cls(store, row, settings, rules, plan_rules, call, settled, saved, attachments)
 
     @property
     def task_id(self) -> str:
         return self.row.id
-
-    async def saved_step(self, key: str) -> Any | None:
-        """The memo's value for `key`, None if there is none. Not read for a key that was not
-        saved when the run began: a stream's done-marker is read once per run, before the
-        stream's work writes it, so a new task's streams skip a round trip each."""
-        if self.saved_keys is not None and key not in self.saved_keys:
-            return None
-        return await self.store.get_step(self.task_id, key)
 
     @property
     def goal_line(self) -> str:

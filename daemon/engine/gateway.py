@@ -103,6 +103,8 @@ class TaskGateway:
         #: The task's step keys when this run began (`Store.run_start`), None if unknown.
         #: Only this gateway writes a call's key (and adds it here), so a key not among them
         #: is not in the memo: its two reads are skipped (a store round trip each, per call).
+        #: A stream's done-marker is read once per run, before the stream writes it: the same
+        #: holds for it (`saved`).
         self._saved_keys = saved_keys
         #: Model calls in flight, and an event set whenever there are none.
         self._flying = 0
@@ -112,6 +114,13 @@ class TaskGateway:
     async def settled(self) -> None:
         """Return once no model call of this task is in flight."""
         await self._landed.wait()
+
+    async def saved(self, key: str) -> Any | None:
+        """The memo's value for `key`, None if there is none; not read for a key that was
+        not saved when the run began, nor by this gateway since (see `_saved_keys`)."""
+        if self._saved_keys is not None and key not in self._saved_keys:
+            return None
+        return await self.store.get_step(self.task_id, key)
 
     async def __call__(
         self,
@@ -125,13 +134,12 @@ class TaskGateway:
         response_model: type[BaseModel] | None = None,
         tools: list[dict[str, Any]] | None = None,
     ) -> CallOutput:
-        maybe_saved = self._saved_keys is None or key in self._saved_keys
-        cached = await self.store.get_step(self.task_id, key) if maybe_saved else None
+        cached = await self.saved(key)
         if cached is not None:
             return _output(cached)
 
         async def body(_key: str) -> dict[str, Any]:
-            again = await self.store.get_step(self.task_id, key) if maybe_saved else None
+            again = await self.saved(key)
             if again is not None:
                 return dict(again)
             value = self.held.get(self.task_id, key)

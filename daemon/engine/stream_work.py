@@ -52,7 +52,7 @@ class StreamWork:
     async def work(self, st: StreamState, deps: dict[str, str], split: Splitter) -> str:
         """The stream's accepted output (read back from the memo if it was accepted before)."""
         spec = st.spec
-        done = await self.ctx.saved_step(f"stream:{spec.id}")
+        done = await self.ctx.saved(f"stream:{spec.id}")
         if done is not None:
             return str(done["output"])
         st.status = "working"

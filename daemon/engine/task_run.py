@@ -140,7 +140,7 @@ class TaskRun:
             executor_sees_images=tier_sees_images(tiers["executor"]),
         )
         ctx = TaskContext.of(
-            self.store, row, settings, gateway, gateway.settled, attachments, start.step_keys
+            self.store, row, settings, gateway, gateway.settled, attachments, gateway.saved
         )
         code = await self._code_streams(ctx)
         try:

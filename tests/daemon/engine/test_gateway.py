@@ -80,3 +80,18 @@ async def test_a_key_answered_in_this_run_is_not_asked_again(tmp_path: Path) -> 
     assert await _in_a_run(gateway, ["review:a:r0", "review:a:r0"]) == ["first", "first"]
     assert model.keys("review:*") == ["review:a:r0"]
     await store.close()
+
+
+async def test_a_step_not_saved_when_the_run_began_is_not_read(tmp_path: Path) -> None:
+    store = await _store(tmp_path)
+    await store.put_step("t1", "stream:a", {"output": "A"})
+    await store.put_step("t1", "stream:b", {"output": "B"})
+    model = ScriptedCaller({})
+    known = TaskGateway(store, "t1", _Slots(), model, _nothing, saved_keys={"stream:a"})
+    assert await known.saved("stream:a") == {"output": "A"}
+    # Written after the run began (only this run could have): not read back.
+    assert await known.saved("stream:b") is None
+    unknown = TaskGateway(store, "t1", _Slots(), model, _nothing)
+    assert await unknown.saved("stream:b") == {"output": "B"}
+    assert await unknown.saved("stream:c") is None
+    await store.close()
