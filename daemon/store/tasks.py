@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from sqlalchemy import and_, func, or_
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -37,6 +38,24 @@ class RunStart:
 
 #: A run's first move: the state to enter, and when (given the task's row as it is).
 FirstMove = tuple[str, Callable[[TaskRow], bool]]
+
+
+def _enter(
+    conn: Connection,
+    task_id: str,
+    previous: str,
+    new_state: str,
+    fields: dict[str, Any],
+    reason: str | None = None,
+) -> NewEvent:
+    """Move the task from `previous` to `new_state` (raises if that is not a legal move) with
+    `fields`, and write its `task.state` event."""
+    check_move(previous, new_state)
+    sql.update_task(conn, task_id, {**fields, "state": new_state, "updated_at": time.time()})
+    data: dict[str, Any] = {"state": new_state, "previous": previous}
+    if reason:
+        data["reason"] = reason
+    return sql.insert_event(conn, task_id, "task.state", data)
 
 
 def _add_task(
@@ -134,11 +153,7 @@ class TaskQueries(StoreThread):
                 if first_move is None or not first_move[1](row) or row.state in TERMINAL:
                     return start, None
                 state, previous = first_move[0], row.state
-                check_move(previous, state)
-                sql.update_task(conn, task_id, {"state": state, "updated_at": time.time()})
-                ev = sql.insert_event(
-                    conn, task_id, "task.state", {"state": state, "previous": previous}
-                )
+                ev = _enter(conn, task_id, previous, state, {})
                 row.state = state
                 return replace(start, moved_from=previous), ev
 
@@ -281,20 +296,18 @@ class TaskQueries(StoreThread):
                 row = sql.get_task_locked(conn, task_id)
                 if row is None:
                     return None, False, None
-                previous, now = row.state, time.time()
+                previous = row.state
                 if previous in TERMINAL:
                     return previous, False, None
                 if previous != new_state and may_move(previous):
-                    check_move(previous, new_state)
-                    moved = {**fields, "state": new_state, "updated_at": now}
-                    sql.update_task(conn, task_id, moved)
-                    data: dict[str, Any] = {"state": new_state, "previous": previous}
-                    if reason:
-                        data["reason"] = reason
-                    return previous, True, sql.insert_event(conn, task_id, "task.state", data)
+                    return (
+                        previous,
+                        True,
+                        _enter(conn, task_id, previous, new_state, fields, reason),
+                    )
                 changed = {k: v for k, v in fields.items() if getattr(row, k) != v}
                 if changed:
-                    sql.update_task(conn, task_id, {**changed, "updated_at": now})
+                    sql.update_task(conn, task_id, {**changed, "updated_at": time.time()})
                 return previous, False, None
 
         previous, moved, _ = await self._write(work, lambda r: [r[2]])
