@@ -116,7 +116,7 @@ def price_known(model: str) -> bool:
     if not model:
         return False
     try:
-        litellm.cost_per_token(model=model, prompt_tokens=1, completion_tokens=1)
+        _litellm_cost(1, 1, model, 0, 0)
     except Exception:  # litellm raises for models missing from its table
         return False
     return True
@@ -161,8 +161,5 @@ def price_per_million(model: str) -> tuple[float, float] | None:
     (which the dashboard polls every second) asks for every role's model each time."""
     if not price_known(model):
         return None
-    per_input, _ = litellm.cost_per_token(model=model, prompt_tokens=1_000_000, completion_tokens=0)
-    _, per_output = litellm.cost_per_token(
-        model=model, prompt_tokens=0, completion_tokens=1_000_000
-    )
-    return float(per_input), float(per_output)
+    million = 1_000_000
+    return _litellm_cost(million, 0, model, 0, 0), _litellm_cost(0, million, model, 0, 0)
