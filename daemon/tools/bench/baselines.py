@@ -37,6 +37,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 
 from daemon.engine.settings import TaskSettings
+from daemon.tools.bench.measure import metered_default_executor
 from roles import orchestrator
 from roles.calls import Caller
 from roles.executor import execute
@@ -62,7 +63,8 @@ class BaselineRun:
 
     wall_s: float
     records: list[UsageRecord] = field(default_factory=list)
-    #: CPU time of the calling thread (the litellm client side; the simulator has its own).
+    #: CPU time of the calling thread and of its loop's worker threads: the litellm client
+    #: side, which runs half of each call in a worker thread (the simulator has its own).
     client_cpu_s: float = 0.0
     outputs: dict[str, str] = field(default_factory=dict)
 
@@ -148,11 +150,14 @@ class _Peer:
         return output
 
     async def timed(self, run: Awaitable[dict[str, str]]) -> BaselineRun:
-        """Await `run` (the peer's outputs by stream), timed in wall and calling-thread CPU."""
-        cpu0, t0 = time.thread_time(), time.perf_counter()
+        """Await `run` (the peer's outputs by stream), timed in wall time and in the CPU of the
+        calling thread plus its loop's worker threads (where litellm runs its sync half)."""
+        pool = metered_default_executor()
+        cpu0, t0 = time.thread_time() + pool.cpu_s(), time.perf_counter()
         outputs = await run
         wall = time.perf_counter() - t0
-        return BaselineRun(wall, self.records, time.thread_time() - cpu0, dict(outputs))
+        cpu = time.thread_time() + pool.cpu_s() - cpu0
+        return BaselineRun(wall, self.records, cpu, dict(outputs))
 
 
 async def run_sequential(

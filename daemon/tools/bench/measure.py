@@ -1,16 +1,21 @@
-"""Measuring: percentiles, a process's CPU time (by thread) and peak memory, and the machine.
+"""Measuring: percentiles, a process's CPU time (by thread), a thread pool's CPU time, peak
+memory, and the machine.
 
 Nothing here knows about tierd: these are the bench's instruments.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import platform
 import statistics
 import threading
+import time
+import weakref
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from typing import Any
 
@@ -19,10 +24,12 @@ import psutil
 from daemon import __version__
 
 __all__ = [
+    "MeteredExecutor",
     "RssPoller",
     "cpu_s",
     "cpu_split",
     "machine_info",
+    "metered_default_executor",
     "pct",
     "spread",
     "summary_ms",
@@ -74,6 +81,55 @@ def cpu_split(proc: psutil.Process) -> tuple[float, float]:
             else:
                 other += t.user_time + t.system_time
     return main, other
+
+
+class MeteredExecutor(ThreadPoolExecutor):
+    """A thread pool that can say how much CPU its threads have used.
+
+    A pool's threads live until it shuts down, so the sum of their CPU clocks only grows:
+    two readings' difference is what the pool ran in between.
+    """
+
+    def __init__(self, thread_name_prefix: str = "asyncio") -> None:
+        super().__init__(thread_name_prefix=thread_name_prefix, initializer=self._started)
+        self._idents: list[int] = []
+        self._idents_lock = threading.Lock()
+
+    def _started(self) -> None:
+        with self._idents_lock:
+            self._idents.append(threading.get_ident())
+
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) its threads have used so far."""
+        with self._idents_lock:
+            idents = list(self._idents)
+        total = 0.0
+        for ident in idents:
+            with contextlib.suppress(OSError, ProcessLookupError):
+                total += time.clock_gettime(time.pthread_getcpuclockid(ident))
+        return total
+
+
+_METERED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MeteredExecutor] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def metered_default_executor() -> MeteredExecutor:
+    """The running loop's default executor, replaced on first use by a `MeteredExecutor`.
+
+    litellm's `acompletion` runs its synchronous half with `run_in_executor(None, ...)`: a
+    client's CPU is its calling thread's plus what it ran there. The pool stays the loop's
+    default for the rest of its life (`asyncio.run` shuts it down); one created before is
+    left to idle until the process ends.
+    """
+    loop = asyncio.get_running_loop()
+    pool = _METERED.get(loop)
+    if pool is None:
+        pool = MeteredExecutor()
+        loop.set_default_executor(pool)
+        _METERED[loop] = pool
+    return pool
 
 
 class RssPoller:

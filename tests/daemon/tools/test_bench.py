@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from support import ROOT
 from support.simulator import running_simulator
 
 from daemon.tools.bench.in_flight import peak_in_flight
-from daemon.tools.bench.measure import pct
+from daemon.tools.bench.measure import MeteredExecutor, metered_default_executor, pct
 from daemon.tools.bench.report import evaluate_targets
 from daemon.tools.bench.workloads import CHEAP, PREMIUM, WORKLOADS, tiny_scenario
 from daemon.tools.simulator import CallRecord
@@ -283,6 +284,68 @@ def test_functional_peer_starts_each_stream_when_its_dependencies_are_reviewed()
             assert end is not None and start >= end, (spec.id, dep)
     # Independent streams run together, never more than the ceiling (2) at once.
     assert peak_in_flight(records, "execute") == 2
+
+
+def _burn(seconds: float) -> float:
+    """Spin this thread for `seconds` of its own CPU time; returns the CPU time it used."""
+    t0 = time.thread_time()
+    while time.thread_time() - t0 < seconds:
+        pass
+    return time.thread_time() - t0
+
+
+def test_a_metered_pool_counts_its_threads_cpu_and_becomes_the_loops_default() -> None:
+    async def main() -> tuple[float, float, bool, bool]:
+        pool = metered_default_executor()
+        again = metered_default_executor() is pool
+        before = pool.cpu_s()
+        loop = asyncio.get_running_loop()
+        # `run_in_executor(None, ...)`, as litellm calls it, lands in the metered pool.
+        burnt = sum(
+            await asyncio.gather(*(loop.run_in_executor(None, _burn, 0.05) for _ in range(3)))
+        )
+        return pool.cpu_s() - before, burnt, again, isinstance(pool, MeteredExecutor)
+
+    counted, burnt, same, metered = asyncio.run(main())
+    assert same and metered
+    # Every thread's CPU is counted (work in the caller's thread would not be).
+    assert burnt >= 0.15 and counted >= burnt * 0.95, (counted, burnt)
+
+
+def test_the_litellm_client_cpu_includes_its_worker_thread_half() -> None:
+    from daemon.tools.bench.baselines import BaselineRun, _Peer, run_sequential
+    from roles.models.gateway import ModelTier
+
+    with running_simulator(PEER_SCENARIO) as sim:
+        tiers = {
+            role: ModelTier(model=model, api_base=sim.api_base, timeout_s=30.0, max_retries=0)
+            for role, model in (
+                ("planner", PREMIUM),
+                ("orchestrator", PREMIUM),
+                ("executor", CHEAP),
+            )
+        }
+
+        async def main() -> tuple[float, BaselineRun]:
+            pool = metered_default_executor()
+            before = pool.cpu_s()
+            await run_sequential(PEER_PLAN, "Write a note", {}, tiers, "t-cpu")
+            in_pool = pool.cpu_s() - before
+            # A peer's figure holds what it ran in the loop's worker threads.
+            peer = _Peer.make(PEER_PLAN, "Write a note", {}, tiers, "t-cpu")
+
+            async def burn_in_worker() -> dict[str, str]:
+                await asyncio.get_running_loop().run_in_executor(None, _burn, 0.1)
+                return {}
+
+            return in_pool, await peer.timed(burn_in_worker())
+
+        in_pool, timed = asyncio.run(main())
+
+    # litellm runs part of each call in the loop's worker threads (its sync half)...
+    assert in_pool > 0
+    # ...and the client's CPU counts them, not only the calling thread's.
+    assert timed.client_cpu_s >= 0.095, timed.client_cpu_s
 
 
 def _record(seq: int, start: float, end: float | None, purpose: str = "execute") -> CallRecord:
