@@ -251,20 +251,23 @@ PEER_SCENARIO = {
 }
 
 
+def _tiers(api_base: str) -> dict[str, Any]:
+    """The three roles' model tiers on the simulator at `api_base`, as the bench's peers
+    use them (litellm takes seconds to import: only in the tests that need it)."""
+    from roles.models.gateway import ModelTier
+
+    return {
+        role: ModelTier(model=model, api_base=api_base, timeout_s=30.0, max_retries=0)
+        for role, model in (("planner", PREMIUM), ("orchestrator", PREMIUM), ("executor", CHEAP))
+    }
+
+
 def test_functional_peer_starts_each_stream_when_its_dependencies_are_reviewed() -> None:
     # litellm and langgraph take seconds to import: only for the test that needs them.
     from daemon.tools.bench.baselines import run_functional
-    from roles.models.gateway import ModelTier
 
     with running_simulator(PEER_SCENARIO) as sim:
-        tiers = {
-            role: ModelTier(model=model, api_base=sim.api_base, timeout_s=30.0, max_retries=0)
-            for role, model in (
-                ("planner", PREMIUM),
-                ("orchestrator", PREMIUM),
-                ("executor", CHEAP),
-            )
-        }
+        tiers = _tiers(sim.api_base)
         run = asyncio.run(run_functional(PEER_PLAN, "Write a note", {}, tiers, "t-peer", 2))
         records = list(sim.sim.state.records)
 
@@ -314,17 +317,9 @@ def test_a_metered_pool_counts_its_threads_cpu_and_becomes_the_loops_default() -
 
 def test_the_litellm_client_cpu_includes_its_worker_thread_half() -> None:
     from daemon.tools.bench.baselines import BaselineRun, _Peer, run_sequential
-    from roles.models.gateway import ModelTier
 
     with running_simulator(PEER_SCENARIO) as sim:
-        tiers = {
-            role: ModelTier(model=model, api_base=sim.api_base, timeout_s=30.0, max_retries=0)
-            for role, model in (
-                ("planner", PREMIUM),
-                ("orchestrator", PREMIUM),
-                ("executor", CHEAP),
-            )
-        }
+        tiers = _tiers(sim.api_base)
 
         async def main() -> tuple[float, BaselineRun]:
             pool = metered_default_executor()
