@@ -9,7 +9,8 @@ again by the next caller.
 The cyclic garbage collector is paused for the import: the ~3,000 modules it loads set off
 several full collections, each walking every object imported so far (1.3 s of CPU at start
 on a 2-core machine; the import took 3.3–3.6 s instead of 3.9–4.9 s without them). Import
-makes few cycles to collect, and the collector is back once the import ends, however it ends.
+makes few cycles to collect; the pause is the whole process's, for those seconds, and the
+collector is back once the import ends, however it ends.
 """
 
 from __future__ import annotations

@@ -64,7 +64,8 @@ class BaselineRun:
     wall_s: float
     records: list[UsageRecord] = field(default_factory=list)
     #: CPU time of the calling thread and of its loop's worker threads: the litellm client
-    #: side, which runs half of each call in a worker thread (the simulator has its own).
+    #: side, which runs the synchronous part of each call in a worker thread (the simulator
+    #: has its own).
     client_cpu_s: float = 0.0
     outputs: dict[str, str] = field(default_factory=dict)
 
@@ -151,7 +152,7 @@ class _Peer:
 
     async def timed(self, run: Awaitable[dict[str, str]]) -> BaselineRun:
         """Await `run` (the peer's outputs by stream), timed in wall time and in the CPU of the
-        calling thread plus its loop's worker threads (where litellm runs its sync half)."""
+        calling thread plus its loop's worker threads (where litellm runs its synchronous part)."""
         pool = metered_default_executor()
         cpu0, t0 = time.thread_time() + pool.cpu_s(), time.perf_counter()
         outputs = await run

@@ -105,7 +105,7 @@ class MeteredExecutor(ThreadPoolExecutor):
             idents = list(self._idents)
         total = 0.0
         for ident in idents:
-            with contextlib.suppress(OSError, ProcessLookupError):
+            with contextlib.suppress(OSError):  # a thread that has ended
                 total += time.clock_gettime(time.pthread_getcpuclockid(ident))
         return total
 
@@ -118,7 +118,7 @@ _METERED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MeteredExecutor] 
 def metered_default_executor() -> MeteredExecutor:
     """The running loop's default executor, replaced on first use by a `MeteredExecutor`.
 
-    litellm's `acompletion` runs its synchronous half with `run_in_executor(None, ...)`: a
+    litellm's `acompletion` runs its synchronous part with `run_in_executor(None, ...)`: a
     client's CPU is its calling thread's plus what it ran there. The pool stays the loop's
     default for the rest of its life (`asyncio.run` shuts it down); one created before is
     left to idle until the process ends.
