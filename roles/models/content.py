@@ -15,6 +15,7 @@ messages stay plain strings, exactly as before attachments existed.
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -64,9 +65,11 @@ class AttachmentContent:
     pictures: tuple[Picture, ...] = field(default_factory=tuple)
 
 
+@functools.lru_cache(maxsize=256)
 def sees_images(model: str) -> bool:
     """Whether litellm's table says `model` takes images; False for a model it does not know
-    (a local model's name): the planner's description is then what it gets."""
+    (a local model's name): the planner's description is then what it gets. Kept per model:
+    every run asks it for two tiers on its way to the first call, and the table is fixed."""
     # Imported here: the prompts (and so the API) import this module, litellm only the engine.
     from roles.models.client import litellm
 

@@ -11,6 +11,7 @@ as unknown, never as $0.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 from roles.models.client import litellm
@@ -18,7 +19,21 @@ from roles.models.costs import price_known
 from roles.models.errors import ModelConfigError
 from roles.models.tier import ModelTier
 
-__all__ = ["check_tier", "check_tiers", "provider_of"]
+__all__ = ["check_tier", "check_tiers", "litellm_provider", "provider_of"]
+
+
+@functools.lru_cache(maxsize=256)
+def litellm_provider(model: str) -> str | None:
+    """The provider litellm routes `model` to by its name; None when it cannot.
+
+    Asked for every call (the request's arguments, the key's scope): litellm works it out
+    afresh each time, and the answer is fixed for a name, so it is kept.
+    """
+    try:
+        provider = litellm.get_llm_provider(model)[1]
+    except Exception:  # litellm raises BadRequestError: "LLM Provider NOT provided"
+        return None
+    return str(provider) if provider else None
 
 
 def provider_of(model: str, api_base: str | None) -> str | None:
@@ -27,11 +42,7 @@ def provider_of(model: str, api_base: str | None) -> str | None:
     With an `api_base`, a name litellm cannot route is served by that OpenAI-compatible
     server (a bare "llama3" on Ollama, "org/model" on vLLM): "openai".
     """
-    try:
-        provider = litellm.get_llm_provider(model)[1]
-    except Exception:  # litellm raises BadRequestError: "LLM Provider NOT provided"
-        return "openai" if api_base else None
-    return str(provider) if provider else ("openai" if api_base else None)
+    return litellm_provider(model) or ("openai" if api_base else None)
 
 
 def check_tier(tier: ModelTier, role: str) -> list[str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import logging
 import random
 import time
@@ -33,7 +34,7 @@ from roles.models.client import litellm
 from roles.models.costs import cost_of
 from roles.models.errors import ModelCallError, ModelConfigError
 from roles.models.prompt_cache import mark_prefix
-from roles.models.routing import provider_of
+from roles.models.routing import litellm_provider, provider_of
 from roles.models.structured import response_format, schema_instruction
 from roles.models.tier import NO_KEY, ModelTier
 from roles.models.toolcalls import ToolCall, tool_calls_of
@@ -142,11 +143,7 @@ def one_line(text: str, limit: int) -> str:
 
 
 def _provider_args(model: str, api_base: str | None) -> dict[str, Any]:
-    if not api_base:
-        return {}
-    try:
-        litellm.get_llm_provider(model)
-    except Exception:
+    if api_base and litellm_provider(model) is None:
         # A bare name ("llama3") on an OpenAI-compatible server (Ollama, vLLM, simulator).
         return {"custom_llm_provider": "openai"}
     return {}
@@ -160,8 +157,13 @@ def _same_server(model: str, api_base: str | None, tier: ModelTier) -> bool:
     return api_base is not None or provider_of(model, None) == provider_of(tier.model, None)
 
 
+@functools.lru_cache(maxsize=256)
 def _supports_schema(model: str) -> bool:
-    """Whether litellm knows `model` to accept a JSON schema as `response_format`."""
+    """Whether litellm knows `model` to accept a JSON schema as `response_format`.
+
+    Kept per model: litellm looks it up in its table each time (~0.1 ms, most of a
+    structured call's set-up), and its table does not change while the daemon runs.
+    """
     try:
         return bool(litellm.supports_response_schema(model=model))
     except Exception:  # unknown model: instruct in the prompt instead

@@ -108,3 +108,44 @@ def test_the_report_shows_an_unknown_cost_as_unknown() -> None:
     assert cost["total_usd"] is None and cost["tiering_saved_usd"] is None
     assert cost["premium_only_usd"] > 0  # the premium model's price is known
     assert cost["unknown_price_models"] == [UNPRICED]
+
+
+def test_litellm_is_asked_about_a_model_once_however_many_calls_it_serves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its provider, whether it takes a JSON schema and whether it sees images are fixed for
+    a model name: every structured call used to ask litellm's table all three again."""
+    from roles.models import content, routing, transport
+    from roles.plan.schema import Review
+
+    asked: dict[str, list[str]] = {}
+    for name in ("get_llm_provider", "supports_response_schema", "supports_vision"):
+        real = getattr(routing.litellm, name)
+
+        def counted(*a: Any, _name: str = name, _real: Any = real, **kw: Any) -> Any:
+            asked.setdefault(_name, []).append(kw.get("model") or a[0])
+            return _real(*a, **kw)
+
+        monkeypatch.setattr(routing.litellm, name, counted)
+    # Asked afresh by this test (another may have asked about the model before).
+    for kept in (routing.litellm_provider, transport._supports_schema, content.sees_images):
+        getattr(kept, "cache_clear", lambda: None)()
+    model, api_base = "openai/gpt-5-nano", "http://127.0.0.1:9/v1"
+    c = transport.Attempts(
+        ModelTier(model=model, api_base=api_base), "o", "r", "t", None, 0, None, {}
+    )
+
+    def call() -> None:
+        kwargs = c.request(model, api_base, None, [{"role": "user", "content": "x"}], Review)
+        assert kwargs["response_format"]["json_schema"]["name"] == "Review"
+        assert content.sees_images(model)
+
+    call()
+    first = {name: len(models) for name, models in asked.items()}
+    assert set(first) == {"get_llm_provider", "supports_response_schema", "supports_vision"}
+    call()
+    call()
+    assert {name: len(models) for name, models in asked.items()} == first
+    # Kept per name: another model is asked about in its own right.
+    assert routing.provider_of("anthropic/claude-sonnet-4-5", None) == "anthropic"
+    assert asked["get_llm_provider"][-1] == "anthropic/claude-sonnet-4-5"
