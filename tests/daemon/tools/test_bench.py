@@ -315,7 +315,7 @@ def test_a_metered_pool_counts_its_threads_cpu_and_becomes_the_loops_default() -
     assert burnt >= 0.15 and counted >= burnt * 0.95, (counted, burnt)
 
 
-def test_the_litellm_client_cpu_includes_its_worker_thread_half() -> None:
+def test_the_litellm_client_cpu_includes_its_worker_threads_part() -> None:
     from daemon.tools.bench.baselines import BaselineRun, _Peer, run_sequential
 
     with running_simulator(PEER_SCENARIO) as sim:
@@ -337,7 +337,7 @@ def test_the_litellm_client_cpu_includes_its_worker_thread_half() -> None:
 
         in_pool, timed = asyncio.run(main())
 
-    # litellm runs part of each call in the loop's worker threads (its sync half)...
+    # litellm runs the synchronous part of each call in the loop's worker threads...
     assert in_pool > 0
     # ...and the client's CPU counts them, not only the calling thread's.
     assert timed.client_cpu_s >= 0.095, timed.client_cpu_s
