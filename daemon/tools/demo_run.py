@@ -85,18 +85,19 @@ def log_tail(path: Path, lines: int = 15) -> str:
 def start_daemon(home: Path, timeout: float = 60.0) -> DaemonHandle:
     """`tierd serve --port 0` with TIERD_HOME=home; returns once daemon.json names it."""
     log = home / "daemon.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "daemon.cli", "serve", "--port", "0"],
-            cwd=home,
-            env=daemon_env(home),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    handle = DaemonHandle(proc, "", "", log)
-    deadline = time.monotonic() + timeout
+    handle: DaemonHandle | None = None
     try:
+        with _interrupts_deferred(), log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "daemon.cli", "serve", "--port", "0"],
+                cwd=home,
+                env=daemon_env(home),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+            handle = DaemonHandle(proc, "", "", log)
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise DemoError(
@@ -109,8 +110,34 @@ def start_daemon(home: Path, timeout: float = 60.0) -> DaemonHandle:
             time.sleep(0.05)
         raise DemoError(f"the daemon did not start within {timeout:.0f}s:\n" + log_tail(log))
     except BaseException:
-        handle.stop()
+        if handle is not None:
+            handle.stop()
         raise
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends, then raise KeyboardInterrupt for one that
+    came. `Popen` forks before it returns: interrupted in between, it raises without killing
+    the child, and the daemon ran on with no handle to stop it. The handlers are Python's, so
+    the child (which execs) starts with the default ones, not with the signals ignored."""
+    came: list[int] = []
+
+    def note(sig: int, _frame: FrameType | None) -> None:
+        came.append(sig)
+
+    try:
+        previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if came:
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

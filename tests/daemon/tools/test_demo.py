@@ -213,3 +213,31 @@ def test_sigterm_while_the_daemon_starts_cleans_up(tmp_path: Path) -> None:
             proc.wait()
         if proc.stderr:
             proc.stderr.close()
+
+
+def test_an_interrupt_while_the_daemon_is_forked_stops_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM that lands inside `Popen`, after the fork and before it returns (where the test
+    above sends it when it sees the child), must not leave the daemon running unhandled."""
+    from daemon.tools import demo_run
+
+    started: list[subprocess.Popen[bytes]] = []
+    real_popen = subprocess.Popen
+
+    def popen_then_sigterm(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        started.append(real_popen(*args, **kwargs))
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.1)  # the handler runs here, before this call returns
+        return started[-1]
+
+    monkeypatch.setattr(demo_run.subprocess, "Popen", popen_then_sigterm)
+    try:
+        with demo_run._sigterm_as_interrupt(), pytest.raises(KeyboardInterrupt):
+            demo_run.start_daemon(tmp_path)
+        assert [p.poll() is not None for p in started] == [True]
+    finally:
+        for p in started:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
