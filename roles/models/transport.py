@@ -19,6 +19,7 @@ ends without a finish reason (cut on the way) is retried like an empty answer.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import email.utils
 import functools
 import logging
@@ -220,7 +221,7 @@ def _finished(stream: Any, chunks: list[Any]) -> bool:
     )
 
 
-async def _ask(kwargs: dict[str, Any], model: str) -> Any:
+async def _answer(kwargs: dict[str, Any], model: str) -> Any:
     """litellm's answer to one request: the response, or, streamed, the chunks assembled."""
     response = await litellm.acompletion(**kwargs)
     if not kwargs.get("stream"):
@@ -237,6 +238,26 @@ async def _ask(kwargs: dict[str, Any], model: str) -> Any:
     if not _finished(response, chunks):
         raise EmptyAnswerError(f"{model}: the answer's stream ended before its finish")
     return litellm.stream_chunk_builder(chunks, messages=kwargs["messages"])
+
+
+async def _ask(kwargs: dict[str, Any], model: str, limit_s: float) -> Any:
+    """`_answer` within `limit_s`, run as a task of its own in an empty context.
+
+    The event loop keeps, with each socket and each timer, the context that was current when
+    it was made, and a connection stays in litellm's pool after the call. In the caller's
+    context that is LangGraph's config of the step (its scratchpad, runtime, the stream's
+    inputs): a pooled connection would keep a finished step alive for as long as it stays open
+    (~1,000 steps after 1,000 streams), the guard's cancelled timer until its deadline.
+    Cancelling the caller cancels this task, and with it the request.
+    """
+
+    async def guarded() -> Any:
+        # A guard over the HTTP client's own timeout (which bounds each read, not the
+        # whole exchange): a slowly trickling answer cannot hang a stream forever.
+        async with asyncio.timeout(limit_s):
+            return await _answer(kwargs, model)
+
+    return await asyncio.get_running_loop().create_task(guarded(), context=contextvars.Context())
 
 
 @dataclass
@@ -354,10 +375,7 @@ async def _on_endpoint(
         started, wall = time.monotonic(), time.time()
         tokens = TokenCounts()
         try:
-            # A guard over the HTTP client's own timeout (which bounds each read, not the
-            # whole exchange): a slowly trickling answer cannot hang a stream forever.
-            async with asyncio.timeout(c.tier.timeout_s * 1.5 + 1):
-                response = await _ask(kwargs, model)
+            response = await _ask(kwargs, model, c.tier.timeout_s * 1.5 + 1)
             reply, tokens = _reply_and_usage(response)
             if reply.empty:
                 raise EmptyAnswerError(f"{model} answered 200 with empty content")
