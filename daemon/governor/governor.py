@@ -6,8 +6,9 @@ between the configured floor and ceiling and moves it with memory pressure:
 - Every `interval_ms` it takes a reading (in a worker thread, never on the event loop): memory
   total and available (the machine's, or the cgroup's when a tighter cgroup limit applies) and
   the resident memory of the daemon with all its descendants (`sampler`).
-- From the daemon's growth while agents run it keeps a smoothed estimate of what one agent
-  costs, never below `min_agent_bytes`.
+- From the daemon's growth while agents run (counted from the last low: RSS does not fall when
+  agents finish) it keeps a smoothed estimate of what one agent costs, never below
+  `min_agent_bytes`.
 - The limit is what fits under the soft threshold: with
   `headroom = soft * total - used - reserve_bytes`, the limit is
   `in_flight + floor(headroom / per_agent)`, clamped to `[floor, ceiling]`. At or above the

@@ -4,8 +4,9 @@ hysteresis that keeps the limit from flapping.
 Pure: no event loop, no clock of its own, no I/O. The governor hands it each reading with the
 time, and applies the moves it returns.
 
-- From the daemon's growth while agents run it keeps a smoothed estimate of what one agent
-  costs, never below `min_agent_bytes` (`AgentCost`).
+- From the daemon's growth while agents run (counted from the last low: RSS does not fall when
+  agents finish) it keeps a smoothed estimate of what one agent costs, never below
+  `min_agent_bytes` (`AgentCost`).
 - The target is what fits under the soft threshold: with
   `headroom = soft * total - used - reserve_bytes`, the target is
   `in_flight + floor(headroom / per_agent)`, clamped to `[floor, ceiling]`. At or above the
@@ -43,22 +44,36 @@ def _mib(n: float) -> str:
 
 
 class AgentCost:
-    """The smoothed estimate of the memory one more agent costs."""
+    """The smoothed estimate of the memory one more agent costs.
+
+    Each sample is the daemon's growth since a reference reading, divided by the agents added
+    since. The reference is the last low: the daemon idle, or the last reading with fewer
+    agents than the one before. Memory that finished agents free stays with the allocator, so
+    the daemon's RSS does not fall when a burst drains; measured from the idle baseline, the
+    few agents left at the end of a burst were charged with all the memory it left behind
+    (then the limit stayed low long after), while new agents reuse that memory first. A sample
+    needs at least a quarter of the running agents to be new since the reference: a running
+    count that only wobbles would divide the RSS's own jitter by one or two agents.
+    """
 
     def __init__(self, minimum: int) -> None:
         self.minimum = minimum
         self._per_agent = float(minimum)
-        self._idle_rss: int | None = None
+        self._ref: tuple[int, int] | None = None  # (daemon RSS, agents running) at the last low
+        self._last_in_flight = 0
 
     def observe(self, reading: MemoryReading, in_flight: int) -> None:
         """Learn from a reading taken while `in_flight` agents ran."""
-        if in_flight == 0:
-            # The daemon idle is the baseline that agents' growth is measured from.
-            self._idle_rss = reading.daemon_rss
+        dropped = in_flight < self._last_in_flight
+        self._last_in_flight = in_flight
+        if self._ref is None or dropped or in_flight <= self._ref[1]:
+            self._ref = (reading.daemon_rss, in_flight)
             return
-        if self._idle_rss is None:
+        ref_rss, ref_in_flight = self._ref
+        added = in_flight - ref_in_flight
+        if 4 * added < in_flight:
             return
-        sample = max(0.0, (reading.daemon_rss - self._idle_rss) / in_flight)
+        sample = max(0.0, (reading.daemon_rss - ref_rss) / added)
         alpha = EWMA_UP if sample > self._per_agent else EWMA_DOWN
         self._per_agent += alpha * (sample - self._per_agent)
 

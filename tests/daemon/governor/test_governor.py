@@ -240,6 +240,39 @@ async def test_per_agent_estimate_follows_growth_and_keeps_its_minimum() -> None
         await h.done()
 
 
+async def test_memory_a_drained_burst_leaves_behind_is_not_charged_to_the_agents_left() -> None:
+    """RSS does not fall when agents finish (the allocator keeps what they freed): the agents
+    still running at the end of a burst must not be charged with all of it."""
+    gov, source, _clock, _events = make(ceiling=1000, min_agent_bytes=MiB)
+    await gov.tick()  # idle: the baseline
+    burst = await hold(gov, "t", 100)
+    source.set(daemon_rss=200 * MiB + 100 * 2 * MiB)
+    for _ in range(20):
+        await gov.tick()
+    assert 1.9 * MiB < gov.per_agent_estimate <= 2 * MiB
+    for h in burst[1:]:
+        await h.done()
+    assert gov.in_flight == 1
+    for _ in range(20):
+        await gov.tick()  # the burst's 200 MiB are still resident
+    assert gov.per_agent_estimate <= 2 * MiB
+    # 8.8 GiB of headroom at 2 MiB an agent: the ceiling, not 45 agents of 200 MiB.
+    assert gov.snapshot()["target"] == 1000
+    # New agents reuse what the burst left: no growth, so a lower estimate, not a higher one.
+    again = await hold(gov, "u", 99)
+    await gov.tick()
+    assert gov.per_agent_estimate < 1.9 * MiB
+    # One agent of 100 replaced while the RSS jitters by 20 MiB: not 20 MiB an agent.
+    await again.pop().done()
+    await gov.tick()
+    again += await hold(gov, "u", 1)
+    source.set(daemon_rss=420 * MiB)
+    await gov.tick()
+    assert gov.in_flight == 100 and gov.per_agent_estimate < 1.9 * MiB
+    for h in [burst[0], *again]:
+        await h.done()
+
+
 # --- slots: fairness, cancellation, errors -----------------------------------------------
 
 
