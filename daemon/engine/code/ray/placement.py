@@ -27,7 +27,8 @@ log = logging.getLogger("tierd.ray.placement")
 
 #: How often the nodes and their memory are read.
 READING_S = 1.0
-#: How long a node may take to answer the memory probe before it counts as having no room.
+#: How long a reading waits for a node's memory before the node counts as having no room (for
+#: that reading: the question stays asked, see `Placement._ask`).
 PROBE_TIMEOUT_S = 5.0
 
 
@@ -87,15 +88,23 @@ class Placement:
     placement never waits on the cluster.
     """
 
-    def __init__(self, stream_cpus: float, stream_memory: int, soft: float) -> None:
+    def __init__(
+        self,
+        stream_cpus: float,
+        stream_memory: int,
+        soft: float,
+        probe_timeout_s: float = PROBE_TIMEOUT_S,
+    ) -> None:
         self.stream_cpus = stream_cpus
         self.stream_memory = stream_memory
         self.soft = soft
+        self.probe_timeout_s = probe_timeout_s
         self.placed: Counter[str] = Counter()
         self._since_reading: Counter[str] = Counter()
         self._memory: dict[str, tuple[int, int]] = {}
         self._alive: list[dict[str, Any]] = []
         self._probes: dict[str, Any] = {}
+        self._asked: dict[str, Any] = {}  # node -> its probe's answer not yet read (ObjectRef)
         self._read = asyncio.Event()
         self._watching: asyncio.Task[None] | None = None
 
@@ -122,6 +131,7 @@ class Placement:
         ids = {str(n["NodeID"]) for n in alive}
         for gone in set(self._probes) - ids:
             del self._probes[gone]
+            self._asked.pop(gone, None)
         remote = ray.remote(NodeProbe)
         for node_id in ids - set(self._probes):
             self._probes[node_id] = remote.options(
@@ -130,19 +140,40 @@ class Placement:
                 max_restarts=0,
             ).remote()
 
-        async def one(node_id: str) -> tuple[str, tuple[int, int] | None]:
-            try:
-                async with asyncio.timeout(PROBE_TIMEOUT_S):
-                    return node_id, tuple(await self._probes[node_id].memory.remote())
-            except Exception as exc:  # a node dying now, or too busy to answer
-                log.info("node %s did not report its memory: %s", node_id[:12], exc)
-                self._probes.pop(node_id, None)  # made again at the next reading
-                return node_id, None
-
-        readings = await asyncio.gather(*(one(n) for n in ids))
+        readings = await asyncio.gather(*(self._ask(n) for n in ids))
         self._memory = {n: m for n, m in readings if m is not None}
         self._alive = alive
         self._since_reading.clear()
+
+    async def _ask(self, node_id: str) -> tuple[str, tuple[int, int] | None]:
+        """`node_id`'s memory (total, available), or None if it has not answered in time.
+
+        A question not answered in time stays asked: the next reading waits for the same
+        answer. A new probe starts a worker process on its node (about a second here, several
+        on a loaded node); dropping it at each timeout killed it and started another, and a
+        node slower to start one than the timeout never reported its memory, so a stream
+        waited for room for ever (seen on a loaded CI machine).
+        """
+        asked = self._asked.get(node_id)
+        if asked is None:
+            asked = self._asked[node_id] = self._probes[node_id].memory.remote()
+        try:
+            async with asyncio.timeout(self.probe_timeout_s):
+                total, available = await asked
+        except TimeoutError:
+            log.info(
+                "node %s has not reported its memory yet (waited %g s): no room for now",
+                node_id[:12],
+                self.probe_timeout_s,
+            )
+            return node_id, None
+        except Exception as exc:  # the probe died with its node: made again at the next reading
+            log.info("node %s did not report its memory: %r", node_id[:12], exc)
+            self._probes.pop(node_id, None)
+            self._asked.pop(node_id, None)
+            return node_id, None
+        del self._asked[node_id]
+        return node_id, (int(total), int(available))
 
     async def nodes(self) -> list[NodeRoom]:
         """The live nodes with their room now (as last read)."""
