@@ -116,6 +116,22 @@ def start_daemon(home: Path, timeout: float = 60.0) -> DaemonHandle:
 
 
 @contextlib.contextmanager
+def _handled(handler: Any, *sigs: signal.Signals) -> Iterator[None]:
+    """`handler` for `sigs` while the block runs, the previous handlers again after it.
+    Outside the main thread signals cannot be handled: they are left alone."""
+    try:
+        previous = {sig: signal.signal(sig, handler) for sig in sigs}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextlib.contextmanager
 def _interrupts_deferred() -> Iterator[None]:
     """Hold Ctrl-C and SIGTERM until the block ends, then raise KeyboardInterrupt for one that
     came. `Popen` forks before it returns: interrupted in between, it raises without killing
@@ -126,16 +142,8 @@ def _interrupts_deferred() -> Iterator[None]:
     def note(sig: int, _frame: FrameType | None) -> None:
         came.append(sig)
 
-    try:
-        previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread: leave signals alone
+    with _handled(note, signal.SIGINT, signal.SIGTERM):
         yield
-        return
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     if came:
         raise KeyboardInterrupt
 
@@ -147,32 +155,15 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     def raise_interrupt(_sig: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    try:
-        previous = signal.signal(signal.SIGTERM, raise_interrupt)
-    except ValueError:  # not the main thread: leave signals alone
+    with _handled(raise_interrupt, signal.SIGTERM):
         yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
 def _ignore_interrupts() -> Iterator[None]:
     """Hold off Ctrl-C and SIGTERM while cleaning up, so the clean-up itself completes."""
-    try:
-        previous = {
-            sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)
-        }
-    except ValueError:  # not the main thread
+    with _handled(signal.SIG_IGN, signal.SIGINT, signal.SIGTERM):
         yield
-        return
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @dataclass
