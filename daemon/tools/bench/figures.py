@@ -11,19 +11,21 @@ of it (a dependant starts only after the review), so `bound_s` counts both;
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from daemon.tools.bench.measure import spread
 from daemon.tools.bench.workloads import Workload
 from daemon.tools.simulator import CallRecord
+from roles.models.costs import cost_of
 from roles.plan.schema import Plan
 from roles.plan.validator import critical_path
 
 if TYPE_CHECKING:
     from daemon.tools.bench.baselines import BaselineRun
 
-__all__ = ["CONFLICT_ROUND", "WorkloadRun", "workload_figures"]
+__all__ = ["CONFLICT_ROUND", "WorkloadRun", "completion_floor_usd", "workload_figures"]
 
 #: Conflict redos use review rounds 100 and up (the engine's numbering); below is the first pass.
 CONFLICT_ROUND = 100
@@ -203,7 +205,23 @@ def _tokens(run: WorkloadRun) -> dict[str, Any]:
     }
 
 
-def _cost(run: WorkloadRun) -> dict[str, Any]:
+def completion_floor_usd(calls: Iterable[CallRecord]) -> float | None:
+    """What the calls' completions alone cost, each on the model that wrote it (None: a
+    model's price is unknown).
+
+    No prompt layout, cache or shorter context reaches these tokens: with the plan and every
+    review on the premium tier, as the design has them, a tiered bill is never below this.
+    Beside the premium-only cost it shows how far down tiering could go at all."""
+    total = 0.0
+    for call in calls:
+        dollars = cost_of(0, call.completion_tokens, call.model)
+        if dollars is None:
+            return None
+        total += dollars
+    return total
+
+
+def _cost(run: WorkloadRun, fp: _FirstPass) -> dict[str, Any]:
     """What the task cost, with the provider's prompt caching and without it, beside the same
     calls all on the premium model.
 
@@ -220,6 +238,7 @@ def _cost(run: WorkloadRun) -> dict[str, Any]:
     uncached = float(cost.get("uncached_usd") or total)
     premium_uncached = float(cost.get("premium_only_uncached_usd") or premium)
     per_purpose = report["usage"]["per_purpose"]
+    floor = completion_floor_usd(fp.ok)
     return {
         "cost_usd": total,
         "premium_only_cost_usd": premium,
@@ -228,6 +247,8 @@ def _cost(run: WorkloadRun) -> dict[str, Any]:
         "premium_only_uncached_cost_usd": premium_uncached,
         "uncached_cost_ratio": uncached / premium_uncached if premium_uncached else None,
         "caching_saved_usd": uncached - total,
+        "completion_floor_usd": floor,
+        "completion_floor_ratio": floor / premium if floor is not None and premium else None,
         "cost_by_purpose": {
             purpose: float(bucket.get("cost_usd") or 0.0)
             for purpose, bucket in sorted(per_purpose.items())
@@ -264,6 +285,6 @@ def workload_figures(run: WorkloadRun, concurrency: int, idle_cpu_per_s: float) 
         **_execution(run, fp, concurrency),
         **_phases(run, fp),
         **_tokens(run),
-        **_cost(run),
+        **_cost(run, fp),
         **_cpu(run, streams, idle_cpu_per_s),
     }

@@ -80,11 +80,13 @@ def evaluate_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
             # Both sides with the same prompt caching (see figures._cost for why).
             ratio = costed["cost_usd"] / costed["premium_only_cost_usd"]
             uncached = costed.get("uncached_cost_ratio")
+            floor = costed.get("completion_floor_ratio")
             add(
                 f"{name}: tiered cost under 1/3 of premium-only",
                 ratio < COST_FRACTION,
                 f"${costed['cost_usd']:.4f} vs ${costed['premium_only_cost_usd']:.4f} "
-                f"({ratio:.2f}x; without caching {_s(uncached, 2)}x)",
+                f"({ratio:.2f}x; without caching {_s(uncached, 2)}x; "
+                f"the completions alone {_s(floor, 2)}x)",
             )
     overhead = report.get("overhead", {})
     cpu = overhead.get("daemon_cpu_ms_per_stream_excl_client")

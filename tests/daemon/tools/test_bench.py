@@ -17,6 +17,7 @@ import pytest
 from support import ROOT
 from support.simulator import running_simulator
 
+from daemon.tools.bench.figures import completion_floor_usd
 from daemon.tools.bench.in_flight import peak_in_flight
 from daemon.tools.bench.measure import MeteredExecutor, metered_default_executor, pct
 from daemon.tools.bench.report import evaluate_targets
@@ -134,6 +135,9 @@ def test_quick_bench_writes_every_documented_figure(
         for key in POSITIVE:
             assert w[key] > 0, (name, key, w[key])
         assert w["premium_only_cost_usd"] > w["cost_usd"]
+        # The completions alone are part of the bill: a floor under it, above nothing.
+        assert 0 < w["completion_floor_usd"] < w["cost_usd"], name
+        assert w["completion_floor_ratio"] < w["cost_ratio"], name
         assert 0 < w["orchestration_share"] < 1
         # The bound is a floor: nothing runs the same work faster.
         assert w["tierd_s"] >= w["bound_s"] * 0.95, (name, w["tierd_s"], w["bound_s"])
@@ -199,6 +203,7 @@ def test_targets_are_reported_not_asserted() -> None:
             "token_check": {"deviation": 0.0},
             "cost_usd": 1.0,
             "premium_only_cost_usd": 4.0,
+            "completion_floor_ratio": 0.15,
         }
         return {**base, **kw}
 
@@ -208,7 +213,10 @@ def test_targets_are_reported_not_asserted() -> None:
         "scale": {"tasks": 200, "streams_per_task": 5, "errors": 0, "completed": 200},
         "api": {"submit_to_first_call_ms": {"p50": 12.0, "p99": 20.0}},
     }
-    met = {t["target"]: t["met"] for t in evaluate_targets(report)}
+    rows = evaluate_targets(report)
+    met = {t["target"]: t["met"] for t in rows}
+    measured = {t["target"]: t["measured"] for t in rows}
+    assert "the completions alone 0.15x" in measured["wide: tiered cost under 1/3 of premium-only"]
     assert met["dag: execution phase within 5% of the bound"] is False  # +10 %
     assert met["dag: ahead of LangGraph Send level by level"] is False
     assert met["wide: tiered cost under 1/3 of premium-only"] is True
@@ -341,6 +349,19 @@ def test_the_litellm_client_cpu_includes_its_worker_threads_part() -> None:
     assert in_pool > 0
     # ...and the client's CPU counts them, not only the calling thread's.
     assert timed.client_cpu_s >= 0.095, timed.client_cpu_s
+
+
+def test_the_completion_floor_prices_each_completion_on_its_own_model() -> None:
+    def answered(model: str, prompt: int, completion: int) -> CallRecord:
+        record = _record(0, 0.0, 1.0)
+        record.model, record.prompt_tokens, record.completion_tokens = model, prompt, completion
+        return record
+
+    # gpt-5 writes at $10 a million tokens, gpt-5-mini at $2; prompts are not part of it.
+    calls = [answered(PREMIUM, 5_000, 1_000), answered(CHEAP, 80_000, 1_000)]
+    assert completion_floor_usd(calls) == pytest.approx(0.012)
+    assert completion_floor_usd([*calls, answered("no-such-model-xyz", 10, 10)]) is None
+    assert completion_floor_usd([]) == 0.0
 
 
 def _record(seq: int, start: float, end: float | None, purpose: str = "execute") -> CallRecord:
